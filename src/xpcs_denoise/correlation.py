@@ -1,0 +1,300 @@
+"""Correlation functions of XPCS: the two-time (Eq. 1) and one-time (Eq. 2) functions and time-resolved cuts.
+
+All times are in frames. Arrays are numpy, float64 unless stated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import XPCSInputError
+
+__all__ = [
+    "two_time",
+    "one_time_from_two_time",
+    "lag_average_matrix",
+    "time_resolved_cuts",
+    "two_time_memory_bytes",
+]
+
+
+def _validated_labels(labels: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    labels = np.asarray(labels)
+    if labels.shape != tuple(frame_shape):
+        raise XPCSInputError(
+            f"ROI label map has shape {labels.shape} but frames are {tuple(frame_shape)}; "
+            "give one integer label per detector pixel"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) and np.all(
+            labels == np.round(labels)
+        ):
+            labels = labels.astype(np.int64)
+        else:
+            raise XPCSInputError("ROI labels must be integers (0 = unused, 1..K = q-ROIs)")
+    if labels.size and labels.min() < 0:
+        raise XPCSInputError("ROI labels must be >= 0 (0 = unused pixel, 1..K = q-ROIs)")
+    n_rois = int(labels.max()) if labels.size else 0
+    if n_rois == 0:
+        raise XPCSInputError("ROI label map has no labelled pixel; label the q-ROIs 1..K")
+    counts = np.bincount(labels.ravel(), minlength=n_rois + 1)[1:]
+    empty = np.flatnonzero(counts == 0) + 1
+    if empty.size:
+        raise XPCSInputError(
+            f"ROI label(s) {empty.tolist()} have no pixels; number the ROIs 1..K without gaps"
+        )
+    return labels.reshape(-1), n_rois
+
+
+def two_time_memory_bytes(n_frames: int, n_rois: int, block_pixels: int = 65536) -> int:
+    """Peak working memory of :func:`two_time`, in bytes (excluding the frames themselves).
+
+    The (K, T, T) float64 result dominates: ``8 K T²``. The block of pixels adds ``3 · 8 T · block_pixels``
+    (float64 block, its normalised copy and the per-ROI gather), and the per-ROI mean intensities ``8 K T``.
+    For T = 5,000 frames, 20 ROIs and the default block: 4.0 GB result + 7.9 MB... (see README).
+    """
+    return 8 * n_rois * n_frames**2 + 3 * 8 * n_frames * block_pixels + 8 * n_rois * n_frames
+
+
+def two_time(
+    frames,
+    labels,
+    *,
+    block_pixels: int = 65536,
+    dtype=np.float64,
+    device: str | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Two-time correlation functions (Eq. 1) of every q-ROI, all at once.
+
+    ``C2[k, t1, t2] = <I(t1) I(t2)>_k / (<I(t1)>_k <I(t2)>_k)``, averages over the pixels of ROI ``k``.
+
+    Parameters
+    ----------
+    frames : array_like, shape (T, H, W) or (T, P)
+        Photon counts (integer or float) per frame and pixel. A numpy array, ``numpy.memmap`` or
+        ``h5py.Dataset``: pixels are read in column blocks, so the stack never has to fit in memory
+        as float64.
+    labels : array_like of int, shape (H, W) or (P,)
+        q-ROI label per pixel: 0 = not used, 1..K = ROI number.
+    block_pixels : int
+        Pixels per block. Peak memory is ``8 K T² + 24 T block_pixels`` bytes
+        (:func:`two_time_memory_bytes`).
+    dtype : numpy dtype
+        Accumulation type, float64 (default) or float32.
+    device : str, optional
+        A torch device (e.g. ``"cuda"``) to do the matrix products on; default numpy on the CPU.
+    progress : bool
+        Show a progress bar over pixel blocks.
+
+    Returns
+    -------
+    c2 : ndarray, shape (K, T, T), float64
+        Symmetric 2TCFs; ``c2[k-1]`` belongs to label ``k``.
+
+    Notes
+    -----
+    Each block of pixels costs one matrix product per ROI present in it: the block's columns of ROI k,
+    ``X_k`` (T × n), add ``X_k X_kᵀ`` to the numerator and their row sums to ``<I(t)>_k``.
+    """
+    shape = getattr(frames, "shape", None)
+    if shape is None:
+        frames = np.asarray(frames)
+        shape = frames.shape
+    if len(shape) not in (2, 3):
+        raise XPCSInputError(f"frames must have shape (T, H, W) or (T, P); got {tuple(shape)}")
+    n_frames = int(shape[0])
+    if n_frames < 2:
+        raise XPCSInputError(f"need at least 2 frames to correlate; got {n_frames}")
+    frame_shape = tuple(int(s) for s in shape[1:])
+    fdtype = np.dtype(getattr(frames, "dtype", np.float64))
+    if not (np.issubdtype(fdtype, np.integer) or np.issubdtype(fdtype, np.floating)
+            or fdtype == np.bool_):
+        raise XPCSInputError(f"frames must hold numbers (integer or float counts); got dtype {fdtype}")
+    flat_labels, n_rois = _validated_labels(labels, frame_shape)
+    n_pix = flat_labels.size
+    block_pixels = max(1, int(block_pixels))
+
+    if device is not None:
+        import torch
+
+        tdev = torch.device(device)
+        tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+        num = torch.zeros((n_rois, n_frames, n_frames), dtype=tdtype, device=tdev)
+        sums = torch.zeros((n_rois, n_frames), dtype=tdtype, device=tdev)
+    else:
+        num = np.zeros((n_rois, n_frames, n_frames), dtype=dtype)
+        sums = np.zeros((n_rois, n_frames), dtype=dtype)
+    npix_roi = np.bincount(flat_labels, minlength=n_rois + 1)[1:].astype(np.float64)
+
+    # Reading the whole pixel range of a row-major (T, H, W) store in column blocks: for an h5py.Dataset or
+    # memmap, a block of whole detector rows is contiguous per frame, so we block over rows where we can.
+    starts = range(0, n_pix, block_pixels)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="2TCF", unit="block")
+    for start in starts:
+        stop = min(start + block_pixels, n_pix)
+        lab = flat_labels[start:stop]
+        if not np.any(lab):
+            continue
+        block = _read_pixel_block(frames, frame_shape, start, stop)
+        if not np.all(np.isfinite(block)):
+            raise XPCSInputError(
+                "frames contain NaN or Inf; mask bad pixels by setting their label to 0"
+            )
+        for k in np.unique(lab[lab > 0]):
+            cols = block[:, lab == k].astype(dtype, copy=False)
+            if device is not None:
+                x = torch.as_tensor(cols, device=tdev, dtype=tdtype)
+                num[k - 1] += x @ x.T
+                sums[k - 1] += x.sum(dim=1)
+            else:
+                num[k - 1] += cols @ cols.T
+                sums[k - 1] += cols.sum(axis=1)
+    if device is not None:
+        num = num.cpu().numpy()
+        sums = sums.cpu().numpy()
+    num = num.astype(np.float64, copy=False)
+    mean = sums.astype(np.float64) / npix_roi[:, None]
+    if np.any(mean <= 0):
+        bad = sorted({int(k) + 1 for k in np.nonzero(mean <= 0)[0]})
+        raise XPCSInputError(
+            f"ROI(s) {bad} have zero mean intensity in at least one frame; the 2TCF is undefined there "
+            "(check the ROI map or drop empty frames)"
+        )
+    # num / npix / (mean_t1 mean_t2), in place to keep the (K, T, T) array the only large one.
+    num /= npix_roi[:, None, None]
+    num /= mean[:, :, None]
+    num /= mean[:, None, :]
+    return num
+
+
+def _read_pixel_block(frames, frame_shape, start: int, stop: int) -> np.ndarray:
+    """Frames[:, pixels start:stop] as a (T, n) array, for numpy arrays, memmaps and h5py datasets."""
+    if len(frame_shape) == 1:
+        return np.asarray(frames[:, start:stop])
+    height, width = frame_shape
+    r0, r1 = start // width, (stop - 1) // width + 1
+    rows = np.asarray(frames[:, r0:r1, :]).reshape(frames.shape[0], -1)
+    off = r0 * width
+    return rows[:, start - off : stop - off]
+
+
+def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
+    """Matrix ``A`` of shape (max_lag, n·n) with ``A @ c2.ravel()`` = 1TCF of an (n, n) 2TCF, lags 1..max_lag.
+
+    Both triangles are averaged, so a non-symmetric matrix (a model's output) is treated as its symmetric
+    part. Used to take the 1TCF of many small 2TCFs with one matrix product.
+    """
+    max_lag = n - 1 if max_lag is None else int(max_lag)
+    i, j = np.indices((n, n))
+    lag = np.abs(i - j).ravel()
+    a = np.zeros((max_lag, n * n))
+    for k in range(1, max_lag + 1):
+        a[k - 1, lag == k] = 1.0 / (2 * (n - k))
+    return a
+
+
+def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
+    """One-time correlation function (Eq. 2): the mean of a 2TCF along its diagonals.
+
+    Parameters
+    ----------
+    c2 : array_like, shape (T, T) or (B, T, T)
+        Two-time correlation function(s).
+    max_lag : int, optional
+        Largest lag, in frames; default T − 1.
+
+    Returns
+    -------
+    g2 : ndarray, shape (T−1,) or (B, T−1)
+        ``g2[..., k-1] = mean_t (C2[t, t+k] + C2[t+k, t]) / 2`` for lags k = 1..max_lag frames. NaN entries of
+        ``c2`` (masked frames) are ignored in the averages; a lag with no finite value is NaN.
+    """
+    c2 = np.asarray(c2, dtype=np.float64)
+    if c2.ndim not in (2, 3) or c2.shape[-1] != c2.shape[-2]:
+        raise XPCSInputError(f"2TCF must be square, shape (T, T) or (B, T, T); got {c2.shape}")
+    n = c2.shape[-1]
+    if n < 2:
+        raise XPCSInputError(f"2TCF must be at least 2×2 to have a lag; got {c2.shape}")
+    max_lag = n - 1 if max_lag is None else int(max_lag)
+    if not 1 <= max_lag <= n - 1:
+        raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
+    single = c2.ndim == 2
+    c = c2[None] if single else c2
+    sym = 0.5 * (c + np.swapaxes(c, -1, -2))
+    # Shear the matrix so that diagonal k becomes column k: row t of the upper triangle, read from column t.
+    # Stride trick: sym[:, t, t + k] for all t, k via a flat index, no Python loop over lags.
+    t = np.arange(n)[:, None]
+    k = np.arange(1, max_lag + 1)[None, :]
+    col = t + k
+    valid = col < n
+    flat = (t * n + np.where(valid, col, 0)).ravel()
+    vals = sym.reshape(c.shape[0], -1)[:, flat].reshape(c.shape[0], n, max_lag)
+    vals = np.where(valid[None], vals, np.nan)
+    with np.errstate(invalid="ignore"):
+        counts = np.sum(np.isfinite(vals), axis=1)
+        g2 = np.nansum(vals, axis=1) / np.where(counts > 0, counts, 1)
+    g2[counts == 0] = np.nan
+    return g2[0] if single else g2
+
+
+def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1):
+    """1TCFs at each age along the diagonal: cuts perpendicular to the (1,1) diagonal of width ``width``.
+
+    The cut at age ``t_a`` averages, for each lag ``k = t2 − t1``, the pixels with
+    ``2 t_a − w ≤ t1 + t2 ≤ 2 t_a + w − 1``: exactly ``w`` pixels per lag (one per frame of age along the
+    diagonal), so that a 1-frame cut has one value at every lag, odd or even. Ages run over 0..T−1 frames
+    in steps of ``step``.
+
+    Parameters
+    ----------
+    c2 : array_like, shape (T, T)
+        A two-time correlation function.
+    width : int
+        Cut width w in frames (≥ 1). The paper uses 1 for noisy data and 10 for targets.
+    max_lag : int, optional
+        Largest lag in frames (default T − 1).
+    step : int
+        Spacing of the ages in frames.
+
+    Returns
+    -------
+    ages : ndarray, shape (n_ages,)
+        Ages t_a in frames.
+    lags : ndarray, shape (max_lag,)
+        Lags 1..max_lag in frames.
+    g2 : ndarray, shape (n_ages, max_lag)
+        The 1TCF of each age; NaN where that lag does not exist at that age (the cut leaves the matrix).
+    """
+    c2 = np.asarray(c2, dtype=np.float64)
+    if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
+        raise XPCSInputError(f"time_resolved_cuts needs one square 2TCF (T, T); got {c2.shape}")
+    n = c2.shape[0]
+    width = int(width)
+    if width < 1:
+        raise XPCSInputError(f"cut width must be >= 1 frame; got {width}")
+    max_lag = n - 1 if max_lag is None else int(max_lag)
+    if not 1 <= max_lag <= n - 1:
+        raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
+    sym = 0.5 * (c2 + c2.T)
+    ages = np.arange(0, n, int(step))
+    lags = np.arange(1, max_lag + 1)
+    # Pixel (t1, t2) with t1 + t2 = s = 2a + e and t2 - t1 = k: t1 = (s - k)/2 is an integer only when s and k
+    # have the same parity, so 2w consecutive sums give exactly w pixels per lag.
+    e = np.arange(-width, width)
+    s = 2 * ages[:, None, None] + e[None, None, :]  # (A, 1, E)
+    kk = lags[None, :, None]
+    t1 = (s - kk) / 2.0
+    t2 = t1 + kk
+    ok = (t1 == np.floor(t1)) & (t1 >= 0) & (t2 <= n - 1)
+    t1i = np.where(ok, t1, 0).astype(np.int64)
+    t2i = np.where(ok, t2, 0).astype(np.int64)
+    vals = np.where(ok, sym[t1i, t2i], np.nan)
+    with np.errstate(invalid="ignore"):
+        counts = np.sum(np.isfinite(vals), axis=2)
+        g2 = np.nansum(vals, axis=2) / np.where(counts > 0, counts, 1)
+    g2[counts == 0] = np.nan
+    return ages, lags, g2

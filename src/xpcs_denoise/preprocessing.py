@@ -1,0 +1,207 @@
+"""Data preparation (METHOD §2 and §4): crops, targets, lag-0 replacement, contrast scaling, prepared datasets.
+
+A *prepared dataset* is an HDF5 file in the layout of the paper's training data (``cned_train.h5``):
+
+=================  ====================  =========================================================
+dataset            shape                 meaning
+=================  ====================  =========================================================
+``inputs_triu``    (n_inputs, n(n+1)/2)  upper triangle (``numpy.triu_indices(n)``) of each n×n crop
+``targets_triu``   (n_targets, …)        upper triangle of each target (mean of its 2TCF's crops)
+``target_index``   (n_inputs,) int32     ``targets_triu[target_index[i]]`` is the target of input i
+``input_names``    (n_inputs,) bytes     ``<scan>_<roi>_<crop>``
+``target_names``   (n_targets,) bytes    ``<scan>_<roi>``; a scan ending in ``2`` is every 2nd frame
+=================  ====================  =========================================================
+
+Values are in model units (Eq. 4): ``(C2 − 1)/β + 1``, lag-0 replaced by draws from the lag-1 values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import XPCSInputError
+
+__all__ = [
+    "PreparedDataset",
+    "triu_to_matrix",
+    "matrix_to_triu",
+    "load_prepared",
+    "write_prepared",
+    "split_by_target",
+    "series_key",
+]
+
+
+def triu_to_matrix(tri: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Symmetric (…, n, n) matrices from their upper triangles (…, n(n+1)/2) in ``triu_indices`` order."""
+    tri = np.asarray(tri)
+    if n is None:
+        n = int(round((np.sqrt(8 * tri.shape[-1] + 1) - 1) / 2))
+    if n * (n + 1) // 2 != tri.shape[-1]:
+        raise XPCSInputError(f"last axis {tri.shape[-1]} is not the length of an upper triangle n(n+1)/2")
+    iu = np.triu_indices(n)
+    m = np.empty(tri.shape[:-1] + (n, n), dtype=tri.dtype)
+    m[..., iu[0], iu[1]] = tri
+    m[..., iu[1], iu[0]] = tri
+    return m
+
+
+def matrix_to_triu(m: np.ndarray) -> np.ndarray:
+    """Upper triangles (…, n(n+1)/2) of (…, n, n) matrices (symmetrised first)."""
+    m = np.asarray(m)
+    n = m.shape[-1]
+    iu = np.triu_indices(n)
+    return (0.5 * (m + np.swapaxes(m, -1, -2)))[..., iu[0], iu[1]]
+
+
+def series_key(target_name: str) -> str:
+    """The series a target comes from: ``<scan>`` with the every-2nd-frame suffix ``2`` folded in.
+
+    Used to split by series, so that a 2TCF and its every-second-frame copy never land on both sides.
+    """
+    scan = target_name.rsplit("_", 1)[0]
+    return scan
+
+
+@dataclass
+class PreparedDataset:
+    """Crops and targets in model units. ``inputs``/``targets`` are (·, n, n) float32 matrices."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    target_index: np.ndarray
+    input_names: list[str] = field(default_factory=list)
+    target_names: list[str] = field(default_factory=list)
+    source_sha256: str | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.inputs.shape[-1])
+
+    def subset_targets(self, target_ids) -> PreparedDataset:
+        """The crops of the given targets, with targets renumbered."""
+        target_ids = np.asarray(sorted(set(int(t) for t in target_ids)), dtype=np.int64)
+        remap = -np.ones(len(self.targets), dtype=np.int64)
+        remap[target_ids] = np.arange(len(target_ids))
+        keep = np.flatnonzero(remap[self.target_index] >= 0)
+        return PreparedDataset(
+            inputs=self.inputs[keep],
+            targets=self.targets[target_ids],
+            target_index=remap[self.target_index[keep]].astype(np.int32),
+            input_names=[self.input_names[i] for i in keep] if self.input_names else [],
+            target_names=[self.target_names[i] for i in target_ids] if self.target_names else [],
+            source_sha256=self.source_sha256,
+        )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_prepared(path: str | Path) -> PreparedDataset:
+    """Read a prepared dataset (the ``cned_train.h5`` layout) into memory; checks shapes and values."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise XPCSInputError(f"prepared dataset {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("inputs_triu", "targets_triu", "target_index") if k not in f]
+            if missing:
+                raise XPCSInputError(
+                    f"{path} lacks dataset(s) {missing}; a prepared dataset needs inputs_triu, targets_triu "
+                    "and target_index (see xpcs_denoise.preprocessing)"
+                )
+            inputs_tri = f["inputs_triu"][...].astype(np.float32)
+            targets_tri = f["targets_triu"][...].astype(np.float32)
+            target_index = f["target_index"][...].astype(np.int32)
+            in_names = [s.decode() for s in f["input_names"][...]] if "input_names" in f else []
+            tg_names = [s.decode() for s in f["target_names"][...]] if "target_names" in f else []
+    except OSError as exc:
+        raise XPCSInputError(f"cannot read {path} as HDF5 ({exc}); is the file complete?") from exc
+    if inputs_tri.ndim != 2 or targets_tri.ndim != 2 or inputs_tri.shape[1] != targets_tri.shape[1]:
+        raise XPCSInputError(f"{path}: inputs_triu and targets_triu must be 2-D with the same row length")
+    if target_index.shape != (inputs_tri.shape[0],) or target_index.min(initial=0) < 0 or (
+        target_index.max(initial=0) >= targets_tri.shape[0]
+    ):
+        raise XPCSInputError(f"{path}: target_index must have one valid target per input")
+    if not (np.all(np.isfinite(inputs_tri)) and np.all(np.isfinite(targets_tri))):
+        raise XPCSInputError(f"{path} holds NaN or Inf values; prepared data must be finite")
+    return PreparedDataset(
+        inputs=triu_to_matrix(inputs_tri),
+        targets=triu_to_matrix(targets_tri),
+        target_index=target_index,
+        input_names=in_names,
+        target_names=tg_names,
+        source_sha256=_sha256(path),
+    )
+
+
+def write_prepared(path: str | Path, data: PreparedDataset, *, attrs: dict | None = None) -> Path:
+    """Write a prepared dataset in the ``cned_train.h5`` layout (atomically: temporary file, then rename)."""
+    import h5py
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f["inputs_triu"] = matrix_to_triu(data.inputs).astype(np.float32)
+        f["targets_triu"] = matrix_to_triu(data.targets).astype(np.float32)
+        f["target_index"] = np.asarray(data.target_index, dtype=np.int32)
+        if data.input_names:
+            f["input_names"] = np.array([s.encode() for s in data.input_names])
+        if data.target_names:
+            f["target_names"] = np.array([s.encode() for s in data.target_names])
+        f.attrs["size"] = data.size
+        f.attrs["layout"] = "upper triangles in numpy.triu_indices(size) order; model units (C2-1)/beta+1"
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+    tmp.replace(path)
+    return path
+
+
+def split_by_target(data: PreparedDataset, val_fraction: float = 0.2, seed: int = 0,
+                    by: str = "series") -> tuple[np.ndarray, np.ndarray]:
+    """Split target ids into (train, validation), never splitting the crops of one target.
+
+    ``by="series"`` (default) keeps every ROI of a scan, and its every-second-frame copy, on one side: stricter
+    than by target, because ROIs of one series share sample and beam conditions. ``by="target"`` splits
+    targets independently.
+    """
+    n_targets = len(data.targets)
+    if not 0 < val_fraction < 1:
+        raise XPCSInputError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    if by == "series" and data.target_names:
+        keys = [series_key(nm) for nm in data.target_names]
+        # A scan ending in "2" whose stem also exists is the every-second-frame copy of that stem.
+        stems = set(keys)
+        keys = [k[:-1] if k.endswith("2") and k[:-1] in stems else k for k in keys]
+    elif by in ("series", "target"):
+        keys = [str(i) for i in range(n_targets)]
+    else:
+        raise XPCSInputError(f"split 'by' must be 'series' or 'target'; got {by!r}")
+    groups = sorted(set(keys))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(groups)
+    n_inputs_per_target = np.bincount(data.target_index, minlength=n_targets)
+    per_group = {g: 0 for g in groups}
+    for t, k in enumerate(keys):
+        per_group[k] += n_inputs_per_target[t]
+    total = n_inputs_per_target.sum()
+    val_groups, count = set(), 0
+    for g in groups:
+        if count >= val_fraction * total:
+            break
+        val_groups.add(g)
+        count += per_group[g]
+    val = np.array([t for t, k in enumerate(keys) if k in val_groups], dtype=np.int64)
+    train = np.array([t for t, k in enumerate(keys) if k not in val_groups], dtype=np.int64)
+    return train, val
