@@ -1,0 +1,28 @@
+"""xpcs-denoise: denoising of XPCS two-time correlation functions with CNN encoder–decoder ensembles.
+
+Public API (stable names):
+
+- :func:`two_time` — Eq. 1, 2TCFs of every q-ROI from a frame stack;
+- :func:`one_time_from_two_time` — Eq. 2, the 1TCF of one or many 2TCFs;
+- :func:`time_resolved_cuts` — 1TCFs at each age for non-equilibrium data;
+- :func:`fit_g2` — batched fits of Eq. 3 with bounds, fixed parameters and standard errors;
+- :func:`simulate_speckle` — speckle series with known Γ, β, α (ground truth);
+- :class:`Denoiser` — the pretrained CNN-ED ensemble.
+"""
+
+from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
+from .errors import XPCSInputError
+from .fitting import FitResult, fit_g2, g2_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "XPCSInputError",
+    "two_time",
+    "one_time_from_two_time",
+    "time_resolved_cuts",
+    "fit_g2",
+    "g2_model",
+    "FitResult",
+    "__version__",
+]

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from xpcs_denoise import XPCSInputError, fit_g2, one_time_from_two_time
+from xpcs_denoise.simulation import simulate_q_rings, simulate_speckle, true_two_time
+
+
+def test_long_bright_series_recovers_gamma_beta_alpha():
+    s = simulate_speckle(300, 20000, gamma=[0.02, 0.08], beta=[0.25, 0.6], alpha=[1.0, 1.4],
+                         mean_count=[5.0, 3.0], n_rois=2, seed=3)
+    c2 = s.two_time()
+    r = fit_g2(one_time_from_two_time(c2, max_lag=150))
+    assert r.success.all()
+    np.testing.assert_allclose(r.gamma, s.gamma, rtol=0.04)
+    np.testing.assert_allclose(r.beta, s.beta, rtol=0.03)
+    np.testing.assert_allclose(r.alpha, s.alpha, rtol=0.04)
+    np.testing.assert_allclose(r.baseline, 1.0, atol=0.01)
+    # Lag 0 = 1 + β + 1/mean count.
+    np.testing.assert_allclose(np.diagonal(c2, axis1=1, axis2=2).mean(axis=1), 1 + s.beta + 1 / s.mean_count,
+                               rtol=0.01)
+
+
+def test_ageing_series_follows_the_true_two_time():
+    g = np.linspace(0.15, 0.03, 300)
+    s = simulate_speckle(300, 20000, gamma=g, beta=0.4, mean_count=4.0, seed=4)
+    c2 = s.two_time()[0]
+    truth = s.true_two_time()[0]
+    band = np.abs(np.subtract.outer(np.arange(300), np.arange(300)))
+    sel = (band > 0) & (band < 20)
+    assert np.abs(c2[sel] - truth[sel]).mean() < 0.02
+    assert s.meta["ageing"]
+
+
+def test_q_rings_have_diffusive_rates_and_falling_counts():
+    s = simulate_q_rings(50, 5, seed=1, pixels_at_qmin=200)
+    np.testing.assert_allclose(s.gamma / s.q**2, s.gamma[0] / s.q[0] ** 2)
+    assert np.all(np.diff(s.mean_count) < 0)
+    assert s.frames.shape[1] == s.labels.size and s.labels.max() == 5
+
+
+def test_seed_reproducible_and_true_two_time_lag0():
+    a = simulate_speckle(20, 100, seed=7)
+    b = simulate_speckle(20, 100, seed=7)
+    assert np.array_equal(a.frames, b.frames)
+    tt = true_two_time(10, 0.1, 0.3, 1.0, mean_count=2.0)
+    assert tt[3, 3] == pytest.approx(1.8) and tt[3, 4] == pytest.approx(1 + 0.3 * np.exp(-0.2))
+
+
+def test_bad_simulation_parameters():
+    with pytest.raises(XPCSInputError):
+        simulate_speckle(100, 10, beta=0.0)
+    with pytest.raises(XPCSInputError):
+        simulate_speckle(100, 10, gamma=np.linspace(0.1, 0.01, 100), alpha=1.5)
