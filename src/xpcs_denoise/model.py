@@ -153,6 +153,45 @@ class CNNEDEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_full(self.forward_tri(self.to_triangle(x)))
 
+    @torch.no_grad()
+    def inference_weights(self) -> list[dict[str, torch.Tensor]]:
+        """Per-member 2-D weights for fast inference, with the decoder's first 1×1 layer folded into its
+        linear layer (no nonlinearity lies between them, so the fold is exact)."""
+        c, p, lat = self.config.channels, self.n_tri, self.config.latent
+        out = []
+        for m in range(self.n_members):
+            w1 = self.d1_w[m]  # (C_in, C_out)
+            dec = torch.einsum("lip,io->lop", self.dec_w[m].reshape(lat, c, p), w1).reshape(lat, c * p)
+            db = (torch.einsum("ip,io->op", self.dec_b[m].reshape(c, p), w1) + self.d1_b[m][:, None])
+            out.append({
+                "c1_w": self.c1_w[m][:, None].contiguous(), "c1_b": self.c1_b[m][:, None].contiguous(),
+                "c2_wt": self.c2_w[m].T.contiguous(), "c2_b": self.c2_b[m][:, None].contiguous(),
+                "enc_w": self.enc_w[m].contiguous(), "enc_b": self.enc_b[m].contiguous(),
+                "dec_w": dec.contiguous(), "dec_b": db.reshape(-1).contiguous(),
+                "d2_w": self.d2_w[m].T.contiguous(), "d2_b": self.d2_b[m].contiguous(),
+            })
+        return out
+
+    @torch.no_grad()
+    def predict_tri(self, x: torch.Tensor, weights: list | None = None) -> torch.Tensor:
+        """Inference on triangles (B, P) → (M, B, P), member by member with plain 2-D matrix products.
+
+        Faster than :meth:`forward_tri` on a CPU: the per-pixel 1×1 layers become (C×C)·(C×B·P) products
+        and the decoder's 1×1 layer is folded into its linear layer. Same outputs to float32 rounding.
+        """
+        weights = weights or self.inference_weights()
+        b, p, c = x.shape[0], self.n_tri, self.config.channels
+        xf = x.reshape(1, b * p)
+        outs = []
+        for w in weights:
+            h = torch.relu(torch.addcmul(w["c1_b"], w["c1_w"], xf))  # (C, B·P)
+            h = torch.relu(torch.addmm(w["c2_b"], w["c2_wt"], h))
+            h = h.view(c, b, p).transpose(0, 1).reshape(b, c * p)
+            z = torch.addmm(w["enc_b"], h, w["enc_w"])
+            d = torch.relu(torch.addmm(w["dec_b"], z, w["dec_w"])).view(b, c, p)
+            outs.append(torch.matmul(w["d2_w"], d).view(b, p) + w["d2_b"])
+        return torch.stack(outs)
+
     def one_time_tri(self, tri: torch.Tensor) -> torch.Tensor:
         """1TCF (lags 1..n−1) of (…, P) triangles, one matrix product."""
         return tri @ self.lag_matrix

@@ -33,6 +33,13 @@ __all__ = [
     "write_prepared",
     "split_by_target",
     "series_key",
+    "lag1_values",
+    "replace_diagonal",
+    "contrast_from_two_time",
+    "to_model_units",
+    "from_model_units",
+    "diagonal_crops",
+    "prepare_two_times",
 ]
 
 
@@ -205,3 +212,110 @@ def split_by_target(data: PreparedDataset, val_fraction: float = 0.2, seed: int 
     val = np.array([t for t, k in enumerate(keys) if k in val_groups], dtype=np.int64)
     train = np.array([t for t, k in enumerate(keys) if k not in val_groups], dtype=np.int64)
     return train, val
+
+
+def lag1_values(c2: np.ndarray) -> np.ndarray:
+    """Values of the first off-diagonal (lag 1) of (…, n, n) matrices, both triangles: (…, 2(n−1))."""
+    c2 = np.asarray(c2)
+    return np.concatenate([np.diagonal(c2, 1, -2, -1), np.diagonal(c2, -1, -2, -1)], axis=-1)
+
+
+def replace_diagonal(c2: np.ndarray, seed: int | np.random.Generator | None = 0) -> np.ndarray:
+    """Copy of (…, n, n) 2TCFs with lag 0 replaced by random draws from each matrix's own lag-1 values.
+
+    The lag-0 value is the normalised variance of the photon count, far above the correlations; the paper
+    replaces it so that it neither dominates the cost nor creates a discontinuity. Symmetry is kept.
+    """
+    c2 = np.array(c2, dtype=np.float64, copy=True)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n = c2.shape[-1]
+    lag1 = lag1_values(c2).reshape(-1, 2 * (n - 1))
+    flat = c2.reshape(-1, n, n)
+    for_each = np.take_along_axis(lag1, rng.integers(0, 2 * (n - 1), size=(lag1.shape[0], n)), axis=1)
+    idx = np.arange(n)
+    flat[:, idx, idx] = for_each
+    return flat.reshape(c2.shape)
+
+
+def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0) -> np.ndarray:
+    """Contrast β̂ of each (…, n, n) 2TCF: mean lag-1 value minus the baseline (Eq. 5)."""
+    lag1 = lag1_values(c2)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(lag1, axis=-1) - baseline
+
+
+def to_model_units(c2, beta, baseline=1.0) -> np.ndarray:
+    """Eq. 4/5/7: ``(C2 − baseline)/β + 1``; ``beta`` and ``baseline`` broadcast over the batch axes."""
+    beta = np.asarray(beta, dtype=np.float64)[..., None, None]
+    baseline = np.asarray(baseline, dtype=np.float64)[..., None, None]
+    return (np.asarray(c2, dtype=np.float64) - baseline) / beta + 1.0
+
+
+def from_model_units(x, beta, baseline=1.0) -> np.ndarray:
+    """Eq. 6: ``(x − 1)·β + baseline``, the inverse of :func:`to_model_units`."""
+    beta = np.asarray(beta, dtype=np.float64)[..., None, None]
+    baseline = np.asarray(baseline, dtype=np.float64)[..., None, None]
+    return (np.asarray(x, dtype=np.float64) - 1.0) * beta + baseline
+
+
+def diagonal_crops(c2: np.ndarray, size: int = 50, step: int = 25) -> np.ndarray:
+    """Square crops centred on the (1,1) diagonal, from the first frame, moving ``step`` frames: (n, size, size)."""
+    c2 = np.asarray(c2)
+    n = c2.shape[-1]
+    if c2.ndim != 2 or c2.shape[0] != n:
+        raise XPCSInputError(f"need one square 2TCF; got shape {c2.shape}")
+    if n < size:
+        raise XPCSInputError(f"2TCF has {n} frames, fewer than the crop size {size}")
+    starts = np.arange(0, n - size + 1, int(step))
+    idx = starts[:, None] + np.arange(size)[None, :]
+    return c2[idx[:, :, None], idx[:, None, :]]
+
+
+def prepare_two_times(c2s, names, *, betas=None, size: int = 50, step: int = 25, seed: int = 0,
+                      every: tuple[int, ...] = (1,)) -> PreparedDataset:
+    """Prepare raw 2TCFs for training, as the paper did (METHOD §2).
+
+    Parameters
+    ----------
+    c2s : sequence of (N, N) arrays
+        Raw 2TCFs (one per series and ROI), N ≥ ``size``.
+    names : sequence of str
+        ``<scan>_<roi>`` per 2TCF.
+    betas : sequence of float, optional
+        Contrast β* per 2TCF (e.g. from :func:`contrast_xsvs` on the frames); default: the 2TCF's own lag-1
+        contrast (:func:`contrast_from_two_time`).
+    every : tuple of int
+        Frame sub-sampling factors for augmentation; ``(1, 2)`` adds every-second-frame 2TCFs (named with a
+        trailing ``2`` on the scan), as the paper did.
+
+    Returns
+    -------
+    PreparedDataset
+        Crops with lag 0 replaced by lag-1 draws, scaled by Eq. 4; the target of each crop is the mean of
+        all crops of its 2TCF.
+    """
+    rng = np.random.default_rng(seed)
+    inputs, targets, index, in_names, tg_names = [], [], [], [], []
+    for c2, name, k_beta in zip(c2s, names, betas if betas is not None else [None] * len(names)):
+        c2 = np.asarray(c2, dtype=np.float64)
+        for k in every:
+            sub = c2[::k, ::k]
+            if sub.shape[0] < size:
+                continue
+            beta = k_beta if k_beta is not None else float(contrast_from_two_time(sub))
+            if not np.isfinite(beta) or beta <= 0:
+                raise XPCSInputError(f"2TCF {name!r}: contrast {beta} is not positive; cannot scale it")
+            crops = replace_diagonal(diagonal_crops(sub, size, step), rng)
+            crops = to_model_units(crops, beta)
+            scan, _, roi = name.rpartition("_")
+            tname = f"{scan}{k if k > 1 else ''}_{roi}" if scan else f"{name}{k if k > 1 else ''}"
+            index += [len(targets)] * len(crops)
+            targets.append(crops.mean(axis=0))
+            tg_names.append(tname)
+            inputs.extend(crops)
+            in_names += [f"{tname}_{i}" for i in range(len(crops))]
+    if not inputs:
+        raise XPCSInputError(f"no 2TCF has {size} frames or more; nothing to prepare")
+    return PreparedDataset(inputs=np.asarray(inputs, np.float32), targets=np.asarray(targets, np.float32),
+                           target_index=np.asarray(index, np.int32), input_names=in_names,
+                           target_names=tg_names)
