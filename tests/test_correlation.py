@@ -147,3 +147,11 @@ def test_time_resolved_cuts_of_an_ageing_analytic_two_time():
         _, _, gs = time_resolved_cuts(stat, width=w, max_lag=10)
         np.testing.assert_allclose(gs[15:25], np.broadcast_to(one_time_from_two_time(stat)[:10], (10, 10)),
                                    rtol=1e-12)
+
+
+def test_two_time_agrees_with_scikit_beam(random_frames):
+    skbeam_corr = pytest.importorskip("skbeam.core.correlation")
+    frames, labels = random_frames
+    t = frames.shape[0]
+    ref = skbeam_corr.two_time_corr(labels, frames.astype(float), t, t, 1).g2
+    np.testing.assert_allclose(two_time(frames, labels), ref, rtol=1e-10)

@@ -12,6 +12,7 @@ import torch
 
 from .errors import XPCSInputError
 from .model import CNNEDEnsemble, load_ensemble
+from .correlation import one_time_from_two_time
 from .preprocessing import contrast_from_two_time, from_model_units, replace_diagonal, to_model_units
 
 __all__ = ["Denoiser", "DenoiseResult", "pretrained_directory"]
@@ -100,47 +101,108 @@ class Denoiser:
             std[s:s + self.batch_size] = self.model.to_full(var.sqrt()).double().numpy()
         return (mean[0], std[0]) if single else (mean, std)
 
-    def denoise(self, c2, *, return_std: bool = False, seed: int = 0, beta=None):
-        """Denoise raw n×n 2TCFs (n = the model size, 50 for the shipped ensemble).
+    def denoise(self, c2, *, return_std: bool = False, seed: int = 0, beta=None, baseline=None,
+                step: int = 5):
+        """Denoise raw 2TCFs of any size N ≥ n (n = 50 for the shipped ensemble).
 
         Parameters
         ----------
-        c2 : array_like, shape (n, n) or (B, n, n)
-            Raw 2TCFs in physical units (baseline ≈ 1), any contrast.
+        c2 : array_like, shape (N, N) or (B, N, N)
+            Raw 2TCFs in physical units, any contrast.
         return_std : bool
             Also return the ensemble's spread (per-pixel standard deviation across members, physical units).
         seed : int
             Seed of the lag-0 replacement draws (the only randomness).
         beta : float or array of B, optional
-            Contrast to scale by; default β̂ = mean lag-1 value − 1 of each input (Eq. 5).
+            Contrast to scale by. Default: N = n, β̂ = mean lag-1 value − 1 (Eq. 5); N > n, β*(lag = 1) =
+            mean lag-1 value − C∞* (Eq. 7).
+        baseline : float or array of B, optional
+            Baseline C∞*. Default: 1 for N = n (Eq. 5); for N > n the mean of the 1TCF over the longest
+            quarter of the lags (Eq. 7).
+        step : int
+            Sliding-window step in frames (N > n).
 
         Returns
         -------
         ndarray, same shape as ``c2`` (and the spread if ``return_std``)
+
+        Notes
+        -----
+        For N > n the n×n window slides along the diagonal from the first frame with ``step``, and again from
+        the last frame backwards; overlapping outputs are averaged within each pass and the two passes are
+        averaged (METHOD §4). Pixels farther than n − 1 frames from the diagonal keep their input values.
+        All windows of all inputs run as one batched computation.
         """
-        res = self.denoise_full(c2, seed=seed, beta=beta)
+        res = self.denoise_full(c2, seed=seed, beta=beta, baseline=baseline, step=step)
         return (res.c2, res.std) if return_std else res.c2
 
-    def denoise_full(self, c2, *, seed: int = 0, beta=None) -> DenoiseResult:
-        """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast used."""
+    def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5) -> DenoiseResult:
+        """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used."""
         x, single = _check_two_times(c2, self.size)
-        if x.shape[-1] != self.size:
-            raise XPCSInputError(
-                f"this release denoises {self.size}×{self.size} 2TCFs directly; got {x.shape[-1]}×{x.shape[-1]}"
-                " (crop it, or use the sliding window once available)"
-            )
-        b = contrast_from_two_time(x) if beta is None else np.broadcast_to(np.asarray(beta, float), x.shape[:1])
+        nb, n_frames = x.shape[0], x.shape[-1]
+        n = self.size
+        if baseline is None:
+            if n_frames == n:
+                base = np.ones(nb)
+            else:
+                g2 = one_time_from_two_time(x)
+                base = np.nanmean(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
+        else:
+            base = np.broadcast_to(np.asarray(baseline, float), (nb,)).copy()
+        b = (contrast_from_two_time(x, base) if beta is None
+             else np.broadcast_to(np.asarray(beta, float), (nb,)).copy())
         bad = ~np.isfinite(b) | (b <= 0)
         if np.any(bad):
             raise XPCSInputError(
-                f"{int(bad.sum())} 2TCF(s) have zero or negative contrast (lag-1 mean ≤ baseline 1): nothing to "
-                "denoise; check the normalisation, or pass beta= explicitly"
+                f"{int(bad.sum())} 2TCF(s) have zero or negative contrast (mean lag-1 value <= baseline "
+                f"{np.round(base[bad][:3], 4).tolist()}): there is no decay to denoise; check the normalisation "
+                "or pass beta= explicitly"
             )
-        inp = replace_diagonal(to_model_units(x, b), seed)
-        mean, std = self.predict_model_units(inp)
-        out = from_model_units(mean, b)
+        scaled = to_model_units(x, b, base)
+        if n_frames == n:
+            mean, std = self.predict_model_units(replace_diagonal(scaled, seed))
+        else:
+            mean, std = self._sliding(scaled, int(step), seed)
+        out = from_model_units(mean, b, base)
         spread = std * b[:, None, None]
-        base = np.ones_like(b)
         if single:
             return DenoiseResult(out[0], spread[0], b[0], base[0])
         return DenoiseResult(out, spread, b, base)
+
+    def _sliding(self, x: np.ndarray, step: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Forward and backward sliding-window passes over (B, N, N) model-unit 2TCFs."""
+        if step < 1:
+            raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
+        nb, big = x.shape[0], x.shape[-1]
+        n = self.size
+        fwd = np.arange(0, big - n + 1, step)
+        bwd = np.arange(big - n, -1, -step)
+        starts = np.concatenate([fwd, bwd])
+        ar = np.arange(n)
+        rows = starts[:, None, None] + ar[None, :, None]  # (W, n, 1)
+        cols = starts[:, None, None] + ar[None, None, :]  # (W, 1, n)
+        windows = x[:, rows, cols].reshape(-1, n, n)  # (B·W, n, n): every window of every input, one batch
+        mean, std = self.predict_model_units(replace_diagonal(windows, seed))
+        nw = len(starts)
+        mean = mean.reshape(nb, nw, n, n)
+        std = std.reshape(nb, nw, n, n)
+        flat_idx = (rows * big + cols).reshape(nw, n * n)
+        out_m = np.zeros((nb, big * big))
+        out_s = np.zeros((nb, big * big))
+        n_pass = np.zeros(big * big)
+        for passes in (slice(0, len(fwd)), slice(len(fwd), nw)):
+            idx = flat_idx[passes].ravel()
+            cnt = np.bincount(idx, minlength=big * big)
+            cover = cnt > 0
+            n_pass += cover
+            for i in range(nb):  # loop over inputs only; windows are scattered by one bincount each
+                out_m[i, cover] += (np.bincount(idx, mean[i, passes].ravel(), big * big)[cover] / cnt[cover])
+                out_s[i, cover] += (np.bincount(idx, std[i, passes].ravel(), big * big)[cover] / cnt[cover])
+        # The two passes' averages are averaged; where the step leaves a pixel to one pass only, that one.
+        n_pass = np.maximum(n_pass, 1)
+        out_m = (out_m / n_pass).reshape(nb, big, big)
+        out_s = (out_s / n_pass).reshape(nb, big, big)
+        band = np.abs(np.subtract.outer(np.arange(big), np.arange(big))) < n
+        out_m = np.where(band[None], out_m, x)
+        out_s = np.where(band[None], out_s, 0.0)
+        return out_m, out_s

@@ -12,7 +12,7 @@ import numpy as np
 from .correlation import one_time_from_two_time
 from .fitting import PARAMETERS, FitResult, fit_g2
 
-__all__ = ["fit_metrics", "GAMMA_BAND"]
+__all__ = ["fit_metrics", "compare_methods", "truth_from_targets", "format_table", "GAMMA_BAND"]
 
 GAMMA_BAND = (0.01, 0.15)
 
@@ -47,3 +47,35 @@ def fit_metrics(c2_pred: np.ndarray, truth: FitResult | dict, g2_target: np.ndar
     if g2_target is not None:
         out["mse_1tcf"] = float(np.mean((g2 - np.asarray(g2_target)) ** 2))
     return out
+
+
+def truth_from_targets(targets: np.ndarray) -> FitResult:
+    """Eq. 3 fits (four free parameters) of the targets' 1TCFs: the truth for real data."""
+    return fit_g2(one_time_from_two_time(targets))
+
+
+def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.ndarray,
+                    methods: dict, band=GAMMA_BAND) -> dict[str, dict[str, float]]:
+    """Metrics of every method on crops with targets (all in model units).
+
+    Parameters
+    ----------
+    inputs : (B, n, n) crops; targets : (n_targets, n, n); target_index : (B,) target of each crop.
+    methods : ``{name: callable}`` mapping (B, n, n) → (B, n, n); ``"raw"`` is added.
+    """
+    truth = truth_from_targets(targets)
+    t = {k: np.asarray(getattr(truth, k))[target_index] for k in PARAMETERS}
+    g2t = one_time_from_two_time(targets)[target_index]
+    table = {"raw": fit_metrics(inputs, t, g2t, band)}
+    for name, fn in methods.items():
+        table[name] = fit_metrics(fn(inputs), t, g2t, band)
+    return table
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    """A plain-text table of :func:`compare_methods` results."""
+    cols = ["mre_gamma_band", "mre_gamma", "mse_beta", "mse_baseline", "mse_alpha", "mse_1tcf", "failed"]
+    lines = ["method".ljust(12) + "".join(c.rjust(15) for c in cols)]
+    for name, row in table.items():
+        lines.append(name.ljust(12) + "".join(f"{row.get(c, float('nan')):15.4g}" for c in cols))
+    return "\n".join(lines)

@@ -120,7 +120,7 @@ def _initial_values(y, w, lags, baseline_fixed, beta_fixed):
 
 
 def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bounds: dict | None = None,
-           sigma=None, absolute_sigma: bool = False, max_iter: int = 200, tol: float = 1e-9,
+           sigma=None, absolute_sigma: bool = False, max_iter: int = 200, tol: float = 1e-8,
            n_starts: int = 3) -> FitResult:
     """Fit Eq. 3, ``C∞ + β exp(−2 (Γ t)^α)``, to one or many 1TCFs.
 
@@ -272,16 +272,25 @@ def _terms(p, lags, free):
     """Model values and, if ``free`` is given, the Jacobian over the free parameters, sharing the powers."""
     g, b, c, a = (p[:, i:i + 1] for i in range(4))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        log_gt = np.log(g * lags[None])
+        # log(Γt) = log Γ + log t: one logarithm per curve instead of one per point.
+        log_gt = np.log(g) + np.log(lags)[None]
         u = np.exp(a * log_gt)
         e = np.exp(-2.0 * u)
         f = c + b * e
         if free is None:
             return f, None
         be2u = -2.0 * b * e * u
-        cols = {0: be2u * a / g, 1: e, 2: np.ones_like(e), 3: be2u * log_gt}
-        jac = np.stack([cols[i] for i in free], axis=2)
-    return f, np.where(np.isfinite(jac), jac, 0.0)
+        jac = np.empty(f.shape + (len(free),))
+        for col, i in enumerate(free):
+            if i == 0:
+                np.multiply(be2u, a / g, out=jac[..., col])
+            elif i == 1:
+                jac[..., col] = e
+            elif i == 2:
+                jac[..., col] = 1.0
+            else:
+                np.multiply(be2u, log_gt, out=jac[..., col])
+    return f, np.nan_to_num(jac, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _jacobian(p, lags, free):
