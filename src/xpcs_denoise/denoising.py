@@ -95,8 +95,9 @@ class Denoiser:
             xt = self.model.to_triangle(torch.as_tensor(x[s:s + self.batch_size]))
             out = self.model.predict_tri(xt, self._weights)  # (M, b, P)
             mu = out.mean(dim=0)
-            # E[x²] − E[x]² : torch's std over a leading axis is ~40× slower on the CPU.
-            var = torch.clamp((out * out).mean(dim=0) - mu * mu, min=0)
+            # Two-pass variance by hand: torch's std over a leading axis is ~40× slower on the CPU.
+            dev = out - mu
+            var = (dev * dev).mean(dim=0)
             mean[s:s + self.batch_size] = self.model.to_full(mu).double().numpy()
             std[s:s + self.batch_size] = self.model.to_full(var.sqrt()).double().numpy()
         return (mean[0], std[0]) if single else (mean, std)
@@ -130,7 +131,8 @@ class Denoiser:
         -----
         For N > n the n×n window slides along the diagonal from the first frame with ``step``, and again from
         the last frame backwards; overlapping outputs are averaged within each pass and the two passes are
-        averaged (METHOD §4). Pixels farther than n − 1 frames from the diagonal keep their input values.
+        averaged (METHOD §4). Pixels that no window covers (lags ≥ n, and some lags near n − 1 between window
+        positions) keep their input values.
         All windows of all inputs run as one batched computation.
         """
         res = self.denoise_full(c2, seed=seed, beta=beta, baseline=baseline, step=step)
@@ -199,10 +201,10 @@ class Denoiser:
                 out_m[i, cover] += (np.bincount(idx, mean[i, passes].ravel(), big * big)[cover] / cnt[cover])
                 out_s[i, cover] += (np.bincount(idx, std[i, passes].ravel(), big * big)[cover] / cnt[cover])
         # The two passes' averages are averaged; where the step leaves a pixel to one pass only, that one.
+        band = (n_pass > 0).reshape(big, big)
         n_pass = np.maximum(n_pass, 1)
         out_m = (out_m / n_pass).reshape(nb, big, big)
         out_s = (out_s / n_pass).reshape(nb, big, big)
-        band = np.abs(np.subtract.outer(np.arange(big), np.arange(big))) < n
         out_m = np.where(band[None], out_m, x)
         out_s = np.where(band[None], out_s, 0.0)
         return out_m, out_s
