@@ -51,3 +51,12 @@ def test_bad_simulation_parameters():
         simulate_speckle(100, 10, beta=0.0)
     with pytest.raises(XPCSInputError):
         simulate_speckle(100, 10, gamma=np.linspace(0.1, 0.01, 100), alpha=1.5)
+
+
+def test_xsvs_contrast_recovers_beta_of_mode_sums():
+    from xpcs_denoise.preprocessing import contrast_xsvs
+
+    s = simulate_speckle(20, 20000, gamma=0.05, n_modes=4, mean_count=[0.4, 3.0], n_rois=2, seed=5)
+    beta, per_frame = contrast_xsvs(s.frames, s.labels)
+    assert per_frame.shape == (2, 20)
+    np.testing.assert_allclose(beta, 0.25, rtol=0.03)

@@ -11,8 +11,10 @@ Public API (stable names):
 """
 
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
+from .denoising import Denoiser
 from .errors import XPCSInputError
 from .fitting import FitResult, fit_g2, g2_model
+from .simulation import simulate_q_rings, simulate_speckle
 
 __version__ = "0.1.0"
 
@@ -24,5 +26,8 @@ __all__ = [
     "fit_g2",
     "g2_model",
     "FitResult",
+    "simulate_speckle",
+    "simulate_q_rings",
+    "Denoiser",
     "__version__",
 ]

@@ -122,7 +122,8 @@ def _per_roi(value, n_rois, name):
 
 
 def simulate_speckle(n_frames: int = 200, n_pixels: int = 4096, *, gamma=0.05, beta=0.2, alpha=1.0,
-                     mean_count=1.0, n_rois: int = 1, seed: int = 0, q=None) -> SpeckleSeries:
+                     mean_count=1.0, n_rois: int = 1, seed: int = 0, q=None,
+                     n_modes: int | None = None) -> SpeckleSeries:
     """Simulate a speckle photon-count series with known dynamics.
 
     Parameters
@@ -144,6 +145,9 @@ def simulate_speckle(n_frames: int = 200, n_pixels: int = 4096, *, gamma=0.05, b
         Number of ROIs K.
     seed : int
         Seed of the random generator (recorded in the result).
+    n_modes : int, optional
+        Sum ``n_modes`` independent coherent modes per pixel instead (β = 1/n_modes exactly, ``beta`` is then
+        ignored): gamma-distributed intensities, whose counts follow the negative binomial of XSVS.
 
     Returns
     -------
@@ -158,6 +162,10 @@ def simulate_speckle(n_frames: int = 200, n_pixels: int = 4096, *, gamma=0.05, b
         gamma = np.broadcast_to(gamma, (n_rois, n_frames)).copy()
     else:
         gamma = _per_roi(gamma, n_rois, "gamma")
+    if n_modes is not None:
+        if int(n_modes) < 1:
+            raise XPCSInputError("n_modes must be >= 1")
+        beta = 1.0 / int(n_modes)
     beta, alpha = _per_roi(beta, n_rois, "beta"), _per_roi(alpha, n_rois, "alpha")
     mean_count = _per_roi(mean_count, n_rois, "mean_count")
     if np.any(gamma < 0) or not np.all(np.isfinite(gamma)):
@@ -173,12 +181,20 @@ def simulate_speckle(n_frames: int = 200, n_pixels: int = 4096, *, gamma=0.05, b
     rng = np.random.default_rng(seed)
     frames = np.empty((n_frames, n_rois, n_pixels), dtype=np.int32)
     for k in range(n_rois):
-        if ageing:
-            e = _ageing_fields(gamma[k], n_pixels, rng)
+        if n_modes is not None:
+            intensity = np.zeros((n_frames, n_pixels))
+            for _ in range(int(n_modes)):
+                e = (_ageing_fields(gamma[k], n_pixels, rng) if ageing
+                     else _stationary_fields(n_frames, n_pixels, gamma[k], alpha[k], rng))
+                intensity += e.real.astype(np.float64) ** 2 + e.imag**2
+            intensity *= mean_count[k] / int(n_modes)
         else:
-            e = _stationary_fields(n_frames, n_pixels, gamma[k], alpha[k], rng)
-        sb = np.sqrt(beta[k])
-        intensity = mean_count[k] * ((1 - sb) + sb * (e.real.astype(np.float64) ** 2 + e.imag ** 2))
+            if ageing:
+                e = _ageing_fields(gamma[k], n_pixels, rng)
+            else:
+                e = _stationary_fields(n_frames, n_pixels, gamma[k], alpha[k], rng)
+            sb = np.sqrt(beta[k])
+            intensity = mean_count[k] * ((1 - sb) + sb * (e.real.astype(np.float64) ** 2 + e.imag**2))
         frames[:, k, :] = rng.poisson(intensity)
     labels = np.repeat(np.arange(1, n_rois + 1)[:, None], n_pixels, axis=1)
     q = np.full(n_rois, np.nan) if q is None else _per_roi(q, n_rois, "q")
