@@ -8,6 +8,7 @@ covariance ``(JᵀWJ)⁻¹ · χ²/(n − p)`` at the solution, as ``scipy.optim
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,7 +138,7 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
         Initial values (scalars or per-curve arrays); default: estimated from the data.
     bounds : dict, optional
         ``{name: (low, high)}`` overriding :data:`DEFAULT_BOUNDS`. Γ defaults to
-        ``[1e-3 / max(lags), 10 / min(lags)]``; α to [0.2, 3]; β ≥ 0.
+        ``[1e-3 / max(lags), 10 / min(lags)]``; α to [0.2, 3]; β to [0, 5 × (max − min of the curve)].
     sigma : array_like, optional
         Standard deviations of ``g2`` (broadcast to its shape); weights are ``1/σ²``.
     absolute_sigma : bool
@@ -186,6 +187,15 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     hi = np.array([bnd[k][1] if bnd[k][1] is not None else np.inf for k in PARAMETERS], dtype=np.float64)
     if np.any(lo >= hi) or lo[0] <= 0:
         raise XPCSInputError(f"invalid bounds {bnd}: need low < high and a positive lower bound for gamma")
+    lo, hi = np.tile(lo, (nb, 1)), np.tile(hi, (nb, 1))
+    if "beta" not in (bounds or {}):
+        # β at most 5× the data's range: beyond it a fit trades β against Γ on a decay that happened before the
+        # first lag (degenerate, not a measurement); such fits end on the bound and are reported as failed.
+        masked = np.where(w > 0, y, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN curves fail later with a message
+            rng_y = np.nanmax(masked, axis=1) - np.nanmin(masked, axis=1)
+        hi[:, 1] = np.where(np.isfinite(rng_y) & (rng_y > 0), 5.0 * rng_y, np.inf)
 
     fixed_vals = np.full((nb, 4), np.nan)
     for k, v in fix.items():
@@ -205,13 +215,13 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     # Restarts from Γ₀/3, 3Γ₀, … only where the first start did not converge or ended on a Γ bound, so that
     # well-behaved curves cost one start.
     for fac in [1 / 3.0, 3.0, 1 / 10.0, 10.0][: max(0, int(n_starts) - 1)]:
-        redo = ~conv | (p[:, 0] <= lo[0] * (1 + 1e-9)) | (p[:, 0] >= hi[0] * (1 - 1e-9))
+        redo = ~conv | (p[:, 0] <= lo[:, 0] * (1 + 1e-9)) | (p[:, 0] >= hi[:, 0] * (1 - 1e-9))
         if is_fixed[0] or not redo.any():
             break
         idx = np.flatnonzero(redo)
         q = start[idx].copy()
-        q[:, 0] = np.clip(q[:, 0] * fac, lo[0], hi[0])
-        q, c2, n2, v2 = _levenberg_marquardt(q, y[idx], w[idx], lags, free, lo, hi, max_iter, tol)
+        q[:, 0] = np.clip(q[:, 0] * fac, lo[idx, 0], hi[idx, 0])
+        q, c2, n2, v2 = _levenberg_marquardt(q, y[idx], w[idx], lags, free, lo[idx], hi[idx], max_iter, tol)
         better = (v2 & ~conv[idx]) | ((v2 == conv[idx]) & (c2 < cost[idx]))
         sel = idx[better]
         p[sel], cost[sel], n_it[sel], conv[sel] = q[better], c2[better], n2[better], v2[better]
@@ -247,10 +257,10 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     at_bound = np.zeros(nb, dtype=bool)
     for i in free:
         if i == 1:  # beta = 0 is a flat curve: Γ is then undefined
-            at_bound |= p[:, 1] <= max(lo[1], 0) + 1e-12
+            at_bound |= (p[:, 1] <= np.maximum(lo[:, 1], 0) + 1e-12) | (p[:, 1] >= hi[:, 1] * (1 - 1e-9))
         elif i in (0, 3):
-            span = hi[i] - lo[i]
-            at_bound |= (p[:, i] <= lo[i] + 1e-9 * span) | (p[:, i] >= hi[i] - 1e-9 * span)
+            span = hi[:, i] - lo[:, i]
+            at_bound |= (p[:, i] <= lo[:, i] + 1e-9 * span) | (p[:, i] >= hi[:, i] - 1e-9 * span)
     fail(at_bound, "a parameter is at its bound (no decay resolved in the lag range, or flat data)")
     fail(~np.isfinite(err[:, free]).all(axis=1), "singular covariance (parameters not determined)")
     p = np.where(success[:, None], p, np.nan)
@@ -330,7 +340,7 @@ def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol):
         except np.linalg.LinAlgError:
             step = np.einsum("bij,bj->bi", np.linalg.pinv(damp), grad)
         trial = pa.copy()
-        trial[:, free] = np.clip(pa[:, free] + np.nan_to_num(step), lo[free], hi[free])
+        trial[:, free] = np.clip(pa[:, free] + np.nan_to_num(step), lo[ia][:, free], hi[ia][:, free])
         new_cost = _cost(_terms(trial, lags, None)[0], ya, wa)
         old = cost[ia]
         better = new_cost < old

@@ -147,7 +147,11 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     torch.manual_seed(config.seed)
     model = CNNEDEnsemble(config.n_members, model_config, seed=config.seed)
     best = {k: getattr(model, k).detach().clone() for k in PARAM_NAMES}
-    opt = torch.optim.Adam([getattr(model, k) for k in PARAM_NAMES], lr=config.lr)
+    params = [getattr(model, k) for k in PARAM_NAMES]
+    try:  # the fused CPU kernel saves ~10 % of a step; same algorithm
+        opt = torch.optim.Adam(params, lr=config.lr, fused=True)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.Adam(params, lr=config.lr)
     m = config.n_members
     state = {"epoch": 0, "best_val": [float("inf")] * m, "best_epoch": [0] * m, "bad_epochs": [0] * m,
              "train_seconds": 0.0}
