@@ -181,3 +181,15 @@ def test_sliding_window_covers_the_band_and_keeps_the_rest():
     assert np.all(out[near] != c2[near]) and np.all(std[near] > 0)
     batch = den.denoise(np.stack([c2, c2]))
     np.testing.assert_allclose(batch[1], out)
+
+
+@pytest.mark.slow
+def test_latent_study_writes_table_and_plot(tmp_path):
+    from xpcs_denoise.training import latent_study
+
+    data = _synthetic_prepared(n_targets=8, crops=4)
+    cfg = TrainConfig(max_epochs=1, lr=1e-3, val_fraction=0.25, seed=2)
+    rows = latent_study(data, tmp_path, latents=(2, 4), members=2, config=cfg, progress=False)
+    assert [r["latent"] for r in rows] == [2, 4]
+    assert all(np.isfinite(r["val_cost"]) and "mre_gamma_band" in r for r in rows)
+    assert (tmp_path / "latent_study.png").stat().st_size > 0 and (tmp_path / "latent_study.csv").exists()

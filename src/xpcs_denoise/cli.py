@@ -40,6 +40,21 @@ def _cmd_train(a):
     return 0
 
 
+def _cmd_latent_study(a):
+    from .training import TrainConfig, latent_study
+
+    cfg = TrainConfig(lr=a.lr, max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, threads=a.threads)
+    rows = latent_study(a.data, a.output, [int(v) for v in a.latents.split(",")], members=a.members, config=cfg,
+                        progress=not a.quiet)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"latent {r['latent']:4d}: val cost {r['val_cost']:.4f}, MSE(1TCF) {r['mse_1tcf']:.4g}, "
+                  f"MRE(Gamma) band {r['mre_gamma_band']:.3f}")
+    return 0
+
+
 def _cmd_evaluate(a):
     from .workflows import evaluate_model
 
@@ -93,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     common(t)
     t.set_defaults(func=_cmd_train)
+
+    ls = sub.add_parser("latent-study", help="the paper's Fig. 3: metrics against the latent dimension")
+    ls.add_argument("data", help="prepared dataset (HDF5)")
+    ls.add_argument("-o", "--output", required=True, help="folder for models, table and plot")
+    ls.add_argument("--latents", default="1,2,4,8,16,32", help="comma-separated latent sizes")
+    ls.add_argument("--members", type=int, default=4, help="members per latent size")
+    ls.add_argument("--lr", type=float, default=dflt.lr)
+    ls.add_argument("--max-epochs", type=int, default=dflt.max_epochs)
+    ls.add_argument("--patience", type=int, default=dflt.patience)
+    ls.add_argument("--seed", type=int, default=dflt.seed)
+    ls.add_argument("--threads", type=int, default=None)
+    common(ls)
+    ls.set_defaults(func=_cmd_latent_study)
 
     e = sub.add_parser("evaluate", help="metrics of a model and the classical filters on prepared data")
     e.add_argument("model", help="model folder, or 'pretrained'")
