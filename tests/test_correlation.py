@@ -155,3 +155,8 @@ def test_two_time_agrees_with_scikit_beam(random_frames):
     t = frames.shape[0]
     ref = skbeam_corr.two_time_corr(labels, frames.astype(float), t, t, 1).g2
     np.testing.assert_allclose(two_time(frames, labels), ref, rtol=1e-10)
+
+
+def test_torch_device_path_matches_numpy(random_frames):
+    frames, labels = random_frames
+    np.testing.assert_allclose(two_time(frames, labels, device="cpu"), two_time(frames, labels), rtol=1e-12)

@@ -29,7 +29,8 @@ def _cmd_train(a):
     from .training import TrainConfig, train_ensemble
 
     cfg = TrainConfig(n_members=a.members, keep=a.keep, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay,
-                      max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, val_fraction=a.val_fraction,
+                      max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, split_seed=a.split_seed,
+                      val_fraction=a.val_fraction,
                       split_by=a.split_by, max_hours=a.max_hours, threads=a.threads)
     mcfg = ModelConfig(size=a.size, channels=a.channels, latent=a.latent)
     command = "xpcs-denoise " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("xpcs-denoise") else None
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-decay", type=float, default=dflt.lr_decay, help="factor per epoch")
     t.add_argument("--max-epochs", type=int, default=dflt.max_epochs)
     t.add_argument("--patience", type=int, default=dflt.patience, help="early-stopping patience (epochs)")
-    t.add_argument("--seed", type=int, default=dflt.seed)
+    t.add_argument("--seed", type=int, default=dflt.seed, help="seed of initialisation and shuffling")
+    t.add_argument("--split-seed", type=int, default=dflt.split_seed, help="seed of the validation split")
     t.add_argument("--val-fraction", type=float, default=dflt.val_fraction)
     t.add_argument("--split-by", choices=["series", "target"], default=dflt.split_by)
     t.add_argument("--max-hours", type=float, default=None, help="stop training after this much time")

@@ -39,6 +39,7 @@ class TrainConfig:
     max_epochs: int = 60
     patience: int = 6
     seed: int = 0
+    split_seed: int = 0
     val_fraction: float = 0.2
     split_by: str = "series"
     max_hours: float | None = None
@@ -135,7 +136,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     if data.size != model_config.size:
         raise XPCSInputError(f"dataset crops are {data.size}×{data.size} but the model expects "
                              f"{model_config.size}×{model_config.size}")
-    train_t, val_t = split_by_target(data, config.val_fraction, config.seed, config.split_by)
+    train_t, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
     tr, va = data.subset_targets(train_t), data.subset_targets(val_t)
     x_tr = torch.as_tensor(matrix_to_triu(tr.inputs), dtype=torch.float32)
     y_tr = torch.as_tensor(matrix_to_triu(tr.targets), dtype=torch.float32)
@@ -247,7 +248,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
             "sha256": data.source_sha256,
             "n_inputs": int(len(data.inputs)), "n_targets": int(len(data.targets)),
         },
-        "split": {"by": config.split_by, "val_fraction": config.val_fraction, "seed": config.seed,
+        "split": {"by": config.split_by, "val_fraction": config.val_fraction, "seed": config.split_seed,
                   "train_targets": int(len(train_t)), "val_targets": int(len(val_t)),
                   "train_inputs": int(n_train), "val_inputs": int(x_va.shape[0]),
                   "val_target_names": [data.target_names[i] for i in val_t] if data.target_names else []},
@@ -315,7 +316,7 @@ def latent_study(data: str | Path | PreparedDataset, out_dir: str | Path, latent
                  members: int = 4, config: TrainConfig | None = None, progress: bool = True) -> list[dict]:
     """The paper's Fig. 3: for each latent size, train ``members`` members and score the ensemble.
 
-    For every latent size the validation split is the same (``config.seed``); the metrics are the validation
+    For every latent size the validation split is the same (``config.split_seed``); the metrics are the validation
     cost (Eq. 8, members' mean), MSE(1TCF) of the ensemble mean, and MRE(Γ) (overall and
     0.01 < Γ < 0.15) and the MSE of β, C∞, α from Eq. 3 fits of the ensemble's mean 1TCF against the
     target's fit. Writes ``latent_study.csv``, ``latent_study.json`` and ``latent_study.png`` to ``out_dir``.
@@ -327,7 +328,7 @@ def latent_study(data: str | Path | PreparedDataset, out_dir: str | Path, latent
     out_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(data, PreparedDataset):
         data = load_prepared(data)
-    _, val_t = split_by_target(data, config.val_fraction, config.seed, config.split_by)
+    _, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
     va = data.subset_targets(val_t)
     rows = []
     for lat in latents:
