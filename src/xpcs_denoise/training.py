@@ -44,6 +44,9 @@ class TrainConfig:
     split_by: str = "series"
     max_hours: float | None = None
     threads: int | None = None
+    #: End the run once fewer than this share of the members are still improving: the stragglers are slow
+    #: starters that rarely reach the kept set, and every member costs the same batched compute.
+    min_active_fraction: float = 0.25
 
 
 def _member_rng(seed: int, epoch: int, member: int) -> np.random.Generator:
@@ -170,7 +173,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     epoch = state["epoch"]
     while epoch < config.max_epochs:
         active = [state["bad_epochs"][j] < config.patience for j in range(m)]
-        if not any(active):
+        if not any(active) or sum(active) < config.min_active_fraction * m:
             break
         if config.max_hours and (state["train_seconds"] + 0) / 3600 >= config.max_hours:
             break

@@ -201,8 +201,8 @@ def evaluate_model(model, data, *, split: str = "validation") -> dict:
     elif split != "all":
         raise XPCSInputError(f"split must be 'validation' or 'all'; got {split!r}")
     methods = {
-        "gaussian": lambda x: gaussian_denoise(x, 1.0),
-        "median": lambda x: median_denoise(x, 3),
+        "gaussian": gaussian_denoise,
+        "median": median_denoise,
         "cned": lambda x: den.predict_model_units(x)[0],
     }
     return compare_methods(ds.inputs, ds.targets, ds.target_index, methods)
