@@ -221,7 +221,9 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
         idx = np.flatnonzero(redo)
         q = start[idx].copy()
         q[:, 0] = np.clip(q[:, 0] * fac, lo[idx, 0], hi[idx, 0])
-        q, c2, n2, v2 = _levenberg_marquardt(q, y[idx], w[idx], lags, free, lo[idx], hi[idx], max_iter, tol)
+        # Restarts get fewer iterations: a curve that needs more from a second start is ill-determined anyway.
+        q, c2, n2, v2 = _levenberg_marquardt(q, y[idx], w[idx], lags, free, lo[idx], hi[idx],
+                                             min(max_iter, 60), tol)
         better = (v2 & ~conv[idx]) | ((v2 == conv[idx]) & (c2 < cost[idx]))
         sel = idx[better]
         p[sel], cost[sel], n_it[sel], conv[sel] = q[better], c2[better], n2[better], v2[better]
@@ -316,7 +318,10 @@ def _cost(f, y, w):
 def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol):
     nb = p.shape[0]
     lam = np.full(nb, 1e-3)
-    cost = _cost(_terms(p, lags, None)[0], y, w)
+    # Model values and Jacobian at the current point, kept between iterations: each iteration evaluates the
+    # model (with its Jacobian) once, at the trial point, and keeps it where the step is accepted.
+    f_cur, jac_cur = _terms(p, lags, free)
+    cost = _cost(f_cur, y, w)
     converged = np.zeros(nb, dtype=bool)
     n_iter = np.zeros(nb, dtype=np.int64)
     eye = np.eye(free.size)
@@ -327,10 +332,9 @@ def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol):
         if ia.size == 0:
             break
         pa, ya, wa = p[ia], y[ia], w[ia]
-        f, jac = _terms(pa, lags, free)
+        f, jac = f_cur[ia], jac_cur[ia]
         r = np.nan_to_num(ya - f)
-        jw = jac * wa[:, :, None]
-        jwt = jw.transpose(0, 2, 1)
+        jwt = (jac * wa[:, :, None]).transpose(0, 2, 1)
         jtj = np.matmul(jwt, jac)
         grad = np.matmul(jwt, r[:, :, None])[..., 0]
         diag = np.einsum("bii->bi", jtj)
@@ -341,12 +345,13 @@ def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol):
             step = np.einsum("bij,bj->bi", np.linalg.pinv(damp), grad)
         trial = pa.copy()
         trial[:, free] = np.clip(pa[:, free] + np.nan_to_num(step), lo[ia][:, free], hi[ia][:, free])
-        new_cost = _cost(_terms(trial, lags, None)[0], ya, wa)
+        f_new, jac_new = _terms(trial, lags, free)
+        new_cost = _cost(f_new, ya, wa)
         old = cost[ia]
         better = new_cost < old
         rel = np.where(better, (old - new_cost) / np.maximum(old, 1e-300), 0.0)
-        p[ia] = np.where(better[:, None], trial, pa)
-        cost[ia] = np.where(better, new_cost, old)
+        acc = ia[better]
+        p[acc], f_cur[acc], jac_cur[acc], cost[acc] = trial[better], f_new[better], jac_new[better], new_cost[better]
         lam[ia] = np.where(better, np.maximum(lam[ia] / 10.0, 1e-12), lam[ia] * 10.0)
         n_iter[ia] += 1
         stepsize = np.max(np.abs(trial[:, free] - pa[:, free]) / (np.abs(pa[:, free]) + 1e-12), axis=1)
