@@ -148,7 +148,7 @@ def main():
     head = ("what", "size", "throughput", "notes")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for r in [head, tuple("-" * w for w in widths)] + rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .correlation import lag_average_matrix
 from .errors import XPCSInputError
 
 __all__ = ["ModelConfig", "CNNEDEnsemble", "save_ensemble", "load_ensemble", "to_reference_modules"]

@@ -367,7 +367,7 @@ def _plot_latent_study(rows, path):
               ("mre_gamma_band", "MRE(Γ), 0.01<Γ<0.15"), ("mse_beta", "MSE(β)"), ("mse_baseline", "MSE(C∞)"),
               ("mse_alpha", "MSE(α)")]
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), constrained_layout=True)
-    for ax, (key, label) in zip(axes.ravel(), panels):
+    for ax, (key, label) in zip(axes.ravel(), panels, strict=False):
         ax.plot(lat, [r[key] for r in rows], "o-")
         ax.set_xscale("log")
         ax.set_xlabel("latent dimension")
