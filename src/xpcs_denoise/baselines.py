@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from .errors import XPCSInputError
 
-__all__ = ["gaussian_denoise", "median_denoise", "BASELINES"]
+__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter", "BASELINES"]
 
 
 def _batched(x):
@@ -34,4 +34,83 @@ def median_denoise(x, size: int = 5) -> np.ndarray:
     return ndimage.median_filter(x, size=[1] * (x.ndim - 2) + [int(size)] * 2, mode="nearest")
 
 
-BASELINES = {"gaussian": gaussian_denoise, "median": median_denoise}
+def tv_denoise(x, weight: float = 0.2) -> np.ndarray:
+    """Total-variation denoising (Chambolle's algorithm, scikit-image) of each 2TCF separately."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    x = _batched(x)
+    flat = x.reshape(-1, *x.shape[-2:])
+    out = np.stack([denoise_tv_chambolle(im, weight=float(weight)) for im in flat])
+    return out.reshape(x.shape)
+
+
+def bm3d_denoise(x, sigma_psd: float = 0.3) -> np.ndarray:
+    """BM3D of each 2TCF (needs the optional ``bm3d`` package: ``pip install bm3d``)."""
+    try:
+        import bm3d
+    except ImportError as exc:
+        raise XPCSInputError("method 'bm3d' needs the bm3d package: pip install bm3d") from exc
+    x = _batched(x)
+    flat = x.reshape(-1, *x.shape[-2:])
+    out = np.stack([np.asarray(bm3d.bm3d(im, sigma_psd=float(sigma_psd))) for im in flat])
+    return out.reshape(x.shape)
+
+
+class PCAFilter:
+    """Linear PCA denoiser: project each n×n crop (upper triangle) on the first k principal components of the
+    training targets, the linear counterpart of the CNN-ED fitted on the same data (METHOD §5)."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray, size: int, meta: dict | None = None):
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.components = np.asarray(components, dtype=np.float64)  # (k, n(n+1)/2), orthonormal rows
+        self.size = int(size)
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def fit(cls, targets: np.ndarray, n_components: int = 8, meta: dict | None = None) -> PCAFilter:
+        """Principal components of (T, n, n) targets in model units."""
+        from .preprocessing import matrix_to_triu
+
+        tri = matrix_to_triu(np.asarray(targets, dtype=np.float64))
+        mean = tri.mean(axis=0)
+        _, _, vt = np.linalg.svd(tri - mean, full_matrices=False)
+        return cls(mean, vt[:n_components], targets.shape[-1], meta)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Reconstruction of (…, n, n) crops from their first k components."""
+        from .preprocessing import matrix_to_triu, triu_to_matrix
+
+        x = _batched(x)
+        if x.shape[-1] != self.size:
+            raise XPCSInputError(f"PCA filter was fitted on {self.size}×{self.size} crops; got {x.shape[-2:]}")
+        tri = matrix_to_triu(x) - self.mean
+        rec = (tri @ self.components.T) @ self.components + self.mean
+        return triu_to_matrix(rec, self.size)
+
+    def save(self, path) -> None:
+        import json
+
+        from safetensors.numpy import save_file
+
+        save_file({"mean": self.mean, "components": self.components}, str(path),
+                  metadata={"size": str(self.size), "meta": json.dumps(self.meta)})
+
+    @classmethod
+    def load(cls, path) -> PCAFilter:
+        import json
+
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            md = f.metadata()
+            return cls(f.get_tensor("mean"), f.get_tensor("components"), int(md["size"]), json.loads(md["meta"]))
+
+    @classmethod
+    def pretrained(cls) -> PCAFilter:
+        """The PCA filter fitted on the training split of the shipped ensemble."""
+        from .denoising import pretrained_directory
+
+        return cls.load(pretrained_directory() / "pca.safetensors")
+
+
+BASELINES = {"gaussian": gaussian_denoise, "median": median_denoise, "tv": tv_denoise, "bm3d": bm3d_denoise}

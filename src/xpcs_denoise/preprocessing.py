@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "split_by_target",
     "series_key",
     "lag1_values",
+    "scale_parameters",
+    "subsample_frames",
     "replace_diagonal",
     "contrast_from_two_time",
     "to_model_units",
@@ -245,6 +248,54 @@ def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0) -
         return np.nanmean(lag1, axis=-1) - baseline
 
 
+def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast β and baseline C∞ used to bring (B, N, N) 2TCFs to model units.
+
+    N = ``size`` (Eq. 5): C∞ = 1 and β̂ = mean lag-1 value − 1. N > ``size`` (Eq. 7): C∞* = mean of the 1TCF
+    over the longest quarter of the lags and β*(lag = 1) = mean lag-1 value − C∞*. Either can be given
+    instead (scalar or one per 2TCF). Returns (β, C∞), arrays of B; zero or negative contrast is an error.
+    """
+    x = np.asarray(c2, dtype=np.float64)
+    x = x[None] if x.ndim == 2 else x
+    nb, n_frames = x.shape[0], x.shape[-1]
+    if baseline is None:
+        if n_frames == size:
+            base = np.ones(nb)
+        else:
+            g2 = one_time_from_two_time(x)
+            base = np.nanmean(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
+    else:
+        base = np.broadcast_to(np.asarray(baseline, float), (nb,)).copy()
+    b = (contrast_from_two_time(x, base) if beta is None
+         else np.broadcast_to(np.asarray(beta, float), (nb,)).copy())
+    bad = ~np.isfinite(b) | (b <= 0)
+    if np.any(bad):
+        raise XPCSInputError(
+            f"{int(bad.sum())} 2TCF(s) have zero or negative contrast (mean lag-1 value <= baseline "
+            f"{np.round(base[bad][:3], 4).tolist()}): there is no decay to denoise; check the normalisation "
+            "or pass beta= explicitly"
+        )
+    return b, base
+
+
+def subsample_frames(c2, every: int, offset: int = 0) -> np.ndarray:
+    """Every ``every``-th frame of (…, N, N) 2TCFs, starting at frame ``offset`` (METHOD §4).
+
+    For slow dynamics (Γ below ~0.01 frames⁻¹ the decay barely shows within 50 frames) the 2TCF of frames
+    t = offset, offset + every, … is the 2TCF of a series with ``every`` times the frame time, so its rates in
+    the new frames⁻¹ are ``every`` × the old ones: divide fitted Γ by ``every`` to return to the original
+    frames. Equivalent to correlating only those frames, but without recomputing the 2TCF.
+    """
+    c2 = np.asarray(c2)
+    every, offset = int(every), int(offset)
+    if c2.ndim < 2 or c2.shape[-1] != c2.shape[-2]:
+        raise XPCSInputError(f"2TCF must be square, shape (…, N, N); got {c2.shape}")
+    if every < 1 or not 0 <= offset < c2.shape[-1]:
+        raise XPCSInputError(f"need every >= 1 and 0 <= offset < N = {c2.shape[-1]}; got every={every}, "
+                             f"offset={offset}")
+    return c2[..., offset::every, offset::every]
+
+
 def to_model_units(c2, beta, baseline=1.0) -> np.ndarray:
     """Eq. 4/5/7: ``(C2 − baseline)/β + 1``; ``beta`` and ``baseline`` broadcast over the batch axes."""
     beta = np.asarray(beta, dtype=np.float64)[..., None, None]
@@ -297,7 +348,7 @@ def prepare_two_times(c2s, names, *, betas=None, size: int = 50, step: int = 25,
     """
     rng = np.random.default_rng(seed)
     inputs, targets, index, in_names, tg_names = [], [], [], [], []
-    for c2, name, k_beta in zip(c2s, names, betas if betas is not None else [None] * len(names)):
+    for c2, name, k_beta in zip(c2s, names, betas if betas is not None else [None] * len(names), strict=True):
         c2 = np.asarray(c2, dtype=np.float64)
         for k in every:
             sub = c2[::k, ::k]
