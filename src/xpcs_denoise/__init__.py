@@ -7,14 +7,19 @@ Public API (stable names):
 - :func:`time_resolved_cuts` — 1TCFs at each age for non-equilibrium data;
 - :func:`fit_g2` — batched fits of Eq. 3 with bounds, fixed parameters and standard errors;
 - :func:`simulate_speckle` — speckle series with known Γ, β, α (ground truth);
-- :class:`Denoiser` — the pretrained CNN-ED ensemble.
+- :class:`Denoiser` — the pretrained CNN-ED ensemble;
+- :func:`denoise` — one entry point for the ensemble and its classical peers (``method=``);
+- :func:`q_dependence`, :func:`ageing` — the paper's Fig. 5 and Fig. 6 workflows;
+- :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics.
 """
 
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
-from .denoising import Denoiser
+from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError
 from .fitting import FitResult, fit_g2, g2_model
+from .preprocessing import subsample_frames
 from .simulation import simulate_q_rings, simulate_speckle
+from .workflows import ageing, q_dependence
 
 __version__ = "0.1.0"
 
@@ -29,5 +34,10 @@ __all__ = [
     "simulate_speckle",
     "simulate_q_rings",
     "Denoiser",
+    "denoise",
+    "METHODS",
+    "q_dependence",
+    "ageing",
+    "subsample_frames",
     "__version__",
 ]

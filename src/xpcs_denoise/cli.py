@@ -59,7 +59,8 @@ def _cmd_latent_study(a):
 def _cmd_evaluate(a):
     from .workflows import evaluate_model
 
-    table = evaluate_model(a.model, a.data, split=a.split)
+    methods = a.methods.split(",") if a.methods else None
+    table = evaluate_model(a.model, a.data, split=a.split, methods=methods, seed=a.seed)
     if a.json:
         print(json.dumps(table, indent=2))
     else:
@@ -129,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", help="prepared dataset (HDF5)")
     e.add_argument("--split", choices=["validation", "all"], default="validation",
                    help="'validation': the model card's held-out targets; 'all': every crop (your own data)")
+    e.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: cned and every available peer: gaussian, median, tv, "
+                        "pca, and bm3d if installed)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
     common(e)
     e.set_defaults(func=_cmd_evaluate)
     return p

@@ -12,10 +12,9 @@ import torch
 
 from .errors import XPCSInputError
 from .model import CNNEDEnsemble, load_ensemble
-from .correlation import one_time_from_two_time
-from .preprocessing import contrast_from_two_time, from_model_units, replace_diagonal, to_model_units
+from .preprocessing import from_model_units, replace_diagonal, scale_parameters, to_model_units
 
-__all__ = ["Denoiser", "DenoiseResult", "pretrained_directory"]
+__all__ = ["Denoiser", "DenoiseResult", "pretrained_directory", "sliding_window", "denoise", "METHODS"]
 
 
 def pretrained_directory() -> Path:
@@ -141,70 +140,129 @@ class Denoiser:
     def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5) -> DenoiseResult:
         """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used."""
         x, single = _check_two_times(c2, self.size)
-        nb, n_frames = x.shape[0], x.shape[-1]
-        n = self.size
-        if baseline is None:
-            if n_frames == n:
-                base = np.ones(nb)
-            else:
-                g2 = one_time_from_two_time(x)
-                base = np.nanmean(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
-        else:
-            base = np.broadcast_to(np.asarray(baseline, float), (nb,)).copy()
-        b = (contrast_from_two_time(x, base) if beta is None
-             else np.broadcast_to(np.asarray(beta, float), (nb,)).copy())
-        bad = ~np.isfinite(b) | (b <= 0)
-        if np.any(bad):
-            raise XPCSInputError(
-                f"{int(bad.sum())} 2TCF(s) have zero or negative contrast (mean lag-1 value <= baseline "
-                f"{np.round(base[bad][:3], 4).tolist()}): there is no decay to denoise; check the normalisation "
-                "or pass beta= explicitly"
-            )
+        b, base = scale_parameters(x, self.size, beta, baseline)
         scaled = to_model_units(x, b, base)
-        if n_frames == n:
+        if x.shape[-1] == self.size:
             mean, std = self.predict_model_units(replace_diagonal(scaled, seed))
         else:
-            mean, std = self._sliding(scaled, int(step), seed)
+            mean, std = sliding_window(scaled, self.predict_model_units, self.size, int(step), seed)
         out = from_model_units(mean, b, base)
         spread = std * b[:, None, None]
         if single:
             return DenoiseResult(out[0], spread[0], b[0], base[0])
         return DenoiseResult(out, spread, b, base)
 
-    def _sliding(self, x: np.ndarray, step: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Forward and backward sliding-window passes over (B, N, N) model-unit 2TCFs."""
-        if step < 1:
-            raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
-        nb, big = x.shape[0], x.shape[-1]
-        n = self.size
-        fwd = np.arange(0, big - n + 1, step)
-        bwd = np.arange(big - n, -1, -step)
-        starts = np.concatenate([fwd, bwd])
-        ar = np.arange(n)
-        rows = starts[:, None, None] + ar[None, :, None]  # (W, n, 1)
-        cols = starts[:, None, None] + ar[None, None, :]  # (W, 1, n)
-        windows = x[:, rows, cols].reshape(-1, n, n)  # (B·W, n, n): every window of every input, one batch
-        mean, std = self.predict_model_units(replace_diagonal(windows, seed))
-        nw = len(starts)
-        mean = mean.reshape(nb, nw, n, n)
-        std = std.reshape(nb, nw, n, n)
-        flat_idx = (rows * big + cols).reshape(nw, n * n)
-        out_m = np.zeros((nb, big * big))
-        out_s = np.zeros((nb, big * big))
-        n_pass = np.zeros(big * big)
-        for passes in (slice(0, len(fwd)), slice(len(fwd), nw)):
-            idx = flat_idx[passes].ravel()
-            cnt = np.bincount(idx, minlength=big * big)
-            cover = cnt > 0
-            n_pass += cover
-            for i in range(nb):  # loop over inputs only; windows are scattered by one bincount each
-                out_m[i, cover] += (np.bincount(idx, mean[i, passes].ravel(), big * big)[cover] / cnt[cover])
-                out_s[i, cover] += (np.bincount(idx, std[i, passes].ravel(), big * big)[cover] / cnt[cover])
-        # The two passes' averages are averaged; where the step leaves a pixel to one pass only, that one.
-        band = (n_pass > 0).reshape(big, big)
-        n_pass = np.maximum(n_pass, 1)
-        out_m = (out_m / n_pass).reshape(nb, big, big)
-        out_s = (out_s / n_pass).reshape(nb, big, big)
-        out_m = np.where(band[None], out_m, x)
-        out_s = np.where(band[None], out_s, 0.0)
-        return out_m, out_s
+
+def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int = 0):
+    """Apply an n×n patch denoiser to (B, N, N) model-unit 2TCFs by the paper's sliding window.
+
+    ``predict`` maps (W, n, n) patches (lag 0 replaced) to (mean, spread) arrays of the same shape. The window
+    moves along the diagonal from the first frame with ``step`` and from the last frame backwards; overlapping
+    outputs are averaged within each pass and the passes averaged; pixels no window covers keep their input.
+    Returns (mean, spread), each (B, N, N).
+    """
+    if step < 1:
+        raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
+    nb, big = x.shape[0], x.shape[-1]
+    fwd = np.arange(0, big - n + 1, step)
+    bwd = np.arange(big - n, -1, -step)
+    starts = np.concatenate([fwd, bwd])
+    ar = np.arange(n)
+    rows = starts[:, None, None] + ar[None, :, None]  # (W, n, 1)
+    cols = starts[:, None, None] + ar[None, None, :]  # (W, 1, n)
+    windows = x[:, rows, cols].reshape(-1, n, n)  # (B·W, n, n): every window of every input, one batch
+    mean, std = predict(replace_diagonal(windows, seed))
+    nw = len(starts)
+    mean = mean.reshape(nb, nw, n, n)
+    std = std.reshape(nb, nw, n, n)
+    flat_idx = (rows * big + cols).reshape(nw, n * n)
+    out_m = np.zeros((nb, big * big))
+    out_s = np.zeros((nb, big * big))
+    n_pass = np.zeros(big * big)
+    for passes in (slice(0, len(fwd)), slice(len(fwd), nw)):
+        idx = flat_idx[passes].ravel()
+        cnt = np.bincount(idx, minlength=big * big)
+        cover = cnt > 0
+        n_pass += cover
+        for i in range(nb):  # loop over inputs only; windows are scattered by one bincount each
+            out_m[i, cover] += (np.bincount(idx, mean[i, passes].ravel(), big * big)[cover] / cnt[cover])
+            out_s[i, cover] += (np.bincount(idx, std[i, passes].ravel(), big * big)[cover] / cnt[cover])
+    # The two passes' averages are averaged; where the step leaves a pixel to one pass only, that one.
+    band = (n_pass > 0).reshape(big, big)
+    n_pass = np.maximum(n_pass, 1)
+    out_m = (out_m / n_pass).reshape(nb, big, big)
+    out_s = (out_s / n_pass).reshape(nb, big, big)
+    out_m = np.where(band[None], out_m, x)
+    out_s = np.where(band[None], out_s, 0.0)
+    return out_m, out_s
+
+
+METHODS = ("cned", "gaussian", "median", "tv", "pca", "bm3d", "none")
+_PRETRAINED: dict = {}
+
+
+def _pretrained() -> Denoiser:
+    if "cned" not in _PRETRAINED:
+        _PRETRAINED["cned"] = Denoiser.pretrained()
+    return _PRETRAINED["cned"]
+
+
+def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_std: bool = False, seed: int = 0,
+            beta=None, baseline=None, step: int = 5, **options):
+    """Denoise raw 2TCFs with the CNN-ED ensemble or one of its classical peers, on the same footing.
+
+    Parameters
+    ----------
+    c2 : array_like, shape (N, N) or (B, N, N), N ≥ 50
+        Raw 2TCFs in physical units.
+    method : str
+        ``"cned"`` (the ensemble; ``model`` or the shipped one), ``"gaussian"`` (σ frames, default 1.5),
+        ``"median"`` (``size``, default 5), ``"tv"`` (Chambolle total variation, ``weight``), ``"pca"``
+        (linear PCA fitted on the same training data), ``"bm3d"`` (``sigma_psd``; needs the ``bm3d`` package),
+        or ``"none"``.
+    options
+        Passed to the peer filter (see :mod:`xpcs_denoise.baselines`).
+
+    Returns
+    -------
+    ndarray of the input's shape (and a per-pixel spread if ``return_std``: the ensemble's standard deviation
+    for ``"cned"``, zeros for the deterministic peers).
+
+    Notes
+    -----
+    Every method sees the same input: Eq. 5 (N = 50) or Eq. 7 (N > 50) scaling to contrast 1 and baseline 1,
+    lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6). Image filters act on the whole
+    matrix; the patch methods (cned, pca) use the sliding window for N > 50.
+    """
+    from . import baselines
+
+    if method not in METHODS:
+        raise XPCSInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "cned":
+        den = model or _pretrained()
+        return den.denoise(c2, return_std=return_std, seed=seed, beta=beta, baseline=baseline, step=step)
+    x, single = _check_two_times(c2, 50)
+    if method == "none":
+        out, spread = x.copy(), np.zeros_like(x)
+    else:
+        b, base = scale_parameters(x, 50, beta, baseline)
+        scaled = to_model_units(x, b, base)
+        if method == "pca":
+            pca = options.pop("pca", None) or baselines.PCAFilter.pretrained()
+            if options:
+                raise XPCSInputError(f"unknown option(s) {sorted(options)} for method 'pca'")
+            if x.shape[-1] == pca.size:
+                mean = pca.predict(replace_diagonal(scaled, seed))
+            else:
+                mean = sliding_window(scaled, lambda w: (pca.predict(w), np.zeros_like(w)), pca.size, step,
+                                      seed)[0]
+        else:
+            try:
+                mean = baselines.BASELINES[method](replace_diagonal(scaled, seed), **options)
+            except TypeError as exc:
+                raise XPCSInputError(f"bad option for method {method!r}: {exc}") from exc
+        out = from_model_units(mean, b, base)
+        spread = np.zeros_like(out)
+    if single:
+        out, spread = out[0], spread[0]
+    return (out, spread) if return_std else out

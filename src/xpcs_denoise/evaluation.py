@@ -12,7 +12,15 @@ import numpy as np
 from .correlation import one_time_from_two_time
 from .fitting import PARAMETERS, FitResult, fit_g2
 
-__all__ = ["fit_metrics", "compare_methods", "truth_from_targets", "format_table", "GAMMA_BAND"]
+__all__ = [
+    "fit_metrics",
+    "compare_methods",
+    "compare_denoisers",
+    "available_methods",
+    "truth_from_targets",
+    "format_table",
+    "GAMMA_BAND",
+]
 
 GAMMA_BAND = (0.01, 0.15)
 
@@ -69,6 +77,53 @@ def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.nd
     table = {"raw": fit_metrics(inputs, t, g2t, band)}
     for name, fn in methods.items():
         table[name] = fit_metrics(fn(inputs), t, g2t, band)
+    return table
+
+
+def available_methods() -> tuple[str, ...]:
+    """Every denoising method usable here: all of ``denoising.METHODS`` but ``"bm3d"`` without its package."""
+    from .denoising import METHODS
+
+    try:
+        import bm3d  # noqa: F401
+    except ImportError:
+        return tuple(m for m in METHODS if m not in ("bm3d", "none"))
+    return tuple(m for m in METHODS if m != "none")
+
+
+def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, target_index=None,
+                      truth: dict | None = None, methods=None, model=None, model_units: bool = True,
+                      seed: int = 0, band=GAMMA_BAND) -> dict[str, dict[str, float]]:
+    """METHOD §6 metrics of every denoising method, through the one entry point :func:`denoise`.
+
+    Parameters
+    ----------
+    inputs : (B, n, n) crops (model units if ``model_units``, else raw physical units with Eq. 5 applied).
+    targets, target_index : real data: (n_targets, n, n) high-SNR targets and the target of each crop; the
+        truth is their Eq. 3 fit and MSE(1TCF) is taken against their 1TCFs.
+    truth : simulated data instead: ``{"gamma", "beta", "baseline", "alpha"}`` arrays of B (model units when
+        ``model_units``).
+    methods : names (default :func:`available_methods`); ``"raw"`` is always included.
+
+    Returns
+    -------
+    ``{method: metrics}`` as in :func:`fit_metrics`.
+    """
+    from .denoising import denoise
+
+    inputs = np.asarray(inputs, dtype=np.float64)
+    if (targets is None) == (truth is None):
+        raise ValueError("give either targets (with target_index) or truth")
+    g2t = None
+    if targets is not None:
+        fit_t = truth_from_targets(targets)
+        target_index = np.asarray(target_index)
+        truth = {k: np.asarray(getattr(fit_t, k))[target_index] for k in PARAMETERS}
+        g2t = one_time_from_two_time(targets)[target_index]
+    scale = {"beta": 1.0, "baseline": 1.0} if model_units else {}
+    table = {"raw": fit_metrics(inputs, truth, g2t, band)}
+    for m in methods or available_methods():
+        table[m] = fit_metrics(denoise(inputs, m, model=model, seed=seed, **scale), truth, g2t, band)
     return table
 
 
