@@ -1,4 +1,5 @@
-"""End-to-end workflows behind the CLI: the demo, model evaluation, and the ageing (Γ(t_a)) analysis."""
+"""End-to-end workflows (the paper's Figs. 5–7 as functions): q-dependence, ageing (Γ(t_a)), method comparison
+on real validation data, the demo."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import html
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,32 +17,277 @@ from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .errors import XPCSInputError
 from .fitting import fit_g2
 
-__all__ = ["run_demo", "evaluate_model", "ageing_analysis"]
+__all__ = [
+    "run_demo",
+    "evaluate_model",
+    "ageing_analysis",
+    "ageing",
+    "AgeingResult",
+    "q_dependence",
+    "QDependenceResult",
+    "pixel_subset_two_times",
+]
 
 
 def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: float | None = None,
-                    ages=None) -> dict:
+                    baseline: float | None = None, ages=None, fix: dict | None = None) -> dict:
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one 2TCF, fitted with β fixed.
 
     Parameters
     ----------
     c2 : (N, N) 2TCF; width : cut width in frames; max_lag : lags fitted (frames);
-    beta : contrast to fix; default the mean lag-1 value minus the long-lag baseline (as Eq. 7).
+    beta : contrast to fix; default β*(lag = 1) of Eq. 7 (mean lag-1 value − C∞*).
+    baseline : C∞* used for that default (mean 1TCF over the longest quarter of lags if not given).
     ages : optional subset of ages (frames).
+    fix : further parameters to hold fixed, e.g. ``{"alpha": 1.0}``.
 
     Returns
     -------
-    dict with ``ages`` (frames) and the :class:`FitResult` ``fit``.
+    dict with ``ages`` (frames), the :class:`FitResult` ``fit`` and the ``beta`` used.
     """
+    from .preprocessing import scale_parameters
+
+    c2 = np.asarray(c2, dtype=np.float64)
+    if c2.ndim != 2:
+        raise XPCSInputError(f"ageing analysis takes one (N, N) 2TCF; got shape {c2.shape}")
     a, lags, g = time_resolved_cuts(c2, width=width, max_lag=min(max_lag, c2.shape[0] - 1))
     if ages is not None:
         sel = np.isin(a, np.asarray(ages))
         a, g = a[sel], g[sel]
     if beta is None:
-        g1 = one_time_from_two_time(c2)
-        beta = float(np.nanmean(g1[:1]) - np.nanmean(g1[-max(1, len(g1) // 4):]))
-    fit = fit_g2(g, lags, fix={"beta": beta})
+        beta = float(scale_parameters(c2, 0, None, baseline)[0][0])
+    fit = fit_g2(g, lags, fix={**(fix or {}), "beta": beta})
     return {"ages": a, "fit": fit, "beta": beta}
+
+
+def _method_outputs(c2, methods, *, model=None, seed=0, step=5, beta=None, baseline=None):
+    """{method: denoised 2TCFs} with ``"raw"`` meaning the input itself, and the ensemble's spread."""
+    from .denoising import denoise
+
+    out, spread = {}, None
+    for m in methods:
+        if m == "raw":
+            out[m] = np.asarray(c2, dtype=np.float64)
+        elif m == "cned":
+            out[m], spread = denoise(c2, "cned", model=model, seed=seed, step=step, beta=beta, baseline=baseline,
+                                     return_std=True)
+        else:
+            out[m] = denoise(c2, m, seed=seed, step=step, beta=beta, baseline=baseline)
+    return out, spread
+
+
+def _fits_table(index_name, index, fits: dict, extra: dict | None = None) -> list[dict]:
+    rows = []
+    for name, fit in fits.items():
+        cols = fit.to_dict()
+        for i, x in enumerate(index):
+            row = {index_name: float(x), "method": name}
+            for k in ("gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err", "alpha", "alpha_err",
+                      "redchi"):
+                row[k] = float(cols[k][i])
+            row["success"] = bool(cols["success"][i])
+            for k, v in (extra or {}).items():
+                row[k] = float(v[i])
+            rows.append(row)
+    return rows
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+@dataclass
+class QDependenceResult:
+    """Eq. 3 fits of each ROI's 1TCF per method (``"raw"``, ``"cned"``, peers, ``"target"``).
+
+    ``q`` is in Å⁻¹ (ROI numbers 1..K if no q was given); Γ in frames⁻¹ of the input's frames.
+    """
+
+    q: np.ndarray
+    fits: dict
+    alpha_free: bool
+    window: tuple
+    seed: int
+    gamma_true: np.ndarray | None = None
+
+    def table(self) -> list[dict]:
+        """One row per ROI and method: q, method, Γ, β, C∞, α with standard errors, reduced χ², success."""
+        extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true}
+        return _fits_table("q", self.q, self.fits, extra)
+
+    def to_csv(self, path) -> Path:
+        _write_csv(path, self.table())
+        return Path(path)
+
+    def relative_error(self, method: str) -> np.ndarray:
+        """|Γ − Γ_true| / Γ_true per ROI (NaN where the fit failed); needs ``gamma_true``."""
+        if self.gamma_true is None:
+            raise XPCSInputError("no gamma_true: pass the true rates to q_dependence(gamma_true=...)")
+        g = np.where(self.fits[method].success, self.fits[method].gamma, np.nan)
+        return np.abs(g - self.gamma_true) / self.gamma_true
+
+    def plot(self, path=None):
+        """Γ(q), β(q), C∞(q), α(q) with error bars (the paper's Fig. 5); saved to ``path`` if given."""
+        from .plotting import plot_parameters
+
+        return plot_parameters(self.q, self.fits, xlabel="q (Å⁻¹)" if self.q_is_physical else "ROI",
+                               truth=None if self.gamma_true is None else {"gamma": self.gamma_true},
+                               log=True, path=path,
+                               title=f"frames {self.window[0]}–{self.window[1] - 1}, α "
+                                     f"{'free' if self.alpha_free else 'fixed to 1'}")
+
+    @property
+    def q_is_physical(self) -> bool:
+        return bool(self.fits and not np.array_equal(self.q, np.arange(1, len(self.q) + 1)))
+
+
+def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: int = 0, n_frames: int = 50,
+                 alpha_free: bool = True, gamma_true=None, model=None, seed: int = 0) -> QDependenceResult:
+    """Γ(q), β(q), C∞(q), α(q) from a short stretch of each ROI's 2TCF, raw and denoised (paper Fig. 5).
+
+    Parameters
+    ----------
+    c2 : (K, N, N) raw 2TCFs, one per q-ROI, N ≥ start + n_frames.
+    q : (K,) momentum transfer of each ROI in Å⁻¹ (optional, for the table and plot).
+    methods : names from :data:`xpcs_denoise.denoising.METHODS` and ``"raw"``.
+    targets : optional (K, M, M) high-SNR 2TCFs (e.g. the whole long series); their 1TCFs are fitted too, as
+        the ``"target"`` entry.
+    start, n_frames : the stretch of frames used (the shipped ensemble needs n_frames ≥ 50; 50 is Eq. 5).
+    alpha_free : fit α (else fixed to 1).
+    gamma_true : optional (K,) true Γ (frames⁻¹), for simulated data.
+    model : a :class:`Denoiser` (default: the shipped ensemble); seed : lag-0 replacement draws.
+    """
+    c2 = np.asarray(c2, dtype=np.float64)
+    if c2.ndim != 3:
+        raise XPCSInputError(f"q-dependence takes (K, N, N) 2TCFs, one per ROI; got shape {c2.shape}")
+    stop = int(start) + int(n_frames)
+    if start < 0 or stop > c2.shape[-1]:
+        raise XPCSInputError(f"frames {start}..{stop - 1} are outside the {c2.shape[-1]}-frame 2TCFs")
+    k_rois = c2.shape[0]
+    q = np.arange(1, k_rois + 1, dtype=float) if q is None else np.asarray(q, dtype=float)
+    if q.shape != (k_rois,):
+        raise XPCSInputError(f"need one q per ROI ({k_rois}); got shape {q.shape}")
+    window = c2[:, start:stop, start:stop]
+    outputs, _ = _method_outputs(window, methods, model=model, seed=seed)
+    fix = None if alpha_free else {"alpha": 1.0}
+    fits = {m: fit_g2(one_time_from_two_time(x), fix=fix) for m, x in outputs.items()}
+    if targets is not None:
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.ndim != 3 or targets.shape[0] != k_rois:
+            raise XPCSInputError(f"targets must be (K={k_rois}, M, M); got shape {targets.shape}")
+        fits["target"] = fit_g2(one_time_from_two_time(targets), fix=fix)
+    gt = None if gamma_true is None else np.asarray(gamma_true, dtype=float).reshape(k_rois)
+    return QDependenceResult(q, fits, bool(alpha_free), (int(start), stop), int(seed), gt)
+
+
+@dataclass
+class AgeingResult:
+    """Γ(t_a), C∞(t_a), α(t_a) per method from cuts of width ``width`` (β fixed to ``beta``)."""
+
+    ages: np.ndarray
+    fits: dict
+    beta: float
+    baseline: float
+    width: int
+    c2: dict
+    std: np.ndarray | None
+    seed: int
+    gamma_true: np.ndarray | None = None
+
+    def table(self) -> list[dict]:
+        """One row per age and method: age (frames), Γ, β (fixed), C∞, α with errors, success."""
+        extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true[self.ages]}
+        return _fits_table("age", self.ages, self.fits, extra)
+
+    def to_csv(self, path) -> Path:
+        _write_csv(path, self.table())
+        return Path(path)
+
+    def relative_error(self, method: str) -> np.ndarray:
+        """|Γ(t_a) − Γ_true(t_a)| / Γ_true(t_a) per age, NaN where the fit failed; needs ``gamma_true``."""
+        if self.gamma_true is None:
+            raise XPCSInputError("no gamma_true: pass the true Γ(t) to ageing(gamma_true=...)")
+        g = np.where(self.fits[method].success, self.fits[method].gamma, np.nan)
+        truth = self.gamma_true[self.ages]
+        return np.abs(g - truth) / truth
+
+    def plot(self, path=None):
+        """2TCFs per method and Γ(t_a), C∞(t_a), α(t_a) (the paper's Fig. 6); saved to ``path`` if given."""
+        from .plotting import plot_ageing
+
+        return plot_ageing(self, path=path)
+
+
+def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, beta: float | None = None,
+           baseline: float | None = None, fix: dict | None = None, gamma_true=None, model=None, step: int = 5,
+           seed: int = 0) -> AgeingResult:
+    """Non-equilibrium analysis of one long 2TCF (paper Fig. 6).
+
+    Each method denoises the whole (N, N) 2TCF (the ensemble by the sliding window, Eq. 7 scaling), then
+    1TCF cuts of width ``width`` frames are taken at every age and Eq. 3 is fitted with β fixed.
+
+    Parameters
+    ----------
+    c2 : (N, N) raw 2TCF, N ≥ 50.
+    methods : ``"raw"`` and names from :data:`xpcs_denoise.denoising.METHODS`.
+    width, max_lag : cut width and longest lag fitted, frames (the denoised band spans lags < 50).
+    beta, baseline : β and C∞* of Eq. 7 (estimated from the 2TCF if not given); β is the fixed contrast.
+    fix : other parameters to hold fixed, e.g. ``{"alpha": 1.0}``.
+    gamma_true : optional (N,) true Γ(t) in frames⁻¹ (simulations).
+    model, step, seed : the ensemble, the sliding-window step (frames), the lag-0 replacement seed.
+    """
+    from .preprocessing import scale_parameters
+
+    c2 = np.asarray(c2, dtype=np.float64)
+    if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
+        raise XPCSInputError(f"ageing takes one square (N, N) 2TCF; got shape {c2.shape}")
+    b, base = scale_parameters(c2, 0, beta, baseline)
+    b, base = float(b[0]), float(base[0])
+    outputs, spread = _method_outputs(c2, methods, model=model, seed=seed, step=step, beta=b, baseline=base)
+    fits, ages = {}, None
+    for m, x in outputs.items():
+        r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix)
+        fits[m], ages = r["fit"], r["ages"]
+    gt = None
+    if gamma_true is not None:
+        gt = np.broadcast_to(np.asarray(gamma_true, dtype=float), (c2.shape[0],)).copy()
+    return AgeingResult(ages, fits, b, base, int(width), outputs, spread, int(seed), gt)
+
+
+def pixel_subset_two_times(frames, labels, roi: int = 1, fraction: float = 0.26, *, seed: int = 0,
+                           **two_time_options) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's non-equilibrium test pair from one ROI: a low-SNR 2TCF from a random ``fraction`` of its
+    pixels and the high-SNR target from all of them.
+
+    Parameters
+    ----------
+    frames : (T, …) frame stack; labels : ROI label map; roi : the ROI label used.
+    fraction : share of the ROI's pixels in the low-SNR 2TCF (the paper used about 26 %).
+    seed : seed of the pixel draw.
+
+    Returns
+    -------
+    (low_snr, target) : two (T, T) 2TCFs.
+    """
+    labels = np.asarray(labels)
+    pix = np.flatnonzero(labels.ravel() == int(roi))
+    if pix.size == 0:
+        raise XPCSInputError(f"ROI {roi} has no pixels in the label map")
+    if not 0 < fraction < 1:
+        raise XPCSInputError(f"fraction must be in (0, 1); got {fraction}")
+    n_sub = max(1, int(round(fraction * pix.size)))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(pix, n_sub, replace=False)
+    sub = np.zeros(labels.size, dtype=np.int32)
+    sub[chosen] = 1
+    full = np.zeros(labels.size, dtype=np.int32)
+    full[pix] = 1
+    low = two_time(frames, sub.reshape(labels.shape), **two_time_options)[0]
+    target = two_time(frames, full.reshape(labels.shape), **two_time_options)[0]
+    return low, target
 
 
 def _demo_experiment(seed: int):
@@ -179,15 +426,15 @@ def _write_html(path, rows, figures, summary):
         f"<table><tr>{head}</tr>{body}</table>{figs}</body></html>\n")
 
 
-def evaluate_model(model, data, *, split: str = "validation") -> dict:
-    """Metrics (METHOD §6) of a model and the classical filters on prepared data.
+def evaluate_model(model, data, *, split: str = "validation", methods=None, seed: int = 0) -> dict:
+    """Metrics (METHOD §6) of a model and every classical peer on prepared data.
 
     ``model`` is a model folder or ``"pretrained"``; ``split="validation"`` uses the held-out targets named in
-    the model card, ``"all"`` every crop of ``data`` (your own held-out data).
+    the model card, ``"all"`` every crop of ``data`` (your own held-out data). ``methods`` defaults to every
+    available method (BM3D only where its package is installed).
     """
-    from .baselines import gaussian_denoise, median_denoise
     from .denoising import Denoiser
-    from .evaluation import compare_methods
+    from .evaluation import compare_denoisers
     from .preprocessing import load_prepared
 
     den = Denoiser.pretrained() if str(model) == "pretrained" else Denoiser.from_directory(model)
@@ -200,12 +447,8 @@ def evaluate_model(model, data, *, split: str = "validation") -> dict:
         ds = ds.subset_targets(ids)
     elif split != "all":
         raise XPCSInputError(f"split must be 'validation' or 'all'; got {split!r}")
-    methods = {
-        "gaussian": gaussian_denoise,
-        "median": median_denoise,
-        "cned": lambda x: den.predict_model_units(x)[0],
-    }
-    return compare_methods(ds.inputs, ds.targets, ds.target_index, methods)
+    return compare_denoisers(ds.inputs, targets=ds.targets, target_index=ds.target_index, methods=methods,
+                             model=den, seed=seed)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,139 @@
+"""Figures of the workflows (matplotlib).
+
+Every function returns the :class:`matplotlib.figure.Figure` and, given ``path``, saves it there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .correlation import one_time_from_two_time
+
+__all__ = ["plot_parameters", "plot_ageing", "plot_comparison"]
+
+_LABELS = {"gamma": "Γ (frames⁻¹)", "beta": "β", "baseline": "C∞", "alpha": "α"}
+_STYLE = {"raw": dict(color="0.55", marker="o", mfc="none"), "target": dict(color="k", marker="s"),
+          "cned": dict(color="C0", marker="o")}
+
+
+def _pyplot():
+    # matplotlib falls back to the Agg backend by itself where there is no display.
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path):
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def _style(name: str, i: int) -> dict:
+    return _STYLE.get(name, dict(color=f"C{i + 1}", marker="^"))
+
+
+def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict | None = None, log: bool = True,
+                    title: str = "", path=None):
+    """Γ, β, C∞, α with one-sigma error bars against ``x`` for each method's :class:`FitResult`.
+
+    Failed fits are left out; ``truth`` maps parameter names to arrays drawn as a dashed line.
+    """
+    plt = _pyplot()
+    x = np.asarray(x, dtype=float)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), constrained_layout=True)
+    for i, (name, fit) in enumerate(fits.items()):
+        ok = np.asarray(fit.success, bool)
+        for ax, p in zip(axes, _LABELS, strict=True):
+            if p in fit.fixed:
+                continue
+            ax.errorbar(x[ok], np.asarray(getattr(fit, p))[ok], yerr=np.asarray(getattr(fit, p + "_err"))[ok],
+                        ls="none", ms=4, capsize=2, label=name, **_style(name, i))
+    for ax, p in zip(axes, _LABELS, strict=True):
+        if truth and p in truth:
+            ax.plot(x, truth[p], "k--", lw=1, label="truth")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(_LABELS[p])
+    if log:
+        axes[0].set_xscale("log")
+        axes[0].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_ageing(result, *, path=None):
+    """Top: the 2TCF of each method (raw first). Bottom: Γ(t_a), C∞(t_a), α(t_a) from the cuts."""
+    plt = _pyplot()
+    names = list(result.c2)
+    ncol = max(len(names), 3)
+    fig, axes = plt.subplots(2, ncol, figsize=(3.6 * ncol, 7), constrained_layout=True)
+    ref = result.c2[names[0]]
+    off = ref[~np.eye(ref.shape[0], dtype=bool)]
+    vmin, vmax = np.percentile(off, [1, 99.5])
+    for j in range(ncol):
+        ax = axes[0, j]
+        if j >= len(names):
+            ax.axis("off")
+            continue
+        im = ax.imshow(result.c2[names[j]], origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_title(names[j], fontsize=9)
+        ax.set_xlabel("t₁ (frames)")
+        ax.set_ylabel("t₂ (frames)")
+    fig.colorbar(im, ax=axes[0, :], shrink=0.7, label="C₂")
+    for i, (name, fit) in enumerate(result.fits.items()):
+        ok = np.asarray(fit.success, bool)
+        for ax, p in zip(axes[1][:3], ("gamma", "baseline", "alpha"), strict=True):
+            ax.plot(result.ages[ok], np.asarray(getattr(fit, p))[ok], ls="none", ms=3, label=name,
+                    **_style(name, i))
+    if result.gamma_true is not None:
+        axes[1, 0].plot(np.arange(len(result.gamma_true)), result.gamma_true, "k-", lw=1, label="truth")
+    for ax, p in zip(axes[1][:3], ("gamma", "baseline", "alpha"), strict=True):
+        ax.set_xlabel("age t_a (frames)")
+        ax.set_ylabel(_LABELS[p])
+    axes[1, 0].set_yscale("log")
+    axes[1, 0].legend(fontsize=8)
+    for ax in axes[1, 3:]:
+        ax.axis("off")
+    fig.suptitle(f"cuts of width {result.width} frame(s), β fixed to {result.beta:.4g}", fontsize=10)
+    return _finish(fig, path)
+
+
+def plot_comparison(raw, outputs: dict, *, target=None, path=None):
+    """The paper's Fig. 7-like panel for one crop: the 2TCF of every method, their 1TCFs with the target's,
+    and the residuals (1TCF − target 1TCF)."""
+    plt = _pyplot()
+    panels = {"raw": np.asarray(raw, float), **({"target": np.asarray(target, float)} if target is not None
+                                                 else {}), **outputs}
+    n = len(panels)
+    fig = plt.figure(figsize=(max(2.6 * n, 8), 6.4), constrained_layout=True)
+    grid = fig.add_gridspec(2, n)
+    off = panels["raw"][~np.eye(panels["raw"].shape[0], dtype=bool)]
+    vmin, vmax = np.percentile(off, [1, 99.5])
+    for j, (name, c2) in enumerate(panels.items()):
+        ax = fig.add_subplot(grid[0, j])
+        ax.imshow(c2, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax_g = fig.add_subplot(grid[1, : max(1, n // 2)])
+    ax_r = fig.add_subplot(grid[1, max(1, n // 2):]) if n > 1 else None
+    g_target = one_time_from_two_time(panels["target"]) if "target" in panels else None
+    for i, (name, c2) in enumerate(panels.items()):
+        g = one_time_from_two_time(c2)
+        lags = np.arange(1, len(g) + 1)
+        st = _style(name, i)
+        ax_g.plot(lags, g, ls="-" if name == "target" else "none", ms=3, label=name, **st)
+        if g_target is not None and name != "target" and ax_r is not None:
+            ax_r.plot(lags, g - g_target, ls="none", ms=3, label=name, **st)
+    ax_g.set_xscale("log")
+    ax_g.set_xlabel("lag (frames)")
+    ax_g.set_ylabel("C₁ (1TCF)")
+    ax_g.legend(fontsize=7)
+    if ax_r is not None:
+        ax_r.axhline(0, color="k", lw=0.8)
+        ax_r.set_xscale("log")
+        ax_r.set_xlabel("lag (frames)")
+        ax_r.set_ylabel("1TCF − target")
+    return _finish(fig, path)
