@@ -113,6 +113,23 @@ def bench_inference(rows, quick):
                      f"{n / dt:.4g} patches/s", f"per-patch Conv2d: {1 / dtr:.4g} patches/s, {dtr * n / dt:.1f}×"))
 
 
+def bench_sliding_window(rows, quick):
+    from xpcs_denoise.denoising import Denoiser
+    from xpcs_denoise.simulation import true_two_time
+
+    n_frames = 400 if quick else 1000
+    rng = np.random.default_rng(3)
+    clean = true_two_time(n_frames, 0.02, 0.2)
+    c2 = clean + rng.normal(0, 0.02, clean.shape)
+    c2 = (c2 + c2.T) / 2
+    den = Denoiser.pretrained()
+    den.denoise(c2[:100, :100])
+    dt = timeit(lambda: den.denoise(c2, step=5), repeat=2)
+    windows = 2 * ((n_frames - 50) // 5 + 1)
+    rows.append((f"sliding window, {den.n_members} members", f"{n_frames}×{n_frames}, window 50, step 5, 2 passes",
+                 f"{dt:.2f} s per 2TCF", f"{windows} windows, {windows / dt:.0f} windows/s"))
+
+
 def bench_training(rows, quick):
     from xpcs_denoise.model import CNNEDEnsemble
 
@@ -140,10 +157,13 @@ def bench_training(rows, quick):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    benches = {"two_time": bench_two_time, "fits": bench_fits, "inference": bench_inference,
+               "sliding_window": bench_sliding_window, "training": bench_training}
+    p.add_argument("--only", default=",".join(benches), help=f"comma-separated subset of {', '.join(benches)}")
     a = p.parse_args()
     rows = []
-    for fn in (bench_two_time, bench_fits, bench_inference, bench_training):
-        fn(rows, a.quick)
+    for name in a.only.split(","):
+        benches[name](rows, a.quick)
     widths = [max(len(r[i]) for r in rows + [("what", "size", "throughput", "notes")]) for i in range(4)]
     head = ("what", "size", "throughput", "notes")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")

@@ -21,7 +21,7 @@ def run(*args, cwd=None):
 def test_version_and_help():
     r = run("--version")
     assert r.returncode == 0 and "xpcs-denoise" in r.stdout
-    for cmd in ("demo", "train", "evaluate"):
+    for cmd in ("demo", "train", "evaluate", "latent-study", "correlate", "denoise", "fit", "report", "batch"):
         h = run(cmd, "--help")
         assert h.returncode == 0 and "usage" in h.stdout
 
@@ -65,3 +65,113 @@ def test_bad_input_gives_one_line_and_exit_code(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"not an hdf5 file")
     r = run("evaluate", "pretrained", str(tmp_path / "junk.h5"))
     assert r.returncode == 2 and "HDF5" in r.stderr
+
+
+def _frames_and_rois(tmp_path, n_frames=80, seed=0):
+    from xpcs_denoise.simulation import simulate_q_rings
+
+    sim = simulate_q_rings(n_frames, 3, pixels_at_qmin=300, count_at_qmin=1.0, seed=seed)
+    # A detector of one row: frames (T, 1, P), labels (1, P).
+    np.save(tmp_path / "frames.npy", sim.frames.astype(np.uint16)[:, None, :])
+    np.save(tmp_path / "rois.npy", sim.labels.astype(np.int32)[None, :])
+    return sim
+
+
+@pytest.mark.slow
+def test_correlate_denoise_fit_report_chain(tmp_path):
+    from xpcs_denoise import two_time
+    from xpcs_denoise.io import read_c2
+
+    sim = _frames_and_rois(tmp_path)
+    frames_before = (tmp_path / "frames.npy").read_bytes()
+    q = ",".join(f"{v:.4f}" for v in sim.q)
+    r = run("correlate", str(tmp_path / "frames.npy"), "--rois", str(tmp_path / "rois.npy"), "-o",
+            str(tmp_path / "c2.h5"), "--q", q, "-q")
+    assert r.returncode == 0, r.stderr
+    c2 = read_c2(tmp_path / "c2.h5")
+    np.testing.assert_allclose(c2.c2, two_time(sim.frames, sim.labels), rtol=1e-12)
+    np.testing.assert_allclose(c2.q, np.round(sim.q, 4))
+    assert (tmp_path / "frames.npy").read_bytes() == frames_before
+
+    r = run("denoise", str(tmp_path / "c2.h5"), "-o", str(tmp_path / "d.h5"), "--uncertainty", "-q", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n_rois"] == 3
+    d = read_c2(tmp_path / "d.h5")
+    np.testing.assert_array_equal(d.raw, c2.c2)
+    assert d.c2.shape == c2.c2.shape and not np.allclose(d.c2, c2.c2)
+    assert np.all(d.std >= 0) and d.std.max() > 0
+    assert d.attrs["method"] == "cned" and d.attrs["step"] == 5 and len(d.attrs["model_weights_sha256"]) == 64
+    np.testing.assert_allclose(d.q, c2.q)
+
+    # An existing output is refused, and left as it was.
+    before = (tmp_path / "d.h5").read_bytes()
+    r = run("denoise", str(tmp_path / "c2.h5"), "-o", str(tmp_path / "d.h5"), "-q")
+    assert r.returncode == 2 and "--overwrite" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert (tmp_path / "d.h5").read_bytes() == before
+
+    r = run("fit", str(tmp_path / "d.h5"), "-o", str(tmp_path / "p.csv"), "--fix-alpha", "-q")
+    assert r.returncode == 0, r.stderr
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [int(r["roi"]) for r in rows] == [1, 2, 3]
+    gamma = np.array([float(r["gamma"]) for r in rows])
+    assert np.all(np.abs(gamma - sim.gamma) / sim.gamma < 0.5)  # 80 frames of a noisy series: the right scale
+    assert float(rows[0]["alpha"]) == 1.0 and json.loads((tmp_path / "p.json").read_text())["fix_alpha"]
+
+    r = run("fit", str(tmp_path / "d.h5"), "-o", str(tmp_path / "cuts.csv"), "--cut-width", "3", "--fix-beta",
+            "-q", "--json")
+    assert r.returncode == 0, r.stderr
+    cuts = list(csv.DictReader(open(tmp_path / "cuts.csv")))
+    assert len(cuts) == json.loads(r.stdout)["fits"] and len({r["age"] for r in cuts}) > 10
+
+    r = run("report", str(tmp_path / "d.h5"), "-o", str(tmp_path / "rep"), "--compare", "gaussian", "-q")
+    assert r.returncode == 0, r.stderr
+    for f in ("index.html", "c2_maps.png", "g2_fits.png", "gamma_q.png", "gamma_age.png", "fits.csv"):
+        assert (tmp_path / "rep" / f).stat().st_size > 0
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "http" not in page and "gaussian" in page and "cned" in page
+
+
+def test_denoise_reads_both_aps_layouts(tmp_path):
+    from xpcs_denoise.io import read_c2, write_aps_c2, write_aps_legacy
+    from xpcs_denoise.simulation import true_two_time
+
+    rng = np.random.default_rng(0)
+    c2 = np.stack([true_two_time(60, g, 0.2) for g in (0.02, 0.05)])
+    c2 = c2 + rng.normal(0, 0.01, c2.shape)
+    c2 = (c2 + c2.transpose(0, 2, 1)) / 2
+    q = np.array([0.003, 0.006])
+    for name, writer in (("new.h5", write_aps_c2), ("old.h5", write_aps_legacy)):
+        writer(tmp_path / name, c2, q)
+        out = tmp_path / f"{name}.out.h5"
+        r = run("denoise", str(tmp_path / name), "-o", str(out), "--method", "gaussian", "-q", "--json")
+        assert r.returncode == 0, r.stderr
+        d = read_c2(out)
+        np.testing.assert_allclose(d.raw, c2, atol=1e-6)
+        np.testing.assert_allclose(d.q, q)
+        assert d.attrs["method"] == "gaussian" and d.attrs["source_format"].startswith("aps-8idi")
+        # The Gaussian peer smooths: closer to the noiseless 2TCF than the input.
+        truth = np.stack([true_two_time(60, g, 0.2) for g in (0.02, 0.05)])
+        off = ~np.eye(60, dtype=bool)
+        assert np.mean((d.c2 - truth)[:, off] ** 2) < np.mean((c2 - truth)[:, off] ** 2)
+
+
+@pytest.mark.slow
+def test_batch_reports_and_skips_a_bad_file(tmp_path):
+    from xpcs_denoise.simulation import true_two_time
+
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        c2 = true_two_time(60, 0.03, 0.2) + rng.normal(0, 0.01, (60, 60))
+        np.save(tmp_path / f"good{i}.npy", (c2 + c2.T) / 2)
+    (tmp_path / "bad.h5").write_bytes(b"garbage")
+    inputs = [str(tmp_path / n) for n in ("good0.npy", "bad.h5", "good1.npy")]
+    r = run("batch", *inputs, "-o", str(tmp_path / "out"), "--method", "median", "-q", "--json")
+    assert r.returncode == 1, r.stderr  # one file failed
+    rows = json.loads(r.stdout)
+    assert [row["status"] for row in rows] == ["ok", "failed", "ok"]
+    assert "HDF5" in rows[1]["error"]
+    assert (tmp_path / "out" / "good0_denoised.h5").exists() and (tmp_path / "out" / "good1_denoised.h5").exists()
+    assert not (tmp_path / "out" / "bad_denoised.h5").exists()
+    assert (tmp_path / "out" / "batch_summary.csv").read_text().count("\n") == 4

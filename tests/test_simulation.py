@@ -36,6 +36,8 @@ def test_q_rings_have_diffusive_rates_and_falling_counts():
     np.testing.assert_allclose(s.gamma / s.q**2, s.gamma[0] / s.q[0] ** 2)
     assert np.all(np.diff(s.mean_count) < 0)
     assert s.frames.shape[1] == s.labels.size and s.labels.max() == 5
+    # The documented default range: Γ from 2e-3 to 5e-2 frames⁻¹ over q = 0.002..0.01 Å⁻¹.
+    np.testing.assert_allclose(s.gamma[[0, -1]], [2e-3, 5e-2])
 
 
 def test_seed_reproducible_and_true_two_time_lag0():

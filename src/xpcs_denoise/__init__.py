@@ -10,13 +10,18 @@ Public API (stable names):
 - :class:`Denoiser` — the pretrained CNN-ED ensemble;
 - :func:`denoise` — one entry point for the ensemble and its classical peers (``method=``);
 - :func:`q_dependence`, :func:`ageing` — the paper's Fig. 5 and Fig. 6 workflows;
-- :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics.
+- :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics;
+- :func:`read_c2`, :func:`write_c2`, :func:`read_frames`, :func:`read_labels` — files (ours, APS 8-ID-I, .npy);
+- :func:`correlate_file`, :func:`denoise_file`, :func:`fit_file`, :func:`report_file`, :func:`batch_denoise` —
+  the functions behind the CLI's sub-commands.
 """
 
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError
 from .fitting import FitResult, fit_g2, g2_model
+from .io import C2File, read_c2, read_frames, read_labels, write_c2
+from .pipeline import batch_denoise, correlate_file, denoise_file, fit_file, report_file
 from .preprocessing import subsample_frames
 from .simulation import simulate_q_rings, simulate_speckle
 from .workflows import ageing, q_dependence
@@ -39,5 +44,15 @@ __all__ = [
     "q_dependence",
     "ageing",
     "subsample_frames",
+    "C2File",
+    "read_c2",
+    "write_c2",
+    "read_frames",
+    "read_labels",
+    "correlate_file",
+    "denoise_file",
+    "fit_file",
+    "report_file",
+    "batch_denoise",
     "__version__",
 ]

@@ -70,6 +70,77 @@ def _cmd_evaluate(a):
     return 0
 
 
+def _print_summary(a, summary: dict, line: str):
+    print(json.dumps(summary, indent=2, default=str) if a.json else line)
+
+
+def _parse_q(text):
+    if text is None:
+        return None
+    import numpy as np
+
+    if text.endswith(".npy"):
+        return np.load(text, allow_pickle=False)
+    try:
+        return np.array([float(v) for v in text.split(",")])
+    except ValueError as exc:
+        raise XPCSInputError(f"--q must be comma-separated numbers (Å⁻¹) or a .npy file; got {text!r}") from exc
+
+
+def _cmd_correlate(a):
+    from .pipeline import correlate_file
+
+    s = correlate_file(a.frames, a.rois, a.output, frames_dataset=a.dataset, labels_dataset=a.rois_dataset,
+                       q=_parse_q(a.q), overwrite=a.overwrite, progress=not a.quiet)
+    _print_summary(a, s, f"{s['n_rois']} ROI(s) × {s['n_frames']} frames correlated → {s['output']}")
+    return 0
+
+
+def _cmd_denoise(a):
+    from .pipeline import denoise_file
+
+    s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
+                     uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
+                     overwrite=a.overwrite)
+    _print_summary(a, s, f"{s['n_rois']} ROI(s) denoised with {s['method']} → {s['output']}")
+    return 0
+
+
+def _cmd_fit(a):
+    from .pipeline import fit_file
+
+    s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
+                 cut_width=a.cut_width, max_lag=a.max_lag, overwrite=a.overwrite)
+    _print_summary(a, s, f"{s['successful']} of {s['fits']} fits succeeded → {s['output']}, {s['json']}")
+    return 0
+
+
+def _cmd_report(a):
+    from .pipeline import report_file
+
+    compare = tuple(m for m in (a.compare or "").split(",") if m)
+    s = report_file(a.input, a.output, compare=compare, method=a.method, model=a.model, dataset=a.dataset,
+                    seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, overwrite=a.overwrite)
+    _print_summary(a, s, f"report ({', '.join(s['methods'])}) → {s['report']}")
+    return 0
+
+
+def _cmd_batch(a):
+    from .pipeline import batch_denoise
+
+    rows = batch_denoise(a.inputs, a.output, workers=a.workers, scheduler=a.scheduler, progress=not a.quiet,
+                         method=a.method, model=a.model, dataset=a.dataset, uncertainty=a.uncertainty,
+                         seed=a.seed, overwrite=a.overwrite)
+    failed = [r for r in rows if r["status"] != "ok"]
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['status']:6s} {r['input']} → {r['output'] or r['error']} ({r['seconds']} s)")
+        print(f"{len(rows) - len(failed)} of {len(rows)} file(s) denoised; summary in {a.output}/batch_summary.csv")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xpcs-denoise", description="Denoise XPCS two-time correlation functions "
                                 "with CNN encoder-decoder ensembles.")
@@ -136,6 +207,72 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
     common(e)
     e.set_defaults(func=_cmd_evaluate)
+
+    from .denoising import METHODS
+
+    def method_opts(sp, default="cned"):
+        sp.add_argument("--method", choices=METHODS, default=default, help=f"denoiser (default {default})")
+        sp.add_argument("--model", default=None, help="model folder for --method cned (default: shipped ensemble)")
+        sp.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
+
+    def input_opts(sp):
+        sp.add_argument("--dataset", default=None,
+                        help="HDF5 dataset path, for files in none of the known layouts")
+        sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+    c = sub.add_parser("correlate", help="2TCFs and 1TCFs of every q-ROI of a frame stack")
+    c.add_argument("frames", help="frame stack: HDF5, .npy, or a folder of TIFFs")
+    c.add_argument("--rois", required=True, help="ROI label map (.npy or HDF5): 0 unused, 1..K q-ROIs")
+    c.add_argument("--rois-dataset", default=None, help="dataset of the label map in an HDF5 file")
+    c.add_argument("-o", "--output", required=True, help="output HDF5 (xpcs-denoise format)")
+    c.add_argument("--q", default=None, help="q of each ROI in 1/Å: comma-separated, or a .npy file")
+    input_opts(c)
+    common(c)
+    c.set_defaults(func=_cmd_correlate)
+
+    dn = sub.add_parser("denoise", help="denoise every ROI of a 2TCF file")
+    dn.add_argument("input", help=".npy, xpcs-denoise HDF5, APS 8-ID-I HDF5, or any HDF5 with --dataset")
+    dn.add_argument("-o", "--output", required=True, help="output HDF5 (xpcs-denoise format)")
+    method_opts(dn)
+    dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
+    dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")
+    dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
+    input_opts(dn)
+    common(dn)
+    dn.set_defaults(func=_cmd_denoise)
+
+    f = sub.add_parser("fit", help="Eq. 3 fits of each 1TCF or of time-resolved cuts (CSV + JSON)")
+    f.add_argument("input", help="2TCF file (any format `denoise` reads)")
+    f.add_argument("-o", "--output", required=True, help="output CSV (a JSON is written beside it)")
+    f.add_argument("--fix-alpha", action="store_true", help="hold α = 1")
+    f.add_argument("--fix-beta", action="store_true", help="hold β at the data's β*(lag=1) (Eq. 7)")
+    f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
+    f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
+    input_opts(f)
+    common(f)
+    f.set_defaults(func=_cmd_fit)
+
+    r = sub.add_parser("report", help="figures and an offline HTML page for a 2TCF file")
+    r.add_argument("input", help="2TCF file; one written by `denoise` is reported as is")
+    r.add_argument("-o", "--output", required=True, help="report folder")
+    r.add_argument("--compare", default=None, help="comma-separated peers to add, e.g. gaussian,median")
+    method_opts(r)
+    r.add_argument("--cut-width", type=int, default=1, help="cut width (frames) of the Γ(t_a) figure")
+    r.add_argument("--fix-alpha", action="store_true", help="fit with α = 1")
+    input_opts(r)
+    common(r)
+    r.set_defaults(func=_cmd_report)
+
+    b = sub.add_parser("batch", help="denoise many files through Dask; bad files are reported and skipped")
+    b.add_argument("inputs", nargs="+", help="2TCF files")
+    b.add_argument("-o", "--output", required=True, help="output folder")
+    b.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    b.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    method_opts(b)
+    b.add_argument("--uncertainty", action="store_true")
+    input_opts(b)
+    common(b)
+    b.set_defaults(func=_cmd_batch)
     return p
 
 

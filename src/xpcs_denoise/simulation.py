@@ -203,7 +203,7 @@ def simulate_speckle(n_frames: int = 200, n_pixels: int = 4096, *, gamma=0.05, b
 
 
 def simulate_q_rings(n_frames: int = 200, n_rois: int = 10, *, q_min: float = 0.002, q_max: float = 0.01,
-                     diffusion: float = 5e5, beta: float = 0.2, alpha: float = 1.0, pixels_at_qmin: int = 2000,
+                     diffusion: float = 500.0, beta: float = 0.2, alpha: float = 1.0, pixels_at_qmin: int = 2000,
                      count_at_qmin: float = 2.0, intensity_exponent: float = 2.0, seed: int = 0) -> SpeckleSeries:
     """A q-ring experiment: K concentric ROIs with diffusive Γ = D q² and intensity falling with q.
 

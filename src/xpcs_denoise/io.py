@@ -1,0 +1,646 @@
+"""Files in and out: 2TCFs (.npy, our HDF5 format, the APS 8-ID-I layouts, any HDF5 dataset), frame stacks
+(HDF5, .npy, TIFFs) and ROI label maps.
+
+Our format (root attribute ``format = "xpcs-denoise-c2"``, written by :func:`write_c2`):
+
+==========  ==========  ================================================================================
+name        shape       meaning
+==========  ==========  ================================================================================
+``c2``      (K, N, N)   main 2TCFs (denoised when a method ran), full symmetric matrices, dimensionless
+``c2_raw``  (K, N, N)   optional: the input 2TCFs
+``c2_std``  (K, N, N)   optional: 1-σ uncertainty of ``c2`` (ensemble spread)
+``g2``      (K, N − 1)  1TCF of ``c2`` (Eq. 2) at lags ``lag``
+``lag``     (N − 1,)    lags 1..N − 1, frames
+``q``       (K,)        optional: q of each ROI, Å⁻¹ (attribute ``units = "1/Angstrom"``)
+==========  ==========  ================================================================================
+
+Root attributes: ``format``, ``format_version`` (1), ``software``, ``software_version``, ``created_utc`` (ISO 8601),
+``json_attrs`` (JSON list of the attributes stored as JSON text), then the caller's (method, model card hash,
+window, step, seed...). Writers are atomic (:func:`atomic_path`); readers open files read-only. Compressed
+beamline files (Blosc, bitshuffle/LZ4, Zstd) need ``pip install hdf5plugin``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .correlation import one_time_from_two_time
+from .errors import XPCSInputError
+
+__all__ = ["C2File", "FrameStack", "read_c2", "write_c2", "write_aps_c2", "write_aps_legacy", "read_frames",
+           "read_labels", "atomic_path", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "xpcs-denoise-c2"
+FORMAT_VERSION = 1
+_RESERVED = {"format", "format_version", "software", "software_version", "created_utc", "json_attrs"}
+
+# APS 8-ID-I layouts, as written by AdvancedPhotonSource boost_corr (src/boost_corr/correlator/twotime.py yields
+# torch.triu(c2): upper triangle WITH the diagonal, lower triangle zero, as correlation_map/c2_00001, ... one per
+# processed dynamic bin, in the order of xpcs/twotime/processed_bins = the 1-based dynamic-map labels; paths in
+# xpcs_aps_8idi/aps_8idi.py) and read by pyXpcsViewer (core/twotime_utils.py: c2_half + c2_half.T, diagonal
+# halved; fileIO/qmap_utils.py: label → dynamic_index_mapping[label − 1] → q = dynamic_v_list_dim0[i // n_phi]).
+# There is no "c2_half" flag: every map is a half. The older layout (boost_corr xpcs_aps_8idi/gpu_corr_twotime.py,
+# pyXpcsViewer's first xpcs_file.py) stores the same halves as exchange/C2T_all/g2_00001, ..., with the q of each
+# dynamic bin in xpcs/dqlist (1, n_bins) and the labels in xpcs/qphi_bin_to_process.
+APS_C2_GROUP, APS_BINS = "xpcs/twotime/correlation_map", "xpcs/twotime/processed_bins"
+APS_QLIST, APS_PHILIST = "xpcs/qmap/dynamic_v_list_dim0", "xpcs/qmap/dynamic_v_list_dim1"
+APS_INDEX_MAP = "xpcs/qmap/dynamic_index_mapping"
+LEGACY_C2, LEGACY_QLIST, LEGACY_BINS = "exchange/C2T_all", "xpcs/dqlist", "xpcs/qphi_bin_to_process"
+#: Frame stacks tried in order when no dataset is named: NeXus / APS-U detector data, APS data exchange.
+FRAME_DATASETS = ("entry/data/data", "exchange/data", "entry/instrument/detector/data", "data")
+#: ROI maps tried in order: APS-U result and qmap files, legacy qmap files (boost_corr), legacy result files.
+LABEL_DATASETS = ("xpcs/qmap/dynamic_roi_map", "qmap/dynamic_roi_map", "data/dynamicMap", "xpcs/dqmap")
+_HINT = "give dataset='path/in/file' (--dataset)"
+
+
+@dataclass
+class C2File:
+    """2TCFs read by :func:`read_c2`: ``c2`` (K, N, N) float64; ``q`` (K,) Å⁻¹ or None; ``g2`` (K, N − 1) or None;
+    ``raw``, ``std`` (K, N, N) or None (our format only); ``attrs``; ``source_format``: "npy", "xpcs-denoise",
+    "aps-8idi", "aps-8idi-legacy" or "hdf5-dataset"."""
+
+    c2: np.ndarray
+    q: np.ndarray | None = None
+    g2: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+    source_format: str = "npy"
+    raw: np.ndarray | None = None
+    std: np.ndarray | None = None
+
+
+def _h5py():
+    import h5py
+
+    try:  # registers the Blosc, bitshuffle/LZ4, Zstd... filters of beamline files with HDF5
+        import hdf5plugin  # noqa: F401
+    except (ImportError, OSError):
+        pass
+    return h5py
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _file_kind(path) -> tuple[Path, str]:
+    """The path and "npy" or "hdf5" from the file's first bytes; clear errors for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise XPCSInputError(f"{path} does not exist; check the path")
+    if path.is_dir():
+        raise XPCSInputError(f"{path} is a folder; give a .npy or HDF5 file")
+    with open(path, "rb") as fh:
+        if fh.read(6) == b"\x93NUMPY":
+            return path, "npy"
+    if _h5py().is_hdf5(str(path)):
+        return path, "hdf5"
+    raise XPCSInputError(f"{path} is neither HDF5 nor .npy (corrupt, truncated or another format); re-export it")
+
+
+def _load_npy(path: Path, mmap_mode=None, dataset=None) -> np.ndarray:
+    if dataset is not None:
+        raise XPCSInputError(f"{path} is a .npy file; dataset= applies to HDF5 files only")
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise XPCSInputError(f"cannot read {path} as .npy ({_one_line(exc)}); the file is corrupt or truncated") \
+            from exc
+
+
+def _open_h5(path: Path):
+    try:
+        return _h5py().File(path, "r")
+    except OSError as exc:
+        msg = _one_line(exc)
+        hint = ("another program holds a lock on it; wait, or set HDF5_USE_FILE_LOCKING=FALSE" if "lock" in
+                msg.lower() else "the file is corrupt or truncated; copy it again")
+        raise XPCSInputError(f"cannot open {path} as HDF5 ({msg}); {hint}") from exc
+
+
+def _check_filters(dset, path: Path) -> None:
+    """Raise if ``dset`` is compressed with a filter that this HDF5 library cannot decode."""
+    h5py, plist = _h5py(), dset.id.get_create_plist()
+    missing = [f"{name.decode(errors='replace')} (id {code})" for code, _, _, name in
+               (plist.get_filter(i) for i in range(plist.get_nfilters())) if not h5py.h5z.filter_avail(code)]
+    if missing:
+        raise XPCSInputError(f"{path}:{dset.name} is compressed with {', '.join(missing)}, which this HDF5 "
+                             "cannot decode; pip install hdf5plugin")
+
+
+def _read(dset, path: Path, key=()) -> np.ndarray:
+    try:
+        return np.asarray(dset[key])
+    except OSError as exc:
+        _check_filters(dset, path)
+        raise XPCSInputError(f"cannot read {dset.name} from {path} ({_one_line(exc)}); the file is corrupt") from exc
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _dataset(f, name: str | None, path: Path, candidates=(), what: str = "dataset"):
+    """The object ``name`` of ``f`` (dataset or group), or else the first dataset of ``candidates`` present."""
+    h5py = _h5py()
+    if name is None:
+        name = next((c for c in candidates if c in f and isinstance(f[c], h5py.Dataset)), None)
+        if name is None:
+            raise XPCSInputError(f"{path}: no {what} at {', '.join(candidates)} (top-level keys: {sorted(f)}); {_HINT}")
+    if name not in f:
+        raise XPCSInputError(f"{path} has no {name!r} (top-level keys: {sorted(f)}); check the path in the file")
+    return f[name]
+
+
+def _full_from_half(h: np.ndarray) -> np.ndarray:
+    """Full symmetric matrix from one stored triangle (c2 + c2ᵀ − diag); a full matrix is returned as is."""
+    if not np.any(np.tril(h, -1)):
+        return np.triu(h) + np.triu(h, 1).T
+    if not np.any(np.triu(h, 1)):
+        return np.tril(h) + np.tril(h, -1).T
+    return h
+
+
+def _c2_stack(arr, where: str, *, halves: bool = True) -> np.ndarray:
+    """(K, N, N) float64 from (N, N) or (K, N, N), with a clear error for anything else; halves mirrored."""
+    arr = np.asarray(arr)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {arr.shape}")
+    if arr.shape[-1] != arr.shape[-2]:
+        raise XPCSInputError(f"{where}: 2TCF must be square; got {arr.shape[-2]}×{arr.shape[-1]} (crop it to N×N)")
+    if arr.shape[-1] < 2 or arr.size == 0:
+        raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {arr.shape}")
+    out = np.asarray(arr, dtype=np.float64)
+    out = out[None] if out.ndim == 2 else out
+    return np.stack([_full_from_half(m) for m in out]) if halves else out
+
+
+def _c2_from_node(node, path: Path) -> np.ndarray:
+    """A (N, N) or (K, N, N) dataset, or a group of (N, N) datasets (one per ROI, natural order of names)."""
+    h5py = _h5py()
+    if isinstance(node, h5py.Dataset):
+        return _c2_stack(_read(node, path), f"{path}:{node.name}")
+    dsets = [node[n] for n in sorted(node, key=_natural_key) if isinstance(node[n], h5py.Dataset)]
+    if not dsets:
+        raise XPCSInputError(f"{path}:{node.name} holds no dataset, so no 2TCF; {_HINT}")
+    out = None
+    for k, dset in enumerate(dsets):  # ROI by ROI: peak memory is the result plus one matrix
+        m = _c2_stack(_read(dset, path), f"{path}:{dset.name}")
+        if m.shape[0] != 1 or (out is not None and m.shape[1:] != out.shape[1:]):
+            raise XPCSInputError(f"{path}:{dset.name} has shape {dset.shape}; expected one (N, N) matrix per ROI")
+        out = np.empty((len(dsets), *m.shape[1:])) if out is None else out
+        out[k] = m[0]
+    return out
+
+
+def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None = None, mapping: str | None = None):
+    """(q of each stored 2TCF from its 1-based dynamic-bin label, or None when the file does not say; the labels)."""
+    def get(name):
+        return _read(f[name], path).ravel() if name is not None and name in f else None
+
+    qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
+    if qs is None or labels is None or labels.size != k:
+        return (qs.astype(np.float64) if qs is not None and qs.size == k else None), labels
+    idx = labels.astype(np.int64) - 1
+    if index is not None:
+        if idx.min() < 0 or idx.max() >= index.size:
+            return None, labels
+        idx = index.astype(np.int64)[idx]
+    idx = idx // (1 if phis is None else max(1, phis.size))
+    return (qs[idx].astype(np.float64) if idx.min() >= 0 and idx.max() < qs.size else None), labels
+
+
+def _attr_value(value):
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _decode_attrs(attrs) -> dict:
+    out = {k: _attr_value(v) for k, v in attrs.items()}
+    for key in json.loads(out.pop("json_attrs", "[]")):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+def read_c2(path, dataset: str | None = None) -> C2File:
+    """Read 2TCFs from a .npy file, our HDF5 format, an APS 8-ID-I result file or any HDF5 dataset.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npy`` of shape (N, N) or (K, N, N), or an HDF5 file (opened read-only) whose layout is recognised from
+        its contents: our ``format`` attribute, APS 8-ID-I ``xpcs/twotime/correlation_map/c2_*``, or the older
+        ``exchange/C2T_all`` (a group of per-ROI halves, or one 2-D/3-D dataset).
+    dataset : str, optional
+        HDF5 path of a (N, N) or (K, N, N) dataset, or of a group of (N, N) datasets (one per ROI, in natural
+        order of their names); skips the recognition.
+
+    Returns
+    -------
+    C2File
+        ``c2`` is (K, N, N) float64, always 3-D. A matrix stored as one triangle (the other strictly zero, as APS
+        writes them) is mirrored exactly: ``c2 + c2ᵀ − diag``; full matrices are kept as stored. NaN and Inf pass
+        through unchanged (masked frames): later stages handle or reject them.
+
+    Raises
+    ------
+    XPCSInputError
+        Missing file, not HDF5 or .npy, corrupt or truncated, unknown layout (lists the top-level keys), missing
+        dataset, wrong number of dimensions, non-square matrices, compression filter missing (hdf5plugin).
+    """
+    path, kind = _file_kind(path)
+    attrs = {"source_path": str(path)}
+    if kind == "npy":
+        return C2File(_c2_stack(_load_npy(path, dataset=dataset), str(path)), attrs=attrs, source_format="npy")
+    with _open_h5(path) as f:
+        if dataset is not None:
+            node = _dataset(f, dataset, path)
+            attrs = {**_decode_attrs(node.attrs), **attrs, "dataset": node.name}
+            return C2File(_c2_from_node(node, path), attrs=attrs, source_format="hdf5-dataset")
+        if _attr_value(f.attrs.get("format")) == FORMAT_NAME:
+            return _read_ours(f, path)
+        if APS_C2_GROUP in f:
+            c2 = _c2_from_node(f[APS_C2_GROUP], path)
+            q, bins = _q_of_bins(f, path, len(c2), APS_QLIST, APS_BINS, APS_PHILIST, APS_INDEX_MAP)
+            source = "aps-8idi"
+        elif LEGACY_C2 in f:
+            c2 = _c2_from_node(f[LEGACY_C2], path)
+            q, bins = _q_of_bins(f, path, len(c2), LEGACY_QLIST, LEGACY_BINS)
+            source = "aps-8idi-legacy"
+        else:
+            raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
+        if bins is not None:
+            attrs["processed_bins"] = bins.astype(np.int64).tolist()
+        return C2File(c2, q=q, attrs=attrs, source_format=source)
+
+
+def _read_ours(f, path: Path) -> C2File:
+    version = int(_attr_value(f.attrs.get("format_version", 0)))
+    if version > FORMAT_VERSION:
+        raise XPCSInputError(f"{path} has format version {version}; this xpcs-denoise reads up to {FORMAT_VERSION}; "
+                             "upgrade xpcs-denoise")
+    c2 = _c2_stack(_read(_dataset(f, "c2", path), path), f"{path}:/c2", halves=False)
+    k, n = c2.shape[:2]
+    parts = {}
+    for name, shape in (("c2_raw", c2.shape), ("c2_std", c2.shape), ("g2", (k, n - 1)), ("q", (k,))):
+        parts[name] = _read(f[name], path).astype(np.float64) if name in f else None
+        if parts[name] is not None and parts[name].shape != shape:
+            raise XPCSInputError(f"{path}:/{name} has shape {parts[name].shape}, expected {shape}; write it again")
+    return C2File(c2, q=parts["q"], g2=parts["g2"], attrs=_decode_attrs(f.attrs), source_format="xpcs-denoise",
+                  raw=parts["c2_raw"], std=parts["c2_std"])
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise XPCSInputError(f"{path} is a folder; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise XPCSInputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise XPCSInputError(f"output folder {path.parent} does not exist; create it first")
+
+
+@contextmanager
+def atomic_path(path, overwrite: bool = False):
+    """Write ``path`` atomically: yields a temporary path in the same folder, renamed over ``path`` on success.
+
+    Write the whole output to the yielded path (the file exists, empty: open it with mode ``"w"``). On a normal
+    exit it is flushed to disk and moved onto ``path`` with ``os.replace`` (atomic within a file system); on any
+    exception it is removed and ``path`` is left as it was. The temporary name starts with a dot and keeps the
+    suffix of ``path`` (``.png``, ``.csv``), for writers that choose the format from it.
+
+    Raises
+    ------
+    XPCSInputError
+        ``path`` exists and ``overwrite`` is False, is a folder, or its folder is missing or not writable.
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise XPCSInputError(f"cannot write in {path.parent} ({_one_line(exc)}); choose a writable folder") from exc
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _check_target(path, overwrite)  # created by someone else meanwhile?
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)  # not mkstemp's 0o600
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _encode_attrs(attrs: dict | None) -> dict:
+    out, json_keys = {}, []
+    for key, value in (attrs or {}).items():
+        if str(key) in _RESERVED:
+            raise XPCSInputError(f"attribute name {key!r} is reserved by the file format; rename it")
+        if isinstance(value, (str, bytes, bool, int, float, np.bool_, np.integer, np.floating)):
+            out[str(key)] = value
+            continue
+        try:
+            out[str(key)] = json.dumps(value, default=_json_default, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise XPCSInputError(f"attribute {key!r} cannot be stored ({exc}); use numbers, strings, lists, dicts") \
+                from exc
+        json_keys.append(str(key))
+    return {**out, "json_attrs": json.dumps(json_keys)}
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xpcs-denoise")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _write_dataset(f, name: str, data, attrs: dict | None = None) -> None:
+    dset = f.create_dataset(name, data=data)
+    for key, value in (attrs or {}).items():
+        dset.attrs[key] = value
+
+
+def _write_h5(path, datasets: dict, root_attrs: dict, overwrite: bool) -> Path:
+    """Write ``{name: (array, attrs)}`` and the root attributes, atomically."""
+    with atomic_path(path, overwrite=overwrite) as tmp, _h5py().File(tmp, "w") as f:
+        f.attrs.update(root_attrs)
+        for name, (data, attrs) in datasets.items():
+            _write_dataset(f, name, data, attrs)
+    return Path(path)
+
+
+def _matching(arr, shape: tuple, name: str) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float64)
+    arr = arr[None] if arr.shape != shape and shape[0] == 1 and arr.shape == shape[1:] else arr
+    if arr.shape != shape:
+        raise XPCSInputError(f"{name} has shape {arr.shape}; expected {shape} to match c2")
+    return arr
+
+
+def write_c2(path, c2, *, raw=None, g2=None, std=None, q=None, attrs: dict | None = None,
+             overwrite: bool = False) -> Path:
+    """Write 2TCFs in our HDF5 format (table in the module docstring), atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (``.h5``).
+    c2 : array_like, shape (N, N) or (K, N, N)
+        Main 2TCFs (the denoised ones after a method ran); stored as (K, N, N) float64, unchanged.
+    raw, std : array_like, optional
+        Input 2TCFs and the 1-σ uncertainty of ``c2``, same shape as ``c2``.
+    g2 : array_like, shape (K, N − 1), optional
+        1TCFs at lags 1..N − 1 frames; default :func:`~xpcs_denoise.correlation.one_time_from_two_time` of ``c2``.
+    q : array_like, shape (K,), optional
+        q of each ROI, Å⁻¹.
+    attrs : dict, optional
+        Provenance (method, model card hash, window, step, seed...): numbers and strings stored as they are,
+        other values (lists, dicts, arrays) as JSON text, which :func:`read_c2` decodes.
+    overwrite : bool
+        Replace an existing ``path`` (otherwise an error).
+
+    Returns
+    -------
+    Path
+        ``path``. Peak memory: ``c2``, ``raw``, ``std`` as float64 and, when ``g2`` is computed, about two more
+        (K, N, N) float64 arrays.
+    """
+    c2 = _c2_stack(c2, "c2", halves=False)
+    k, n = c2.shape[:2]
+    root = {**_encode_attrs(attrs), "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+            "software": "xpcs-denoise", "software_version": _package_version(),
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    unit = {"units": "dimensionless"}
+    datasets = {"c2": (c2, {**unit, "description": "two-time correlation functions C2[k, t1, t2]"})}
+    if raw is not None:
+        datasets["c2_raw"] = (_matching(raw, c2.shape, "raw"), {**unit, "description": "input 2TCFs"})
+    if std is not None:
+        datasets["c2_std"] = (_matching(std, c2.shape, "std"), {**unit, "description": "1-sigma uncertainty of c2"})
+    g2 = one_time_from_two_time(c2) if g2 is None else _matching(g2, (k, n - 1), "g2")
+    datasets["g2"] = (g2, {**unit, "description": "one-time correlation functions at lags 'lag'"})
+    datasets["lag"] = (np.arange(1, n, dtype=np.int64), {"units": "frames"})
+    if q is not None:
+        datasets["q"] = (_matching(np.ravel(q), (k,), "q"), {"units": "1/Angstrom"})
+    return _write_h5(path, datasets, root, overwrite)
+
+
+def _write_halves(path, c2, q, overwrite: bool, legacy: bool) -> Path:
+    c2 = _c2_stack(c2, "c2", halves=False)
+    k = len(c2)
+    name = f"{LEGACY_C2}/g2" if legacy else f"{APS_C2_GROUP}/c2"
+    datasets = {f"{name}_{i + 1:05d}": (np.triu(0.5 * (m + m.T)), None) for i, m in enumerate(c2)}
+    bins = np.arange(1, k + 1, dtype=np.uint64 if legacy else np.int64)
+    datasets[LEGACY_BINS if legacy else APS_BINS] = (bins[:, None] if legacy else bins, None)
+    if q is not None:
+        q = _matching(np.ravel(q), (k,), "q")
+        datasets.update({LEGACY_QLIST: (q[None], None)} if legacy else {
+            APS_QLIST: (q, None), APS_PHILIST: (np.zeros(1), None), APS_INDEX_MAP: (np.arange(k), None)})
+    return _write_h5(path, datasets, {}, overwrite)
+
+
+def write_aps_c2(path, c2, q=None, *, overwrite: bool = False) -> Path:
+    """Write 2TCFs (N, N) or (K, N, N) in the APS 8-ID-I (boost_corr) layout, atomically.
+
+    ``xpcs/twotime/correlation_map/c2_00001``, ... hold the upper triangle, diagonal included, of the symmetric
+    part of each matrix (float64; boost_corr writes float32); ``xpcs/twotime/processed_bins`` = 1..K; with ``q``
+    (K,) in Å⁻¹: ``xpcs/qmap/dynamic_v_list_dim0`` = q, ``dynamic_v_list_dim1`` = [0] (one φ) and
+    ``dynamic_index_mapping`` = 0..K − 1.
+    """
+    return _write_halves(path, c2, q, overwrite, legacy=False)
+
+
+def write_aps_legacy(path, c2, q=None, *, overwrite: bool = False) -> Path:
+    """Write 2TCFs in the older APS 8-ID-I layout, atomically: upper triangles as ``exchange/C2T_all/g2_00001``,
+    ...; ``xpcs/qphi_bin_to_process`` (K, 1) = 1..K; with ``q`` (K,) Å⁻¹, ``xpcs/dqlist`` (1, K)."""
+    return _write_halves(path, c2, q, overwrite, legacy=True)
+
+
+class FrameStack:
+    """A (T, H, W) or (T, P) frame stack for ``two_time``: ``shape``, ``dtype``, ``ndim``, slicing into numpy arrays
+    and ``np.asarray``. ``data`` is an h5py dataset (kept open, read-only, until :meth:`close` or the end of a
+    ``with`` block), a memory map (.npy) or an array (TIFFs)."""
+
+    def __init__(self, data, *, source_format: str, path: Path, dataset: str | None = None, handle=None):
+        self.data, self.source_format, self.path, self.dataset, self._file = data, source_format, path, dataset, handle
+        shape, dtype = self.shape, self.dtype
+        if len(shape) not in (2, 3):
+            raise XPCSInputError(f"{path}: frames must have shape (T, H, W) or (T, P); got {shape}")
+        if shape[0] < 2:
+            raise XPCSInputError(f"{path}: need at least 2 frames to correlate; got {shape[0]}")
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+            raise XPCSInputError(f"{path}: frames must hold numbers (integer or float counts); got dtype {dtype}")
+
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: np.dtype(self.data.dtype))
+    ndim = property(lambda self: len(self.data.shape))
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.data[key]) if self._file is None else _read(self.data, self.path, key)
+
+    def __array__(self, dtype=None, copy=None):
+        return self[...] if dtype is None else self[...].astype(dtype)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> FrameStack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _tiff_reader():
+    try:
+        import tifffile
+
+        return tifffile.imread
+    except ImportError:
+        pass
+    try:
+        from PIL import Image, ImageSequence
+    except ImportError:
+        raise XPCSInputError("reading TIFF frames needs tifffile: pip install tifffile (or Pillow)") from None
+
+    def read(p):
+        with Image.open(p) as im:
+            pages = [np.asarray(page) for page in ImageSequence.Iterator(im)]
+        return pages[0] if len(pages) == 1 else np.stack(pages)
+
+    return read
+
+
+def _read_tiff_folder(folder: Path) -> np.ndarray:
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
+                    and not p.name.startswith(".")), key=lambda p: _natural_key(p.name))
+    if not files:
+        raise XPCSInputError(f"folder {folder} holds no .tif/.tiff files; give TIFF frames, an HDF5 or a .npy file")
+    read = _tiff_reader()
+    out = None
+    for i, file in enumerate(files):
+        img = np.asarray(read(file))
+        if img.ndim != 2 or (out is not None and img.shape != out.shape[1:]):
+            want = "one 2-D frame per file" if out is None else f"the size of {files[0].name}, {out.shape[1:]}"
+            raise XPCSInputError(f"{file} has shape {img.shape}; a TIFF folder needs {want}")
+        out = np.empty((len(files), *img.shape), dtype=img.dtype) if out is None else out
+        out[i] = img
+    return out
+
+
+def read_frames(path, dataset: str | None = None) -> FrameStack:
+    """Open a frame stack for :func:`~xpcs_denoise.correlation.two_time`.
+
+    Parameters
+    ----------
+    path : str or Path
+        HDF5 file (the dataset ``dataset``, else the first of :data:`FRAME_DATASETS` present: ``entry/data/data``,
+        ``exchange/data``...), ``.npy`` file, multi-page ``.tif``, or a folder of single-frame TIFFs (natural name
+        order: ``f_2.tif`` before ``f_10.tif``; read with tifffile, else Pillow).
+    dataset : str, optional
+        HDF5 path of the (T, H, W) or (T, P) dataset.
+
+    Returns
+    -------
+    FrameStack
+        Use it in a ``with`` block (or call ``close()``) to close an HDF5 file. Peak memory: HDF5 and .npy are
+        read lazily (h5py dataset, memory map), so ``two_time`` holds one block of pixels (≤ 128 MiB by default)
+        besides its result; TIFFs are loaded whole in their own dtype: T × H × W × itemsize bytes.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return FrameStack(_read_tiff_folder(path), source_format="tiff", path=path)
+    if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+        arr = np.asarray(_tiff_reader()(path))
+        return FrameStack(arr[None] if arr.ndim == 2 else arr, source_format="tiff", path=path)
+    path, kind = _file_kind(path)
+    if kind == "npy":
+        return FrameStack(_load_npy(path, mmap_mode="r", dataset=dataset), source_format="npy", path=path)
+    f = _open_h5(path)
+    try:
+        dset = _dataset(f, dataset, path, FRAME_DATASETS, "frame stack")
+        if not isinstance(dset, _h5py().Dataset):
+            raise XPCSInputError(f"{path}:{dset.name} is a group (members: {sorted(dset)[:10]}); name a dataset")
+        _check_filters(dset, path)
+        return FrameStack(dset, source_format="hdf5", path=path, dataset=dset.name, handle=f)
+    except BaseException:
+        f.close()
+        raise
+
+
+def read_labels(path, dataset: str | None = None) -> np.ndarray:
+    """Read an integer q-ROI label map (0 = unused pixel, 1..K = ROI) from .npy or HDF5.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npy`` or HDF5 file; in HDF5 the dataset ``dataset``, else the first of :data:`LABEL_DATASETS` present
+        (``xpcs/qmap/dynamic_roi_map``, ``qmap/dynamic_roi_map``, ``data/dynamicMap``, ``xpcs/dqmap``).
+    dataset : str, optional
+        HDF5 path of the map.
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (H, W)
+        Leading axes of length 1 dropped; booleans become 0/1; integer-valued floats accepted. The numbering is
+        kept as stored (``two_time`` rejects ROI labels without pixels).
+
+    Raises
+    ------
+    XPCSInputError
+        Not 2-D, not whole numbers (NaN included), negative, or no labelled pixel; file errors as :func:`read_c2`.
+    """
+    path, kind = _file_kind(path)
+    if kind == "npy":
+        arr, where = _load_npy(path, dataset=dataset), str(path)
+    else:
+        with _open_h5(path) as f:
+            dset = _dataset(f, dataset, path, LABEL_DATASETS, "ROI label map")
+            if not isinstance(dset, _h5py().Dataset):
+                raise XPCSInputError(f"{path}:{dset.name} is a group, not a label map; name a dataset")
+            arr, where = _read(dset, path), f"{path}:{dset.name}"
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise XPCSInputError(f"{where}: ROI label map must be 2-D (H, W), like one frame; got shape {arr.shape}")
+    arr = arr.astype(np.int64) if arr.dtype == np.bool_ else arr
+    if np.issubdtype(arr.dtype, np.floating):
+        if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+            raise XPCSInputError(f"{where}: ROI labels must be whole numbers (0 = unused, 1..K = q-ROIs)")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise XPCSInputError(f"{where}: ROI labels must be integers; got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise XPCSInputError(f"{where}: ROI labels must be >= 0 (set unused pixels to 0); minimum is {arr.min()}")
+    if not arr.size or arr.max() == 0:
+        raise XPCSInputError(f"{where}: ROI label map has no labelled pixel; label the q-ROIs 1..K")
+    return arr.astype(np.int64)
