@@ -175,3 +175,15 @@ def test_batch_reports_and_skips_a_bad_file(tmp_path):
     assert (tmp_path / "out" / "good0_denoised.h5").exists() and (tmp_path / "out" / "good1_denoised.h5").exists()
     assert not (tmp_path / "out" / "bad_denoised.h5").exists()
     assert (tmp_path / "out" / "batch_summary.csv").read_text().count("\n") == 4
+
+
+@pytest.mark.slow
+def test_quickstart_example_runs(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    r = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=ENV,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "report" / "index.html").exists() and (tmp_path / "c2_denoised.h5").exists()
+    assert r.stdout.count("denoised  q =") == 3
