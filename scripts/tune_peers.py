@@ -31,7 +31,7 @@ def main(path, max_crops=1500):
     for k in (4, 6, 8, 12, 16, 24):
         pca = baselines.PCAFilter.fit(fit_set.targets, k)
         methods[f"pca k={k}"] = pca.predict
-    for w in (0.05, 0.1, 0.2, 0.3, 0.5):
+    for w in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 3.0):
         methods[f"tv w={w}"] = lambda x, w=w: baselines.tv_denoise(x, w)
     for s in (0.5, 1.0, 1.5, 2.0):
         methods[f"gaussian s={s}"] = lambda x, s=s: baselines.gaussian_denoise(x, s)

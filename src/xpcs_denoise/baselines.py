@@ -1,8 +1,11 @@
 """Classical denoisers of 2TCFs, the CNN-ED's peers (METHOD §5). Each maps (…, n, n) arrays in model units
 (baseline 1, contrast 1) to arrays of the same shape; the denoising module applies the Eq. 5/6 scaling.
 
-Default widths (Gaussian σ = 1.5 frames, median 5×5) are the best MRE(Γ) for 0.01 < Γ < 0.15 on the training
-split of the CHX data (σ in {0.5, 1, 1.5, 2, 3, 4}, median 3 or 5), so the peers are compared at their best."""
+Default widths are the best MRE(Γ) for 0.01 < Γ < 0.15 on the CHX training data, never its validation split
+(``scripts/tune_peers.py``: the ensemble's training targets split again by series; PCA fitted on the inner
+training part, every setting scored on 823 inner-validation crops), so the peers are compared at their best:
+Gaussian σ = 1.5 frames (of 0.5, 1, 1.5, 2), median 5×5, TV weight 0.7 (of 0.05–3), BM3D σ = 0.2
+(of 0.1–0.5), PCA 12 components (of 4–24)."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def median_denoise(x, size: int = 5) -> np.ndarray:
     return ndimage.median_filter(x, size=[1] * (x.ndim - 2) + [int(size)] * 2, mode="nearest")
 
 
-def tv_denoise(x, weight: float = 0.2) -> np.ndarray:
+def tv_denoise(x, weight: float = 0.7) -> np.ndarray:
     """Total-variation denoising (Chambolle's algorithm, scikit-image) of each 2TCF separately."""
     from skimage.restoration import denoise_tv_chambolle
 
@@ -44,7 +47,7 @@ def tv_denoise(x, weight: float = 0.2) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-def bm3d_denoise(x, sigma_psd: float = 0.3) -> np.ndarray:
+def bm3d_denoise(x, sigma_psd: float = 0.2) -> np.ndarray:
     """BM3D of each 2TCF (needs the optional ``bm3d`` package: ``pip install bm3d``)."""
     try:
         import bm3d
@@ -53,6 +56,8 @@ def bm3d_denoise(x, sigma_psd: float = 0.3) -> np.ndarray:
     x = _batched(x)
     flat = x.reshape(-1, *x.shape[-2:])
     out = np.stack([np.asarray(bm3d.bm3d(im, sigma_psd=float(sigma_psd))) for im in flat])
+    # BM3D's block matching is not symmetric under transposition; a 2TCF is (Eq. 1), so keep its symmetric part.
+    out = 0.5 * (out + np.swapaxes(out, -1, -2))
     return out.reshape(x.shape)
 
 
