@@ -293,6 +293,10 @@ def subsample_frames(c2, every: int, offset: int = 0) -> np.ndarray:
     if every < 1 or not 0 <= offset < c2.shape[-1]:
         raise XPCSInputError(f"need every >= 1 and 0 <= offset < N = {c2.shape[-1]}; got every={every}, "
                              f"offset={offset}")
+    kept = len(range(offset, c2.shape[-1], every))
+    if kept < 2:
+        raise XPCSInputError(f"every={every} from frame {offset} keeps {kept} of {c2.shape[-1]} frames; a 2TCF "
+                             "needs at least 2 frames to have a lag")
     return c2[..., offset::every, offset::every]
 
 

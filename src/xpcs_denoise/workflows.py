@@ -76,6 +76,23 @@ def _method_outputs(c2, methods, *, model=None, seed=0, step=5, beta=None, basel
     return out, spread
 
 
+def _per_roi_outputs(c2, methods, **kwargs):
+    """As :func:`_method_outputs` for (K, N, N) ROIs, but an ROI that cannot be denoised (e.g. no positive
+    contrast) gets NaN for the denoising methods, so its fits fail with a reason and the other ROIs go on."""
+    try:
+        return _method_outputs(c2, methods, **kwargs)
+    except XPCSInputError:
+        if c2.shape[0] == 1:
+            raise
+    parts = []
+    for k in range(c2.shape[0]):
+        try:
+            parts.append(_method_outputs(c2[k:k + 1], methods, **kwargs)[0])
+        except XPCSInputError:
+            parts.append({m: c2[k:k + 1] if m == "raw" else np.full_like(c2[k:k + 1], np.nan) for m in methods})
+    return {m: np.concatenate([p[m] for p in parts]) for m in methods}, None
+
+
 def _fits_table(index_name, index, fits: dict, extra: dict | None = None) -> list[dict]:
     rows = []
     for name, fit in fits.items():
@@ -86,6 +103,7 @@ def _fits_table(index_name, index, fits: dict, extra: dict | None = None) -> lis
                       "redchi"):
                 row[k] = float(cols[k][i])
             row["success"] = bool(cols["success"][i])
+            row["message"] = str(cols["message"][i])
             for k, v in (extra or {}).items():
                 row[k] = float(v[i])
             rows.append(row)
@@ -171,7 +189,7 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     if q.shape != (k_rois,):
         raise XPCSInputError(f"need one q per ROI ({k_rois}); got shape {q.shape}")
     window = c2[:, start:stop, start:stop]
-    outputs, _ = _method_outputs(window, methods, model=model, seed=seed)
+    outputs, _ = _per_roi_outputs(window, methods, model=model, seed=seed)
     fix = None if alpha_free else {"alpha": 1.0}
     fits = {m: fit_g2(one_time_from_two_time(x), fix=fix) for m, x in outputs.items()}
     if targets is not None:
