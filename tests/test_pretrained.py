@@ -31,6 +31,10 @@ def test_model_card_and_weights_are_consistent():
     assert t["cned"]["mre_gamma_band"] <= 0.5 * t["raw"]["mre_gamma_band"]
     for key in ("mre_gamma_band", "mre_gamma", "mse_beta", "mse_baseline", "mse_alpha", "mse_1tcf", "failed"):
         assert t["cned"][key] < t["gaussian"][key], key
+    # The denoising issue's acceptance: the ensemble beats every peer on MRE(Γ) in the band and MSE(1TCF).
+    for peer in ("gaussian", "median", "tv", "pca", "bm3d"):
+        for key in ("mre_gamma_band", "mse_1tcf"):
+            assert t["cned"][key] < t[peer][key], (peer, key)
 
 
 def test_pretrained_improves_gamma_on_simulated_crops(noisy_crops):
