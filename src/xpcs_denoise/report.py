@@ -172,7 +172,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     c2s : dict of name → (K, N, N) 2TCFs, raw first (it sets each ROI's colour scale), e.g.
         ``{"raw": c2, "cned": denoised, "gaussian": ...}``
     q : (K,) q values in Å⁻¹, optional
-    max_lag, fix : passed to :func:`fit_table`
+    max_lag, fix : passed to :func:`fit_table`; with denoised entries the default is at most 49 frames, the
+        lags the 50-frame window denoises (longer lags keep the raw values)
     cut_width : cut width (frames) of the Γ(t_a) figure
     provenance : recorded in ``summary.json`` and shown on the page (method, model hash, seed, …)
 
@@ -198,6 +199,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
     try:
+        if max_lag is None and len(c2s) > 1:
+            max_lag = min(default_max_lag(n), 49)
         rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix)
         figures = [("Two-time correlation functions (one colour scale per ROI, set by the raw 2TCF)",
                     "c2_maps.png")]
