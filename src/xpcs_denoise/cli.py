@@ -287,6 +287,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # permissions, disk full, a path that vanished: the system's reason, one line
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"xpcs-denoise {a.command}: error: {exc.strerror or exc}{where}; check the path, its permissions "
+              "and free disk space", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 — never a traceback for users; XPCS_DENOISE_DEBUG=1 shows it
+        import os
+
+        if os.environ.get("XPCS_DENOISE_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split())[:300]
+        print(f"xpcs-denoise {a.command}: unexpected error: {type(exc).__name__}: {msg}; re-run with "
+              "XPCS_DENOISE_DEBUG=1 to see the traceback, and please report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

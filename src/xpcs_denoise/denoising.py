@@ -3,6 +3,7 @@ Eq. 6 back to physical units."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,7 +37,15 @@ def _check_two_times(c2, size: int) -> tuple[np.ndarray, bool]:
     if not np.all(np.isfinite(c2)):
         raise XPCSInputError("2TCF contains NaN or Inf; fill or crop masked frames before denoising")
     single = c2.ndim == 2
-    return (c2[None] if single else c2).astype(np.float64), single
+    x = (c2[None] if single else c2).astype(np.float64)
+    x_t = np.swapaxes(x, -1, -2)
+    asym = float(np.max(np.abs(x - x_t)))
+    if asym > 1e-9 * max(1.0, float(np.max(np.abs(x)))):
+        # Eq. 1 is symmetric in t1, t2; every method works on the symmetric part, so they all see the same input.
+        warnings.warn(f"2TCF is not symmetric (max |C - C^T| = {asym:.3g}); denoising its symmetric part "
+                      "(C + C^T)/2", stacklevel=3)
+        x = 0.5 * (x + x_t)
+    return x, single
 
 
 @dataclass
