@@ -18,6 +18,7 @@ Values are in model units (Eq. 4): ``(C2 − 1)/β + 1``, lag-0 replaced by draw
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,7 +264,9 @@ def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None) -
             base = np.ones(nb)
         else:
             g2 = one_time_from_two_time(x)
-            base = np.nanmean(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
+            with warnings.catch_warnings():  # an all-NaN tail gives NaN, refused below with a message
+                warnings.simplefilter("ignore", RuntimeWarning)
+                base = np.nanmean(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
     else:
         base = np.broadcast_to(np.asarray(baseline, float), (nb,)).copy()
     b = (contrast_from_two_time(x, base) if beta is None
