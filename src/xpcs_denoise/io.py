@@ -37,7 +37,7 @@ from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 
 __all__ = ["C2File", "FrameStack", "read_c2", "write_c2", "write_aps_c2", "write_aps_legacy", "read_frames",
-           "read_labels", "atomic_path", "FORMAT_NAME", "FORMAT_VERSION"]
+           "read_labels", "atomic_path", "write_csv", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "xpcs-denoise-c2"
 FORMAT_VERSION = 1
@@ -347,6 +347,19 @@ def atomic_path(path, overwrite: bool = False):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_csv(path, rows: list[dict], *, overwrite: bool = False) -> Path:
+    """Write ``rows`` (dicts with the same keys) as a CSV table, atomically (see :func:`atomic_path`)."""
+    import csv
+
+    if not rows:
+        raise XPCSInputError(f"no rows to write to {path}")
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return Path(path)
 
 
 def _json_default(value):

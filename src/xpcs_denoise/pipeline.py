@@ -10,7 +10,6 @@ Every output is written atomically and never overwrites an existing file unless 
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError
-from .io import atomic_path, read_c2, read_frames, read_labels, write_c2
+from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
 
@@ -153,10 +152,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                              **{c: _py(v[i]) for c, v in cols.items()}})
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
-    with atomic_path(output, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(output, rows, overwrite=overwrite)
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
             "rows": rows}
     with atomic_path(json_path, overwrite=overwrite) as tmp:
@@ -288,10 +284,7 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
     order = {p: i for i, p in enumerate(inputs)}
     rows.sort(key=lambda r: order[r["input"]])
     if summary:
-        with atomic_path(out / "batch_summary.csv", overwrite=True) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(out / "batch_summary.csv", rows, overwrite=True)
         with atomic_path(out / "batch_summary.json", overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps({"seconds": round(time.time() - t0, 2), "workers": workers,
                                              "scheduler": scheduler, "files": rows}, indent=1) + "\n")

@@ -18,6 +18,7 @@ import numpy as np
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 from .fitting import fit_g2
+from .io import write_csv
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
 
@@ -151,15 +152,6 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _write_csv(path, rows):
-    import csv
-
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, overwrite: bool = False) -> Path:
@@ -220,7 +212,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             _fig_ageing(tmp / "gamma_age.png", c2s, rois, cut_width)
             figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed",
                             "gamma_age.png"))
-        _write_csv(tmp / "fits.csv", rows)
+        write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
                    "provenance": provenance or {}, "fits": rows, "figures": [f for _, f in figures]}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

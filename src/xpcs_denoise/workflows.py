@@ -3,7 +3,6 @@ on real validation data, the demo."""
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import os
@@ -16,6 +15,7 @@ import numpy as np
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .errors import XPCSInputError
 from .fitting import fit_g2
+from .io import write_csv
 
 __all__ = [
     "run_demo",
@@ -110,13 +110,6 @@ def _fits_table(index_name, index, fits: dict, extra: dict | None = None) -> lis
     return rows
 
 
-def _write_csv(path, rows):
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
 @dataclass
 class QDependenceResult:
     """Eq. 3 fits of each ROI's 1TCF per method (``"raw"``, ``"cned"``, peers, ``"target"``).
@@ -136,9 +129,9 @@ class QDependenceResult:
         extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true}
         return _fits_table("q", self.q, self.fits, extra)
 
-    def to_csv(self, path) -> Path:
-        _write_csv(path, self.table())
-        return Path(path)
+    def to_csv(self, path, *, overwrite: bool = False) -> Path:
+        """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
+        return write_csv(path, self.table(), overwrite=overwrite)
 
     def relative_error(self, method: str) -> np.ndarray:
         """|Γ − Γ_true| / Γ_true per ROI (NaN where the fit failed); needs ``gamma_true``."""
@@ -220,9 +213,9 @@ class AgeingResult:
         extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true[self.ages]}
         return _fits_table("age", self.ages, self.fits, extra)
 
-    def to_csv(self, path) -> Path:
-        _write_csv(path, self.table())
-        return Path(path)
+    def to_csv(self, path, *, overwrite: bool = False) -> Path:
+        """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
+        return write_csv(path, self.table(), overwrite=overwrite)
 
     def relative_error(self, method: str) -> np.ndarray:
         """|Γ(t_a) − Γ_true(t_a)| / Γ_true(t_a) per age, NaN where the fit failed; needs ``gamma_true``."""
@@ -354,10 +347,7 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
             "denoised": ageing_analysis(clean[k], beta=beta_k, max_lag=40),
         }
     figures = _demo_figures(out, sim, c2, clean, g_raw, g_den, f_raw, f_den, age_results)
-    with open(out / "gamma_q.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out / "gamma_q.csv", rows, overwrite=True)
     summary = {"report": str(out / "index.html"), "seed": seed, "rois": rows,
                "model": {"members": den.n_members, "weights_sha256": den.card.get("weights_sha256")},
                "seconds": round(time.time() - t0, 1)}
