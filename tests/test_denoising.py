@@ -418,3 +418,20 @@ def test_subsample_frames_errors(every, offset):
 def test_subsample_frames_needs_square_input():
     with pytest.raises(XPCSInputError, match="square"):
         subsample_frames(np.ones((10, 9)), 2)
+
+
+@pytest.mark.parametrize("method", ["cned", "gaussian", "pca"])
+def test_batch_with_a_no_contrast_2tcf_denoises_the_others_and_returns_it_unchanged(crops, method, pca_filter):
+    noisy = crops[0][:2].copy()
+    flat = np.ones((1, N, N)) + 0.01 * np.eye(N)  # lag-1 mean == baseline: no contrast
+    batch = np.concatenate([noisy[:1], flat, noisy[1:]])
+    with pytest.warns(UserWarning, match=r"1 of 3 2TCFs have zero or negative contrast.*index \[1\]"):
+        out, spread = denoise(batch, method, return_std=True, **_opts(method, pca_filter))
+    np.testing.assert_array_equal(out[1], flat[0])
+    np.testing.assert_array_equal(spread[1], 0.0)
+    alone = denoise(noisy, method, **_opts(method, pca_filter))
+    np.testing.assert_allclose(out[[0, 2]], alone, atol=0.02 * 0.2)  # lag-0 draws differ, nothing else
+    with pytest.raises(XPCSInputError, match="contrast"):
+        denoise(flat[0], method, **_opts(method, pca_filter))
+    with pytest.raises(XPCSInputError, match="contrast"):
+        denoise(np.concatenate([flat, flat]), method, **_opts(method, pca_filter))

@@ -193,3 +193,20 @@ def test_latent_study_writes_table_and_plot(tmp_path):
     assert [r["latent"] for r in rows] == [2, 4]
     assert all(np.isfinite(r["val_cost"]) and "mre_gamma_band" in r for r in rows)
     assert (tmp_path / "latent_study.png").stat().st_size > 0 and (tmp_path / "latent_study.csv").exists()
+
+
+def test_simulated_pairs_are_scaled_as_at_inference():
+    from xpcs_denoise.preprocessing import lag1_values
+    from xpcs_denoise.simulation import simulate_crops
+    from xpcs_denoise.training import simulated_pairs
+
+    x, y = simulated_pairs(64, seed=4)
+    measured, true, _ = simulate_crops(64, seed=4)
+    assert x.shape == y.shape and x.dtype == np.float32 and len(x) >= 60
+    # Eq. 5: every input's mean lag-1 value is exactly 2; its target shares its β̂.
+    np.testing.assert_allclose(lag1_values(x).mean(axis=1), 2.0, atol=1e-4)
+    b = np.array([np.mean(np.diagonal(m, 1)) - 1 for m in measured])
+    keep = b > 0
+    np.testing.assert_allclose((y[:, 0, 5] - 1) * b[keep] + 1, true[keep, 0, 5], rtol=1e-5)
+    i = np.arange(50)
+    np.testing.assert_array_equal(y[:, i, i], np.repeat(y[:, 0, 1][:, None], 50, axis=1))

@@ -31,7 +31,8 @@ def _cmd_train(a):
     cfg = TrainConfig(n_members=a.members, keep=a.keep, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay,
                       max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, split_seed=a.split_seed,
                       val_fraction=a.val_fraction,
-                      split_by=a.split_by, max_hours=a.max_hours, threads=a.threads)
+                      split_by=a.split_by, max_hours=a.max_hours, threads=a.threads,
+                      simulated=a.simulated)
     mcfg = ModelConfig(size=a.size, channels=a.channels, latent=a.latent)
     command = "xpcs-denoise " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("xpcs-denoise") else None
     _, card = train_ensemble(a.data, a.output, cfg, mcfg, resume=not a.restart, progress=not a.quiet,
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=dflt.val_fraction)
     t.add_argument("--split-by", choices=["series", "target"], default=dflt.split_by)
     t.add_argument("--max-hours", type=float, default=None, help="stop training after this much time")
+    t.add_argument("--simulated", type=int, default=dflt.simulated, metavar="N",
+                   help="add N simulated crops of known dynamics to training (and N/5 to validation)")
     t.add_argument("--threads", type=int, default=None, help="torch threads")
     t.add_argument("--size", type=int, default=50, help="input size n (n×n crops)")
     t.add_argument("--channels", type=int, default=10)

@@ -142,6 +142,8 @@ class Denoiser:
         averaged (METHOD §4). Pixels that no window covers (lags ≥ n, and some lags near n − 1 between window
         positions) keep their input values.
         All windows of all inputs run as one batched computation.
+        In a batch, a 2TCF without contrast (mean lag-1 value at or below the baseline) is returned unchanged
+        with a warning; a single one is an error.
         """
         res = self.denoise_full(c2, seed=seed, beta=beta, baseline=baseline, step=step)
         return (res.c2, res.std) if return_std else res.c2
@@ -149,14 +151,13 @@ class Denoiser:
     def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5) -> DenoiseResult:
         """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used."""
         x, single = _check_two_times(c2, self.size)
-        b, base = scale_parameters(x, self.size, beta, baseline)
-        scaled = to_model_units(x, b, base)
-        if x.shape[-1] == self.size:
-            mean, std = self.predict_model_units(replace_diagonal(scaled, seed))
-        else:
-            mean, std = sliding_window(scaled, self.predict_model_units, self.size, int(step), seed)
-        out = from_model_units(mean, b, base)
-        spread = std * b[:, None, None]
+
+        def model_units(scaled):
+            if scaled.shape[-1] == self.size:
+                return self.predict_model_units(replace_diagonal(scaled, seed))
+            return sliding_window(scaled, self.predict_model_units, self.size, int(step), seed)
+
+        out, spread, b, base = _denoise_scaled(x, single, self.size, beta, baseline, model_units)
         if single:
             return DenoiseResult(out[0], spread[0], b[0], base[0])
         return DenoiseResult(out, spread, b, base)
@@ -204,6 +205,27 @@ def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int
     out_m = np.where(band[None], out_m, x)
     out_s = np.where(band[None], out_s, 0.0)
     return out_m, out_s
+
+
+def _denoise_scaled(x, single, size, beta, baseline, model_units):
+    """Scale (B, N, N) 2TCFs to model units, apply ``model_units`` → (mean, spread or None), scale back.
+
+    In a batch, 2TCFs without contrast (lag-1 mean at or below the baseline) cannot be scaled (Eq. 5 would
+    divide by ≤ 0): they are returned unchanged with zero spread and β = NaN, and a warning says which; a
+    single such 2TCF, or a batch of only such, is an error (:func:`scale_parameters`).
+    """
+    b, base = scale_parameters(x, size, beta, baseline, partial=not single)
+    ok = np.isfinite(b)
+    out, spread = x.copy(), np.zeros_like(x)
+    mean, std = model_units(to_model_units(x[ok], b[ok], base[ok]))
+    out[ok] = from_model_units(mean, b[ok], base[ok])
+    if std is not None:
+        spread[ok] = std * b[ok, None, None]
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        warnings.warn(f"{bad.size} of {len(b)} 2TCFs have zero or negative contrast (mean lag-1 value <= "
+                      f"baseline), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised", stacklevel=4)
+    return out, spread, b, base
 
 
 METHODS = ("cned", "gaussian", "median", "tv", "pca", "bm3d", "none")
@@ -254,24 +276,23 @@ def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_s
     if method == "none":
         out, spread = x.copy(), np.zeros_like(x)
     else:
-        b, base = scale_parameters(x, 50, beta, baseline)
-        scaled = to_model_units(x, b, base)
         if method == "pca":
             pca = options.pop("pca", None) or baselines.PCAFilter.pretrained()
             if options:
                 raise XPCSInputError(f"unknown option(s) {sorted(options)} for method 'pca'")
-            if x.shape[-1] == pca.size:
-                mean = pca.predict(replace_diagonal(scaled, seed))
-            else:
-                mean = sliding_window(scaled, lambda w: (pca.predict(w), np.zeros_like(w)), pca.size, step,
-                                      seed)[0]
+
+            def model_units(scaled):
+                if scaled.shape[-1] == pca.size:
+                    return pca.predict(replace_diagonal(scaled, seed)), None
+                return sliding_window(scaled, lambda w: (pca.predict(w), np.zeros_like(w)), pca.size, step,
+                                      seed)[0], None
         else:
-            try:
-                mean = baselines.BASELINES[method](replace_diagonal(scaled, seed), **options)
-            except TypeError as exc:
-                raise XPCSInputError(f"bad option for method {method!r}: {exc}") from exc
-        out = from_model_units(mean, b, base)
-        spread = np.zeros_like(out)
+            def model_units(scaled):
+                try:
+                    return baselines.BASELINES[method](replace_diagonal(scaled, seed), **options), None
+                except TypeError as exc:
+                    raise XPCSInputError(f"bad option for method {method!r}: {exc}") from exc
+        out, spread, _, _ = _denoise_scaled(x, single, 50, beta, baseline, model_units)
     if single:
         out, spread = out[0], spread[0]
     return (out, spread) if return_std else out

@@ -249,12 +249,16 @@ def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0) -
         return np.nanmean(lag1, axis=-1) - baseline
 
 
-def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None) -> tuple[np.ndarray, np.ndarray]:
+def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *,
+                     partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contrast β and baseline C∞ used to bring (B, N, N) 2TCFs to model units.
 
     N = ``size`` (Eq. 5): C∞ = 1 and β̂ = mean lag-1 value − 1. N > ``size`` (Eq. 7): C∞* = mean of the 1TCF
     over the longest quarter of the lags and β*(lag = 1) = mean lag-1 value − C∞*. Either can be given
-    instead (scalar or one per 2TCF). Returns (β, C∞), arrays of B; zero or negative contrast is an error.
+    instead (scalar or one per 2TCF). Returns (β, C∞), arrays of B.
+
+    Zero or negative contrast is an error; with ``partial=True`` it is an error only when every 2TCF has it,
+    and the others get β = NaN (the caller leaves them undenoised).
     """
     x = np.asarray(c2, dtype=np.float64)
     x = x[None] if x.ndim == 2 else x
@@ -272,7 +276,9 @@ def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None) -
     b = (contrast_from_two_time(x, base) if beta is None
          else np.broadcast_to(np.asarray(beta, float), (nb,)).copy())
     bad = ~np.isfinite(b) | (b <= 0)
-    if np.any(bad):
+    if partial and not np.all(bad):
+        b[bad] = np.nan
+    elif np.any(bad):
         raise XPCSInputError(
             f"{int(bad.sum())} 2TCF(s) have zero or negative contrast (mean lag-1 value <= baseline "
             f"{np.round(base[bad][:3], 4).tolist()}): there is no decay to denoise; check the normalisation "

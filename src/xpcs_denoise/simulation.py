@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import XPCSInputError
 
-__all__ = ["SpeckleSeries", "simulate_speckle", "simulate_q_rings", "true_two_time"]
+__all__ = ["SpeckleSeries", "simulate_speckle", "simulate_q_rings", "simulate_crops", "true_two_time"]
 
 
 @dataclass
@@ -231,3 +231,40 @@ def simulate_q_rings(n_frames: int = 200, n_rois: int = 10, *, q_min: float = 0.
     return SpeckleSeries(frames=frames, labels=labels, gamma=gamma, beta=np.full(len(q), float(beta)),
                          alpha=np.full(len(q), float(alpha)), mean_count=counts, q=q, seed=seed,
                          meta={"ageing": False, "diffusion_A2_per_frame": diffusion})
+
+
+def simulate_crops(n: int, size: int = 50, *, seed: int = 0, gamma_range=(0.003, 0.5), beta_range=(0.05, 0.5),
+                   alpha_range=(0.5, 2.0), count_range=(0.05, 2.0), pixels=(500, 1000, 3000),
+                   group: int = 64) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Many short measured 2TCFs of random stationary dynamics, with their noise-free counterparts.
+
+    Γ and the mean count are drawn log-uniformly, β and α uniformly, the ROI size from ``pixels``; at least
+    60 photons per frame per ROI, so that every 2TCF is defined. ROIs are simulated ``group`` at a time.
+
+    Returns
+    -------
+    measured : (n, size, size) float64, Eq. 1 of the simulated counts
+    true : (n, size, size) float64, ``1 + β exp(−2 (Γτ)^α)`` (lag 0 included, without the shot-noise term)
+    params : dict of arrays of n: ``gamma`` (frames⁻¹), ``beta``, ``alpha``, ``mean_count``, ``pixels``
+    """
+    from .correlation import two_time
+
+    rng = np.random.default_rng(seed)
+    n, size = int(n), int(size)
+    gamma = np.exp(rng.uniform(*np.log(gamma_range), n))
+    beta = rng.uniform(*beta_range, n)
+    alpha = rng.uniform(*alpha_range, n)
+    npix = rng.choice(np.asarray(pixels), n)
+    count = np.maximum(np.exp(rng.uniform(*np.log(count_range), n)), 60.0 / npix)
+    measured = np.empty((n, size, size))
+    for p in np.unique(npix):
+        idx = np.flatnonzero(npix == p)
+        for s in range(0, idx.size, group):
+            j = idx[s:s + group]
+            sim = simulate_speckle(size, int(p), gamma=gamma[j], beta=beta[j], alpha=alpha[j],
+                                   mean_count=count[j], n_rois=j.size, seed=int(rng.integers(2**32)))
+            measured[j] = two_time(sim.frames, sim.labels)
+    tau = np.abs(np.arange(size)[:, None] - np.arange(size)[None, :])
+    true = 1 + beta[:, None, None] * np.exp(-2 * (gamma[:, None, None] * tau) ** alpha[:, None, None])
+    params = {"gamma": gamma, "beta": beta, "alpha": alpha, "mean_count": count, "pixels": npix}
+    return measured, true, params
