@@ -200,7 +200,7 @@ def test_simulated_pairs_are_scaled_as_at_inference():
     from xpcs_denoise.simulation import simulate_crops
     from xpcs_denoise.training import simulated_pairs
 
-    x, y = simulated_pairs(64, seed=4)
+    x, y = simulated_pairs(64, seed=4, contrast="estimated")
     measured, true, _ = simulate_crops(64, seed=4)
     assert x.shape == y.shape and x.dtype == np.float32 and len(x) >= 60
     # Eq. 5: every input's mean lag-1 value is exactly 2; its target shares its β̂.

@@ -32,7 +32,7 @@ def _cmd_train(a):
                       max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, split_seed=a.split_seed,
                       val_fraction=a.val_fraction,
                       split_by=a.split_by, max_hours=a.max_hours, threads=a.threads,
-                      simulated=a.simulated)
+                      simulated=a.simulated, simulated_contrast=a.simulated_contrast)
     mcfg = ModelConfig(size=a.size, channels=a.channels, latent=a.latent)
     command = "xpcs-denoise " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("xpcs-denoise") else None
     _, card = train_ensemble(a.data, a.output, cfg, mcfg, resume=not a.restart, progress=not a.quiet,
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-hours", type=float, default=None, help="stop training after this much time")
     t.add_argument("--simulated", type=int, default=dflt.simulated, metavar="N",
                    help="add N simulated crops of known dynamics to training (and N/5 to validation)")
+    t.add_argument("--simulated-contrast", choices=["true", "estimated"], default=dflt.simulated_contrast,
+                   help="scale simulated crops by their true contrast (Eq. 4) or as at inference (Eq. 5)")
     t.add_argument("--threads", type=int, default=None, help="torch threads")
     t.add_argument("--size", type=int, default=50, help="input size n (n×n crops)")
     t.add_argument("--channels", type=int, default=10)

@@ -56,23 +56,30 @@ class TrainConfig:
     #: seed) to the validation split, so that members learn Eq. 3 shapes beyond the real data's and are
     #: selected on both.
     simulated: int = 0
+    #: How simulated crops are brought to model units: "true" β (Eq. 4) or "estimated" from the crop (Eq. 5).
+    simulated_contrast: str = "true"
     #: End the run once fewer than this share of the members are still improving: the stragglers are slow
     #: starters that rarely reach the kept set, and every member costs the same batched compute.
     min_active_fraction: float = 0.25
 
 
-def simulated_pairs(n: int, size: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "true") -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each (m ≤ n, size, size) float32 in model units, from simulated speckle series.
 
-    Inputs are scaled exactly as at inference (Eq. 5: β̂ = mean lag-1 value − 1 of the noisy crop, lag 0
-    replaced by lag-1 draws) and each noise-free target by the same β̂, so the pair teaches the mapping the
-    model is applied with; its lag 0 is the noise-free lag-1 value. Crops without contrast are dropped.
+    ``contrast="true"`` scales both by the simulation's β (Eq. 4, as the real training data, whose β* comes
+    from the photon statistics); ``"estimated"`` scales the noisy crop as at inference (Eq. 5: β̂ = mean lag-1
+    value − 1) and its noise-free target by the same β̂. Inputs have lag 0 replaced by lag-1 draws, targets
+    the noise-free lag-1 value; crops without contrast (β̂ ≤ 0) are dropped.
     """
     from .simulation import simulate_crops
 
-    measured, true, _ = simulate_crops(n, size, seed=seed)
+    if contrast not in ("true", "estimated"):
+        raise XPCSInputError(f"contrast must be 'true' or 'estimated'; got {contrast!r}")
+    measured, true, prm = simulate_crops(n, size, seed=seed)
     beta, _ = scale_parameters(measured, size, partial=True)
     ok = np.isfinite(beta)
+    if contrast == "true":
+        beta = prm["beta"]
     x = replace_diagonal(to_model_units(measured[ok], beta[ok]), seed)
     y = to_model_units(true[ok], beta[ok])
     i = np.arange(size)
@@ -179,8 +186,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     y_va = torch.as_tensor(matrix_to_triu(va.targets), dtype=torch.float32)[torch.as_tensor(va.target_index,
                                                                                              dtype=torch.long)]
     if config.simulated:
-        xs, ys = simulated_pairs(config.simulated, model_config.size, seed=config.seed + 1)
-        xv, yv = simulated_pairs(max(1, config.simulated // 5), model_config.size, seed=config.seed + 2)
+        xs, ys = simulated_pairs(config.simulated, model_config.size, seed=config.seed + 1,
+                                 contrast=config.simulated_contrast)
+        xv, yv = simulated_pairs(max(1, config.simulated // 5), model_config.size, seed=config.seed + 2,
+                                 contrast=config.simulated_contrast)
         i_tr = torch.cat([i_tr, torch.arange(len(ys)) + y_tr.shape[0]])
         x_tr = torch.cat([x_tr, torch.as_tensor(matrix_to_triu(xs))])
         y_tr = torch.cat([y_tr, torch.as_tensor(matrix_to_triu(ys))])
