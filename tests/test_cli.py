@@ -160,6 +160,24 @@ def test_denoise_reads_both_aps_layouts(tmp_path):
         assert np.mean((d.c2 - truth)[:, off] ** 2) < np.mean((c2 - truth)[:, off] ** 2)
 
 
+def test_denoise_keeps_an_roi_without_contrast_and_says_so(tmp_path):
+    from xpcs_denoise.io import read_c2
+    from xpcs_denoise.simulation import true_two_time
+
+    rng = np.random.default_rng(1)
+    flat = true_two_time(60, 0.05, -0.01) + rng.normal(0, 1e-4, (60, 60))  # lag 1 below the baseline (Eq. 7)
+    c2 = np.stack([true_two_time(60, 0.05, 0.2) + rng.normal(0, 0.01, (60, 60)), flat])
+    c2 = (c2 + c2.transpose(0, 2, 1)) / 2
+    np.save(tmp_path / "c2.npy", c2)
+    r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "out.h5"), "--method", "gaussian")
+    assert r.returncode == 0, r.stderr
+    assert "1 ROI(s) denoised" in r.stdout and "ROI index [1] without contrast kept unchanged" in r.stdout
+    assert "zero or negative contrast" in r.stderr
+    d = read_c2(tmp_path / "out.h5")
+    np.testing.assert_array_equal(d.c2[1], c2[1])
+    assert not np.allclose(d.c2[0], c2[0]) and json.loads(d.attrs["not_denoised_rois"]) == [1]
+
+
 @pytest.mark.slow
 def test_batch_reports_and_skips_a_bad_file(tmp_path):
     from xpcs_denoise.simulation import true_two_time

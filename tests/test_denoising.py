@@ -4,7 +4,7 @@ preprocessing it rests on (Eq. 5/7 scaling, frame sub-sampling), against known a
 import numpy as np
 import pytest
 
-from xpcs_denoise import METHODS, XPCSInputError, denoise, one_time_from_two_time, simulate_speckle, subsample_frames
+from xpcs_denoise import METHODS, XPCSInputError, XPCSNoContrastWarning, denoise, one_time_from_two_time, simulate_speckle, subsample_frames
 from xpcs_denoise.baselines import PCAFilter
 from xpcs_denoise.denoising import Denoiser, pretrained_directory, sliding_window
 from xpcs_denoise.preprocessing import from_model_units, scale_parameters, to_model_units
@@ -425,7 +425,7 @@ def test_batch_with_a_no_contrast_2tcf_denoises_the_others_and_returns_it_unchan
     noisy = crops[0][:2].copy()
     flat = np.ones((1, N, N)) + 0.01 * np.eye(N)  # lag-1 mean == baseline: no contrast
     batch = np.concatenate([noisy[:1], flat, noisy[1:]])
-    with pytest.warns(UserWarning, match=r"1 of 3 2TCFs have zero or negative contrast.*index \[1\]"):
+    with pytest.warns(XPCSNoContrastWarning, match=r"1 of 3 2TCFs have zero or negative contrast.*index \[1\]"):
         out, spread = denoise(batch, method, return_std=True, **_opts(method, pca_filter))
     np.testing.assert_array_equal(out[1], flat[0])
     np.testing.assert_array_equal(spread[1], 0.0)

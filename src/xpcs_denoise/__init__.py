@@ -18,7 +18,7 @@ Public API (stable names):
 
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
-from .errors import XPCSInputError
+from .errors import XPCSInputError, XPCSNoContrastWarning
 from .fitting import FitResult, fit_g2, g2_model
 from .io import C2File, read_c2, read_frames, read_labels, write_c2
 from .pipeline import batch_denoise, correlate_file, denoise_file, fit_file, report_file
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "XPCSInputError",
+    "XPCSNoContrastWarning",
     "two_time",
     "one_time_from_two_time",
     "time_resolved_cuts",

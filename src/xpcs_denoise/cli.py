@@ -103,7 +103,9 @@ def _cmd_denoise(a):
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
                      overwrite=a.overwrite)
-    _print_summary(a, s, f"{s['n_rois']} ROI(s) denoised with {s['method']} → {s['output']}")
+    skipped = s["not_denoised_rois"]
+    note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
+    _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}")
     return 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import XPCSInputError
+from .errors import XPCSInputError, XPCSNoContrastWarning
 from .model import CNNEDEnsemble, load_ensemble
 from .preprocessing import from_model_units, replace_diagonal, scale_parameters, to_model_units
 
@@ -224,7 +224,8 @@ def _denoise_scaled(x, single, size, beta, baseline, model_units):
     if not ok.all():
         bad = np.flatnonzero(~ok)
         warnings.warn(f"{bad.size} of {len(b)} 2TCFs have zero or negative contrast (mean lag-1 value <= "
-                      f"baseline), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised", stacklevel=4)
+                      f"baseline), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised",
+                      XPCSNoContrastWarning, stacklevel=4)
     return out, spread, b, base
 
 

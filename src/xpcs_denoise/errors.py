@@ -1,4 +1,4 @@
-"""The one exception type that xpcs-denoise raises for bad input."""
+"""The one exception type that xpcs-denoise raises for bad input, and its warning for skipped 2TCFs."""
 
 
 class XPCSInputError(ValueError):
@@ -7,3 +7,7 @@ class XPCSInputError(ValueError):
     It is a :class:`ValueError`, so ``except ValueError`` also catches it. The message says what is wrong
     and what to do.
     """
+
+
+class XPCSNoContrastWarning(UserWarning):
+    """Issued when some 2TCFs of a batch have no contrast and are returned unchanged, not denoised."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .correlation import one_time_from_two_time, two_time
-from .errors import XPCSInputError
+from .errors import XPCSInputError, XPCSNoContrastWarning
 from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
@@ -79,9 +80,21 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
     data = read_c2(input_path, dataset)
     den = _model(model) if method == "cned" else None
-    clean, spread = denoise(data.c2, method, model=den, return_std=True, seed=seed, step=step, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", XPCSNoContrastWarning)
+        clean, spread = denoise(data.c2, method, model=den, return_std=True, seed=seed, step=step, **options)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    # ROIs without contrast come back unchanged: say which, in the file and the summary.
+    skipped = []
+    if method != "none" and any(issubclass(w.category, XPCSNoContrastWarning) for w in caught):
+        from .preprocessing import scale_parameters
+
+        sym = 0.5 * (data.c2 + np.swapaxes(data.c2, -1, -2))
+        skipped = np.flatnonzero(~np.isfinite(scale_parameters(sym, 50, partial=True)[0])).tolist()
     attrs = {"method": method, "seed": int(seed), "window": 50, "step": int(step),
-             "source_file": str(input_path), "source_format": data.source_format}
+             "source_file": str(input_path), "source_format": data.source_format,
+             "not_denoised_rois": json.dumps(skipped)}
     if den is not None:
         attrs["window"] = den.size
         attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
@@ -92,7 +105,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
              attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
              overwrite=overwrite)
     return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
-            "n_frames": int(data.c2.shape[-1]), "seconds": round(time.time() - t0, 2)}
+            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "seconds": round(time.time() - t0, 2)}
 
 
 def _scalar(v) -> bool:

@@ -7,13 +7,14 @@ import html
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
-from .errors import XPCSInputError
+from .errors import XPCSInputError, XPCSNoContrastWarning
 from .fitting import fit_g2
 from .io import write_csv
 
@@ -80,8 +81,11 @@ def _per_roi_outputs(c2, methods, **kwargs):
     """As :func:`_method_outputs` for (K, N, N) ROIs, but an ROI that cannot be denoised (e.g. no positive
     contrast) gets NaN for the denoising methods, so its fits fail with a reason and the other ROIs go on."""
     try:
-        return _method_outputs(c2, methods, **kwargs)
-    except XPCSInputError:
+        with warnings.catch_warnings():
+            # A batch passes a no-contrast ROI through undenoised; here it is marked failed instead, below.
+            warnings.simplefilter("error", XPCSNoContrastWarning)
+            return _method_outputs(c2, methods, **kwargs)
+    except (XPCSInputError, XPCSNoContrastWarning):
         if c2.shape[0] == 1:
             raise
     parts = []
