@@ -122,7 +122,7 @@ def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, 
         g2t = one_time_from_two_time(targets)[target_index]
     scale = {"beta": 1.0, "baseline": 1.0} if model_units else {}
     table = {"raw": fit_metrics(inputs, truth, g2t, band)}
-    for m in methods or available_methods():
+    for m in (available_methods() if methods is None else methods):
         table[m] = fit_metrics(denoise(inputs, m, model=model, seed=seed, **scale), truth, g2t, band)
     return table
 
