@@ -22,9 +22,11 @@ beamline files (Blosc, bitshuffle/LZ4, Zstd) need ``pip install hdf5plugin``.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
+from .safety import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
 
 __all__ = ["C2File", "FrameStack", "read_c2", "write_c2", "write_aps_c2", "write_aps_legacy", "read_frames",
            "read_labels", "atomic_path", "write_csv", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -93,11 +96,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _file_kind(path) -> tuple[Path, str]:
     """The path and "npy" or "hdf5" from the file's first bytes; clear errors for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise XPCSInputError(f"{path} does not exist; check the path")
-    if path.is_dir():
-        raise XPCSInputError(f"{path} is a folder; give a .npy or HDF5 file")
+    path = check_regular_input(path)  # a FIFO or device would block: refused before opening
     with open(path, "rb") as fh:
         if fh.read(6) == b"\x93NUMPY":
             return path, "npy"
@@ -137,11 +136,84 @@ def _check_filters(dset, path: Path) -> None:
 
 
 def _read(dset, path: Path, key=()) -> np.ndarray:
+    _check_local_dataset(dset, path)
+    if key == () or key is Ellipsis:
+        check_memory(dset.size * max(8, dset.dtype.itemsize) * 2, f"reading {path}:{dset.name} {dset.shape}")
     try:
         return np.asarray(dset[key])
     except OSError as exc:
         _check_filters(dset, path)
         raise XPCSInputError(f"cannot read {dset.name} from {path} ({_one_line(exc)}); the file is corrupt") from exc
+
+
+# --- Safety: HDF5 objects that reach outside the file ------------------------------------------------------
+#: Set by the readers' ``allow_external=True``: follow external links, external raw storage, virtual datasets.
+_ALLOW_EXTERNAL = contextvars.ContextVar("xpcs_denoise_allow_external", default=False)
+_MAX_LINK_HOPS = 32
+_OUTSIDE_HINT = "pass allow_external=True (--allow-external) if you trust where it points"
+
+
+def _check_local_dataset(dset, path: Path) -> None:
+    """Refuse a dataset whose bytes live outside the file (external raw storage, virtual dataset)."""
+    if _ALLOW_EXTERNAL.get():
+        return
+    if dset.external:
+        raise XPCSInputError(f"{path}:{dset.name} stores its data in other files ({dset.external[0][0]!r}...); "
+                             f"refused: {_OUTSIDE_HINT}")
+    if dset.is_virtual:
+        raise XPCSInputError(f"{path}:{dset.name} is a virtual dataset mapping other files; refused: "
+                             f"{_OUTSIDE_HINT}")
+
+
+def _resolve(f, name: str, path: Path, hops: list) -> str | None:
+    """Absolute path of ``name`` with soft links resolved; None if absent; external links and loops refused."""
+    h5py = _h5py()
+    cur = ""
+    for part in (p for p in str(name).split("/") if p and p != "."):
+        nxt = f"{cur}/{part}"
+        try:
+            link = f.get(nxt, getlink=True)
+        except (KeyError, RuntimeError, OSError, ValueError):
+            return None
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            if not _ALLOW_EXTERNAL.get():
+                raise XPCSInputError(f"{path}:{nxt} is an external link to {link.filename}:{link.path}; refused: "
+                                     f"{_OUTSIDE_HINT}")
+        elif isinstance(link, h5py.SoftLink):
+            hops[0] += 1
+            if hops[0] > _MAX_LINK_HOPS:
+                raise XPCSInputError(f"{path}:{name}: soft links loop (more than {_MAX_LINK_HOPS} hops); fix the "
+                                     "links in the file")
+            target = link.path if link.path.startswith("/") else f"{cur}/{link.path}"
+            nxt = _resolve(f, target, path, hops)
+            if nxt is None:
+                return None
+        cur = nxt
+    return cur or "/"
+
+
+@contextmanager
+def _external(allow: bool):
+    """Within the block, outside references are followed only if ``allow``."""
+    token = _ALLOW_EXTERNAL.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_EXTERNAL.reset(token)
+
+
+def _node(f, name: str, path: Path):
+    """The object at ``name`` in ``f``, or None when absent (dangling links included), after the checks of
+    :func:`_resolve`."""
+    resolved = _resolve(f, name, path, [0])
+    if resolved is None:
+        return None
+    try:
+        return f[resolved]
+    except (KeyError, RuntimeError, OSError, ValueError):
+        return None
 
 
 def _natural_key(name: str):
@@ -152,16 +224,23 @@ def _dataset(f, name: str | None, path: Path, candidates=(), what: str = "datase
     """The object ``name`` of ``f`` (dataset or group), or else the first dataset of ``candidates`` present."""
     h5py = _h5py()
     if name is None:
-        name = next((c for c in candidates if c in f and isinstance(f[c], h5py.Dataset)), None)
+        name = next((c for c in candidates if isinstance(_node(f, c, path), h5py.Dataset)), None)
         if name is None:
             raise XPCSInputError(f"{path}: no {what} at {', '.join(candidates)} (top-level keys: {sorted(f)}); {_HINT}")
-    if name not in f:
+    node = _node(f, name, path)
+    if node is None:
         raise XPCSInputError(f"{path} has no {name!r} (top-level keys: {sorted(f)}); check the path in the file")
-    return f[name]
+    return node
 
 
-def _full_from_half(h: np.ndarray) -> np.ndarray:
-    """Full symmetric matrix from one stored triangle (c2 + c2ᵀ − diag); a full matrix is returned as is."""
+def _full_from_half(h: np.ndarray, layout: str | None = None) -> np.ndarray:
+    """Full symmetric matrix from one stored triangle (c2 + c2ᵀ − diag); a full matrix is returned as is.
+
+    ``layout="upper"`` (APS files, upper triangle by format) mirrors the upper triangle whatever lies below the
+    diagonal (unless only the lower triangle holds values); otherwise the layout is recognised from the zeros.
+    """
+    if layout == "upper":
+        return np.tril(h) + np.tril(h, -1).T if not np.any(np.triu(h, 1)) else np.triu(h) + np.triu(h, 1).T
     if not np.any(np.tril(h, -1)):
         return np.triu(h) + np.triu(h, 1).T
     if not np.any(np.triu(h, 1)):
@@ -169,10 +248,13 @@ def _full_from_half(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _c2_stack(arr, where: str, *, halves: bool = True) -> np.ndarray:
+def _c2_stack(arr, where: str, *, halves: bool = True, layout: str | None = None) -> np.ndarray:
     """(K, N, N) float64 from (N, N) or (K, N, N), with a clear error for anything else; halves mirrored."""
-    arr = np.asarray(arr)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    try:
+        arr = np.asarray(arr)
+    except (ValueError, TypeError):
+        arr = numeric_array(arr, where)  # the clear message for ragged lists
+    if not is_real_dtype(arr.dtype) or arr.dtype == np.bool_:
         raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {arr.dtype}")
     if arr.ndim not in (2, 3):
         raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {arr.shape}")
@@ -180,25 +262,32 @@ def _c2_stack(arr, where: str, *, halves: bool = True) -> np.ndarray:
         raise XPCSInputError(f"{where}: 2TCF must be square; got {arr.shape[-2]}×{arr.shape[-1]} (crop it to N×N)")
     if arr.shape[-1] < 2 or arr.size == 0:
         raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {arr.shape}")
+    if arr.ndim == 3:
+        unique_roi_count(arr.shape[0], where)
+    check_memory(arr.size * 8 * 3, f"{where} {arr.shape}")
     out = np.asarray(arr, dtype=np.float64)
     out = out[None] if out.ndim == 2 else out
-    return np.stack([_full_from_half(m) for m in out]) if halves else out
+    return np.stack([_full_from_half(m, layout) for m in out]) if halves else out
 
 
-def _c2_from_node(node, path: Path) -> np.ndarray:
+def _c2_from_node(node, path: Path, layout: str | None = None) -> np.ndarray:
     """A (N, N) or (K, N, N) dataset, or a group of (N, N) datasets (one per ROI, natural order of names)."""
     h5py = _h5py()
     if isinstance(node, h5py.Dataset):
-        return _c2_stack(_read(node, path), f"{path}:{node.name}")
-    dsets = [node[n] for n in sorted(node, key=_natural_key) if isinstance(node[n], h5py.Dataset)]
+        return _c2_stack(_read(node, path), f"{path}:{node.name}", layout=layout)
+    unique_roi_count(len(node), f"{path}:{node.name}")
+    members = [_node(node.file, f"{node.name}/{n}", path) for n in sorted(node, key=_natural_key)]
+    dsets = [d for d in members if isinstance(d, h5py.Dataset)]
     if not dsets:
         raise XPCSInputError(f"{path}:{node.name} holds no dataset, so no 2TCF; {_HINT}")
     out = None
     for k, dset in enumerate(dsets):  # ROI by ROI: peak memory is the result plus one matrix
-        m = _c2_stack(_read(dset, path), f"{path}:{dset.name}")
+        m = _c2_stack(_read(dset, path), f"{path}:{dset.name}", layout=layout)
         if m.shape[0] != 1 or (out is not None and m.shape[1:] != out.shape[1:]):
             raise XPCSInputError(f"{path}:{dset.name} has shape {dset.shape}; expected one (N, N) matrix per ROI")
-        out = np.empty((len(dsets), *m.shape[1:])) if out is None else out
+        if out is None:
+            check_memory(len(dsets) * m[0].size * 8 * 3, f"{path}:{node.name} ({len(dsets)} × {m.shape[1:]})")
+            out = np.empty((len(dsets), *m.shape[1:]))
         out[k] = m[0]
     return out
 
@@ -206,7 +295,16 @@ def _c2_from_node(node, path: Path) -> np.ndarray:
 def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None = None, mapping: str | None = None):
     """(q of each stored 2TCF from its 1-based dynamic-bin label, or None when the file does not say; the labels)."""
     def get(name):
-        return _read(f[name], path).ravel() if name is not None and name in f else None
+        node = _node(f, name, path) if name is not None else None
+        if node is None:
+            return None
+        if not isinstance(node, _h5py().Dataset):
+            raise XPCSInputError(f"{path}:{node.name} is a group; expected a dataset of numbers")
+        arr = _read(node, path).ravel()
+        if not is_real_dtype(arr.dtype):
+            raise XPCSInputError(f"{path}:{node.name} must hold numbers; got dtype {arr.dtype} (re-export the "
+                                 "file, or read the 2TCFs with --dataset)")
+        return arr
 
     qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
     if qs is None or labels is None or labels.size != k:
@@ -236,7 +334,7 @@ def _decode_attrs(attrs) -> dict:
     return out
 
 
-def read_c2(path, dataset: str | None = None) -> C2File:
+def read_c2(path, dataset: str | None = None, *, allow_external: bool = False) -> C2File:
     """Read 2TCFs from a .npy file, our HDF5 format, an APS 8-ID-I result file or any HDF5 dataset.
 
     Parameters
@@ -248,6 +346,9 @@ def read_c2(path, dataset: str | None = None) -> C2File:
     dataset : str, optional
         HDF5 path of a (N, N) or (K, N, N) dataset, or of a group of (N, N) datasets (one per ROI, in natural
         order of their names); skips the recognition.
+    allow_external : bool
+        Follow HDF5 external links, external raw storage and virtual datasets (data outside the file); refused
+        by default.
 
     Returns
     -------
@@ -260,8 +361,15 @@ def read_c2(path, dataset: str | None = None) -> C2File:
     ------
     XPCSInputError
         Missing file, not HDF5 or .npy, corrupt or truncated, unknown layout (lists the top-level keys), missing
-        dataset, wrong number of dimensions, non-square matrices, compression filter missing (hdf5plugin).
+        dataset, wrong number of dimensions, non-square matrices, compression filter missing (hdf5plugin), data
+        outside the file (unless ``allow_external``), more memory than allowed
+        (:func:`~xpcs_denoise.safety.check_memory`).
     """
+    with _external(allow_external):
+        return _read_c2(path, dataset)
+
+
+def _read_c2(path, dataset):
     path, kind = _file_kind(path)
     attrs = {"source_path": str(path)}
     if kind == "npy":
@@ -273,12 +381,12 @@ def read_c2(path, dataset: str | None = None) -> C2File:
             return C2File(_c2_from_node(node, path), attrs=attrs, source_format="hdf5-dataset")
         if _attr_value(f.attrs.get("format")) == FORMAT_NAME:
             return _read_ours(f, path)
-        if APS_C2_GROUP in f:
-            c2 = _c2_from_node(f[APS_C2_GROUP], path)
+        if _node(f, APS_C2_GROUP, path) is not None:
+            c2 = _c2_from_node(_node(f, APS_C2_GROUP, path), path, layout="upper")
             q, bins = _q_of_bins(f, path, len(c2), APS_QLIST, APS_BINS, APS_PHILIST, APS_INDEX_MAP)
             source = "aps-8idi"
-        elif LEGACY_C2 in f:
-            c2 = _c2_from_node(f[LEGACY_C2], path)
+        elif _node(f, LEGACY_C2, path) is not None:
+            c2 = _c2_from_node(_node(f, LEGACY_C2, path), path, layout="upper")
             q, bins = _q_of_bins(f, path, len(c2), LEGACY_QLIST, LEGACY_BINS)
             source = "aps-8idi-legacy"
         else:
@@ -289,24 +397,48 @@ def read_c2(path, dataset: str | None = None) -> C2File:
 
 
 def _read_ours(f, path: Path) -> C2File:
-    version = int(_attr_value(f.attrs.get("format_version", 0)))
+    raw_version = _attr_value(f.attrs.get("format_version", 0))
+    try:
+        version = int(raw_version)
+    except (TypeError, ValueError):
+        raise XPCSInputError(f"{path} has format_version {raw_version!r}, not a whole number; the file was not "
+                             "written by xpcs-denoise or was edited: write it again") from None
     if version > FORMAT_VERSION:
         raise XPCSInputError(f"{path} has format version {version}; this xpcs-denoise reads up to {FORMAT_VERSION}; "
                              "upgrade xpcs-denoise")
-    c2 = _c2_stack(_read(_dataset(f, "c2", path), path), f"{path}:/c2", halves=False)
+    node = _dataset(f, "c2", path)
+    if not isinstance(node, _h5py().Dataset):
+        raise XPCSInputError(f"{path}:/c2 is a group, expected a (K, N, N) dataset; write the file again")
+    c2 = _c2_stack(_read(node, path), f"{path}:/c2", halves=False)
     k, n = c2.shape[:2]
     parts = {}
     for name, shape in (("c2_raw", c2.shape), ("c2_std", c2.shape), ("g2", (k, n - 1)), ("q", (k,))):
-        parts[name] = _read(f[name], path).astype(np.float64) if name in f else None
+        node = _node(f, name, path)
+        if node is not None and not isinstance(node, _h5py().Dataset):
+            raise XPCSInputError(f"{path}:/{name} is a group, expected a dataset of shape {shape}; write it again")
+        parts[name] = _c2_float(_read(node, path), f"{path}:/{name}") if node is not None else None
         if parts[name] is not None and parts[name].shape != shape:
             raise XPCSInputError(f"{path}:/{name} has shape {parts[name].shape}, expected {shape}; write it again")
     return C2File(c2, q=parts["q"], g2=parts["g2"], attrs=_decode_attrs(f.attrs), source_format="xpcs-denoise",
                   raw=parts["c2_raw"], std=parts["c2_std"])
 
 
+def _c2_float(arr: np.ndarray, where: str) -> np.ndarray:
+    if not is_real_dtype(arr.dtype):
+        raise XPCSInputError(f"{where} must hold numbers; got dtype {arr.dtype}; write the file again")
+    return arr.astype(np.float64)
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise XPCSInputError(f"{path} is a folder; give a file name for the output")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):  # never replace a device, FIFO or socket
+        raise XPCSInputError(f"{path} exists and is not a regular file (a device, FIFO or socket); it is never "
+                             "replaced: choose another output")
     if path.exists() and not overwrite:
         raise XPCSInputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if not path.parent.is_dir():
@@ -343,10 +475,28 @@ def atomic_path(path, overwrite: bool = False):
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)  # not mkstemp's 0o600
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` onto ``path``: replacing it with ``overwrite``, else exclusively (a hard link
+    fails if ``path`` appeared meanwhile, so of two concurrent writers only one succeeds)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise XPCSInputError(f"{path} was created by another process meanwhile; pass overwrite=True "
+                             "(--overwrite) to replace it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+        return
+    tmp.unlink(missing_ok=True)
 
 
 def write_csv(path, rows: list[dict], *, overwrite: bool = False) -> Path:
@@ -355,8 +505,9 @@ def write_csv(path, rows: list[dict], *, overwrite: bool = False) -> Path:
 
     if not rows:
         raise XPCSInputError(f"no rows to write to {path}")
+    fields = list(dict.fromkeys(k for r in rows for k in r))  # every column of every row, in first-seen order
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     return Path(path)
@@ -502,14 +653,16 @@ class FrameStack:
     and ``np.asarray``. ``data`` is an h5py dataset (kept open, read-only, until :meth:`close` or the end of a
     ``with`` block), a memory map (.npy) or an array (TIFFs)."""
 
-    def __init__(self, data, *, source_format: str, path: Path, dataset: str | None = None, handle=None):
+    def __init__(self, data, *, source_format: str, path: Path, dataset: str | None = None, handle=None,
+                 allow_external: bool = False):
         self.data, self.source_format, self.path, self.dataset, self._file = data, source_format, path, dataset, handle
+        self._allow_external = allow_external
         shape, dtype = self.shape, self.dtype
         if len(shape) not in (2, 3):
             raise XPCSInputError(f"{path}: frames must have shape (T, H, W) or (T, P); got {shape}")
         if shape[0] < 2:
             raise XPCSInputError(f"{path}: need at least 2 frames to correlate; got {shape[0]}")
-        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+        if not is_real_dtype(dtype):
             raise XPCSInputError(f"{path}: frames must hold numbers (integer or float counts); got dtype {dtype}")
 
     shape = property(lambda self: tuple(self.data.shape))
@@ -517,7 +670,10 @@ class FrameStack:
     ndim = property(lambda self: len(self.data.shape))
 
     def __getitem__(self, key) -> np.ndarray:
-        return np.asarray(self.data[key]) if self._file is None else _read(self.data, self.path, key)
+        if self._file is None:
+            return np.asarray(self.data[key])
+        with _external(self._allow_external):
+            return _read(self.data, self.path, key)
 
     def __array__(self, dtype=None, copy=None):
         return self[...] if dtype is None else self[...].astype(dtype)
@@ -566,12 +722,21 @@ def _read_tiff_folder(folder: Path) -> np.ndarray:
         if img.ndim != 2 or (out is not None and img.shape != out.shape[1:]):
             want = "one 2-D frame per file" if out is None else f"the size of {files[0].name}, {out.shape[1:]}"
             raise XPCSInputError(f"{file} has shape {img.shape}; a TIFF folder needs {want}")
-        out = np.empty((len(files), *img.shape), dtype=img.dtype) if out is None else out
+        if not is_real_dtype(img.dtype):
+            raise XPCSInputError(f"{file} holds dtype {img.dtype}, not counts")
+        if out is None:
+            check_memory(len(files) * img.size * max(img.dtype.itemsize, 4),
+                         f"{len(files)} TIFF frames of {img.shape} {img.dtype}")
+            out = np.empty((len(files), *img.shape), dtype=img.dtype)
+        elif not np.can_cast(img.dtype, out.dtype, "safe"):  # e.g. uint8 then uint16: widen, never wrap
+            common = np.result_type(out.dtype, img.dtype)
+            check_memory(out.size * common.itemsize, f"{len(files)} TIFF frames of {img.shape} {common}")
+            out = out.astype(common)
         out[i] = img
     return out
 
 
-def read_frames(path, dataset: str | None = None) -> FrameStack:
+def read_frames(path, dataset: str | None = None, *, allow_external: bool = False) -> FrameStack:
     """Open a frame stack for :func:`~xpcs_denoise.correlation.two_time`.
 
     Parameters
@@ -582,6 +747,8 @@ def read_frames(path, dataset: str | None = None) -> FrameStack:
         order: ``f_2.tif`` before ``f_10.tif``; read with tifffile, else Pillow).
     dataset : str, optional
         HDF5 path of the (T, H, W) or (T, P) dataset.
+    allow_external : bool
+        Follow HDF5 external links, external raw storage and virtual datasets; refused by default.
 
     Returns
     -------
@@ -601,17 +768,20 @@ def read_frames(path, dataset: str | None = None) -> FrameStack:
         return FrameStack(_load_npy(path, mmap_mode="r", dataset=dataset), source_format="npy", path=path)
     f = _open_h5(path)
     try:
-        dset = _dataset(f, dataset, path, FRAME_DATASETS, "frame stack")
-        if not isinstance(dset, _h5py().Dataset):
-            raise XPCSInputError(f"{path}:{dset.name} is a group (members: {sorted(dset)[:10]}); name a dataset")
+        with _external(allow_external):
+            dset = _dataset(f, dataset, path, FRAME_DATASETS, "frame stack")
+            if not isinstance(dset, _h5py().Dataset):
+                raise XPCSInputError(f"{path}:{dset.name} is a group (members: {sorted(dset)[:10]}); name a dataset")
+            _check_local_dataset(dset, path)
         _check_filters(dset, path)
-        return FrameStack(dset, source_format="hdf5", path=path, dataset=dset.name, handle=f)
+        return FrameStack(dset, source_format="hdf5", path=path, dataset=dset.name, handle=f,
+                          allow_external=allow_external)
     except BaseException:
         f.close()
         raise
 
 
-def read_labels(path, dataset: str | None = None) -> np.ndarray:
+def read_labels(path, dataset: str | None = None, *, allow_external: bool = False) -> np.ndarray:
     """Read an integer q-ROI label map (0 = unused pixel, 1..K = ROI) from .npy or HDF5.
 
     Parameters
@@ -637,7 +807,7 @@ def read_labels(path, dataset: str | None = None) -> np.ndarray:
     if kind == "npy":
         arr, where = _load_npy(path, dataset=dataset), str(path)
     else:
-        with _open_h5(path) as f:
+        with _open_h5(path) as f, _external(allow_external):
             dset = _dataset(f, dataset, path, LABEL_DATASETS, "ROI label map")
             if not isinstance(dset, _h5py().Dataset):
                 raise XPCSInputError(f"{path}:{dset.name} is a group, not a label map; name a dataset")
@@ -650,7 +820,7 @@ def read_labels(path, dataset: str | None = None) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
             raise XPCSInputError(f"{where}: ROI labels must be whole numbers (0 = unused, 1..K = q-ROIs)")
-    elif not np.issubdtype(arr.dtype, np.integer):
+    elif not np.issubdtype(arr.dtype, np.integer) or not is_real_dtype(arr.dtype):
         raise XPCSInputError(f"{where}: ROI labels must be integers; got dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
         raise XPCSInputError(f"{where}: ROI labels must be >= 0 (set unused pixels to 0); minimum is {arr.min()}")

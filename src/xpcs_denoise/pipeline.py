@@ -11,6 +11,8 @@ Every output is written atomically and never overwrites an existing file unless 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -20,12 +22,14 @@ import numpy as np
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
+from .safety import check_int, check_output_not_input, check_seed, json_safe
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
 
 
 def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, q=None,
-                   block_pixels=None, overwrite: bool = False, progress: bool = False) -> dict:
+                   block_pixels=None, overwrite: bool = False, progress: bool = False,
+                   allow_external: bool = False) -> dict:
     """2TCFs and 1TCFs of every q-ROI of a frame stack, written in our HDF5 format.
 
     Parameters
@@ -41,15 +45,32 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     """
     t0 = time.time()
     output = Path(output)
+    check_output_not_input(output, frames_path, labels_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
-    labels = read_labels(labels_path, labels_dataset)
-    with read_frames(frames_path, frames_dataset) as frames:
+    q = _checked_q(q)
+    labels = read_labels(labels_path, labels_dataset, allow_external=allow_external)
+    if q is not None and q.size != int(labels.max()):
+        raise XPCSInputError(f"{q.size} q value(s) for {int(labels.max())} ROI(s) in the label map; give one per ROI")
+    with read_frames(frames_path, frames_dataset, allow_external=allow_external) as frames:
         c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress)
     write_c2(output, c2, q=q, overwrite=overwrite,
              attrs={"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)})
     return {"output": str(output), "n_rois": int(c2.shape[0]), "n_frames": int(c2.shape[-1]),
             "seconds": round(time.time() - t0, 2)}
+
+
+def _checked_q(q):
+    """q of the ROIs as a finite, positive float array (Å⁻¹), or None."""
+    if q is None:
+        return None
+    try:
+        q = np.asarray(q, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise XPCSInputError("q must be numbers in 1/Å, one per ROI") from None
+    if not q.size or not np.all(np.isfinite(q)) or np.any(q <= 0):
+        raise XPCSInputError(f"q must be finite and > 0 (1/Å), one per ROI; got {q[:5].tolist()}")
+    return q
 
 
 def _model(model):
@@ -61,7 +82,8 @@ def _model(model):
 
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
-                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False, **options) -> dict:
+                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False,
+                 allow_external: bool = False, **options) -> dict:
     """Denoise every ROI of a 2TCF file and write our HDF5 format (denoised, raw, 1TCFs, spread, q, provenance).
 
     Parameters
@@ -76,9 +98,12 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
 
     t0 = time.time()
     output = Path(output)
+    check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
-    data = read_c2(input_path, dataset)
+    seed = check_seed(seed)
+    check_int(step, "step (frames)", 1)
+    data = read_c2(input_path, dataset, allow_external=allow_external)
     den = _model(model) if method == "cned" else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", XPCSNoContrastWarning)
@@ -101,7 +126,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         attrs["model_members"] = den.n_members
     if options:
         attrs["options"] = json.dumps(options)
-    write_c2(output, clean, raw=data.c2 if keep_raw else None, std=spread if uncertainty else None, q=data.q,
+    # A file denoised before keeps its original raw 2TCFs as c2_raw (never the denoised input).
+    raw = data.raw if data.raw is not None else data.c2
+    write_c2(output, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None, q=data.q,
              attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
              overwrite=overwrite)
     return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
@@ -113,7 +140,8 @@ def _scalar(v) -> bool:
 
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
-             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False) -> dict:
+             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False,
+             allow_external: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -122,19 +150,35 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
-    output : ``.csv`` path; a ``.json`` with the same rows is written beside it
+    output : ``.csv`` path; a ``.json`` with the same rows is written beside it (an output ending in ``.json``
+        is the JSON, with the CSV beside it). Non-finite numbers are ``null`` in the JSON.
     """
     from .fitting import fit_g2
     from .report import default_max_lag
     from .workflows import ageing_analysis
 
+    from .preprocessing import flat_two_times
+
     output = Path(output)
-    json_path = output.with_suffix(".json")
+    if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file
+        json_path, output = output, output.with_suffix(".csv")
+    else:
+        json_path = output.with_suffix(".json")
     for p in (output, json_path):
+        check_output_not_input(p, input_path)
         if p.exists() and not overwrite:
             raise XPCSInputError(f"{p} exists; choose another output or pass --overwrite")
-    data = read_c2(input_path, dataset)
+    if cut_width is not None:
+        cut_width = check_int(cut_width, "--cut-width (frames)", 1)
+    if max_lag is not None:
+        max_lag = check_int(max_lag, "--max-lag (frames)", 1)
+    data = read_c2(input_path, dataset, allow_external=allow_external)
     c2, n = data.c2, data.c2.shape[-1]
+    if cut_width is not None and cut_width > n:
+        raise XPCSInputError(f"--cut-width {cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
+    flat = flat_two_times(c2)
+    if flat.all():
+        raise XPCSInputError(f"{input_path}: every 2TCF is flat (constant): no contrast, nothing to fit")
     fix = {"alpha": 1.0} if fix_alpha else {}
     rows = []
     if cut_width is None:
@@ -148,9 +192,16 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                          **{c: _py(v[k]) for c, v in cols.items()}})
             if fix_beta and not np.isfinite(fix["beta"][k]):
                 rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+            if flat[k]:
+                rows[-1].update({c: float("nan") for c in cols if c not in ("success", "message")})
+                rows[-1].update(success=False, message="flat 2TCF: no contrast, nothing to fit")
     else:
         for k in range(c2.shape[0]):
             lag_max = max_lag or min(49, n - 1)
+            if flat[k]:
+                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
+                             "message": "flat 2TCF: no contrast, nothing to fit"})
+                continue
             # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
             try:
                 r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix) if fix_beta
@@ -169,7 +220,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
             "rows": rows}
     with atomic_path(json_path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=1, default=_py) + "\n")
+        Path(tmp).write_text(json.dumps(json_safe(meta), indent=1, allow_nan=False) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
     return {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
             "successful": ok}
@@ -206,11 +257,13 @@ def _py(v):
 
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, allow_external: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
     A file written by :func:`denoise_file` (with its raw 2TCFs) is reported as is; any other 2TCF file is
     denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the raw data.
+    ``out_dir`` must not be or contain the input; with ``overwrite`` only a report folder written before is
+    replaced, file by file (see :func:`~xpcs_denoise.report.write_report`).
     """
     from .denoising import METHODS, denoise
     from .report import write_report
@@ -218,7 +271,15 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     for m in compare:
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in --compare; choose from {', '.join(METHODS)}")
-    data = read_c2(input_path, dataset)
+    out = Path(out_dir).resolve()
+    if Path(input_path).resolve() == out or out in Path(input_path).resolve().parents:
+        raise XPCSInputError(f"report folder {out_dir} is or contains the input {input_path}; choose another folder")
+    seed = check_seed(seed)
+    cut_width = check_int(cut_width, "--cut-width (frames)", 1)
+    data = read_c2(input_path, dataset, allow_external=allow_external)
+    if cut_width > data.c2.shape[-1]:
+        raise XPCSInputError(f"--cut-width {cut_width} is wider than the {data.c2.shape[-1]}-frame 2TCF; use "
+                             f"1..{data.c2.shape[-1]}")
     provenance = {"input": str(input_path), "format": data.source_format, "seed": seed}
     if data.raw is not None:
         raw, main_name = data.raw, str(data.attrs.get("method", "denoised"))
@@ -240,11 +301,15 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 
-def _denoise_one(path, out_dir, kwargs):
+def _denoise_one(path, out, kwargs, skip_existing: bool = False):
     """One batch task: never raises, returns a summary row (so one bad file cannot stop the batch)."""
     t0 = time.time()
-    out = Path(out_dir) / (Path(path).stem + "_denoised.h5")
+    out = Path(out)
+    if skip_existing and out.exists():
+        return {"input": str(path), "output": str(out), "status": "skipped", "error": "",
+                "n_rois": 0, "seconds": 0.0}
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         info = denoise_file(path, out, **kwargs)
         return {"input": str(path), "output": str(out), "status": "ok", "error": "",
                 "n_rois": info["n_rois"], "seconds": round(time.time() - t0, 2)}
@@ -253,12 +318,32 @@ def _denoise_one(path, out_dir, kwargs):
                 "n_rois": 0, "seconds": round(time.time() - t0, 2)}
 
 
-def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = None, progress: bool = False,
-                  summary: bool = True, **kwargs) -> list[dict]:
-    """Denoise many files through Dask: a local cluster of ``workers`` processes (one thread each) or the
-    running cluster at ``scheduler``. A file that fails is reported in its row and skipped.
+def batch_outputs(inputs, out_dir) -> list[Path]:
+    """One output per input, ``<out_dir>/<path relative to the inputs' common folder>/<stem>_denoised.h5``: the
+    relative layout is kept, so ``a/scan.npy`` and ``b/scan.npy`` never share an output; inputs of one folder and
+    stem (``scan.npy``, ``scan.h5``) keep their suffix in the name. The same file given twice is refused."""
+    paths = [Path(p).resolve() for p in inputs]
+    if len(set(paths)) != len(paths):
+        dup = next(p for p in paths if paths.count(p) > 1)
+        raise XPCSInputError(f"{dup} is given more than once; give each input once")
+    base = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    stems = [(p.parent, p.stem) for p in paths]
+    outs = []
+    for p, key in zip(paths, stems):
+        name = f"{p.stem}_{p.suffix.lstrip('.')}" if stems.count(key) > 1 else p.stem
+        outs.append(Path(out_dir) / p.parent.relative_to(base) / f"{name}_denoised.h5")
+    return outs
 
-    Writes ``<out_dir>/<stem>_denoised.h5`` per input and ``batch_summary.csv``/``.json``; returns the rows.
+
+def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = None, progress: bool = False,
+                  summary: bool = True, skip_existing: bool = False, **kwargs) -> list[dict]:
+    """Denoise many files through Dask: a local cluster of ``workers`` processes (one thread each) or the
+    running cluster at ``scheduler``. A file that fails (bad input, or a worker killed, e.g. for memory) is
+    reported in its row and the others go on.
+
+    Writes one output per input (:func:`batch_outputs`: the inputs' relative layout under ``out_dir``) and
+    ``batch_summary.csv``/``.json``; returns the rows. ``skip_existing``: inputs whose output exists are
+    skipped (status "skipped"), so a re-run finishes what an interrupted one left.
     """
     import dask
     from distributed import Client, LocalCluster, as_completed
@@ -266,18 +351,35 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
     inputs = [str(p) for p in inputs]
     if not inputs:
         raise XPCSInputError("no input files given")
+    workers = check_int(workers, "--workers", 1, 256)
+    if kwargs.get("seed") is not None:
+        kwargs["seed"] = check_seed(kwargs["seed"])
+    outputs = batch_outputs(inputs, out_dir)
     out = Path(out_dir)
+    for p in inputs:
+        if Path(p).resolve() == out.resolve():
+            raise XPCSInputError(f"output folder {out} is the input {p}; choose another folder")
+    if scheduler is not None and not re.fullmatch(r"(tcp|tls|inproc|ws|wss|ucx)://\S+|[\w.\-]+:\d+",
+                                                  str(scheduler)):
+        raise XPCSInputError(f"--scheduler must be a Dask scheduler address like tcp://host:8786; got "
+                             f"{scheduler!r}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with dask.config.set({"distributed.worker.daemon": False}):
         if scheduler:
-            client, cluster = Client(scheduler), None
+            try:
+                client, cluster = Client(scheduler, timeout="20s"), None
+            except (OSError, ValueError, TypeError) as exc:
+                raise XPCSInputError(f"cannot connect to the Dask scheduler at {scheduler} "
+                                     f"({' '.join(str(exc).split())[:150]}); check the address") from None
         else:
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
             client = Client(cluster)
         try:
-            futures = [client.submit(_denoise_one, p, str(out), kwargs, pure=False) for p in inputs]
+            futures = [client.submit(_denoise_one, p, str(o), kwargs, skip_existing, pure=False)
+                       for p, o in zip(inputs, outputs)]
+            source = {f.key: p for f, p in zip(futures, inputs)}
             rows = []
             bar = None
             if progress:
@@ -285,7 +387,12 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
 
                 bar = tqdm(total=len(futures), desc="files", unit="file")
             for fut in as_completed(futures):
-                rows.append(fut.result())
+                try:
+                    rows.append(fut.result())
+                except Exception as exc:  # noqa: BLE001 — e.g. KilledWorker (out of memory): this file fails alone
+                    rows.append({"input": source[fut.key], "output": "", "status": "failed",
+                                 "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                                 "n_rois": 0, "seconds": round(time.time() - t0, 2)})
                 if bar is not None:
                     bar.update()
             if bar is not None:
