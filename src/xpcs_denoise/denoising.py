@@ -231,8 +231,8 @@ def _denoise_scaled(x, single, size, beta, baseline, model_units):
         spread[ok] = std * b[ok, None, None]
     if not ok.all():
         bad = np.flatnonzero(~ok)
-        warnings.warn(f"{bad.size} of {len(b)} 2TCFs have zero or negative contrast (mean lag-1 value <= "
-                      f"baseline), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised",
+        warnings.warn(f"{bad.size} of {len(b)} 2TCFs have no contrast (mean lag-1 value not significantly above "
+                      f"the baseline, or flat), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised",
                       XPCSNoContrastWarning, stacklevel=4)
     return out, spread, b, base
 
