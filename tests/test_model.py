@@ -205,10 +205,8 @@ def test_simulated_pairs_are_scaled_as_at_inference():
     assert x.shape == y.shape and x.dtype == np.float32 and len(x) >= 60
     # Eq. 5: every input's mean lag-1 value is exactly 2; its target shares its β̂.
     np.testing.assert_allclose(lag1_values(x).mean(axis=1), 2.0, atol=1e-4)
-    from xpcs_denoise.preprocessing import scale_parameters
-
     b = np.array([np.mean(np.diagonal(m, 1)) - 1 for m in measured])
-    keep = np.isfinite(scale_parameters(measured, 50, partial=True)[0])  # crops with contrast above the noise
+    keep = b > 0
     np.testing.assert_allclose((y[:, 0, 5] - 1) * b[keep] + 1, true[keep, 0, 5], rtol=1e-5)
     i = np.arange(50)
     np.testing.assert_array_equal(y[:, i, i], np.repeat(y[:, 0, 1][:, None], 50, axis=1))
