@@ -39,15 +39,41 @@ from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 from .fitting import PARAMETERS, FitResult, fit_g2, g2_model
 
-__all__ = ["residual_bootstrap", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
+__all__ = ["calibration_scale", "residual_bootstrap", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
 
 #: Above this rate (frames⁻¹) the contrast halves within ~3 frames and the shipped model measures no better than
 #: the raw fit (METHOD §5; our bias benchmark agrees): the raw fit is returned.
 GAMMA_FAST = 0.2
 #: Relative standard error of the raw Γ below which the raw fit is kept ("raw: precise").
 RAW_PRECISE = 0.05
+#: Scale of the bootstrap part of a raw fit's error, measured by scripts/calibrate_uncertainty.py on simulated
+#: 50-frame crops and long series (frame-permutation replicates miss part of the noise's correlation).
+RAW_BOOT_SCALE = 1.0
 #: Slow dynamics: Γ below this many decays per window, the 2TCF is binned when the series is long enough.
 SLOW_DECAYS = 0.25
+
+
+def calibration_scale(residual, fit_err, boot_err, target: float = 0.683) -> float:
+    """The factor s for which ``|residual| < sqrt(fit_err² + (s·boot_err)²)`` holds for ``target`` of the cases.
+
+    Measured on simulated data with known truth (``residual`` = estimate − truth) by bisection; the coverage
+    grows with s. Returns 1 where the inputs are empty.
+    """
+    r = np.abs(np.asarray(residual, float))
+    f = np.nan_to_num(np.asarray(fit_err, float))
+    b = np.nan_to_num(np.asarray(boot_err, float))
+    ok = np.isfinite(r)
+    r, f, b = r[ok], f[ok], b[ok]
+    if r.size == 0:
+        return 1.0
+    lo, hi = 0.0, 100.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if np.mean(r < np.sqrt(f**2 + (mid * b) ** 2)) < target:
+            lo = mid
+        else:
+            hi = mid
+    return float(hi)
 
 
 def residual_bootstrap(c2, c2_model, n_boot: int = 16, seed: int = 0) -> np.ndarray:
@@ -105,7 +131,8 @@ class TwoTimeFit:
     fit : FitResult
         Parameters; their ``*_err`` are the combined standard errors ``sqrt(σ_fit² + σ_boot²)``.
     fit_error, boot_error : dict of ndarray
-        The two parts of each parameter's error (keys ``gamma``, ``beta``, ``baseline``, ``alpha``).
+        The two parts of each parameter's error (keys ``gamma``, ``beta``, ``baseline``, ``alpha``); the
+        bootstrap part already carries its calibration scale.
     path : ndarray of str
         What was fitted, per 2TCF (see the module's notes).
     n_boot, seed : int
@@ -205,12 +232,12 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         use, k_bin = "raw", 1
         if den is not None:
             use = "denoised"
-            if auto_path:
-                contrast = _contrast(x[i], size)
+            if not np.isfinite(_contrast(x[i], size)):
+                use = "raw: no contrast"
+                notes.append(f"2TCF {i}: no contrast could be estimated; not denoised")
+            elif auto_path:
                 raw_rel = _raw_relative_error(x[i], raw, i, raw_lag, fix, rng)
-                if not np.isfinite(contrast):
-                    use = "raw: no contrast"
-                elif np.isfinite(gamma_raw) and gamma_raw > gamma_fast:
+                if np.isfinite(gamma_raw) and gamma_raw > gamma_fast:
                     use = "raw: fast"
                     notes.append(f"2TCF {i}: Γ = {gamma_raw:.3g} frames⁻¹ is faster than the model's range "
                                  f"(> {gamma_fast}); the raw fit is returned")
@@ -236,6 +263,11 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         for k in PARAMETERS:
             res[k][i], ferr[k][i], berr[k][i] = r["value"][k], r["fit_err"][k], r["boot_err"][k]
         success[i], message[i], redchi[i] = r["success"], r["message"], r["redchi"]
+    # Calibration: the bootstrap part is scaled by the factor measured on simulated data with known truth
+    # (scripts/calibrate_uncertainty.py): RAW_BOOT_SCALE for raw fits, the model card's for denoised ones.
+    model_scale = float((den.card.get("uncertainty") or {}).get("boot_scale", 1.0)) if den is not None else 1.0
+    scale = np.array([RAW_BOOT_SCALE if p.startswith("raw") else model_scale for p in path])
+    berr = {k: v * scale for k, v in berr.items()}
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
         err[k] = np.where(success, err[k], np.nan)
