@@ -39,7 +39,7 @@ from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 from .fitting import PARAMETERS, FitResult, fit_g2, g2_model
 
-__all__ = ["calibration_scale", "residual_bootstrap", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
+__all__ = ["calibration_scale", "residual_bootstrap", "slow_bin_factor", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
 
 #: Above this rate (frames⁻¹) the contrast halves within ~3 frames and the shipped model measures no better than
 #: the raw fit (METHOD §5; our bias benchmark agrees): the raw fit is returned.
@@ -49,8 +49,42 @@ RAW_PRECISE = 0.05
 #: Scale of the bootstrap part of a raw fit's error, measured by scripts/calibrate_uncertainty.py on simulated
 #: 50-frame crops and long series (frame-permutation replicates miss part of the noise's correlation).
 RAW_BOOT_SCALE = 1.0
-#: Slow dynamics: Γ below this many decays per window, the 2TCF is binned when the series is long enough.
-SLOW_DECAYS = 0.25
+#: Slow dynamics: less than this share of the decay seen over the whole series happens within the model's
+#: window → the 2TCF is binned (when the series is long enough) until about ``SLOW_TARGET`` of it does.
+SLOW_SHARE = 0.4
+SLOW_TARGET = 0.7
+
+
+def slow_bin_factor(c2, size: int = 50) -> int:
+    """Block size k ≥ 1 that brings slow dynamics into an n-frame window (n = ``size``) of a long 2TCF.
+
+    From the 1TCF over all lags: the share of the decay seen over the series (lag 1..3 mean minus the median of
+    the longest quarter of lags) that has happened by lag n − 1. Below ``SLOW_SHARE``, the smallest k with about
+    ``SLOW_TARGET`` of it by lag k(n − 1), at most N // n. No Eq. 3 fit is needed (a raw fit of slow dynamics is
+    the least reliable of all).
+    """
+    g = one_time_from_two_time(np.asarray(c2, float)[None])[0]
+    n_frames = g.size + 1
+    if n_frames < 2 * size:
+        return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        base = np.nanmedian(g[-max(1, g.size // 4):])
+        head = np.nanmean(g[:3])
+        total = head - base
+        if not np.isfinite(total) or total <= 0:
+            return 1
+
+        def share(lag):
+            return (head - np.nanmean(g[max(0, lag - 3):lag])) / total
+
+        if share(size - 1) >= SLOW_SHARE:
+            return 1
+        k_max = n_frames // size
+        for k in range(2, k_max + 1):
+            if share(k * (size - 1)) >= SLOW_TARGET:
+                return k
+        return k_max
 
 
 def calibration_scale(residual, fit_err, boot_err, target: float = 0.683) -> float:
@@ -243,9 +277,10 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                                  f"(> {gamma_fast}); the raw fit is returned")
                 elif np.isfinite(raw_rel) and raw_rel < raw_precise:
                     use = "raw: precise"
-                elif (np.isfinite(gamma_raw) and gamma_raw * (size - 1) < SLOW_DECAYS and n >= 2 * size):
-                    k_bin = int(min(n // size, max(2, np.ceil(SLOW_DECAYS / max(gamma_raw * (size - 1), 1e-9)))))
-                    use = f"binned {k_bin}"
+                elif n >= 2 * size:
+                    k_bin = slow_bin_factor(x[i], size)
+                    if k_bin > 1:
+                        use = f"binned {k_bin}"
         path[i] = use
         if use.startswith("raw"):
             r = _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng)
