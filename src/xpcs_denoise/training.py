@@ -181,7 +181,8 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
 
 def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, config: TrainConfig | None = None,
                    model_config: ModelConfig | None = None, *, resume: bool = True, progress: bool = True,
-                   command: str | None = None) -> tuple[CNNEDEnsemble, dict]:
+                   command: str | None = None, init_model: CNNEDEnsemble | None = None,
+                   val_data: PreparedDataset | None = None) -> tuple[CNNEDEnsemble, dict]:
     """Train ``config.n_members`` CNN-ED members, keep the best ``config.keep`` and save them to ``out_dir``.
 
     Parameters
@@ -194,6 +195,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
         ``model.safetensors`` and ``model_card.json``.
     resume : bool
         Continue from ``out_dir/checkpoint.safetensors`` if present (same result as an uninterrupted run).
+    init_model : CNNEDEnsemble, optional
+        Start from these weights (fine-tuning) instead of Xavier draws; its member count is used.
+    val_data : PreparedDataset, optional
+        Validation crops; then all of ``data`` is training data (no split by series).
 
     Returns
     -------
@@ -214,8 +219,16 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     if data.size != model_config.size:
         raise XPCSInputError(f"dataset crops are {data.size}×{data.size} but the model expects "
                              f"{model_config.size}×{model_config.size}")
-    train_t, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
-    tr, va = data.subset_targets(train_t), data.subset_targets(val_t)
+    if init_model is not None:
+        model_config = init_model.config
+        config = TrainConfig(**{**asdict(config), "n_members": init_model.n_members,
+                                "keep": min(config.keep, init_model.n_members)})
+    if val_data is None:
+        train_t, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
+        tr, va = data.subset_targets(train_t), data.subset_targets(val_t)
+    else:
+        train_t, val_t = np.arange(len(data.targets)), np.arange(len(val_data.targets))
+        tr, va = data, val_data
     if config.rescale_real:
         # Per-crop targets: each input and its target are scaled by that input's own contrast estimate.
         xr, yr, _ = rescale_pairs(tr.inputs, tr.targets[tr.target_index], seed=config.seed)
@@ -243,6 +256,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
 
     torch.manual_seed(config.seed)
     model = CNNEDEnsemble(config.n_members, model_config, seed=config.seed)
+    if init_model is not None:
+        with torch.no_grad():
+            for k in PARAM_NAMES:
+                getattr(model, k).copy_(getattr(init_model, k))
     best = {k: getattr(model, k).detach().clone() for k in PARAM_NAMES}
     params = [getattr(model, k) for k in PARAM_NAMES]
     try:  # the fused CPU kernel saves ~10 % of a step; same algorithm
@@ -252,6 +269,11 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     m = config.n_members
     state = {"epoch": 0, "best_val": [float("inf")] * m, "best_epoch": [0] * m, "bad_epochs": [0] * m,
              "train_seconds": 0.0}
+    if init_model is not None:
+        # Fine-tuning keeps a member's starting weights unless an epoch beats them on validation: never worse.
+        model.eval()
+        state["best_val"] = [float(v) for v in evaluate_members(model, x_va, y_va)["val_cost"]]
+        state["initial_val"] = list(state["best_val"])
     ckpt = out_dir / "checkpoint.safetensors"
     log_path = out_dir / "training_log.csv"
     if resume and ckpt.is_file():
@@ -347,12 +369,14 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
         "split": {"by": config.split_by, "val_fraction": config.val_fraction, "seed": config.split_seed,
                   "train_targets": int(len(train_t)), "val_targets": int(len(val_t)),
                   "train_inputs": int(n_train), "val_inputs": int(x_va.shape[0]),
-                  "val_target_names": [data.target_names[i] for i in val_t] if data.target_names else []},
+                  "val_target_names": (list(va.target_names) if val_data is not None else
+                                       [data.target_names[i] for i in val_t] if data.target_names else [])},
         "training": {**asdict(config), "epochs_run": int(state["epoch"]),
                      "train_seconds": round(state["train_seconds"], 1),
                      "seconds_per_epoch": round(state["train_seconds"] / max(1, state["epoch"]), 1),
                      "torch": torch.__version__, "python": platform.python_version(),
-                     "threads": torch.get_num_threads()},
+                     "threads": torch.get_num_threads(),
+                     **({"initial_val_cost": state["initial_val"]} if "initial_val" in state else {})},
         "members": [
             {"index": int(j), "best_epoch": int(state["best_epoch"][j]),
              "val_cost": float(ev["val_cost"][j]), "val_mse_1tcf": float(ev["val_mse_1tcf"][j]),
