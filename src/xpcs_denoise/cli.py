@@ -20,7 +20,8 @@ def _cmd_demo(a):
         print(f"demo report written to {summary['report']}")
         for row in summary["rois"]:
             print(f"  ROI {row['roi']}: q = {row['q']:.4f} 1/A, true Gamma = {row['gamma_true']:.4f}/frame, "
-                  f"raw fit {row['gamma_raw']:.4f}, denoised fit {row['gamma_denoised']:.4f}")
+                  f"raw {row['gamma_raw']:.4f} ± {row['gamma_raw_err']:.4f}, denoised {row['gamma_denoised']:.4f} "
+                  f"± {row['gamma_denoised_err']:.4f} (z = {row['z_denoised']:+.1f}, {row['path']})")
     return 0
 
 

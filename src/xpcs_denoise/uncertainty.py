@@ -262,7 +262,6 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     denoised = x.copy() if den is not None else None
     notes = []
     for i in range(nb):
-        gamma_raw = float(raw.gamma[i]) if raw.success[i] else np.nan
         use, k_bin = "raw", 1
         if den is not None:
             use = "denoised"
@@ -271,30 +270,34 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                 notes.append(f"2TCF {i}: no contrast could be estimated; not denoised")
             elif auto_path:
                 raw_rel = _raw_relative_error(x[i], raw, i, raw_lag, fix, rng)
-                if np.isfinite(gamma_raw) and gamma_raw > gamma_fast:
-                    use = "raw: fast"
-                    notes.append(f"2TCF {i}: Γ = {gamma_raw:.3g} frames⁻¹ is faster than the model's range "
-                                 f"(> {gamma_fast}); the raw fit is returned")
-                elif np.isfinite(raw_rel) and raw_rel < raw_precise:
+                if np.isfinite(raw_rel) and raw_rel < raw_precise:
                     use = "raw: precise"
                 elif n >= 2 * size:
                     k_bin = slow_bin_factor(x[i], size)
                     if k_bin > 1:
                         use = f"binned {k_bin}"
-        path[i] = use
-        if use.startswith("raw"):
-            r = _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng)
-        else:
+        r = None
+        if not use.startswith("raw"):
             xi = bin_two_time(x[i], k_bin) if k_bin > 1 else x[i]
             lag_den = min(max_lag or size - 1, size - 1, xi.shape[-1] - 1)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 d = denoise(xi, "cned", model=den, seed=seed, step=step)
-            if denoised is not None and k_bin == 1:
-                denoised[i] = d
             fd = _fit(d[None], lag_den, fix, lag_unit=float(k_bin))
-            r = _fit_with_bootstrap(xi, d, fd, 0, lag_den, fix, n_boot, rng, den=den, step=step, seed=seed,
-                                    lag_unit=float(k_bin))
+            gamma_den = float(fd.gamma[0]) if fd.success[0] else np.nan
+            if auto_path and k_bin == 1 and np.isfinite(gamma_den) and gamma_den > gamma_fast:
+                # judged on the denoised fit: the raw one of a noisy crop scatters too much to decide on
+                use = "raw: fast"
+                notes.append(f"2TCF {i}: Γ ≈ {gamma_den:.3g} frames⁻¹ is faster than the model's range "
+                             f"(> {gamma_fast}); the raw fit is returned")
+            else:
+                if denoised is not None and k_bin == 1:
+                    denoised[i] = d
+                r = _fit_with_bootstrap(xi, d, fd, 0, lag_den, fix, n_boot, rng, den=den, step=step, seed=seed,
+                                        lag_unit=float(k_bin))
+        path[i] = use
+        if r is None:
+            r = _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng)
         for k in PARAMETERS:
             res[k][i], ferr[k][i], berr[k][i] = r["value"][k], r["fit_err"][k], r["boot_err"][k]
         success[i], message[i], redchi[i] = r["success"], r["message"], r["redchi"]
@@ -313,7 +316,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                     **{k + "_err": err[k].reshape(shape) for k in PARAMETERS},
                     success=success.reshape(shape), message=message.astype(str).reshape(shape),
                     redchi=redchi.reshape(shape), n_iter=np.zeros(shape, int),
-                    lags=np.arange(1, (max_lag or size - 1) + 1, dtype=float), fixed=dict(fix or {}))
+                    lags=np.arange(1, min(max_lag or (size - 1 if den is not None else raw_lag), n - 1) + 1,
+                                   dtype=float), fixed=dict(fix or {}))
     if notes:
         warnings.warn("; ".join(notes[:3]) + (f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""),
                       stacklevel=2)
