@@ -386,13 +386,19 @@ def test_contrast_is_robust_to_outlier_pixels():
     assert abs(plain - 0.2 * np.exp(-0.1)) > 0.5
 
 
-def test_contrast_pools_lags_when_lag_one_shows_none():
-    """Noise pushing the lag-1 values to the baseline while lags 2–3 show contrast: pooled, not refused."""
+def test_contrast_is_floored_at_the_noise_of_the_lag_one_mean():
+    """A lag-1 mean at the baseline (pure noise): β̂ is raised to 2 standard errors instead of ≈ 0, so that the
+    scaled 2TCF stays bounded; a constant 2TCF has no contrast at all."""
+    from xpcs_denoise.preprocessing import contrast_from_two_time
+
     c2 = _analytic(N, 0.05, 0.2, 1.0)
     i = np.arange(N - 1)
-    c2[i, i + 1] = c2[i + 1, i] = 1.0 - 0.3 * np.exp(-0.1)  # lag 1 below the baseline
-    b, _ = scale_parameters(c2, N)
-    assert 0 < b[0] < 0.2
+    noise = np.random.default_rng(0).normal(0, 0.05, N - 1)
+    c2[i, i + 1] = c2[i + 1, i] = 1 + noise - np.median(noise) - 0.01  # lag-1 mean just below the baseline
+    b, floored = contrast_from_two_time(c2, return_floored=True)
+    mad = np.median(np.abs(noise - np.median(noise)))
+    assert floored and b == pytest.approx(2 * 1.4826 * mad / np.sqrt(N - 1))
+    assert np.isnan(contrast_from_two_time(np.full((N, N), 1.3), 1.3))
 
 
 def test_model_units_round_trip():
