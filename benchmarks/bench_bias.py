@@ -141,6 +141,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=90210, help="simulation seed (training uses 2026+)")
     p.add_argument("--peers", action="store_true", help="also the classical peers (50-frame crops, real)")
     p.add_argument("--json", default=None)
+    p.add_argument("--write-card", action="store_true",
+                   help="store the tables in the model folder's card (key 'bias'); the weights are not touched")
     a = p.parse_args(argv)
     den = Denoiser.from_directory(a.model) if a.model else Denoiser.pretrained()
     peers = PEERS if a.peers else ()
@@ -174,6 +176,25 @@ def main(argv=None):
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(report, fh, indent=1)
+    if a.write_card and a.model:
+        from pathlib import Path
+
+        path = Path(a.model) / "model_card.json"
+        card = json.loads(path.read_text())
+        card["bias"] = _rounded(report)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
+        tmp.replace(path)
+
+
+def _rounded(v):
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
 
 
 if __name__ == "__main__":
