@@ -80,6 +80,7 @@ def two_time(
     dtype=np.float64,
     device: str | None = None,
     progress: bool = False,
+    exclude=None,
 ) -> np.ndarray:
     """Two-time correlation functions (Eq. 1) of every q-ROI, all at once.
 
@@ -102,6 +103,10 @@ def two_time(
         A torch device (e.g. ``"cuda"``) to do the matrix products on; default numpy on the CPU.
     progress : bool
         Show a progress bar over pixel blocks.
+    exclude : optional
+        Frames to exclude: frame numbers (from 0), text like ``"12,40-45"``, or a boolean mask (T,) or
+        (K, T) (see :func:`~xpcs_denoise.badframes.exclusion_mask`). Their rows and columns are set to NaN,
+        and an excluded frame may have no photons (a beam dump).
 
     Returns
     -------
@@ -129,6 +134,9 @@ def two_time(
         raise XPCSInputError(f"frames must hold numbers (integer or float counts); got dtype {fdtype}")
     flat_labels, n_rois = _validated_labels(labels, frame_shape)
     n_pix = flat_labels.size
+    from .badframes import exclusion_mask
+
+    excl = exclusion_mask(exclude, n_frames, n_rois)
     if block_pixels is None:
         block_pixels = auto_block_pixels(n_frames, frame_shape[-1] if len(frame_shape) == 2 else 1)
     block_pixels = max(1, int(block_pixels))
@@ -176,14 +184,17 @@ def two_time(
         sums = sums.cpu().numpy()
     num = num.astype(np.float64, copy=False)
     mean = sums.astype(np.float64) / npix_roi[:, None]
-    if np.any(mean <= 0):
-        bad = sorted({int(k) + 1 for k in np.nonzero(mean <= 0)[0]})
+    empty = (mean <= 0) if excl is None else (mean <= 0) & ~excl
+    if np.any(empty):
+        bad = sorted({int(k) + 1 for k in np.nonzero(empty)[0]})
         raise XPCSInputError(
             f"ROI(s) {bad} have zero mean intensity in at least one frame; the 2TCF is undefined there "
-            "(check the ROI map or drop empty frames)"
+            "(check the ROI map, or exclude such frames: exclude=..., --exclude-frames auto)"
         )
     # num / npix / (mean_t1 mean_t2), in place to keep the (K, T, T) array the only large one.
     num /= npix_roi[:, None, None]
+    if excl is not None:
+        mean = np.where(excl, np.nan, mean)
     num /= mean[:, :, None]
     num /= mean[:, None, :]
     return num
