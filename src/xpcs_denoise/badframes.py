@@ -25,7 +25,9 @@ __all__ = [
     "apply_exclusion",
     "fill_excluded",
     "bad_frame_lists",
+    "inject_bad_frames",
     "DEFAULT_THRESHOLD",
+    "BAD_FRAME_KINDS",
 ]
 
 #: Robust z-score above which a frame is flagged. Measured on clean simulated series
@@ -126,18 +128,22 @@ def exclusion_mask(exclude, n_frames: int, n_rois: int | None = None) -> np.ndar
     return mask
 
 
-def apply_exclusion(c2, exclude) -> np.ndarray:
-    """Copy of (N, N) or (K, N, N) 2TCFs with the rows and columns of excluded frames set to NaN.
+def apply_exclusion(c2, exclude, *, copy: bool = True) -> np.ndarray:
+    """(N, N) or (K, N, N) 2TCFs with the rows and columns of excluded frames set to NaN.
 
-    ``exclude`` as in :func:`exclusion_mask`; a (N,) exclusion applies to every ROI.
+    ``exclude`` as in :func:`exclusion_mask`; a (N,) exclusion applies to every ROI. ``copy=False`` works in
+    place on a float64 array (no second (K, N, N) array).
     """
-    c2 = np.array(c2, dtype=np.float64)
+    c2 = np.array(c2, dtype=np.float64) if copy else np.asarray(c2)
+    if not copy and c2.dtype != np.float64:
+        raise XPCSInputError("apply_exclusion(copy=False) needs a float64 array")
     single = c2.ndim == 2
     c = c2[None] if single else c2
     mask = exclusion_mask(exclude, c.shape[-1], c.shape[0])
     if mask is not None:
-        m = mask[:, :, None] | mask[:, None, :]
-        c[m] = np.nan
+        for r in range(c.shape[0]):
+            c[r, mask[r], :] = np.nan
+            c[r, :, mask[r]] = np.nan
     return c[0] if single else c
 
 
@@ -151,7 +157,8 @@ def fill_excluded(c2, exclude) -> np.ndarray:
     """Copy of (N, N) or (K, N, N) 2TCFs with excluded rows/columns (and non-finite values) filled.
 
     Each value ``C2[t, t + k]`` of an excluded frame is replaced by linear interpolation along its diagonal
-    (same lag k) between the nearest kept values; at the ends of a diagonal the nearest kept value is used.
+    (same lag k) between the nearest kept values; at the ends of a diagonal the nearest kept value is used, and a
+    diagonal with no kept value (the far corner) takes the mean of the nearest shorter-lag one.
     The lag-0 value of an excluded frame is interpolated the same way along the main diagonal. The result is
     symmetric where the input was. Used to give a denoiser a finite 2TCF; the filled values are not data.
     """
@@ -166,6 +173,7 @@ def fill_excluded(c2, exclude) -> np.ndarray:
         if not bad.any():
             continue
         for mat, b in ((c[r], bad), (c[r].T, bad.T)):  # upper triangle, then the lower one (a view)
+            last = np.nan                              # mean of the last diagonal that had kept values
             for k0 in range(0, n, _FILL_LAGS):        # lags in chunks: O(chunk × N) memory
                 kk = np.arange(k0, min(n, k0 + _FILL_LAGS))[:, None]
                 ss = np.arange(n)[None, :]
@@ -177,6 +185,16 @@ def fill_excluded(c2, exclude) -> np.ndarray:
                 if np.all(good | ~ok):
                     continue
                 filled = _interp_rows(d, good)
+                # a diagonal with no kept value (far corner): the mean of the nearest shorter-lag diagonal
+                has = good.any(axis=1)
+                with np.errstate(invalid="ignore"):
+                    means = np.where(has, np.nansum(np.where(good, d, 0), axis=1) / np.maximum(good.sum(1), 1),
+                                     np.nan)
+                for i in range(means.size):       # loop over this chunk's lags only, O(chunk)
+                    if has[i]:
+                        last = means[i]
+                    else:
+                        filled[i] = last
                 ki, si = np.nonzero(ok & ~good)
                 mat[si, si + kk[ki, 0]] = filled[ki, si]
     return c[0] if single else c
@@ -390,7 +408,7 @@ def _over(scores: dict, threshold: float) -> np.ndarray:
 
 def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEFAULT_THRESHOLD,
                     max_lag: int | None = None, window: int = 10, lag0: bool = True,
-                    return_scores: bool = False):
+                    return_scores: bool = False, stats: dict | None = None):
     """Flag single bad frames of each ROI from its 2TCF and, when given, from the frames' photon statistics.
 
     Parameters
@@ -414,6 +432,8 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
     return_scores : bool
         Also return the per-test scores: dict of (K, N) arrays (``c2_*`` from the last pass of
         :func:`two_time_scores`, ``frames_*`` from :func:`frame_scores`).
+    stats : dict, optional
+        :func:`frame_statistics` of the frames, instead of ``frames`` and ``labels`` (saves reading them again).
 
     Returns
     -------
@@ -431,7 +451,7 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
     and is found only from the frames. Time and memory O(K N L): N = 5,000 frames, L = 100 lags is about a
     second per ROI and pass.
     """
-    if c2 is None and frames is None:
+    if c2 is None and frames is None and stats is None:
         raise XPCSInputError("give a 2TCF, or frames and labels")
     if frames is not None and labels is None:
         raise XPCSInputError("frames need their ROI labels (labels=) to be tested")
@@ -451,6 +471,7 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
         shape = (c.shape[0], c.shape[-1])
     if frames is not None:
         stats = frame_statistics(frames, labels)
+    if stats is not None:
         if shape is not None and stats["sum"].shape != shape:
             raise XPCSInputError(
                 f"frames give {stats['sum'].shape[0]} ROI(s) × {stats['sum'].shape[1]} frames but the 2TCF is "
@@ -466,12 +487,18 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
         for r in range(c.shape[0]):
             level = 16.0 * threshold
             sc = None
+            kept = None     # each frame's scores from the pass that flagged it, else from the last pass
             while True:
                 if sc is None:
                     cr = c[r].copy()
                     cr[mask[r], :] = np.nan
                     cr[:, mask[r]] = np.nan
                     sc = _row_scores(cr, max_lag, int(window), lag0)
+                    if kept is None:
+                        kept = {k: v.copy() for k, v in sc.items()}
+                    else:
+                        for k, v in sc.items():
+                            kept[k][~mask[r]] = v[~mask[r]]
                 new = _over(sc, level) & ~mask[r]
                 if new.any():
                     mask[r] |= new
@@ -480,7 +507,7 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
                     level = max(threshold, level / 2)
                 else:
                     break
-            last[r] = sc
+            last[r] = kept
         scores.update({f"c2_{k}": np.stack([last[r][k] for r in range(c.shape[0])]) for k in last[0]})
     return (mask, scores) if return_scores else mask
 
@@ -497,7 +524,7 @@ def inject_bad_frames(sim, *, fraction: float = 0.01, kinds=BAD_FRAME_KINDS, see
                       margin: int = 2) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Frames of a one-ROI :class:`~xpcs_denoise.simulation.SpeckleSeries` with bad frames injected.
 
-    Kinds (cycled over the chosen frames):
+    Kinds (cycled over the chosen frames from a random one):
 
     - ``"spike"``: the beam is 3–10× brighter for one frame: counts drawn from the same speckle field at
       ×c intensity (the series re-simulated at 10× intensity with the same seed, binomially thinned by c/10);
@@ -540,7 +567,8 @@ def inject_bad_frames(sim, *, fraction: float = 0.01, kinds=BAD_FRAME_KINDS, see
         if len(chosen) == n_bad:
             break
     bad = np.array(sorted(chosen), dtype=np.int64)
-    bad_kinds = [kinds[i % len(kinds)] for i in range(bad.size)]
+    first = int(rng.integers(len(kinds)))
+    bad_kinds = [kinds[(first + i) % len(kinds)] for i in range(bad.size)]
     bright = None
     for t, kind in zip(bad, bad_kinds):
         if kind == "spike":
@@ -559,3 +587,47 @@ def inject_bad_frames(sim, *, fraction: float = 0.01, kinds=BAD_FRAME_KINDS, see
         else:
             frames[t, 0] = np.roll(frames[t, 0], int(rng.integers(1, 51)))
     return frames, bad, bad_kinds
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers of the file functions and the CLI
+# --------------------------------------------------------------------------------------------------------------
+
+def unusable_rows(c2) -> np.ndarray:
+    """(K, N) mask of frames whose 2TCF row is mostly NaN/Inf (excluded earlier, or no photons)."""
+    c = np.asarray(c2, dtype=np.float64)
+    c = c[None] if c.ndim == 2 else c
+    n = c.shape[-1]
+    return np.sum(~np.isfinite(c), axis=-1) > (n - 1) / 2
+
+
+def stored_exclusion(attrs: dict, n_rois: int, n_frames: int) -> np.ndarray | None:
+    """The (K, N) mask of the ``excluded_frames`` attribute a file written by xpcs-denoise holds, if any."""
+    lists = attrs.get("excluded_frames") if attrs else None
+    if isinstance(lists, str):
+        import json
+
+        try:
+            lists = json.loads(lists)
+        except ValueError:
+            return None
+    if not isinstance(lists, (list, tuple)) or len(lists) != n_rois:
+        return None
+    mask = np.zeros((n_rois, n_frames), dtype=bool)
+    for r, frames in enumerate(lists):
+        idx = np.asarray(frames, dtype=np.int64).ravel()
+        idx = idx[(idx >= 0) & (idx < n_frames)]
+        mask[r, idx] = True
+    return mask if mask.any() else None
+
+
+def describe_exclusion(mask, limit: int = 8) -> str:
+    """One-line summary of a (K, N) exclusion, e.g. ``"3 frame(s) excluded: ROI 1 [12, 40], ROI 2 [7]"``."""
+    if mask is None or not np.any(mask):
+        return "no frame excluded"
+    parts = []
+    for r, frames in enumerate(bad_frame_lists(mask)):
+        if frames:
+            shown = ", ".join(str(f) for f in frames[:limit]) + (", ..." if len(frames) > limit else "")
+            parts.append(f"ROI {r + 1} [{shown}]")
+    return f"{int(np.sum(mask))} frame(s) excluded: " + ", ".join(parts)

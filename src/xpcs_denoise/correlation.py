@@ -226,7 +226,7 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
     return a
 
 
-def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
+def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> np.ndarray:
     """One-time correlation function (Eq. 2): the mean of a 2TCF along its diagonals.
 
     Parameters
@@ -235,6 +235,9 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         Two-time correlation function(s).
     max_lag : int, optional
         Largest lag, in frames; default T − 1.
+    exclude : optional
+        Frames left out of the averages: frame numbers, text like ``"12,40-45"``, or a boolean mask (T,) or
+        (B, T) (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
 
     Returns
     -------
@@ -253,6 +256,10 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
     single = c2.ndim == 2
     c = c2[None] if single else c2
+    if exclude is not None:
+        from .badframes import apply_exclusion
+
+        c = apply_exclusion(c, exclude)
     sym = 0.5 * (c + np.swapaxes(c, -1, -2))
     # Shear the matrix so that diagonal k becomes column k: row t of the upper triangle, read from column t.
     # Stride trick: sym[:, t, t + k] for all t, k via a flat index, no Python loop over lags.
@@ -270,7 +277,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
     return g2[0] if single else g2
 
 
-def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1):
+def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1, exclude=None):
     """1TCFs at each age along the diagonal: cuts perpendicular to the (1,1) diagonal of width ``width``.
 
     The cut at age ``t_a`` averages, for each lag ``k = t2 − t1``, the pixels with
@@ -288,6 +295,9 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
         Largest lag in frames (default T − 1).
     step : int
         Spacing of the ages in frames.
+    exclude : optional
+        Frames left out of the cuts: frame numbers, text like ``"12,40-45"`` or a boolean mask (T,)
+        (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
 
     Returns
     -------
@@ -308,6 +318,10 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     max_lag = n - 1 if max_lag is None else int(max_lag)
     if not 1 <= max_lag <= n - 1:
         raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
+    if exclude is not None:
+        from .badframes import apply_exclusion
+
+        c2 = apply_exclusion(c2, exclude)
     sym = 0.5 * (c2 + c2.T)
     ages = np.arange(0, n, int(step))
     lags = np.arange(1, max_lag + 1)
