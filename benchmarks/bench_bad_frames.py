@@ -59,8 +59,9 @@ def main():
     n_series = 12 if a.quick else a.series
     rng = np.random.default_rng(a.seed)
     det = {k: {"c2": 0, "fr": 0, "n": 0} for k in BAD_FRAME_KINDS}
-    photons_bins = [(0, 100), (100, 1000), (1000, np.inf)]
-    dec_bins = {b: {"c2": 0, "n": 0} for b in photons_bins}
+    # β √S (S photons per frame in the ROI): the signal-to-noise of a frame's correlation with its neighbours
+    snr_bins = [(0, 3), (3, 6), (6, 10), (10, np.inf)]
+    dec_bins = {b: {"c2": 0, "n": 0} for b in snr_bins}
     fa = {"inj_c2": 0, "inj_fr": 0, "inj_n": 0, "clean_c2": 0, "clean_fr": 0, "clean_n": 0}
     t_all = time.perf_counter()
     secs = []
@@ -68,13 +69,13 @@ def main():
         p = draw(rng)
         r = one_series(p, seed=int(rng.integers(2**31)), threshold=a.threshold)
         secs.append(r["seconds"])
-        photons = p["pixels"] * p["count"]
+        snr = p["beta"] * np.sqrt(p["pixels"] * p["count"])
         for t, kind in zip(r["bad"], r["kinds"]):
             det[kind]["n"] += 1
             det[kind]["c2"] += bool(r["m_c2"][t])
             det[kind]["fr"] += bool(r["m_fr"][t])
             if kind == "decorrelated":
-                b = next(b for b in photons_bins if b[0] <= photons < b[1])
+                b = next(b for b in snr_bins if b[0] <= snr < b[1])
                 dec_bins[b]["n"] += 1
                 dec_bins[b]["c2"] += bool(r["m_c2"][t])
         fa["inj_c2"] += int(r["m_c2"][r["good"]].sum())
@@ -103,7 +104,7 @@ def main():
     print(f"| clean series | {1000 * fa['clean_c2'] / fa['clean_n']:.2f} | "
           f"{1000 * fa['clean_fr'] / fa['clean_n']:.2f} | {fa['clean_n']} |")
     print()
-    print("| shifted speckle, photons per frame in the ROI | injected | detected, 2TCF only |")
+    print("| shifted speckle, β √(photons per frame) | injected | detected, 2TCF only |")
     print("| --- | ---: | ---: |")
     for (lo, hi), d in dec_bins.items():
         if d["n"]:

@@ -35,7 +35,6 @@ __all__ = [
 DEFAULT_THRESHOLD = 6.0
 
 _MAD_TO_SIGMA = 1.4826
-_FILL_LAGS = 256
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -158,9 +157,11 @@ def fill_excluded(c2, exclude) -> np.ndarray:
 
     Each value ``C2[t, t + k]`` of an excluded frame is replaced by linear interpolation along its diagonal
     (same lag k) between the nearest kept values; at the ends of a diagonal the nearest kept value is used, and a
-    diagonal with no kept value (the far corner) takes the mean of the nearest shorter-lag one.
-    The lag-0 value of an excluded frame is interpolated the same way along the main diagonal. The result is
-    symmetric where the input was. Used to give a denoiser a finite 2TCF; the filled values are not data.
+    diagonal with no kept value (the far corner) takes the mean of the nearest shorter-lag one. The lag-0 value of
+    an excluded frame is interpolated the same way along the main diagonal. Symmetric input gives symmetric
+    output. Used to give a denoiser a finite 2TCF; the filled values are not data.
+
+    Cost: O(N²) to find the holes, then O(holes × longest run of excluded frames).
     """
     c2 = np.array(c2, dtype=np.float64)
     single = c2.ndim == 2
@@ -172,51 +173,46 @@ def fill_excluded(c2, exclude) -> np.ndarray:
         bad = mask[r][:, None] | mask[r][None, :] | ~np.isfinite(c[r])
         if not bad.any():
             continue
-        for mat, b in ((c[r], bad), (c[r].T, bad.T)):  # upper triangle, then the lower one (a view)
-            last = np.nan                              # mean of the last diagonal that had kept values
-            for k0 in range(0, n, _FILL_LAGS):        # lags in chunks: O(chunk × N) memory
-                kk = np.arange(k0, min(n, k0 + _FILL_LAGS))[:, None]
-                ss = np.arange(n)[None, :]
-                ok = ss + kk < n
-                colc = np.where(ok, ss + kk, 0)
-                # sheared: d[k, s] = mat[s, s + k], NaN-padded past the corner
-                d = np.where(ok, mat[ss, colc], np.nan)
-                good = ok & ~b[ss, colc]
-                if np.all(good | ~ok):
-                    continue
-                filled = _interp_rows(d, good)
-                # a diagonal with no kept value (far corner): the mean of the nearest shorter-lag diagonal
-                has = good.any(axis=1)
-                with np.errstate(invalid="ignore"):
-                    means = np.where(has, np.nansum(np.where(good, d, 0), axis=1) / np.maximum(good.sum(1), 1),
-                                     np.nan)
-                for i in range(means.size):       # loop over this chunk's lags only, O(chunk)
-                    if has[i]:
-                        last = means[i]
-                    else:
-                        filled[i] = last
-                ki, si = np.nonzero(ok & ~good)
-                mat[si, si + kk[ki, 0]] = filled[ki, si]
+        for mat, b in ((c[r], bad), (c[r].T, bad.T)):  # upper triangle, then the lower one (views)
+            s, j = np.nonzero(np.triu(b))
+            k = j - s
+            _fill_holes(mat, b, s, k, n)
     return c[0] if single else c
 
 
-def _interp_rows(d: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """Linear interpolation of each row of ``d`` over its ``good`` entries (vectorised over rows)."""
-    rows, n = d.shape
-    idx = np.broadcast_to(np.arange(n), (rows, n))
-    prev = np.where(good, idx, -1)
-    prev = np.maximum.accumulate(prev, axis=1)
-    nxt = np.where(good, idx, n)
-    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]
-    has_p, has_n = prev >= 0, nxt < n
-    r = np.arange(rows)[:, None]
-    vp = d[r, np.clip(prev, 0, n - 1)]
-    vn = d[r, np.clip(nxt, 0, n - 1)]
+def _fill_holes(mat, b, s, k, n):
+    """Fill mat[s, s + k] (holes marked in b) along their diagonals, in place."""
+    prev = s - 1
+    while True:                                        # iterations: the longest run of holes on a diagonal
+        step = (prev >= 0) & b[np.maximum(prev, 0), np.maximum(prev, 0) + k]
+        if not step.any():
+            break
+        prev[step] -= 1
+    nxt = s + 1
+    while True:
+        inside = nxt + k <= n - 1
+        step = inside & b[np.where(inside, nxt, 0), np.where(inside, nxt + k, 0)]
+        if not step.any():
+            break
+        nxt[step] += 1
+    has_p, has_n = prev >= 0, nxt + k <= n - 1
+    pp, nn = np.where(has_p, prev, 0), np.where(has_n, nxt, 0)
+    vp = np.where(has_p, mat[pp, pp + np.where(has_p, k, 0)], np.nan)
+    vn = np.where(has_n, mat[nn, nn + np.where(has_n, k, 0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = (idx - prev) / np.where(has_p & has_n, nxt - prev, 1)
-        both = vp + w * (vn - vp)
-    out = np.where(has_p & has_n, both, np.where(has_p, vp, np.where(has_n, vn, np.nan)))
-    return np.where(good, d, out)
+        w = (s - prev) / np.where(has_p & has_n, nxt - prev, 1)
+        val = np.where(has_p & has_n, vp + w * (vn - vp), np.where(has_p, vp, vn))
+    empty = ~has_p & ~has_n
+    if empty.any():                                    # diagonals without a kept value: nearest shorter lag
+        for lag in np.unique(k[empty]):
+            fill = np.nan
+            for k2 in range(int(lag) - 1, -1, -1):
+                d, db = np.diagonal(mat, k2), np.diagonal(b, k2)
+                if (~db).any():
+                    fill = float(d[~db].mean())
+                    break
+            val[empty & (k == lag)] = fill
+    mat[s, s + k] = val
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -229,10 +225,12 @@ def _running_median(x: np.ndarray, half: int) -> np.ndarray:
 
     pad = [(0, 0)] * (x.ndim - 1) + [(half, half)]
     xp = np.pad(x.astype(np.float64, copy=False), pad, constant_values=np.nan)
-    win = sliding_window_view(xp, 2 * half + 1, axis=-1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(win, axis=-1)
+    win = np.sort(sliding_window_view(xp, 2 * half + 1, axis=-1), axis=-1)  # NaN sort last
+    cnt = np.sum(np.isfinite(win), axis=-1, keepdims=True)
+    lo = np.take_along_axis(win, np.maximum(cnt - 1, 0) // 2, axis=-1)[..., 0]
+    hi = np.take_along_axis(win, np.maximum(cnt, 1) // 2, axis=-1)[..., 0]
+    hi = np.where(cnt[..., 0] % 2 == 1, lo, hi)
+    return np.where(cnt[..., 0] > 0, 0.5 * (lo + hi), np.nan)
 
 
 def _robust_z(x: np.ndarray, *, floor: float = 0.0) -> np.ndarray:
@@ -258,17 +256,17 @@ def _detrended_z(x: np.ndarray, half: int, *, floor: float = 0.0) -> np.ndarray:
 def _row_scores(c2: np.ndarray, max_lag: int, window: int, lag0: bool) -> dict:
     """Per-frame robust z-scores of the rows of one (N, N) 2TCF (see :func:`two_time_scores`)."""
     n = c2.shape[-1]
-    m = 0.5 * (c2 + c2.T)
     # a frame without a usable row: most of its off-diagonal values NaN/Inf (no photons, or excluded)
-    nonfinite = np.sum(~np.isfinite(m), axis=1) > (n - 1) / 2
-    m = np.where(np.isfinite(m), m, np.nan)
-    m[nonfinite, :] = np.nan
-    m[:, nonfinite] = np.nan
+    nonfinite = unusable_rows(c2)[0]
     t = np.arange(n)
     lags = np.arange(1, max_lag + 1)
     col = t[None, :] + lags[:, None]                          # (L, N)
     ok = col < n
-    d = np.where(ok, m[t[None, :], np.where(ok, col, 0)], np.nan)  # d[k-1, t] = C2[t, t + k]
+    colc = np.where(ok, col, 0)
+    rows = np.broadcast_to(t[None, :], col.shape)
+    # d[k-1, t] = (C2[t, t + k] + C2[t + k, t]) / 2, gathered without forming the symmetric (N, N) matrix
+    d = np.where(ok, 0.5 * (c2[rows, colc] + c2[colc, rows]), np.nan)
+    d[~np.isfinite(d) | nonfinite[None, :] | (nonfinite[colc] & ok)] = np.nan
     back = t[None, :] - lags[:, None]                         # row i holds d[k-1, i - k] in its lower half
     okb = back >= 0
     backc = np.where(okb, back, 0)
@@ -490,9 +488,11 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
             kept = None     # each frame's scores from the pass that flagged it, else from the last pass
             while True:
                 if sc is None:
-                    cr = c[r].copy()
-                    cr[mask[r], :] = np.nan
-                    cr[:, mask[r]] = np.nan
+                    cr = c[r]
+                    if mask[r].any():
+                        cr = cr.copy()
+                        cr[mask[r], :] = np.nan
+                        cr[:, mask[r]] = np.nan
                     sc = _row_scores(cr, max_lag, int(window), lag0)
                     if kept is None:
                         kept = {k: v.copy() for k, v in sc.items()}
@@ -595,10 +595,11 @@ def inject_bad_frames(sim, *, fraction: float = 0.01, kinds=BAD_FRAME_KINDS, see
 
 def unusable_rows(c2) -> np.ndarray:
     """(K, N) mask of frames whose 2TCF row is mostly NaN/Inf (excluded earlier, or no photons)."""
-    c = np.asarray(c2, dtype=np.float64)
+    c = np.asarray(c2)
     c = c[None] if c.ndim == 2 else c
     n = c.shape[-1]
-    return np.sum(~np.isfinite(c), axis=-1) > (n - 1) / 2
+    bad = np.stack([np.count_nonzero(~np.isfinite(c[r]), axis=-1) for r in range(c.shape[0])])
+    return bad > (n - 1) / 2
 
 
 def stored_exclusion(attrs: dict, n_rois: int, n_frames: int) -> np.ndarray | None:
