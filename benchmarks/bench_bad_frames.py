@@ -2,7 +2,8 @@
 
 Each series is drawn at random: Γ log-uniform in [0.005, 0.3] frames⁻¹, mean count log-uniform in
 [0.05, 1] photons per pixel per frame, ROI size log-uniform in [500, 20,000] pixels, N in {200, 500, 1000}
-frames, contrast β uniform in [0.1, 0.3]. 1 % of its frames are made bad (xpcs_denoise.badframes.inject_bad_frames:
+frames, contrast β uniform in [0.1, 0.3]; a third of the series age: Γ(t) falls 3–10× over the series to
+the drawn Γ. 1 % of its frames are made bad (xpcs_denoise.badframes.inject_bad_frames:
 intensity spike ×3–10, zero frame, cosmic ray of 50–500 counts in 1–4 pixels, speckle shifted by 1–50 pixels,
 in turn), and xpcs_denoise.find_bad_frames runs on the 2TCF alone and on the 2TCF with the frames. False alarms
 are counted on the frames not made bad, and on the same series without any bad frame.
@@ -26,12 +27,15 @@ def draw(rng):
             "count": float(np.exp(rng.uniform(np.log(0.05), np.log(1.0)))),
             "pixels": int(np.exp(rng.uniform(np.log(500), np.log(20000)))),
             "n": int(rng.choice([200, 500, 1000])),
-            "beta": float(rng.uniform(0.1, 0.3))}
+            "beta": float(rng.uniform(0.1, 0.3)),
+            "ageing": float(np.exp(rng.uniform(np.log(3), np.log(10)))) if rng.uniform() < 1 / 3 else 1.0}
 
 
 def one_series(p, seed, threshold):
-    sim = xd.simulate_speckle(p["n"], p["pixels"], gamma=p["gamma"], beta=p["beta"], mean_count=p["count"],
-                              seed=seed)
+    gamma = p["gamma"]
+    if p["ageing"] > 1:  # Γ(t) falls (ageing) by the drawn factor over the series, ending at the drawn Γ
+        gamma = np.geomspace(p["gamma"] * p["ageing"], p["gamma"], p["n"])
+    sim = xd.simulate_speckle(p["n"], p["pixels"], gamma=gamma, beta=p["beta"], mean_count=p["count"], seed=seed)
     frames, bad, kinds = inject_bad_frames(sim, fraction=0.01, seed=seed)
     zero = bad[np.array(kinds) == "zero"]
     # a zero frame has no 2TCF row (0/0): NaN, as any correlator gives it
@@ -62,6 +66,7 @@ def main():
     # β √S (S photons per frame in the ROI): the signal-to-noise of a frame's correlation with its neighbours
     snr_bins = [(0, 3), (3, 6), (6, 10), (10, np.inf)]
     dec_bins = {b: {"c2": 0, "n": 0} for b in snr_bins}
+    ageing = {"bad": 0, "found": 0, "fa": 0, "frames": 0}
     fa = {"inj_c2": 0, "inj_fr": 0, "inj_n": 0, "clean_c2": 0, "clean_fr": 0, "clean_n": 0}
     t_all = time.perf_counter()
     secs = []
@@ -78,6 +83,11 @@ def main():
                 b = next(b for b in snr_bins if b[0] <= snr < b[1])
                 dec_bins[b]["n"] += 1
                 dec_bins[b]["c2"] += bool(r["m_c2"][t])
+        if p["ageing"] > 1:
+            ageing["bad"] += r["bad"].size
+            ageing["found"] += int(r["m_fr"][r["bad"]].sum())
+            ageing["fa"] += int(r["k_fr"].sum()) + int(r["m_fr"][r["good"]].sum())
+            ageing["frames"] += p["n"] + int(r["good"].sum())
         fa["inj_c2"] += int(r["m_c2"][r["good"]].sum())
         fa["inj_fr"] += int(r["m_fr"][r["good"]].sum())
         fa["inj_n"] += int(r["good"].sum())
@@ -109,6 +119,10 @@ def main():
     for (lo, hi), d in dec_bins.items():
         if d["n"]:
             print(f"| {lo:g}–{hi:g} | {d['n']} | {100 * d['c2'] / d['n']:.1f} % |")
+    if ageing["bad"]:
+        print()
+        print(f"ageing series only: {100 * ageing['found'] / ageing['bad']:.1f} % of {ageing['bad']} bad frames "
+              f"found (2TCF + frames), {1000 * ageing['fa'] / ageing['frames']:.2f} false alarms per 1,000 frames")
     print()
     print(f"find_bad_frames on the 2TCF alone: median {np.median(secs):.2f} s per series (N ≤ 1,000)")
 

@@ -32,7 +32,7 @@ __all__ = [
 
 #: Robust z-score above which a frame is flagged. Measured on clean simulated series
 #: (benchmarks/bench_bad_frames.py): false alarms ≤ 1 per 1,000 frames with margin.
-DEFAULT_THRESHOLD = 6.0
+DEFAULT_THRESHOLD = 5.0
 
 _MAD_TO_SIGMA = 1.4826
 

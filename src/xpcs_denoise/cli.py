@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                              + (" and the frames" if sp.prog.endswith("correlate") else "")
                              + ", listed per ROI in the output) or a list like 12,40-45 (from 0)")
         sp.add_argument("--bad-frame-threshold", type=float, default=None, metavar="Z",
-                        help="robust z-score above which 'auto' flags a frame (default 6)")
+                        help="robust z-score above which 'auto' flags a frame (default 5)")
 
     def input_opts(sp):
         sp.add_argument("--dataset", default=None,
