@@ -34,6 +34,7 @@ def injected():
     return out
 
 
+@pytest.mark.slow
 def test_injected_bad_frames_are_found_without_false_alarms(injected):
     found = {"c2": 0, "frames": 0}
     false = {"c2": 0, "frames": 0}
@@ -58,6 +59,7 @@ def test_injected_bad_frames_are_found_without_false_alarms(injected):
         assert false[key] <= 1, (key, false, n_good)  # ≤ 1 per 1,000 frames over 1,176 frames
 
 
+@pytest.mark.slow
 def test_clean_series_give_no_flag(injected):
     for sim, *_ in injected:
         assert not find_bad_frames(sim.two_time(), frames=sim.frames, labels=sim.labels).any()
