@@ -87,6 +87,7 @@ def two_time(
     dtype=np.float64,
     device: str | None = None,
     progress: bool = False,
+    exclude=None,
 ) -> np.ndarray:
     """Two-time correlation functions (Eq. 1) of every q-ROI, all at once.
 
@@ -109,6 +110,10 @@ def two_time(
         A torch device (e.g. ``"cuda"``) to do the matrix products on; default numpy on the CPU.
     progress : bool
         Show a progress bar over pixel blocks.
+    exclude : optional
+        Frames to exclude: frame numbers (from 0), text like ``"12,40-45"``, or a boolean mask (T,) or
+        (K, T) (see :func:`~xpcs_denoise.badframes.exclusion_mask`). Their rows and columns are set to NaN,
+        and an excluded frame may have no photons (a beam dump).
 
     Returns
     -------
@@ -143,6 +148,9 @@ def two_time(
     check_memory(two_time_memory_bytes(n_frames, n_rois, block_pixels),
                  f"2TCFs of {n_rois} ROI(s) × {n_frames} frames")
     n_pix = flat_labels.size
+    from .badframes import exclusion_mask
+
+    excl = exclusion_mask(exclude, n_frames, n_rois)
     if block_pixels is None:
         block_pixels = auto_block_pixels(n_frames, frame_shape[-1] if len(frame_shape) == 2 else 1)
     block_pixels = max(1, int(block_pixels))
@@ -190,14 +198,17 @@ def two_time(
         sums = sums.cpu().numpy()
     num = num.astype(np.float64, copy=False)
     mean = sums.astype(np.float64) / npix_roi[:, None]
-    if np.any(mean <= 0):
-        bad = sorted({int(k) + 1 for k in np.nonzero(mean <= 0)[0]})
+    empty = (mean <= 0) if excl is None else (mean <= 0) & ~excl
+    if np.any(empty):
+        bad = sorted({int(k) + 1 for k in np.nonzero(empty)[0]})
         raise XPCSInputError(
             f"ROI(s) {bad} have zero mean intensity in at least one frame; the 2TCF is undefined there "
-            "(check the ROI map or drop empty frames)"
+            "(check the ROI map, or exclude such frames: exclude=..., --exclude-frames auto)"
         )
     # num / npix / (mean_t1 mean_t2), in place to keep the (K, T, T) array the only large one.
     num /= npix_roi[:, None, None]
+    if excl is not None:
+        mean = np.where(excl, np.nan, mean)
     num /= mean[:, :, None]
     num /= mean[:, None, :]
     return num
@@ -229,7 +240,7 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
     return a
 
 
-def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
+def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> np.ndarray:
     """One-time correlation function (Eq. 2): the mean of a 2TCF along its diagonals.
 
     Parameters
@@ -238,6 +249,9 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         Two-time correlation function(s).
     max_lag : int, optional
         Largest lag, in frames; default T − 1.
+    exclude : optional
+        Frames left out of the averages: frame numbers, text like ``"12,40-45"``, or a boolean mask (T,) or
+        (B, T) (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
 
     Returns
     -------
@@ -256,6 +270,10 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
     single = c2.ndim == 2
     c = c2[None] if single else c2
+    if exclude is not None:
+        from .badframes import apply_exclusion
+
+        c = apply_exclusion(c, exclude)
     sym = 0.5 * (c + np.swapaxes(c, -1, -2))
     # Shear the matrix so that diagonal k becomes column k: row t of the upper triangle, read from column t.
     # Stride trick: sym[:, t, t + k] for all t, k via a flat index, no Python loop over lags.
@@ -273,7 +291,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
     return g2[0] if single else g2
 
 
-def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1):
+def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1, exclude=None):
     """1TCFs at each age along the diagonal: cuts perpendicular to the (1,1) diagonal of width ``width``.
 
     The cut at age ``t_a`` averages, for each lag ``k = t2 − t1``, the pixels with
@@ -291,6 +309,9 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
         Largest lag in frames (default T − 1).
     step : int
         Spacing of the ages in frames.
+    exclude : optional
+        Frames left out of the cuts: frame numbers, text like ``"12,40-45"`` or a boolean mask (T,)
+        (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
 
     Returns
     -------
@@ -313,6 +334,10 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     # about five (ages, lags, 2·width) float64/int64 arrays at once
     check_memory(5 * 8 * len(range(0, n, step)) * max_lag * 2 * width,
                  f"cuts of width {width} at {len(range(0, n, step))} ages × {max_lag} lags")
+    if exclude is not None:
+        from .badframes import apply_exclusion
+
+        c2 = apply_exclusion(c2, exclude)
     sym = 0.5 * (c2 + c2.T)
     ages = np.arange(0, n, int(step))
     lags = np.arange(1, max_lag + 1)
