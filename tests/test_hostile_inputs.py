@@ -677,3 +677,12 @@ def test_api_raises_xpcs_input_error(case):
 def test_model_pretrained_as_a_string_is_accepted():
     x = good_c2(50)
     np.testing.assert_array_equal(denoise(x, model="pretrained"), denoise(x, model=Denoiser.pretrained()))
+
+
+def test_declared_huge_npy_refused_with_estimate(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XPCS_DENOISE_MAX_MEMORY_GB", "2")
+    p = tmp_path / "huge.npy"
+    np.lib.format.open_memmap(p, mode="w+", dtype="f8", shape=(1, 40000, 40000))  # sparse: nothing written
+    rc, err = run_cli(capsys, "denoise", p, "-o", tmp_path / "o.h5")
+    assert_one_line_error(rc, err, "GiB")
+    assert not (tmp_path / "o.h5").exists()

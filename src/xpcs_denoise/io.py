@@ -109,10 +109,29 @@ def _load_npy(path: Path, mmap_mode=None, dataset=None) -> np.ndarray:
     if dataset is not None:
         raise XPCSInputError(f"{path} is a .npy file; dataset= applies to HDF5 files only")
     try:
+        if mmap_mode is None:  # the header's shape first: estimate before reading it all
+            try:
+                shape, dtype = _npy_header(path)
+            except (ValueError, OSError, EOFError):
+                shape, dtype = None, None
+            if shape is not None:
+                check_memory(int(np.prod(shape, dtype=np.float64)) * max(8, dtype.itemsize) * 3,
+                             f"reading {path} {shape} {dtype}")
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, XPCSInputError):
+            raise
         raise XPCSInputError(f"cannot read {path} as .npy ({_one_line(exc)}); the file is corrupt or truncated") \
             from exc
+
+
+def _npy_header(path: Path):
+    """(shape, dtype) declared by a .npy header, read without the data."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(fh)
+    return shape, np.dtype(dtype)
 
 
 def _open_h5(path: Path):
