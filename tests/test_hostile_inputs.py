@@ -686,3 +686,24 @@ def test_declared_huge_npy_refused_with_estimate(tmp_path, capsys, monkeypatch):
     rc, err = run_cli(capsys, "denoise", p, "-o", tmp_path / "o.h5")
     assert_one_line_error(rc, err, "GiB")
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_ctrl_c_while_the_console_script_imports(tmp_path):
+    """SIGINT while `xpcs-denoise` still imports torch: one line and exit 130, no traceback."""
+    script = tmp_path / "xpcs-denoise"
+    script.write_text(textwrap.dedent("""
+        import builtins, os, signal, sys
+        real_import = builtins.__import__
+
+        def imp(name, *a, **k):
+            if name == "torch":
+                os.kill(os.getpid(), signal.SIGINT)
+            return real_import(name, *a, **k)
+
+        builtins.__import__ = imp
+        from xpcs_denoise.cli import main
+        sys.exit(main())
+    """))
+    r = subprocess.run([sys.executable, str(script), "--version"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 130 and r.stderr.strip() == "xpcs-denoise: interrupted", r.stderr

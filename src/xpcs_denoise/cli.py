@@ -400,6 +400,8 @@ def main(argv=None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # the start-up handler of __init__
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         try:
             parser = build_parser()  # imports torch: Ctrl-C here gets one line too
