@@ -24,7 +24,8 @@ import numpy as np
 
 from .errors import XPCSInputError
 
-__all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "PARAMETERS", "DEFAULT_BOUNDS"]
+__all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "sigma_for_fit", "cut_trust", "DiffusionFit", "fit_diffusion",
+           "PARAMETERS", "DEFAULT_BOUNDS"]
 
 PARAMETERS = ("gamma", "beta", "baseline", "alpha")
 #: Default bounds; ``gamma`` is in units of 1/lag and scaled by the lags (see :func:`fit_g2`).
@@ -98,6 +99,8 @@ class FitResult:
     lags: np.ndarray
     fixed: dict = field(default_factory=dict)
     at_bound: np.ndarray | None = None
+    #: For time-resolved cuts: whether each fit resolves its decay (:func:`cut_trust`); None elsewhere.
+    trusted: np.ndarray | None = None
     at_bound_params: np.ndarray | None = None
     covar: np.ndarray | None = None
     chisqr: np.ndarray | None = None
@@ -260,8 +263,7 @@ def fit_rows(fits, index=None, *, index_name: str | None = None, columns: dict |
 
 
 def _py(v):
-    v = v.item() if hasattr(v, "item") else v
-    return float(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
+    return v.item() if hasattr(v, "item") else v
 
 
 def _as_param_array(value, batch: int, name: str) -> np.ndarray:
@@ -771,3 +773,251 @@ def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol, gtol=1e-8):
         stuck = (~better) & (lam[ia] >= 1e16)
         converged[ia] = g_ok | f_ok | x_ok | stuck
     return p, cost, n_iter, converged
+
+
+def sigma_for_fit(err, *, floor: float = 0.25) -> np.ndarray:
+    """σ for :func:`fit_g2` from the standard errors of 1TCF points (e.g. ``one_time_from_two_time(...,
+    return_err=True)``).
+
+    A spread estimated from a few values can be small by chance and would then dominate a weighted fit, and
+    the longest lags (one value) have none: per curve, every σ is raised to at least ``floor`` × the curve's
+    median σ, and undefined or zero σ get the curve's largest σ. A curve with no usable σ (e.g. noise-free)
+    gets σ = 1 everywhere: an unweighted fit.
+
+    Parameters
+    ----------
+    err : array_like, shape (L,) or (..., L)
+    floor : float
+        Smallest σ as a fraction of the curve's median σ.
+
+    Returns
+    -------
+    ndarray, same shape, finite and > 0.
+    """
+    e = np.array(err, dtype=np.float64)
+    flat = e.reshape(-1, e.shape[-1]) if e.ndim else e.reshape(1, 1)
+    good = np.isfinite(flat) & (flat > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(good, flat, np.nan), axis=1)
+        top = np.nanmax(np.where(good, flat, np.nan), axis=1)
+    out = np.where(good, np.maximum(flat, floor * med[:, None]), top[:, None])
+    out[~np.isfinite(med)] = 1.0
+    return out.reshape(e.shape)
+
+
+def cut_trust(fit: FitResult, g2=None, *, min_frames: float = 5.0, min_half_decays: float = 2.0) -> np.ndarray:
+    """Whether each fit resolves its decay (trust regions of time-resolved cuts).
+
+    A fit is trusted when it succeeded, at least ``min_frames`` fitted lags lie before the half-decay time
+    ``t½ = (ln 2 / 2)^(1/α) / Γ`` (where ``exp(−2 (Γ t)^α) = 1/2``) and the fitted lags reach at least
+    ``min_half_decays`` × t½. Otherwise Γ rests on too few points of the decay, or on a decay that the lags
+    barely start to cover.
+
+    Parameters
+    ----------
+    fit : FitResult
+    g2 : array_like, optional
+        The fitted 1TCFs (batch + (L,)); their NaN lags (a cut leaving the matrix) do not count as fitted.
+    min_frames, min_half_decays : float
+        The two thresholds (defaults 5 lags and 2 half-decay times).
+
+    Returns
+    -------
+    ndarray of bool, the fit's batch shape.
+    """
+    lags = np.asarray(fit.lags, dtype=np.float64)
+    gamma = np.asarray(fit.gamma, dtype=np.float64).ravel()
+    alpha = np.asarray(fit.alpha, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        t_half = (np.log(2.0) / 2.0) ** (1.0 / alpha) / gamma
+    if g2 is None:
+        used = np.ones((gamma.size, lags.size), bool)
+    else:
+        used = np.isfinite(np.asarray(g2, dtype=np.float64).reshape(gamma.size, lags.size))
+    before = np.sum(used & (lags[None] < t_half[:, None]), axis=1)
+    reach = np.max(np.where(used, lags[None], -np.inf), axis=1)
+    ok = np.asarray(fit.success).ravel() & np.isfinite(t_half)
+    trusted = ok & (before >= min_frames) & (reach >= min_half_decays * t_half)
+    return trusted.reshape(np.shape(fit.gamma))
+
+
+@dataclass
+class DiffusionFit:
+    """Γ = D qⁿ fitted to Γ(q) (see :func:`fit_diffusion`).
+
+    Attributes
+    ----------
+    D, D_err : float
+        Prefactor and its one-sigma error, in ``gamma_unit`` × Å^n (Å²/s for n = 2 and Γ in s⁻¹).
+    power, power_err : float
+        Exponent n and its error (0 when fixed).
+    power_fixed : bool
+    redchi, chisqr : float
+        Reduced and plain (weighted) χ² of the fit.
+    n_points : int
+        ROIs used (finite Γ > 0 with finite q > 0 and, with errors, finite σ > 0).
+    used : ndarray of bool
+        Which of the given points were used.
+    gamma_unit : str
+        Unit of Γ (``"1/frame"`` or ``"1/s"``); q is in Å⁻¹.
+    weighted, absolute_sigma : bool
+    """
+
+    D: float
+    D_err: float
+    power: float
+    power_err: float
+    power_fixed: bool
+    redchi: float
+    chisqr: float
+    n_points: int
+    used: np.ndarray
+    gamma_unit: str = "1/frame"
+    weighted: bool = False
+    absolute_sigma: bool = False
+
+    @property
+    def D_unit(self) -> str:
+        """Unit of D: ``gamma_unit`` times Å to the power n, e.g. ``"Å^2/s"``."""
+        per = self.gamma_unit.split("/", 1)[1]
+        return f"Å^{self.power:.4g}/{per}"
+
+    def model(self, q) -> np.ndarray:
+        """Γ(q) = D qⁿ."""
+        return self.D * np.asarray(q, dtype=np.float64) ** self.power
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary, keys naming their units."""
+        return {"model": "gamma = D * q**power", "D": self.D, "D_err": self.D_err, "D_unit": self.D_unit,
+                "power": self.power, "power_err": self.power_err, "power_fixed": self.power_fixed,
+                "gamma_unit": self.gamma_unit, "q_unit": "1/Å", "redchi": self.redchi, "chisqr": self.chisqr,
+                "n_points": self.n_points, "weighted": self.weighted}
+
+    def report(self) -> str:
+        """A readable report, as lmfit's ``fit_report``."""
+        pw = f"{self.power:.6g} (fixed)" if self.power_fixed else f"{self.power:.6g} +/- {self.power_err:.4g}"
+        return "\n".join([
+            "[[Fit Statistics]]",
+            "    # model            = Γ(q) = D q^n",
+            f"    # data points      = {self.n_points}",
+            f"    # variables        = {1 if self.power_fixed else 2}",
+            f"    chi-square         = {self.chisqr:.6g}" + ("" if self.weighted else " (unweighted)"),
+            f"    reduced chi-square = {self.redchi:.6g}",
+            "[[Variables]]",
+            f"    D:         {self.D:.6g} +/- {self.D_err:.4g} {self.D_unit}",
+            f"    power:     {pw}",
+            f"    (Γ in {self.gamma_unit}, q in 1/Å)"])
+
+
+def fit_diffusion(q, gamma, gamma_err=None, *, power: float | None = 2.0, absolute_sigma: bool = False,
+                  gamma_unit: str = "1/frame") -> DiffusionFit:
+    """Fit Γ = D qⁿ to relaxation rates against q (pyCHX: n = 2 through the origin; xpcs-viewer: n free).
+
+    Parameters
+    ----------
+    q : array_like, shape (K,)
+        Momentum transfer, Å⁻¹.
+    gamma : array_like, shape (K,)
+        Relaxation rates Γ(q) (any time unit, e.g. ``FitResult.gamma``). Points with non-finite or non-positive
+        Γ or q (failed fits) are left out.
+    gamma_err : array_like, optional
+        One-sigma errors of Γ: weights 1/σ² (points with non-finite or non-positive σ are left out).
+    power : float or None
+        The exponent n, held fixed (default 2: diffusion); None fits it.
+    absolute_sigma : bool
+        As in ``curve_fit``: if False (default) the errors are scaled by the reduced χ².
+    gamma_unit : str
+        Unit of Γ, recorded in the result (``FitResult.gamma_unit``).
+
+    Returns
+    -------
+    DiffusionFit
+
+    Notes
+    -----
+    With n fixed the fit is linear, ``D = Σ w qⁿ Γ / Σ w q²ⁿ`` and ``σ_D² = 1 / Σ w q²ⁿ`` (× reduced χ²).
+    With n free it is a weighted nonlinear least-squares fit of Γ (not of log Γ), started from the straight
+    line through log Γ against log q.
+    """
+    q = np.asarray(q, dtype=np.float64).ravel()
+    g = np.asarray(gamma, dtype=np.float64).ravel()
+    if q.shape != g.shape:
+        raise XPCSInputError(f"need one Γ per q: got {q.size} q and {g.size} Γ")
+    used = np.isfinite(q) & (q > 0) & np.isfinite(g) & (g > 0)
+    w = np.ones_like(g)
+    if gamma_err is not None:
+        s = np.asarray(gamma_err, dtype=np.float64).ravel()
+        if s.shape != g.shape:
+            raise XPCSInputError(f"need one Γ error per Γ: got {s.size} for {g.size}")
+        used &= np.isfinite(s) & (s > 0)
+        w = np.where(used, 1.0 / np.where(used, s, 1.0) ** 2, 0.0)
+    n_par = 1 if power is not None else 2
+    n = int(used.sum())
+    if n < n_par:
+        raise XPCSInputError(f"Γ(q) fit needs at least {n_par} point(s) with finite Γ > 0 and q > 0; got {n}")
+    qu, gu, wu = q[used], g[used], w[used]
+    if power is not None:
+        pw = float(power)
+        x = qu ** pw
+        sxx = np.sum(wu * x * x)
+        d = float(np.sum(wu * x * gu) / sxx)
+        chisqr = float(np.sum(wu * (gu - d * x) ** 2))
+        var_d, var_n = 1.0 / sxx, 0.0
+        p_err_scale = 1.0
+    else:
+        # Start: weighted straight line through (log q, log Γ), σ_logΓ = σ_Γ / Γ.
+        lw = wu * gu * gu
+        lq, lg = np.log(qu), np.log(gu)
+        if n >= 2 and np.ptp(lq) > 0:
+            a = np.vstack([np.ones_like(lq), lq]).T
+            coef = np.linalg.lstsq(a * np.sqrt(lw)[:, None], lg * np.sqrt(lw), rcond=None)[0]
+            ld, pw = float(coef[0]), float(coef[1])
+        else:
+            raise XPCSInputError("Γ(q) fit with a free power needs at least 2 distinct q")
+        # Gauss–Newton with step halving on Σ w (Γ − D qⁿ)², in (log D, n).
+        def chi(ld_, pw_):
+            return float(np.sum(wu * (gu - np.exp(ld_ + pw_ * lq)) ** 2))
+
+        c = chi(ld, pw)
+        for _ in range(100):
+            m = np.exp(ld + pw * lq)
+            jac = np.vstack([m, m * lq]).T
+            jtj = (jac * wu[:, None]).T @ jac
+            grad = (jac * wu[:, None]).T @ (gu - m)
+            try:
+                step = np.linalg.solve(jtj, grad)
+            except np.linalg.LinAlgError:
+                break
+            t = 1.0
+            while t > 1e-6:
+                c_new = chi(ld + t * step[0], pw + t * step[1])
+                if c_new <= c:
+                    break
+                t /= 2
+            if c_new > c:
+                break
+            ld, pw = ld + t * step[0], pw + t * step[1]
+            done = abs(c - c_new) <= 1e-14 * max(c, 1e-300)
+            c = c_new
+            if done or np.max(np.abs(t * step)) < 1e-13:
+                break
+        d = float(np.exp(ld))
+        chisqr = c
+        m = d * qu ** pw
+        jac = np.vstack([qu ** pw, d * qu ** pw * lq]).T  # ∂Γ/∂D, ∂Γ/∂n
+        jtj = (jac * wu[:, None]).T @ jac
+        try:
+            cov = np.linalg.inv(jtj)
+            var_d, var_n = float(cov[0, 0]), float(cov[1, 1])
+        except np.linalg.LinAlgError:
+            var_d = var_n = np.nan
+        p_err_scale = 1.0
+    dof = n - n_par
+    redchi = chisqr / dof if dof > 0 else np.nan
+    scale = p_err_scale if absolute_sigma else (redchi if dof > 0 else np.nan)
+    return DiffusionFit(D=d, D_err=float(np.sqrt(var_d * scale)), power=float(pw),
+                        power_err=0.0 if power is not None else float(np.sqrt(var_n * scale)),
+                        power_fixed=power is not None, redchi=float(redchi), chisqr=float(chisqr), n_points=n,
+                        used=used, gamma_unit=gamma_unit, weighted=gamma_err is not None,
+                        absolute_sigma=absolute_sigma)

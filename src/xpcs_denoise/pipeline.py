@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import one_time_from_two_time, two_time
+from .correlation import two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
 
@@ -61,7 +61,8 @@ def _model(model):
 
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
-                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False, **options) -> dict:
+                 seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
+                 overwrite: bool = False, **options) -> dict:
     """Denoise every ROI of a 2TCF file and write our HDF5 format (denoised, raw, 1TCFs, spread, q, provenance).
 
     Parameters
@@ -71,8 +72,14 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     model : model folder for ``"cned"`` (default: the shipped ensemble)
     uncertainty : also store the ensemble's per-pixel spread (``c2_std``)
     seed, step : lag-0 replacement seed; sliding-window step (frames)
+    frame_time : seconds per frame, stored as the output's ``frame_time`` attribute (default: the input's, e.g.
+        from an APS 8-ID-I file) so that fits of the output give Γ in s⁻¹
     """
     from .denoising import denoise
+    from .fitting import _check_frame_time
+
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
 
     t0 = time.time()
     output = Path(output)
@@ -101,11 +108,15 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         attrs["model_members"] = den.n_members
     if options:
         attrs["options"] = json.dumps(options)
+    frame_time = frame_time if frame_time is not None else data.frame_time
+    if frame_time is not None:
+        attrs["frame_time"] = float(frame_time)
     write_c2(output, clean, raw=data.c2 if keep_raw else None, std=spread if uncertainty else None, q=data.q,
              attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
              overwrite=overwrite)
     return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
-            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "seconds": round(time.time() - t0, 2)}
+            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "frame_time_s": frame_time,
+            "seconds": round(time.time() - t0, 2)}
 
 
 def _scalar(v) -> bool:
@@ -113,7 +124,8 @@ def _scalar(v) -> bool:
 
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
-             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False) -> dict:
+             cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
+             weighted: bool = True, overwrite: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -122,57 +134,83 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
+    frame_time : seconds per frame (default: the file's, e.g. APS 8-ID-I; else Γ stays in frames⁻¹)
+    weighted : weight 1TCF points by their standard error from the 2TCF (whole-series fits; cuts are
+        unweighted)
     output : ``.csv`` path; a ``.json`` with the same rows is written beside it
+
+    Returns
+    -------
+    dict summary; with q known and a whole-series fit, ``diffusion``: Γ = D q² of the converged ROIs.
     """
-    from .fitting import fit_g2
+    from .fitting import _check_frame_time, fit_diffusion, fit_rows
     from .report import default_max_lag
-    from .workflows import ageing_analysis
+    from .workflows import ageing_analysis, fit_one_times
 
     output = Path(output)
     json_path = output.with_suffix(".json")
     for p in (output, json_path):
         if p.exists() and not overwrite:
             raise XPCSInputError(f"{p} exists; choose another output or pass --overwrite")
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
     data = read_c2(input_path, dataset)
+    if frame_time is None:
+        frame_time = data.frame_time
     c2, n = data.c2, data.c2.shape[-1]
     fix = {"alpha": 1.0} if fix_alpha else {}
-    rows = []
+    rows, diffusion = [], None
+    age_cols = {"age_unit": "frames"}
     if cut_width is None:
         lag_max = max_lag or default_max_lag(n)
         if fix_beta:
             fix["beta"] = _beta_or_nan(c2)
-        fit = fit_g2(one_time_from_two_time(c2, max_lag=lag_max), fix=fix)
-        cols = fit.to_dict()
-        for k in range(c2.shape[0]):
-            rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"),
-                         **{c: _py(v[k]) for c, v in cols.items()}})
-            if fix_beta and not np.isfinite(fix["beta"][k]):
-                rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+        fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted)
+        q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
+        rows = fit_rows(fit, np.arange(1, c2.shape[0] + 1), index_name="roi",
+                        columns={"q": q_col, "age": float("nan"), **age_cols})
+        if fix_beta:
+            for k in np.flatnonzero(~np.isfinite(fix["beta"])):
+                rows[k]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+        if data.q is not None:
+            ok = fit.success & ~fit.at_bound
+            try:
+                diffusion = fit_diffusion(data.q, np.where(ok, fit.gamma, np.nan),
+                                          np.where(ok, fit.gamma_err, np.nan), gamma_unit=fit.gamma_unit).to_dict()
+            except XPCSInputError as exc:
+                diffusion = {"error": str(exc)}
     else:
         for k in range(c2.shape[0]):
             lag_max = max_lag or min(49, n - 1)
             # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
             try:
-                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix) if fix_beta
-                     else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix))
+                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
+                     if fix_beta else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix, frame_time))
             except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
                 rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
                              "message": str(exc)})
                 continue
-            cols = r["fit"].to_dict()
-            for i, age in enumerate(r["ages"]):
-                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float(age),
-                             **{c: _py(v[i]) for c, v in cols.items()}})
+            cols = {"roi": k + 1, "q": _q(data.q, k), **age_cols}
+            if frame_time is not None:
+                cols["age_s"] = r["ages"] * frame_time
+            rows += fit_rows(r["fit"], r["ages"], index_name="age", columns=cols)
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     write_csv(output, rows, overwrite=overwrite)
+    units = {"gamma_unit": "1/s" if frame_time is not None else "1/frame", "q_unit": "1/Å", "age_unit": "frames",
+             "frame_time_s": frame_time}
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
-            "rows": rows}
+            "weighted": bool(weighted and cut_width is None), **units, "rows": rows}
+    if diffusion is not None:
+        meta["diffusion"] = diffusion
     with atomic_path(json_path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=1, default=_py) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
-    return {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
-            "successful": ok}
+    out = {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
+           "successful": ok, **units}
+    if diffusion is not None:
+        out["diffusion"] = diffusion
+    return out
 
 
 def _beta_or_nan(c2):
@@ -188,12 +226,14 @@ def _beta_or_nan(c2):
     return out
 
 
-def _cuts_free_beta(c2, width, max_lag, fix):
+def _cuts_free_beta(c2, width, max_lag, fix, frame_time=None):
     from .correlation import time_resolved_cuts
-    from .fitting import fit_g2
+    from .fitting import cut_trust, fit_g2
 
     ages, lags, g = time_resolved_cuts(c2, width=width, max_lag=max_lag)
-    return {"ages": ages, "fit": fit_g2(g, lags, fix=fix or None)}
+    fit = fit_g2(g, lags, fix=fix or None, frame_time=frame_time)
+    fit.trusted = cut_trust(fit, g)
+    return {"ages": ages, "fit": fit}
 
 
 def _q(q, k):
@@ -206,19 +246,26 @@ def _py(v):
 
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
-                overwrite: bool = False) -> dict:
+                frame_time: float | None = None, weighted: bool = True, overwrite: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
     A file written by :func:`denoise_file` (with its raw 2TCFs) is reported as is; any other 2TCF file is
     denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the raw data.
+    ``frame_time`` (s per frame; default the file's) puts Γ in s⁻¹; ``weighted`` weights 1TCF points by their
+    standard errors from the 2TCF.
     """
     from .denoising import METHODS, denoise
+    from .fitting import _check_frame_time
     from .report import write_report
+
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
 
     for m in compare:
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in --compare; choose from {', '.join(METHODS)}")
     data = read_c2(input_path, dataset)
+    frame_time = frame_time if frame_time is not None else data.frame_time
     provenance = {"input": str(input_path), "format": data.source_format, "seed": seed}
     if data.raw is not None:
         raw, main_name = data.raw, str(data.attrs.get("method", "denoised"))
@@ -236,7 +283,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
             c2s[m] = denoise(raw, m, seed=seed, step=step)
     index = write_report(out_dir, c2s, q=data.q, title=f"xpcs-denoise report: {Path(input_path).name}",
                          provenance=provenance, cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
-                         overwrite=overwrite)
+                         frame_time=frame_time, weighted=weighted, overwrite=overwrite)
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 
