@@ -97,18 +97,28 @@ def main():
     ap.add_argument("--n", type=int, default=10000, help="real noisy 1TCFs timed (default 10,000)")
     ap.add_argument("--denoised", action="store_true", help="also the validation crops denoised by the ensemble")
     ap.add_argument("--quick", action="store_true", help="2,000 curves timed")
+    ap.add_argument("--only", choices=["quality", "speed"], default=None, help="one of the two tables")
     args = ap.parse_args()
 
-    from xpcs_denoise import fit_g2, one_time_from_two_time
-    from xpcs_denoise.preprocessing import load_prepared, split_by_target
+    from xpcs_denoise.preprocessing import load_prepared
 
     ds = load_prepared(args.data)
+    lags = np.arange(1, 50, dtype=float)
+    if args.only != "speed":
+        quality_table(ds, lags, args.denoised)
+    if args.only != "quality":
+        speed_table(ds, lags, 2000 if args.quick else args.n)
+
+
+def quality_table(ds, lags, denoised):
+    from xpcs_denoise import one_time_from_two_time
+    from xpcs_denoise.preprocessing import split_by_target
+
     _, val = split_by_target(ds)
     crops = np.isin(ds.target_index, val)
-    lags = np.arange(1, 50, dtype=float)
     sets = [("validation crops (raw)", one_time_from_two_time(ds.inputs[crops])),
             ("validation targets", one_time_from_two_time(ds.targets[val]))]
-    if args.denoised:
+    if denoised:
         from xpcs_denoise.denoising import Denoiser
 
         den = Denoiser.pretrained().predict_model_units(ds.inputs[crops])[0]
@@ -117,8 +127,12 @@ def main():
     print_table(("set", "curves", "curve_fit conv %", "fit_g2 conv % (where cf conv)", "SSR ≤ cf %",
                  "SSR < cf %", "at a bound %"),
                 [quality_row(name, y, lags) for name, y in sets])
+    print()
 
-    n = 2000 if args.quick else args.n
+
+def speed_table(ds, lags, n):
+    from xpcs_denoise import fit_g2, one_time_from_two_time
+
     rng = np.random.default_rng(0)
     pick = rng.choice(len(ds.inputs), size=min(n, len(ds.inputs)), replace=False)
     y = one_time_from_two_time(ds.inputs[pick])
@@ -130,7 +144,6 @@ def main():
     _, ssr_ref, conv_ref, dt_ref = curve_fit_loop(y, lags)
     ssr = np.sum((y - r.model()) ** 2, axis=1)
     c = conv_ref
-    print()
     print(f"Speed on {len(y)} real noisy 1TCFs (random crops of the whole file), one thread")
     print_table(("fitter", "fits/s", "seconds", "converged %", "SSR ≤ cf % (where cf conv)"),
                 [("curve_fit loop (TRF)", f"{len(y) / dt_ref:.4g}", f"{dt_ref:.2f}", f"{100 * c.mean():.2f}", ""),

@@ -280,7 +280,7 @@ def _as_param_array(value, batch: int, name: str) -> np.ndarray:
 _GRID_PER_DECADE = 8
 _GRID_ALPHA = 7
 #: A second start where the grid's best point in another regime has a sum of squares within this fraction.
-_ALT_GAP = 0.05
+_ALT_GAP = 2e-4
 
 
 def _grid_axis(lo, hi, n_max, per_decade, default_lo, default_hi):
@@ -396,7 +396,7 @@ def _grid_start(y, w, lags, lo, hi, fixed_vals, is_fixed):
 
 
 def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bounds: dict | None = None,
-           sigma=None, absolute_sigma: bool = False, max_iter: int = 200, tol: float = 1e-11,
+           sigma=None, absolute_sigma: bool = False, max_iter: int = 200, tol: float = 1e-10,
            n_starts: int = 3, frame_time: float | None = None, gtol: float = 1e-8) -> FitResult:
     """Fit Eq. 3, ``C∞ + β exp(−2 (Γ t)^α)``, to one or many 1TCFs.
 
@@ -562,17 +562,16 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     fail(~np.isfinite(p).all(axis=1) | ~np.isfinite(cost), "non-finite result")
     fail((rng_y == 0) & ~is_fixed[1], "flat curve (all values equal): no decay to fit")
     fail(~conv, f"did not converge in {max_iter} iterations")
-    for j in range(nb):
-        if not success[j]:
-            continue
+    undetermined = ~np.isfinite(err[:, free]).all(axis=1)
+    # Messages of the flagged fits, one per combination of flags (not one Python step per curve).
+    flags = (bound_p * (1 << np.arange(4))).sum(axis=1) + 16 * undetermined
+    for code in np.unique(flags[success & (flags > 0)]):
         notes = []
-        if at_bound[j]:
-            names = [PARAMETERS[i] for i in range(4) if bound_p[j, i]]
-            notes.append("at bound: " + ", ".join(names))
-        if not np.isfinite(err[j, free]).all():
+        if code & 15:
+            notes.append("at bound: " + ", ".join(PARAMETERS[i] for i in range(4) if code & (1 << i)))
+        if code & 16:
             notes.append("errors undetermined (singular covariance)")
-        if notes:
-            message[j] = "ok; " + "; ".join(notes)
+        message[success & (flags == code)] = "ok; " + "; ".join(notes)
     p = np.where(success[:, None], p, np.nan)
     err = np.where(success[:, None], err, np.nan)
     cov = np.where(success[:, None, None], cov, np.nan)
@@ -635,7 +634,7 @@ def _covariance(p, w, lags, free, is_fixed, redchi, absolute_sigma):
     return cov, err
 
 
-def _terms(p, lags, free, log_gamma=True):
+def _terms(p, lags, free, log_gamma=True, with_e=False):
     """Model values (B, L) and, if ``free`` is given, the Jacobian over the free parameters, shape (B, P, L)
     (parameter-major, so that each column is contiguous), sharing the powers.
 
@@ -664,7 +663,7 @@ def _terms(p, lags, free, log_gamma=True):
                 np.multiply(be2u, log_gt, out=jac[:, col])
     if not np.isfinite(jac).all():
         np.nan_to_num(jac, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return f, jac
+    return (f, jac, e) if with_e else (f, jac)
 
 
 def _jacobian(p, lags, free):
@@ -717,6 +716,14 @@ def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol, gtol=1e-8):
     ia = np.arange(nb)
     unweighted = bool(np.all(w == 1.0))
     span = np.where(np.isfinite(xhi - xlo), xhi - xlo, 1.0)
+    # With β and C∞ both free, every trial point is completed by the exact least-squares β and C∞ for its
+    # (Γ, α) (variable projection by elimination): the model is linear in them, so this costs a few sums, never
+    # raises the sum of squares, and removes the long β–C∞–Γ valleys of slow decays from the iteration.
+    project = bool(np.isin(1, free) and np.isin(2, free))
+    if project:
+        col_b, col_c = int(np.flatnonzero(free == 1)[0]), int(np.flatnonzero(free == 2)[0])
+        cols_scaled = [i for i, k in enumerate(free) if k in (0, 3)]
+        sw_all, sy_all = w.sum(axis=1), (w * y).sum(axis=1)
     for _ in range(max_iter):
         # Work on the curves still iterating only; the set shrinks quickly.
         ia = ia[~converged[ia]]
@@ -751,7 +758,28 @@ def _levenberg_marquardt(p, y, w, lags, free, lo, hi, max_iter, tol, gtol=1e-8):
         trial = np.clip(xa + step, xlo[ia], xhi[ia])
         dx = trial - xa
         pt = to_p(trial, ia)
-        f_new, jac_new = _terms(pt, lags, free)
+        if project:
+            f_new, jac_new, e = _terms(pt, lags, free, with_e=True)
+            we = e if unweighted else wa * e
+            se, see, sye = we.sum(axis=1), np.einsum("nl,nl->n", we, e), np.einsum("nl,nl->n", we, ya)
+            sw, sy = sw_all[ia], sy_all[ia]
+            bt = pt[:, 1]
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                den = sw * see - se * se
+                okp = (den > 1e-12 * sw * see) & (bt > 0) & np.isfinite(den)
+                bn = np.clip(np.where(okp, (sw * sye - sy * se) / np.where(okp, den, 1.0), bt), lo[ia, 1], hi[ia, 1])
+                cn = np.clip(np.where(okp, (sy - bn * se) / np.maximum(sw, 1e-300), pt[:, 2]), lo[ia, 2],
+                             hi[ia, 2])
+                ratio = np.where(okp, bn / np.where(okp, bt, 1.0), 1.0)
+            okp &= np.isfinite(bn) & np.isfinite(cn) & np.isfinite(ratio)
+            bn, cn, ratio = np.where(okp, bn, bt), np.where(okp, cn, pt[:, 2]), np.where(okp, ratio, 1.0)
+            f_new = np.where(okp[:, None], cn[:, None] + bn[:, None] * e, f_new)
+            for col in cols_scaled:
+                jac_new[:, col] *= ratio[:, None]
+            pt[:, 1], pt[:, 2] = bn, cn
+            trial[:, col_b], trial[:, col_c] = bn, cn
+        else:
+            f_new, jac_new = _terms(pt, lags, free)
         new_cost = _cost(f_new, ya, wa)
         # Predicted decrease of Σ w r² for the step taken (linear model): 2 dx·g − dx·JᵀWJ·dx.
         pred = 2.0 * np.einsum("ni,ni->n", dx, grad) - np.einsum("ni,nij,nj->n", dx, jtj, dx)
