@@ -71,6 +71,8 @@ class FitResult:
         Some free parameter ended at one of its bounds (its estimate is kept; its error may be undefined).
     at_bound_params : ndarray of bool, shape batch + (4,)
         Which one(s), in :data:`PARAMETERS` order.
+    trusted : ndarray of bool or None
+        Time-resolved cuts only: whether each fit resolves its decay (:func:`cut_trust`).
     covar : ndarray, shape batch + (4, 4)
         Covariance of (Γ, β, C∞, α) (scaled by the reduced χ² unless ``absolute_sigma``); NaN rows and columns
         for fixed parameters and where the fit failed.
