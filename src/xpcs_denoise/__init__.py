@@ -13,6 +13,9 @@ Public API (stable names):
 - :func:`denoise` — one entry point for the ensemble and its classical peers (``method=``);
 - :func:`q_dependence`, :func:`ageing` — the paper's Fig. 5 and Fig. 6 workflows;
 - :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics;
+- :func:`fit_two_time`, :func:`cut_fits` — Eq. 3 parameters of raw or denoised 2TCFs with errors that include
+  the noise and the model, and the path taken per 2TCF;
+- :func:`finetune` — self-supervised (Noise2Noise) fine-tuning of the ensemble on the user's frames;
 - :func:`read_c2`, :func:`write_c2`, :func:`read_frames`, :func:`read_labels` — files (ours, APS 8-ID-I, .npy);
 - :func:`correlate_file`, :func:`denoise_file`, :func:`fit_file`, :func:`report_file`, :func:`batch_denoise` —
   the functions behind the CLI's sub-commands.
@@ -23,9 +26,11 @@ from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .fitting import DiffusionFit, FitResult, cut_trust, fit_diffusion, fit_g2, fit_rows, g2_model, sigma_for_fit
 from .io import C2File, read_c2, read_frames, read_labels, write_c2
-from .pipeline import batch_denoise, correlate_file, denoise_file, fit_file, report_file
+from .finetune import finetune
+from .pipeline import batch_denoise, correlate_file, denoise_file, finetune_file, fit_file, report_file
 from .preprocessing import subsample_frames
 from .simulation import simulate_q_rings, simulate_speckle
+from .uncertainty import TwoTimeFit, cut_fits, fit_two_time
 from .workflows import ageing, q_dependence
 
 __version__ = "0.1.0"
@@ -62,5 +67,10 @@ __all__ = [
     "fit_file",
     "report_file",
     "batch_denoise",
+    "finetune",
+    "finetune_file",
+    "fit_two_time",
+    "cut_fits",
+    "TwoTimeFit",
     "__version__",
 ]

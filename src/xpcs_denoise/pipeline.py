@@ -349,3 +349,45 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
             Path(tmp).write_text(json.dumps({"seconds": round(time.time() - t0, 2), "workers": workers,
                                              "scheduler": scheduler, "files": rows}, indent=1) + "\n")
     return rows
+
+
+def finetune_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, model=None,
+                  epochs: int = 10, seed: int = 0, n_splits: int = 4, val_fraction: float = 0.25,
+                  overwrite: bool = False, progress: bool = False) -> dict:
+    """Fine-tune an ensemble on a frame series by Noise2Noise over pixel halves (:func:`finetune.finetune`).
+
+    Writes a model folder (``model.safetensors``, ``model_card.json``) that ``denoise --model`` takes.
+    """
+    import shutil
+    import tempfile
+
+    from .finetune import finetune
+
+    t0 = time.time()
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise XPCSInputError(f"{output} exists; choose another output folder or pass overwrite=True")
+    if output.exists() and not (output.is_dir() and (output / "model_card.json").is_file()):
+        raise XPCSInputError(f"{output} exists and is not a model folder; refusing to replace it")
+    base = _model(model)
+    labels = read_labels(labels_path, labels_dataset)
+    with read_frames(frames_path, frames_dataset) as frames:
+        frames = np.asarray(frames)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        _, card = finetune(frames, labels, tmp, model=base, epochs=epochs, seed=seed, n_splits=n_splits,
+                           val_fraction=val_fraction, progress=progress)
+        for f in tmp.glob("training_log.csv"):
+            f.unlink()
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.replace(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    ft = card["finetune"]
+    before, after = np.mean(ft["val_cost_before"]), np.mean(ft["val_cost_after"])
+    return {"output": str(output), "frames": ft["frames"], "rois": ft["rois"], "epochs": int(epochs),
+            "val_cost_before": round(float(before), 6), "val_cost_after": round(float(after), 6),
+            "seconds": round(time.time() - t0, 1)}
