@@ -120,21 +120,30 @@ def test_report_states_units_and_draws_the_diffusion_line(tmp_path):
 def test_log_ticks_on_a_narrow_q_range_do_not_pile_up():
     import matplotlib.pyplot as plt
 
-    from xpcs_denoise.plotting import log_ticks
+    from xpcs_denoise import fit_g2, g2_model
+    from xpcs_denoise.fitting import fit_diffusion
+    from xpcs_denoise.plotting import log_ticks, plot_parameters
 
+    q = np.linspace(0.0041, 0.0089, 7)  # less than a decade: matplotlib's default labels every 0.001 here
+    lags = np.arange(1, 50.0)
+    fit = fit_g2(g2_model(lags, 2500 * q[:, None] ** 2, 0.2, 1.0, 1.0))
+    fig = plot_parameters(q, {"raw": fit}, diffusion={"raw": fit_diffusion(q, fit.gamma)})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert any("D = 2.5e+03" in t.get_text() for t in ax.get_legend().get_texts())
+    for axis in (ax.xaxis, ax.yaxis):
+        shown = [t for t in axis.get_ticklabels() if t.get_text() and t.get_visible()]
+        lo, hi = sorted(ax.get_xlim() if axis is ax.xaxis else ax.get_ylim())
+        shown = [t for t in shown if lo <= (t.get_position()[0] if axis is ax.xaxis else t.get_position()[1]) <= hi]
+        assert 2 <= len(shown) <= 5 and len({t.get_text() for t in shown}) == len(shown)
+        assert not [t for t in axis.get_ticklabels(minor=True) if t.get_text()]
+        boxes = sorted((t.get_window_extent() for t in shown), key=lambda b: b.x0 if axis is ax.xaxis else b.y0)
+        for a, b in zip(boxes, boxes[1:]):  # neighbouring labels do not overlap on the page
+            assert (a.x1 < b.x0) if axis is ax.xaxis else (a.y1 < b.y0)
+    plt.close(fig)
     fig, ax = plt.subplots()
-    ax.plot([0.0041, 0.0068], [0.05, 0.3])
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.loglog([1e-3, 1e3], [1, 2])  # six decades: powers of ten only, at most 5
     log_ticks(ax)
     fig.canvas.draw()
-    for axis in (ax.xaxis, ax.yaxis):
-        labels = [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
-        assert 1 <= len(labels) <= 8 and len(set(labels)) == len(labels)
-        assert not [t for t in axis.get_ticklabels(minor=True) if t.get_text()]
-        # neighbouring labels do not overlap on the page
-        boxes = sorted((t.get_window_extent() for t in axis.get_ticklabels() if t.get_text()),
-                       key=lambda b: b.x0 if axis is ax.xaxis else b.y0)
-        for a, b in zip(boxes, boxes[1:]):
-            assert (a.x1 <= b.x0) if axis is ax.xaxis else (a.y1 <= b.y0)
+    assert 2 <= len([t for t in ax.xaxis.get_ticklabels() if t.get_text()]) <= 5
     plt.close(fig)

@@ -33,23 +33,32 @@ def _style(name: str, i: int) -> dict:
     return _STYLE.get(name, dict(color=f"C{i + 1}", marker="^"))
 
 
-def log_ticks(ax, which: str = "both"):
-    """Readable ticks on log axes: labels at 1, 2, 5 × 10ⁿ when the axis spans less than two decades (else at
-    powers of ten only), plain numbers, no labels on minor ticks, so that labels never pile up."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+def log_ticks(ax, which: str = "both", max_labels: int = 5):
+    """Readable ticks on log axes: labels only at round values (10ⁿ, else 1, 2, 5 × 10ⁿ, else finer) that lie
+    in the axis range, at most ``max_labels`` of them, plain numbers, no labels on minor ticks, so that labels
+    never pile up, whatever the range (a fraction of a decade or many)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-    def fmt(v, _pos):
-        return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    def fmt(v, _pos=None):
+        return f"{v:g}" if 1e-4 <= abs(v) < 1e5 else f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
-    axes = {"both": ("x", "y"), "x": ("x",), "y": ("y",)}[which]
-    for a in axes:
+    for a in {"both": ("x", "y"), "x": ("x",), "y": ("y",)}[which]:
         axis = ax.xaxis if a == "x" else ax.yaxis
         if (ax.get_xscale() if a == "x" else ax.get_yscale()) != "log":
             continue
         lo, hi = sorted(ax.get_xlim() if a == "x" else ax.get_ylim())
-        decades = np.log10(hi / lo) if lo > 0 and hi > 0 else 10
-        subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
-        axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+        if not (lo > 0 and np.isfinite(hi) and hi > lo):
+            continue
+        ticks = []
+        for subs in ((1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8), tuple(range(1, 10))):
+            exps = np.arange(np.floor(np.log10(lo)) - 1, np.ceil(np.log10(hi)) + 1)
+            cand = np.array(sorted(m * 10.0 ** e for e in exps for m in subs))
+            ticks = cand[(cand >= lo * (1 - 1e-9)) & (cand <= hi * (1 + 1e-9))]
+            if ticks.size >= 3:
+                break
+        if ticks.size > max_labels:  # thin evenly, keeping round values
+            ticks = ticks[:: int(np.ceil(ticks.size / max_labels))]
+        axis.set_major_locator(FixedLocator(ticks))
         axis.set_major_formatter(FuncFormatter(fmt))
         axis.set_minor_formatter(NullFormatter())
 
@@ -107,7 +116,7 @@ def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict |
     if log:
         axes[0].set_xscale("log")
         axes[0].set_yscale("log")
-        log_ticks(axes[0])
+        log_ticks(axes[0], max_labels=4)
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -145,6 +154,7 @@ def plot_ageing(result, *, path=None):
         ax.set_xlabel("age t_a (frames)")
         ax.set_ylabel(_LABELS[p] if p != "gamma" else f"Γ ({g_unit})")
     axes[1, 0].set_yscale("log")
+    log_ticks(axes[1, 0], "y")
     axes[1, 0].legend(fontsize=8)
     for ax in axes[1, 3:]:
         ax.axis("off")

@@ -122,7 +122,7 @@ def _fig_g2(path, c2s, fits, rois, q):
 def _fig_ageing(path, c2s, rois, width, frame_time=None):
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_cut_gammas
+    from .plotting import log_ticks, plot_cut_gammas
     from .workflows import ageing_analysis
 
     fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois) + 0.5, 3.4), constrained_layout=True,
@@ -139,6 +139,7 @@ def _fig_ageing(path, c2s, rois, width, frame_time=None):
             plot_cut_gammas(ax, r["ages"], r["fit"], color="0.55" if i == 0 else f"C{i - 1}", label=name,
                             legend_marks=(j == 0 and i == 0))
         ax.set_yscale("log")
+        log_ticks(ax, "y", max_labels=4)
         ax.set_xlabel("age t_a (frames)")
         ax.set_title(f"ROI {k + 1}: Γ(t_a), cuts of {width} frame(s)", fontsize=8)
     axes[0, 0].set_ylabel(f"Γ ({unit})")
