@@ -168,9 +168,10 @@ class FitResult:
                     tag = " (fixed)" if k in self.fixed else ""
                     lines.append(f"    {k + ':':10s} {np.median(v):.6g}{tag} {units[k]}".rstrip())
             return "\n".join(lines)
-        idx = 0 if i is None else i
-        flat = int(np.ravel_multi_index(idx if isinstance(idx, tuple) else (idx,), np.shape(self.gamma))) \
-            if np.ndim(self.gamma) else 0
+        if isinstance(i, tuple):
+            flat = int(np.ravel_multi_index(i, np.shape(self.gamma)))
+        else:  # None (the only fit) or an index into the flattened batch
+            flat = int(np.arange(n)[0 if i is None else i])
 
         def at(name):
             return np.ravel(getattr(self, name))[flat]
@@ -301,6 +302,8 @@ def _grid_start(y, w, lags, lo, hi, fixed_vals, is_fixed):
     Returns the best start (B, 4), the best start of a second basin (B, 4; NaN where not computed) and how
     much larger its sum of squares is, relative to the best (B,; inf where not computed)."""
     nb = y.shape[0]
+    if nb == 0:
+        return np.empty((0, 4)), np.empty((0, 4)), np.empty(0)
     g_axis = _grid_axis(lo[0, 0], hi[0, 0], 80, _GRID_PER_DECADE, 1e-3 / lags.max(), 10.0 / lags.min())
     a_axis = _grid_axis(lo[0, 3], hi[0, 3], _GRID_ALPHA, 1e9, 0.25, 3.0)
     if is_fixed[0]:
