@@ -146,8 +146,8 @@ def speed_table(ds, lags, n):
     c = conv_ref
     print(f"Speed on {len(y)} real noisy 1TCFs (random crops of the whole file), one thread")
     print_table(("fitter", "fits/s", "seconds", "converged %", "SSR ≤ cf % (where cf conv)"),
-                [("curve_fit loop (TRF)", f"{len(y) / dt_ref:.4g}", f"{dt_ref:.2f}", f"{100 * c.mean():.2f}", ""),
-                 ("fit_g2 (batched)", f"{len(y) / best:.4g}", f"{best:.3f}", f"{100 * r.success.mean():.2f}",
+                [("curve_fit loop (TRF)", f"{len(y) / dt_ref:,.1f}", f"{dt_ref:.2f}", f"{100 * c.mean():.2f}", ""),
+                 ("fit_g2 (batched)", f"{len(y) / best:,.0f}", f"{best:.3f}", f"{100 * r.success.mean():.2f}",
                   f"{100 * (ssr <= ssr_ref * (1 + REL))[c].mean():.2f}")])
     print(f"speed ratio fit_g2 / curve_fit: {dt_ref / best:.1f}×")
 
