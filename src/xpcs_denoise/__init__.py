@@ -5,6 +5,7 @@ Public API (stable names):
 - :func:`two_time` — Eq. 1, 2TCFs of every q-ROI from a frame stack;
 - :func:`one_time_from_two_time` — Eq. 2, the 1TCF of one or many 2TCFs;
 - :func:`time_resolved_cuts` — 1TCFs at each age for non-equilibrium data;
+- :func:`find_bad_frames` — frames with single-frame events (cosmic rays, beam dumps...), per ROI;
 - :func:`fit_g2` — batched fits of Eq. 3 with bounds, fixed parameters, weights, covariance and reports;
 - :func:`fit_diffusion` — Γ = D qⁿ (n fixed or free) from Γ(q); :func:`fit_rows` — fits as table rows;
 - :func:`sigma_for_fit`, :func:`cut_trust` — σ of 1TCF points for weighted fits; trust flags of cuts;
@@ -21,6 +22,7 @@ Public API (stable names):
   the functions behind the CLI's sub-commands.
 """
 
+from .badframes import find_bad_frames
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError, XPCSNoContrastWarning
@@ -41,6 +43,7 @@ __all__ = [
     "two_time",
     "one_time_from_two_time",
     "time_resolved_cuts",
+    "find_bad_frames",
     "fit_g2",
     "g2_model",
     "FitResult",

@@ -89,12 +89,37 @@ def _parse_q(text):
         raise XPCSInputError(f"--q must be comma-separated numbers (Å⁻¹) or a .npy file; got {text!r}") from exc
 
 
+def _exclude_arg(text):
+    """--exclude-frames: 'auto' or a frame list like 12,40-45 (checked here, before any file is read)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    from .badframes import parse_frame_list
+
+    return parse_frame_list(text)
+
+
+def _excluded_note(s) -> str:
+    from .badframes import describe_exclusion
+
+    lists = s.get("excluded_frames") or []
+    if not any(lists):
+        return ""
+    import numpy as np
+
+    mask = np.zeros((len(lists), s.get("n_frames", max(max(x) for x in lists if x) + 1)), bool)
+    for r, frames in enumerate(lists):
+        mask[r, frames] = True
+    return "; " + describe_exclusion(mask)
+
+
 def _cmd_correlate(a):
     from .pipeline import correlate_file
 
     s = correlate_file(a.frames, a.rois, a.output, frames_dataset=a.dataset, labels_dataset=a.rois_dataset,
-                       q=_parse_q(a.q), overwrite=a.overwrite, progress=not a.quiet)
-    _print_summary(a, s, f"{s['n_rois']} ROI(s) × {s['n_frames']} frames correlated → {s['output']}")
+                       q=_parse_q(a.q), overwrite=a.overwrite, progress=not a.quiet,
+                       exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
+    _print_summary(a, s, f"{s['n_rois']} ROI(s) × {s['n_frames']} frames correlated → {s['output']}"
+                         f"{_excluded_note(s)}")
     return 0
 
 
@@ -103,10 +128,12 @@ def _cmd_denoise(a):
 
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
-                     frame_time=a.frame_time, overwrite=a.overwrite)
+                     frame_time=a.frame_time, overwrite=a.overwrite, exclude=_exclude_arg(a.exclude_frames),
+                     bad_frame_threshold=a.bad_frame_threshold)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
-    _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}")
+    _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}"
+                         f"{_excluded_note(s)}")
     return 0
 
 
@@ -115,8 +142,10 @@ def _cmd_fit(a):
 
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
                  cut_width=a.cut_width, max_lag=a.max_lag, frame_time=a.frame_time, weighted=not a.unweighted,
-                 overwrite=a.overwrite)
-    line = f"{s['successful']} of {s['fits']} fits succeeded (Γ in {s['gamma_unit']}) → {s['output']}, {s['json']}"
+                 overwrite=a.overwrite, exclude=_exclude_arg(a.exclude_frames),
+                 bad_frame_threshold=a.bad_frame_threshold)
+    line = (f"{s['successful']} of {s['fits']} fits succeeded (Γ in {s['gamma_unit']}) → {s['output']}, {s['json']}"
+            f"{_excluded_note(s)}")
     d = s.get("diffusion")
     if d and "D" in d:
         line += (f"\nΓ = D q^{d['power']:g}: D = {d['D']:.4g} ± {d['D_err']:.2g} {d['D_unit']} "
@@ -250,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--unweighted", action="store_true",
                             help="fit 1TCFs unweighted (default: each point weighted by its standard error)")
 
+    def exclude_opts(sp):
+        sp.add_argument("--exclude-frames", default=None, metavar="auto|LIST",
+                        help="leave frames out of averages and fits: 'auto' (bad frames found in the 2TCF"
+                             + (" and the frames" if sp.prog.endswith("correlate") else "")
+                             + ", listed per ROI in the output) or a list like 12,40-45 (from 0)")
+        sp.add_argument("--bad-frame-threshold", type=float, default=None, metavar="Z",
+                        help="robust z-score above which 'auto' flags a frame (default 5)")
+
     def input_opts(sp):
         sp.add_argument("--dataset", default=None,
                         help="HDF5 dataset path, for files in none of the known layouts")
@@ -261,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rois-dataset", default=None, help="dataset of the label map in an HDF5 file")
     c.add_argument("-o", "--output", required=True, help="output HDF5 (xpcs-denoise format)")
     c.add_argument("--q", default=None, help="q of each ROI in 1/Å: comma-separated, or a .npy file")
+    exclude_opts(c)
     input_opts(c)
     common(c)
     c.set_defaults(func=_cmd_correlate)
@@ -273,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
     time_opts(dn, fits=False)
+    exclude_opts(dn)
     input_opts(dn)
     common(dn)
     dn.set_defaults(func=_cmd_denoise)
@@ -285,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
     f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
     time_opts(f)
+    exclude_opts(f)
     input_opts(f)
     common(f)
     f.set_defaults(func=_cmd_fit)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import two_time
+from .badframes import apply_exclusion
+from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
 
@@ -25,7 +26,8 @@ __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_d
 
 
 def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, q=None,
-                   block_pixels=None, overwrite: bool = False, progress: bool = False) -> dict:
+                   block_pixels=None, overwrite: bool = False, progress: bool = False, exclude=None,
+                   bad_frame_threshold: float | None = None) -> dict:
     """2TCFs and 1TCFs of every q-ROI of a frame stack, written in our HDF5 format.
 
     Parameters
@@ -34,22 +36,47 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     labels_path : ROI label map (``.npy`` or HDF5), 0 = unused, 1..K = q-ROIs
     output : HDF5 file to write
     q : (K,) q values of the ROIs in Å⁻¹, optional
+    exclude : frames to exclude (their 2TCF rows and columns are NaN): ``"auto"`` (found by
+        :func:`~xpcs_denoise.find_bad_frames` from the 2TCF and the frames' statistics), frame numbers, text
+        like ``"12,40-45"``, or a boolean mask (T,) or (K, T). Stored per ROI in the ``excluded_frames`` attribute.
+    bad_frame_threshold : robust z-score of ``"auto"`` (default :data:`~xpcs_denoise.badframes.DEFAULT_THRESHOLD`)
 
     Returns
     -------
-    dict summary (output, n_rois, n_frames, seconds)
+    dict summary (output, n_rois, n_frames, excluded_frames (a list of frames per ROI), seconds)
     """
+    from .badframes import DEFAULT_THRESHOLD, bad_frame_lists, exclusion_mask, find_bad_frames, frame_statistics
+
     t0 = time.time()
     output = Path(output)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
+    thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
+    auto = isinstance(exclude, str) and exclude.strip().lower() == "auto"
     labels = read_labels(labels_path, labels_dataset)
     with read_frames(frames_path, frames_dataset) as frames:
-        c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress)
-    write_c2(output, c2, q=q, overwrite=overwrite,
-             attrs={"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)})
+        if auto:
+            # frame statistics first: a frame without photons has no 2TCF row, so it is excluded up front
+            stats = frame_statistics(frames, labels, block_pixels=block_pixels)
+            pre = find_bad_frames(stats=stats, threshold=thr)
+            c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress,
+                          exclude=pre if pre.any() else None)
+            mask = find_bad_frames(c2, stats=stats, threshold=thr)
+        else:
+            c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress, exclude=exclude)
+            mask = exclusion_mask(exclude, c2.shape[-1], c2.shape[0])
+    attrs = {"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)}
+    lists = bad_frame_lists(mask) if mask is not None else [[] for _ in range(c2.shape[0])]
+    if mask is not None and mask.any():
+        apply_exclusion(c2, mask, copy=False)
+    if exclude is not None:
+        attrs["excluded_frames"] = lists
+        attrs["exclude_frames"] = "auto" if auto else "given"
+        if auto:
+            attrs["bad_frame_threshold"] = thr
+    write_c2(output, c2, q=q, overwrite=overwrite, attrs=attrs)
     return {"output": str(output), "n_rois": int(c2.shape[0]), "n_frames": int(c2.shape[-1]),
-            "seconds": round(time.time() - t0, 2)}
+            "excluded_frames": lists, "seconds": round(time.time() - t0, 2)}
 
 
 def _model(model):
@@ -62,7 +89,8 @@ def _model(model):
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
                  seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
-                 overwrite: bool = False, **options) -> dict:
+                 overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
+                 **options) -> dict:
     """Denoise every ROI of a 2TCF file and write our HDF5 format (denoised, raw, 1TCFs, spread, q, provenance).
 
     Parameters
@@ -74,7 +102,15 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     seed, step : lag-0 replacement seed; sliding-window step (frames)
     frame_time : seconds per frame, stored as the output's ``frame_time`` attribute (default: the input's, e.g.
         from an APS 8-ID-I file) so that fits of the output give Γ in s⁻¹
+    exclude : frames to exclude: ``"auto"`` (:func:`~xpcs_denoise.find_bad_frames` on the input 2TCF), frame
+        numbers, text like ``"12,40-45"``, or a boolean mask (N,) or (K, N). Frames whose rows are NaN (excluded
+        by ``correlate``) and those the input file lists are always excluded. Their rows and columns are filled by
+        interpolation along the diagonals (:func:`~xpcs_denoise.badframes.fill_excluded`) before denoising; the
+        denoised 2TCF stays finite there, its 1TCF ``g2`` leaves them out, and the file lists them per ROI
+        (``excluded_frames``), which ``fit`` honours.
+    bad_frame_threshold : robust z-score of ``"auto"``
     """
+    from .badframes import DEFAULT_THRESHOLD, fill_excluded
     from .denoising import denoise
     from .fitting import _check_frame_time
 
@@ -86,10 +122,13 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
     data = read_c2(input_path, dataset)
+    thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
+    mask = _exclusion(data, exclude, thr)
+    c2_in = data.c2 if mask is None else fill_excluded(data.c2, mask)
     den = _model(model) if method == "cned" else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", XPCSNoContrastWarning)
-        clean, spread = denoise(data.c2, method, model=den, return_std=True, seed=seed, step=step, **options)
+        clean, spread = denoise(c2_in, method, model=den, return_std=True, seed=seed, step=step, **options)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     # ROIs without contrast come back unchanged: say which, in the file and the summary.
@@ -97,7 +136,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     if method != "none" and any(issubclass(w.category, XPCSNoContrastWarning) for w in caught):
         from .preprocessing import scale_parameters
 
-        sym = 0.5 * (data.c2 + np.swapaxes(data.c2, -1, -2))
+        sym = 0.5 * (c2_in + np.swapaxes(c2_in, -1, -2))
         skipped = np.flatnonzero(~np.isfinite(scale_parameters(sym, 50, partial=True)[0])).tolist()
     attrs = {"method": method, "seed": int(seed), "window": 50, "step": int(step),
              "source_file": str(input_path), "source_format": data.source_format,
@@ -111,12 +150,48 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     frame_time = frame_time if frame_time is not None else data.frame_time
     if frame_time is not None:
         attrs["frame_time"] = float(frame_time)
+    lists = _lists(mask, data.c2.shape[0])
+    g2 = None
+    if mask is not None:
+        attrs["excluded_frames"] = lists
+        attrs["exclude_frames"] = "auto" if _is_auto(exclude) else "given"
+        g2 = one_time_from_two_time(clean, exclude=mask)
     write_c2(output, clean, raw=data.c2 if keep_raw else None, std=spread if uncertainty else None, q=data.q,
-             attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
+             g2=g2, attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
              overwrite=overwrite)
     return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
-            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "frame_time_s": frame_time,
-            "seconds": round(time.time() - t0, 2)}
+            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "excluded_frames": lists,
+            "frame_time_s": frame_time, "seconds": round(time.time() - t0, 2)}
+
+
+def _is_auto(exclude) -> bool:
+    return isinstance(exclude, str) and exclude.strip().lower() == "auto"
+
+
+def _lists(mask, n_rois):
+    from .badframes import bad_frame_lists
+
+    return bad_frame_lists(mask) if mask is not None else [[] for _ in range(n_rois)]
+
+
+def _exclusion(data, exclude, threshold):
+    """(K, N) frames to exclude from a read 2TCF file: ``exclude`` ("auto": found on the raw 2TCF), the
+    frames the file lists, and the frames whose rows are NaN; None when there is none."""
+    from .badframes import exclusion_mask, find_bad_frames, stored_exclusion, unusable_rows
+
+    k, n = data.c2.shape[0], data.c2.shape[-1]
+    if _is_auto(exclude):
+        mask = find_bad_frames(data.raw if data.raw is not None else data.c2, threshold=threshold)
+    else:
+        mask = exclusion_mask(exclude, n, k)
+    mask = np.zeros((k, n), bool) if mask is None else mask
+    stored = stored_exclusion(data.attrs, k, n)
+    if stored is not None:
+        mask |= stored
+    mask |= unusable_rows(data.c2)
+    if np.any(mask.sum(axis=1) > n - 2):
+        raise XPCSInputError("the exclusion leaves fewer than 2 frames in a ROI; nothing to denoise or fit")
+    return mask if mask.any() else None
 
 
 def _scalar(v) -> bool:
@@ -125,7 +200,8 @@ def _scalar(v) -> bool:
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
              cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
-             weighted: bool = True, overwrite: bool = False) -> dict:
+             weighted: bool = True, overwrite: bool = False, exclude=None,
+             bad_frame_threshold: float | None = None) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -138,11 +214,17 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     weighted : weight 1TCF points by their standard error from the 2TCF (whole-series fits; cuts are
         unweighted)
     output : ``.csv`` path; a ``.json`` with the same rows is written beside it
+    exclude : frames left out of the 1TCFs and cuts that are fitted: ``"auto"``
+        (:func:`~xpcs_denoise.find_bad_frames` on the file's raw 2TCF), frame numbers, text like ``"12,40-45"``,
+        or a boolean mask (N,) or (K, N); the frames the file lists (``excluded_frames``) and those whose rows
+        are NaN are always left out. The JSON lists them per ROI.
+    bad_frame_threshold : robust z-score of ``"auto"``
 
     Returns
     -------
     dict summary; with q known and a whole-series fit, ``diffusion``: Γ = D q² of the converged ROIs.
     """
+    from .badframes import DEFAULT_THRESHOLD
     from .fitting import _check_frame_time, fit_diffusion, fit_rows
     from .report import default_max_lag
     from .workflows import ageing_analysis, fit_one_times
@@ -158,6 +240,9 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if frame_time is None:
         frame_time = data.frame_time
     c2, n = data.c2, data.c2.shape[-1]
+    mask = _exclusion(data, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
+    if mask is not None:
+        c2 = apply_exclusion(c2, mask)
     fix = {"alpha": 1.0} if fix_alpha else {}
     rows, diffusion = [], None
     age_cols = {"age_unit": "frames"}
@@ -197,17 +282,18 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     write_csv(output, rows, overwrite=overwrite)
+    lists = _lists(mask, c2.shape[0])
     units = {"gamma_unit": "1/s" if frame_time is not None else "1/frame", "q_unit": "1/Å", "age_unit": "frames",
              "frame_time_s": frame_time}
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
-            "weighted": bool(weighted and cut_width is None), **units, "rows": rows}
+            "weighted": bool(weighted and cut_width is None), **units, "excluded_frames": lists, "rows": rows}
     if diffusion is not None:
         meta["diffusion"] = diffusion
     with atomic_path(json_path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=1, default=_py) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
     out = {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
-           "successful": ok, **units}
+           "successful": ok, "excluded_frames": lists, **units}
     if diffusion is not None:
         out["diffusion"] = diffusion
     return out

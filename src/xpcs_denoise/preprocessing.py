@@ -270,10 +270,11 @@ def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0, *
 
     The paper names the contrast estimate as the method's main limit: a plain mean is pulled by the outlier
     pixels of real 2TCFs, so the lag-1 values are averaged after trimming 10 % at each end
-    (:func:`trimmed_mean`). Where that is not clearly above the noise — below ``CONTRAST_FLOOR_SE`` standard
-    errors of the lag-1 mean (robust: 1.4826 × MAD / √(n − 1), n frames; very noisy or very fast 2TCFs) — it is raised to that floor: dividing by a
-    contrast that is mostly noise would blow the scaled 2TCF up by orders of magnitude. NaN only where the
-    lag-1 values carry no spread at all (a constant 2TCF). With ``return_floored`` also a boolean array:
+    (:func:`trimmed_mean`). Where that lies within the noise of zero — within ``CONTRAST_FLOOR_SE`` standard
+    errors of the lag-1 mean (robust: 1.4826 × MAD / √(n − 1), n frames), as for very noisy or very fast
+    2TCFs — it is raised to that floor: dividing by a contrast that is mostly noise would blow the scaled 2TCF up
+    by orders of magnitude. NaN (no contrast) where the lag-1 values lie clearly below the baseline (a bad
+    normalisation) or carry no spread at all (a constant 2TCF). With ``return_floored`` also a boolean array:
     where the floor was used.
     """
     c2 = np.asarray(c2, dtype=np.float64)
@@ -288,7 +289,8 @@ def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0, *
         se = 1.4826 * mad / np.sqrt(np.maximum(n_fin / 2, 1))  # both triangles: n/2 independent values
     # spread at rounding level (an analytic or constant 2TCF) is no spread: nothing to floor by
     floor = np.where(se > 1e-9 * np.maximum(1.0, np.abs(b + base)), CONTRAST_FLOOR_SE * se, 0.0)
-    floored = np.isfinite(b) & (floor > 0) & (b < floor)
+    # within the noise of zero: floored; clearly below the baseline (bad normalisation, anti-correlation): none
+    floored = np.isfinite(b) & (floor > 0) & (b < floor) & (b > -floor)
     b = np.where(floored, floor, b)
     b = np.where(np.isfinite(b) & (b > 1e-12 * np.maximum(1.0, np.abs(base))), b, np.nan)  # not rounding
     if np.ndim(b) == 0:
