@@ -109,6 +109,15 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         denoised 2TCF stays finite there, its 1TCF ``g2`` leaves them out, and the file lists them per ROI
         (``excluded_frames``), which ``fit`` honours.
     bad_frame_threshold : robust z-score of ``"auto"``
+    model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
+        that denoised the file, checked by its SHA-256)
+    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
+
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
+    the photon noise (residual bootstrap) and, for a file denoised by the ensemble whose raw 2TCF is kept, the
+    model's own spread; ``path`` says per ROI what was fitted (the denoised 2TCF, a binned one, or the raw one
+    where the model cannot help). A denoised file without its raw 2TCF is fitted as it is, with a warning that
+    its errors are the fit's alone.
     """
     from .badframes import DEFAULT_THRESHOLD, fill_excluded
     from .denoising import denoise
@@ -201,7 +210,7 @@ def _scalar(v) -> bool:
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
              cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
              weighted: bool = True, overwrite: bool = False, exclude=None,
-             bad_frame_threshold: float | None = None) -> dict:
+             bad_frame_threshold: float | None = None, model=None, n_boot: int = 16, seed: int = 0) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -219,6 +228,15 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         or a boolean mask (N,) or (K, N); the frames the file lists (``excluded_frames``) and those whose rows
         are NaN are always left out. The JSON lists them per ROI.
     bad_frame_threshold : robust z-score of ``"auto"``
+    model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
+        that denoised the file, checked by its SHA-256)
+    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
+
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
+    the photon noise (residual bootstrap) and, for a file denoised by the ensemble whose raw 2TCF is kept, the
+    model's own spread; ``path`` says per ROI what was fitted (the denoised 2TCF, a binned one, or the raw one
+    where the model cannot help). A denoised file without its raw 2TCF is fitted as it is, with a warning that
+    its errors are the fit's alone.
 
     Returns
     -------
@@ -250,10 +268,10 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         lag_max = max_lag or default_max_lag(n)
         if fix_beta:
             fix["beta"] = _beta_or_nan(c2)
-        fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted)
+        fit, extra = _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed)
         q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
         rows = fit_rows(fit, np.arange(1, c2.shape[0] + 1), index_name="roi",
-                        columns={"q": q_col, "age": float("nan"), **age_cols})
+                        columns={"q": q_col, "age": float("nan"), **age_cols, **extra})
         if fix_beta:
             for k in np.flatnonzero(~np.isfinite(fix["beta"])):
                 rows[k]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
@@ -297,6 +315,48 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if diffusion is not None:
         out["diffusion"] = diffusion
     return out
+
+
+def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed):
+    """Fits of each ROI's whole 2TCF with honest errors (:func:`fit_two_time`) and the table columns saying how
+    they were obtained."""
+    from .uncertainty import fit_two_time
+    from .workflows import fit_one_times
+
+    method = str(data.attrs.get("method", "none"))
+    k = c2.shape[0]
+    if method == "cned" and data.raw is not None:
+        den = _model(model)
+        used = str(data.attrs.get("model_weights_sha256", ""))
+        if used and used != den.card.get("weights_sha256"):
+            raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {used[:12]}…, not by "
+                                 f"{'the shipped ensemble' if model is None else model}; pass that model "
+                                 "(fit --model DIR) so that its uncertainty can be measured")
+        raw = apply_exclusion(data.raw, mask) if mask is not None else data.raw
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tf = fit_two_time(_fill_for_model(raw), method="cned", model=den, n_boot=n_boot, seed=seed,
+                              max_lag=min(lag_max, den.size - 1), fix=fix, frame_time=frame_time)
+        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
+    if method in ("none", "raw"):
+        tf = fit_two_time(c2, method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
+                          frame_time=frame_time)
+        return tf.fit, {"path": np.array(["raw"] * k), "errors": "fit + bootstrap (noise)"}
+    why = ("holds no raw 2TCF (keep it when denoising)" if data.raw is None else
+           "was denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
+    warnings.warn(f"the file ({method}) {why}: the errors are the fit's own and understate the uncertainty",
+                  stacklevel=3)
+    fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=False)
+    return fit, {"path": np.array([f"{method} (as stored)"] * k), "errors": "fit only"}
+
+
+def _fill_for_model(c2):
+    """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
+    if np.all(np.isfinite(c2)):
+        return c2
+    from .badframes import fill_excluded
+
+    return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
 
 
 def _beta_or_nan(c2):
