@@ -523,13 +523,11 @@ def test_float16_frames_give_finite_two_times():
 
 
 def test_fit_json_output_is_json_without_nan(c2_file, tmp_path, capsys):
-    c2 = read_c2(c2_file).c2
-    c2[1] = 2.0 - c2[1]  # a ROI whose fit fails: NaN values
-    np.save(tmp_path / "two.npy", c2)
-    rc, _ = run_cli(capsys, "fit", tmp_path / "two.npy", "-o", tmp_path / "p.json", "--fix-beta")
-    assert rc == 0
+    np.save(tmp_path / "two.npy", read_c2(c2_file).c2)  # no q, whole-series fits: q and age are NaN
+    rc, err = run_cli(capsys, "fit", tmp_path / "two.npy", "-o", tmp_path / "p.json")
+    assert rc == 0, err
     meta = json.loads((tmp_path / "p.json").read_text(), parse_constant=pytest.fail)  # bare NaN would fail
-    assert len(meta["rows"]) == 2 and meta["rows"][1]["gamma"] is None
+    assert len(meta["rows"]) == 2 and meta["rows"][1]["q"] is None and meta["rows"][1]["age"] is None
     assert (tmp_path / "p.csv").read_text().startswith("roi,")
 
 

@@ -78,6 +78,9 @@ class C2File:
     source_format: str = "npy"
     raw: np.ndarray | None = None
     std: np.ndarray | None = None
+    #: Seconds between the 2TCF's frames where the file says (APS 8-ID-I: detector frame time × averaged ×
+    #: strided frames; ours: the ``frame_time`` attribute), else None (times in frames).
+    frame_time: float | None = None
 
 
 def _h5py():
@@ -412,7 +415,40 @@ def _read_c2(path, dataset):
             raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
         if bins is not None:
             attrs["processed_bins"] = bins.astype(np.int64).tolist()
-        return C2File(c2, q=q, attrs=attrs, source_format=source)
+        frame_time = _aps_frame_time(f)
+        if frame_time is not None:
+            attrs["frame_time"] = frame_time
+        return C2File(c2, q=q, attrs=attrs, source_format=source, frame_time=frame_time)
+
+
+#: Detector frame time (s) in APS 8-ID-I result files: NeXus layout (boost_corr for APS-U, read by pyXpcsViewer
+#: as "t0"), then the older layout's exposure period.
+APS_FRAME_TIME = ("entry/instrument/detector_1/frame_time", "measurement/instrument/detector/exposure_period")
+#: Frames averaged and strided before the 2TCF (the 2TCF's frame is this many detector frames).
+APS_AVG_STRIDE = (("xpcs/twotime/config/avg_frame", "xpcs/twotime/config/stride_frame"),
+                  ("xpcs/avg_frames", "xpcs/stride_frames"))
+
+
+def _aps_scalar(f, name):
+    if name not in f or not hasattr(f[name], "shape"):
+        return None
+    try:
+        v = np.asarray(f[name][()], dtype=np.float64).ravel()
+    except (TypeError, ValueError, OSError):
+        return None
+    return float(v[0]) if v.size and np.isfinite(v[0]) and v[0] > 0 else None
+
+
+def _aps_frame_time(f) -> float | None:
+    """Seconds per 2TCF frame of an APS 8-ID-I result file (None where the file does not say)."""
+    t0 = next((v for v in (_aps_scalar(f, k) for k in APS_FRAME_TIME) if v is not None), None)
+    if t0 is None:
+        return None
+    for avg_key, stride_key in APS_AVG_STRIDE:
+        avg, stride = _aps_scalar(f, avg_key), _aps_scalar(f, stride_key)
+        if avg is not None or stride is not None:
+            return t0 * (avg or 1.0) * (stride or 1.0)
+    return t0
 
 
 def _read_ours(f, path: Path) -> C2File:
@@ -438,8 +474,13 @@ def _read_ours(f, path: Path) -> C2File:
         parts[name] = _c2_float(_read(node, path), f"{path}:/{name}") if node is not None else None
         if parts[name] is not None and parts[name].shape != shape:
             raise XPCSInputError(f"{path}:/{name} has shape {parts[name].shape}, expected {shape}; write it again")
-    return C2File(c2, q=parts["q"], g2=parts["g2"], attrs=_decode_attrs(f.attrs), source_format="xpcs-denoise",
-                  raw=parts["c2_raw"], std=parts["c2_std"])
+    attrs = _decode_attrs(f.attrs)
+    try:
+        ft = float(attrs.get("frame_time", np.nan))
+    except (TypeError, ValueError):
+        ft = np.nan
+    return C2File(c2, q=parts["q"], g2=parts["g2"], attrs=attrs, source_format="xpcs-denoise",
+                  raw=parts["c2_raw"], std=parts["c2_std"], frame_time=ft if np.isfinite(ft) and ft > 0 else None)
 
 
 def _c2_float(arr: np.ndarray, where: str) -> np.ndarray:

@@ -108,8 +108,9 @@ def _model(model):
 
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
-                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False, exclude=None,
-                 bad_frame_threshold: float | None = None, allow_external: bool = False, **options) -> dict:
+                 seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
+                 overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
+                 allow_external: bool = False, **options) -> dict:
     """Denoise every ROI of a 2TCF file and write our HDF5 format (denoised, raw, 1TCFs, spread, q, provenance).
 
     Parameters
@@ -119,6 +120,8 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     model : model folder for ``"cned"`` (default: the shipped ensemble)
     uncertainty : also store the ensemble's per-pixel spread (``c2_std``)
     seed, step : lag-0 replacement seed; sliding-window step (frames)
+    frame_time : seconds per frame, stored as the output's ``frame_time`` attribute (default: the input's, e.g.
+        from an APS 8-ID-I file) so that fits of the output give Γ in s⁻¹
     exclude : frames to exclude: ``"auto"`` (:func:`~xpcs_denoise.find_bad_frames` on the input 2TCF), frame
         numbers, text like ``"12,40-45"``, or a boolean mask (N,) or (K, N). Frames whose rows are NaN (excluded
         by ``correlate``) and those the input file lists are always excluded. Their rows and columns are filled by
@@ -126,9 +129,22 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         denoised 2TCF stays finite there, its 1TCF ``g2`` leaves them out, and the file lists them per ROI
         (``excluded_frames``), which ``fit`` honours.
     bad_frame_threshold : robust z-score of ``"auto"``
+    model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
+        that denoised the file, checked by its SHA-256)
+    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
+
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
+    the photon noise (residual bootstrap) and, for a file denoised by the ensemble whose raw 2TCF is kept, the
+    model's own spread; ``path`` says per ROI what was fitted (the denoised 2TCF, a binned one, or the raw one
+    where the model cannot help). A denoised file without its raw 2TCF is fitted as it is, with a warning that
+    its errors are the fit's alone.
     """
     from .badframes import DEFAULT_THRESHOLD, fill_excluded
     from .denoising import denoise
+    from .fitting import _check_frame_time
+
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
 
     t0 = time.time()
     output = Path(output)
@@ -163,6 +179,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         attrs["model_members"] = den.n_members
     if options:
         attrs["options"] = json.dumps(options)
+    frame_time = frame_time if frame_time is not None else data.frame_time
+    if frame_time is not None:
+        attrs["frame_time"] = float(frame_time)
     lists = _lists(mask, data.c2.shape[0])
     g2 = None
     if mask is not None:
@@ -176,7 +195,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
              overwrite=overwrite)
     return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
             "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "excluded_frames": lists,
-            "seconds": round(time.time() - t0, 2)}
+            "frame_time_s": frame_time, "seconds": round(time.time() - t0, 2)}
 
 
 def _is_auto(exclude) -> bool:
@@ -214,8 +233,10 @@ def _scalar(v) -> bool:
 
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
-             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False, exclude=None,
-             bad_frame_threshold: float | None = None, allow_external: bool = False) -> dict:
+             cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
+             weighted: bool = True, overwrite: bool = False, exclude=None,
+             bad_frame_threshold: float | None = None, model=None, n_boot: int = 16, seed: int = 0,
+             allow_external: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -224,6 +245,9 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
+    frame_time : seconds per frame (default: the file's, e.g. APS 8-ID-I; else Γ stays in frames⁻¹)
+    weighted : weight 1TCF points by their standard error from the 2TCF (whole-series fits; cuts are
+        unweighted)
     output : ``.csv`` path; a ``.json`` with the same rows is written beside it (an output ending in ``.json``
         is the JSON, with the CSV beside it). Non-finite numbers are ``null`` in the JSON.
     exclude : frames left out of the 1TCFs and cuts that are fitted: ``"auto"``
@@ -231,12 +255,25 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         or a boolean mask (N,) or (K, N); the frames the file lists (``excluded_frames``) and those whose rows
         are NaN are always left out. The JSON lists them per ROI.
     bad_frame_threshold : robust z-score of ``"auto"``
+    model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
+        that denoised the file, checked by its SHA-256)
+    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
+
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
+    the photon noise (residual bootstrap) and, for a file denoised by the ensemble whose raw 2TCF is kept, the
+    model's own spread; ``path`` says per ROI what was fitted (the denoised 2TCF, a binned one, or the raw one
+    where the model cannot help). A denoised file without its raw 2TCF is fitted as it is, with a warning that
+    its errors are the fit's alone.
+
+    Returns
+    -------
+    dict summary; with q known and a whole-series fit, ``diffusion``: Γ = D q² of the converged ROIs.
     """
     from .badframes import DEFAULT_THRESHOLD
-    from .fitting import fit_g2
+    from .fitting import _check_frame_time, fit_diffusion, fit_rows
     from .preprocessing import flat_two_times
     from .report import default_max_lag
-    from .workflows import ageing_analysis
+    from .workflows import ageing_analysis, fit_one_times
 
     output = Path(output)
     if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file
@@ -251,7 +288,11 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         cut_width = check_int(cut_width, "--cut-width (frames)", 1)
     if max_lag is not None:
         max_lag = check_int(max_lag, "--max-lag (frames)", 1)
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
     data = read_c2(input_path, dataset, allow_external=allow_external)
+    if frame_time is None:
+        frame_time = data.frame_time
     c2, n = data.c2, data.c2.shape[-1]
     if cut_width is not None and cut_width > n:
         raise XPCSInputError(f"--cut-width {cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
@@ -262,21 +303,30 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if flat.all():
         raise XPCSInputError(f"{input_path}: every 2TCF is flat (constant): no contrast, nothing to fit")
     fix = {"alpha": 1.0} if fix_alpha else {}
-    rows = []
+    rows, diffusion = [], None
+    age_cols = {"age_unit": "frames"}
     if cut_width is None:
         lag_max = max_lag or default_max_lag(n)
         if fix_beta:
             fix["beta"] = _beta_or_nan(c2)
-        fit = fit_g2(one_time_from_two_time(c2, max_lag=lag_max), fix=fix)
-        cols = fit.to_dict()
-        for k in range(c2.shape[0]):
-            rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"),
-                         **{c: _py(v[k]) for c, v in cols.items()}})
-            if fix_beta and not np.isfinite(fix["beta"][k]):
-                rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
-            if flat[k]:
-                rows[-1].update({c: float("nan") for c in cols if c not in ("success", "message")})
-                rows[-1].update(success=False, message="flat 2TCF: no contrast, nothing to fit")
+        fit, extra = _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed)
+        q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
+        rows = fit_rows(fit, np.arange(1, c2.shape[0] + 1), index_name="roi",
+                        columns={"q": q_col, "age": float("nan"), **age_cols, **extra})
+        if fix_beta:
+            for k in np.flatnonzero(~np.isfinite(fix["beta"])):
+                rows[k]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+        for k in np.flatnonzero(flat):  # a constant 2TCF: nothing to fit, whatever the optimiser returned
+            rows[k].update({c: float("nan") for c in ("gamma", "gamma_err", "beta", "beta_err", "baseline",
+                                                       "baseline_err", "alpha", "alpha_err", "redchi") if c in rows[k]})
+            rows[k].update(success=False, message="flat 2TCF: no contrast, nothing to fit")
+        if data.q is not None:
+            ok = fit.success & ~fit.at_bound & ~flat
+            try:
+                diffusion = fit_diffusion(data.q, np.where(ok, fit.gamma, np.nan),
+                                          np.where(ok, fit.gamma_err, np.nan), gamma_unit=fit.gamma_unit).to_dict()
+            except XPCSInputError as exc:
+                diffusion = {"error": str(exc)}
     else:
         for k in range(c2.shape[0]):
             lag_max = max_lag or min(49, n - 1)
@@ -286,27 +336,76 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                 continue
             # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
             try:
-                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix) if fix_beta
-                     else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix))
+                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
+                     if fix_beta else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix, frame_time))
             except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
                 rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
                              "message": str(exc)})
                 continue
-            cols = r["fit"].to_dict()
-            for i, age in enumerate(r["ages"]):
-                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float(age),
-                             **{c: _py(v[i]) for c, v in cols.items()}})
+            cols = {"roi": k + 1, "q": _q(data.q, k), **age_cols}
+            if frame_time is not None:
+                cols["age_s"] = r["ages"] * frame_time
+            rows += fit_rows(r["fit"], r["ages"], index_name="age", columns=cols)
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     write_csv(output, rows, overwrite=overwrite)
     lists = _lists(mask, c2.shape[0])
+    units = {"gamma_unit": "1/s" if frame_time is not None else "1/frame", "q_unit": "1/Å", "age_unit": "frames",
+             "frame_time_s": frame_time}
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
-            "excluded_frames": lists, "rows": rows}
+            "weighted": bool(weighted and cut_width is None), **units, "excluded_frames": lists, "rows": rows}
+    if diffusion is not None:
+        meta["diffusion"] = diffusion
     with atomic_path(json_path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(json.dumps(json_safe(meta), indent=1, allow_nan=False) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
-    return {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
-            "successful": ok, "excluded_frames": lists}
+    out = {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
+           "successful": ok, "excluded_frames": lists, **units}
+    if diffusion is not None:
+        out["diffusion"] = diffusion
+    return out
+
+
+def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed):
+    """Fits of each ROI's whole 2TCF with honest errors (:func:`fit_two_time`) and the table columns saying how
+    they were obtained."""
+    from .uncertainty import fit_two_time
+    from .workflows import fit_one_times
+
+    method = str(data.attrs.get("method", "none"))
+    k = c2.shape[0]
+    if method == "cned" and data.raw is not None:
+        den = _model(model)
+        used = str(data.attrs.get("model_weights_sha256", ""))
+        if used and used != den.card.get("weights_sha256"):
+            raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {used[:12]}…, not by "
+                                 f"{'the shipped ensemble' if model is None else model}; pass that model "
+                                 "(fit --model DIR) so that its uncertainty can be measured")
+        raw = apply_exclusion(data.raw, mask) if mask is not None else data.raw
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tf = fit_two_time(_fill_for_model(raw), method="cned", model=den, n_boot=n_boot, seed=seed,
+                              max_lag=min(lag_max, den.size - 1), fix=fix, frame_time=frame_time)
+        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
+    if method in ("none", "raw"):
+        tf = fit_two_time(c2, method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
+                          frame_time=frame_time)
+        return tf.fit, {"path": np.array(["raw"] * k), "errors": "fit + bootstrap (noise)"}
+    why = ("holds no raw 2TCF (keep it when denoising)" if data.raw is None else
+           "was denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
+    warnings.warn(f"the file ({method}) {why}: the errors are the fit's own and understate the uncertainty",
+                  stacklevel=3)
+    fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=False)
+    return fit, {"path": np.array([f"{method} (as stored)"] * k), "errors": "fit only"}
+
+
+def _fill_for_model(c2):
+    """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
+    if np.all(np.isfinite(c2)):
+        return c2
+    from .badframes import fill_excluded
+
+    return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
 
 
 def _beta_or_nan(c2):
@@ -322,12 +421,14 @@ def _beta_or_nan(c2):
     return out
 
 
-def _cuts_free_beta(c2, width, max_lag, fix):
+def _cuts_free_beta(c2, width, max_lag, fix, frame_time=None):
     from .correlation import time_resolved_cuts
-    from .fitting import fit_g2
+    from .fitting import cut_trust, fit_g2
 
     ages, lags, g = time_resolved_cuts(c2, width=width, max_lag=max_lag)
-    return {"ages": ages, "fit": fit_g2(g, lags, fix=fix or None)}
+    fit = fit_g2(g, lags, fix=fix or None, frame_time=frame_time)
+    fit.trusted = cut_trust(fit, g)
+    return {"ages": ages, "fit": fit}
 
 
 def _q(q, k):
@@ -340,16 +441,23 @@ def _py(v):
 
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
-                overwrite: bool = False, allow_external: bool = False) -> dict:
+                frame_time: float | None = None, weighted: bool = True, overwrite: bool = False,
+                allow_external: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
     A file written by :func:`denoise_file` (with its raw 2TCFs) is reported as is; any other 2TCF file is
     denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the raw data.
+    ``frame_time`` (s per frame; default the file's) puts Γ in s⁻¹; ``weighted`` weights 1TCF points by their
+    standard errors from the 2TCF.
     ``out_dir`` must not be or contain the input; with ``overwrite`` only a report folder written before is
     replaced, file by file (see :func:`~xpcs_denoise.report.write_report`).
     """
     from .denoising import METHODS, denoise
+    from .fitting import _check_frame_time
     from .report import write_report
+
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
 
     for m in compare:
         if m not in METHODS:
@@ -363,6 +471,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     if cut_width > data.c2.shape[-1]:
         raise XPCSInputError(f"--cut-width {cut_width} is wider than the {data.c2.shape[-1]}-frame 2TCF; use "
                              f"1..{data.c2.shape[-1]}")
+    frame_time = frame_time if frame_time is not None else data.frame_time
     provenance = {"input": str(input_path), "format": data.source_format, "seed": seed}
     if data.raw is not None:
         raw, main_name = data.raw, str(data.attrs.get("method", "denoised"))
@@ -380,7 +489,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
             c2s[m] = denoise(raw, m, seed=seed, step=step)
     index = write_report(out_dir, c2s, q=data.q, title=f"xpcs-denoise report: {Path(input_path).name}",
                          provenance=provenance, cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
-                         overwrite=overwrite)
+                         frame_time=frame_time, weighted=weighted, overwrite=overwrite)
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 

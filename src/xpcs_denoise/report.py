@@ -19,7 +19,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
-from .fitting import fit_g2
+from .fitting import fit_rows
 from .io import write_csv
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
@@ -68,7 +68,8 @@ def default_max_lag(n_frames: int) -> int:
     return n_frames - 1 if n_frames <= 100 else n_frames // 2
 
 
-def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None) -> tuple[list, dict]:
+def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None,
+              frame_time: float | None = None, weighted: bool = True) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
@@ -77,23 +78,26 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     q : (K,) q values in Å⁻¹, optional
     max_lag : lags fitted (frames); default :func:`default_max_lag`
     fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
+    frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
+    weighted : weight each 1TCF point by its standard error from the 2TCF
 
     Returns
     -------
-    rows : list of dict, one per (method, ROI): values, standard errors, reduced χ², status
+    rows : list of dict, one per (method, ROI): values, standard errors, ``gamma_unit``, reduced χ², status
     fits : dict of name → :class:`~xpcs_denoise.fitting.FitResult`
     """
+    from .workflows import fit_one_times
+
     rows, fits = [], {}
     for name, c2 in c2s.items():
         c2 = np.asarray(c2, dtype=np.float64)
         lag_max = max_lag or default_max_lag(c2.shape[-1])
-        fit = fit_g2(one_time_from_two_time(c2, max_lag=lag_max), fix=fix)
+        fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted)
         fits[name] = fit
-        cols = fit.to_dict()
-        for k in range(c2.shape[0]):
-            row = {"method": name, "roi": k + 1, "q": float(q[k]) if q is not None else float("nan")}
-            row.update({c: (v[k].item() if hasattr(v[k], "item") else v[k]) for c, v in cols.items()})
-            rows.append(row)
+        k_rois = c2.shape[0]
+        q_col = np.asarray(q, dtype=float) if q is not None else np.full(k_rois, np.nan)
+        rows += [{"method": name, **r} for r in fit_rows(fit, np.arange(1, k_rois + 1), index_name="roi",
+                                                          columns={"q": q_col})]
     return rows, fits
 
 
@@ -144,7 +148,7 @@ def _fig_g2(path, c2s, fits, rois, q):
         axes[0, j].set_xscale("log")
         axes[0, j].set_title(f"ROI {k + 1}" + (f", q = {q[k]:.4g} Å⁻¹" if q is not None else ""), fontsize=8)
         axes[1, j].axhline(0, color="k", lw=0.7)
-        axes[1, j].set_xlabel("lag (frames)")
+        axes[1, j].set_xlabel(f"lag ({fit.lag_unit})")
     axes[0, 0].set_ylabel("C₁ (1TCF), lines: Eq. 3 fits")
     axes[1, 0].set_ylabel("1TCF − fit")
     axes[0, 0].legend(fontsize=7)
@@ -152,28 +156,31 @@ def _fig_g2(path, c2s, fits, rois, q):
     plt.close(fig)
 
 
-def _fig_ageing(path, c2s, rois, width):
+def _fig_ageing(path, c2s, rois, width, frame_time=None):
     import matplotlib.pyplot as plt
 
+    from .plotting import log_ticks, plot_cut_gammas
     from .workflows import ageing_analysis
 
     fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois) + 0.5, 3.4), constrained_layout=True,
                              squeeze=False)
+    unit = "1/frame"
     for j, k in enumerate(rois):
         ax = axes[0, j]
         beta = None
         for i, (name, c2) in enumerate(c2s.items()):
             n = c2.shape[-1]
-            r = ageing_analysis(c2[k], width=width, max_lag=min(49, n - 1), beta=beta)
+            r = ageing_analysis(c2[k], width=width, max_lag=min(49, n - 1), beta=beta, frame_time=frame_time)
             beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
-            ok = r["fit"].success
-            ax.plot(r["ages"][ok], r["fit"].gamma[ok], ".", ms=3, color="0.55" if i == 0 else f"C{i - 1}",
-                    label=name)
+            unit = r["fit"].gamma_unit
+            plot_cut_gammas(ax, r["ages"], r["fit"], color="0.55" if i == 0 else f"C{i - 1}", label=name,
+                            legend_marks=(j == 0 and i == 0))
         ax.set_yscale("log")
+        log_ticks(ax, "y", max_labels=4)
         ax.set_xlabel("age t_a (frames)")
         ax.set_title(f"ROI {k + 1}: Γ(t_a), cuts of {width} frame(s)", fontsize=8)
-    axes[0, 0].set_ylabel("Γ (frames⁻¹)")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].set_ylabel(f"Γ ({unit})")
+    axes[0, 0].legend(fontsize=6)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -191,7 +198,8 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
-                 provenance: dict | None = None, overwrite: bool = False) -> Path:
+                 provenance: dict | None = None, frame_time: float | None = None, weighted: bool = True,
+                 overwrite: bool = False) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N > 50), ``fits.csv``, ``summary.json`` and ``index.html``.
 
@@ -205,6 +213,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         lags the 50-frame window denoises (longer lags keep the raw values)
     cut_width : cut width (frames) of the Γ(t_a) figure
     provenance : recorded in ``summary.json`` and shown on the page (method, model hash, seed, …)
+    frame_time : seconds per frame: Γ in s⁻¹ and lags in s (else frames)
+    weighted : weight 1TCF points by their standard errors from the 2TCF
 
     Returns
     -------
@@ -232,34 +242,54 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     try:
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), 49)
-        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix)
+        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, frame_time=frame_time, weighted=weighted)
+        g_unit = next(iter(fits.values())).gamma_unit
+        lag_unit = next(iter(fits.values())).lag_unit
+        diffusion = {}
         figures = [("Two-time correlation functions (one colour scale per ROI, set by the raw 2TCF)",
                     "c2_maps.png")]
         _fig_maps(tmp / "c2_maps.png", c2s, rois, q)
         figures.append(("1TCFs with Eq. 3 fits (top) and residuals (bottom)", "g2_fits.png"))
         _fig_g2(tmp / "g2_fits.png", c2s, fits, rois, q)
         if k_rois > 1 and q is not None and np.all(q > 0):
+            from .fitting import fit_diffusion
             from .plotting import plot_parameters
 
-            fig = plot_parameters(q, fits, title="Eq. 3 parameters against q (1σ error bars)")
+            for name, fit in fits.items():
+                ok = fit.success & ~fit.at_bound
+                try:
+                    diffusion[name] = fit_diffusion(q, np.where(ok, fit.gamma, np.nan),
+                                                    np.where(ok, fit.gamma_err, np.nan), gamma_unit=g_unit)
+                except XPCSInputError:
+                    pass
+            fig = plot_parameters(q, fits, title="Eq. 3 parameters against q (1σ error bars; lines: Γ = D q²)",
+                                  diffusion=diffusion)
             fig.savefig(tmp / "gamma_q.png", dpi=90)
             import matplotlib.pyplot as plt
 
             plt.close(fig)
             figures.append(("Γ(q), β(q), C∞(q), α(q)", "gamma_q.png"))
         if n > 50:
-            _fig_ageing(tmp / "gamma_age.png", c2s, rois, cut_width)
-            figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed",
-                            "gamma_age.png"))
+            _fig_ageing(tmp / "gamma_age.png", c2s, rois, cut_width, frame_time)
+            figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
+                            "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
+                            "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
         write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
-                   "provenance": provenance or {}, "fits": rows, "figures": [f for _, f in figures]}
+                   "gamma_unit": g_unit, "lag_unit": lag_unit, "q_unit": "1/Å", "frame_time_s": frame_time,
+                   "weighted": bool(weighted), "provenance": provenance or {}, "fits": rows,
+                   "diffusion": {m: d.to_dict() for m, d in diffusion.items()},
+                   "figures": [f for _, f in figures]}
         from .safety import json_safe
 
         summary = json.loads(json.dumps(summary, default=str))  # Paths, numpy values → text/numbers
         (tmp / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
-        cols = ["method", "roi", "q", "gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err",
-                "alpha", "alpha_err", "redchi", "success", "message"]
+        cols = ["method", "roi", "q", "gamma", "gamma_err", "gamma_unit", "beta", "beta_err", "baseline",
+                "baseline_err", "alpha", "alpha_err", "redchi", "success", "at_bound", "message"]
+        diff_html = "".join(f"<li>{html.escape(m)}: D = {d.D:.4g} ± {d.D_err:.2g} {html.escape(d.D_unit)} "
+                            f"(Γ = D q², {d.n_points} ROIs, reduced χ² {d.redchi:.3g})</li>"
+                            for m, d in diffusion.items())
+        diff_html = f"<h2>Γ(q) = D q²</h2><ul>{diff_html}</ul>" if diff_html else ""
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
                        for k, v in (provenance or {}).items())
         figs = "".join(f"<h2>{html.escape(t)}</h2><img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
@@ -270,9 +300,12 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #aaa;padding:2px 6px;"
             "text-align:right}img{max-width:100%}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>"
-            f"<p>{k_rois} ROI(s), {n} frames. Γ in frames⁻¹, q in Å⁻¹, lags in frames. "
-            "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors.</p>"
-            f"<ul>{prov}</ul>{_html_table(rows, cols)}{figs}</body></html>\n")
+            f"<p>{k_rois} ROI(s), {n} frames"
+            + (f" of {frame_time:.6g} s" if frame_time is not None else "")
+            + f". Γ in {html.escape(g_unit)}, q in Å⁻¹, lags in {html.escape(lag_unit)}. "
+            "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors"
+            + (", 1TCF points weighted by their standard errors from the 2TCF" if weighted else "")
+            + f".</p><ul>{prov}</ul>{_html_table(rows, cols)}{diff_html}{figs}</body></html>\n")
         files = sorted(p.name for p in tmp.iterdir())
         (tmp / MANIFEST).write_text(json.dumps({"files": files}) + "\n")
         _publish_report(tmp, out)
