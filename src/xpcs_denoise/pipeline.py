@@ -473,10 +473,13 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                              f"1..{data.c2.shape[-1]}")
     frame_time = frame_time if frame_time is not None else data.frame_time
     provenance = {"input": str(input_path), "format": data.source_format, "seed": seed}
+    den = None
     if data.raw is not None:
         raw, main_name = data.raw, str(data.attrs.get("method", "denoised"))
         c2s = {"raw": raw, main_name: data.c2}
         provenance.update({k: v for k, v in data.attrs.items() if _scalar(v)})
+        if main_name == "cned":
+            den = _model(model)
     else:
         raw = data.c2
         den = _model(model) if method == "cned" else None
@@ -489,7 +492,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
             c2s[m] = denoise(raw, m, seed=seed, step=step)
     index = write_report(out_dir, c2s, q=data.q, title=f"xpcs-denoise report: {Path(input_path).name}",
                          provenance=provenance, cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
-                         frame_time=frame_time, weighted=weighted, overwrite=overwrite)
+                         frame_time=frame_time, weighted=weighted, overwrite=overwrite, model=den)
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 

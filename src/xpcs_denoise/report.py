@@ -69,7 +69,7 @@ def default_max_lag(n_frames: int) -> int:
 
 
 def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None,
-              frame_time: float | None = None, weighted: bool = True) -> tuple[list, dict]:
+              frame_time: float | None = None, weighted: bool = True, model=None) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
@@ -80,6 +80,11 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
     frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
     weighted : weight each 1TCF point by its standard error from the 2TCF
+    model : the ensemble behind a ``"cned"`` entry (default: the shipped one)
+
+    The ``"raw"`` entry and, with a ``"raw"`` entry beside it, the ``"cned"`` one are fitted by
+    :func:`~xpcs_denoise.uncertainty.fit_two_time`: errors that include the noise and the model, and the path
+    taken per ROI (a ``path`` column); other methods carry the fit's own errors.
 
     Returns
     -------
@@ -89,15 +94,30 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     from .workflows import fit_one_times
 
     rows, fits = [], {}
+    import warnings
+
+    from .uncertainty import fit_two_time
+
     for name, c2 in c2s.items():
         c2 = np.asarray(c2, dtype=np.float64)
         lag_max = max_lag or default_max_lag(c2.shape[-1])
-        fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted)
-        fits[name] = fit
         k_rois = c2.shape[0]
+        paths = np.full(k_rois, "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if name == "raw" and np.all(np.isfinite(c2)):
+                fit = fit_two_time(c2, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
+                paths = np.full(k_rois, "raw")
+            elif name == "cned" and "raw" in c2s and np.all(np.isfinite(c2s["raw"])):
+                tf = fit_two_time(np.asarray(c2s["raw"], dtype=np.float64), method="cned", model=model,
+                                  max_lag=min(lag_max, 49), fix=fix, frame_time=frame_time)
+                fit, paths = tf.fit, np.atleast_1d(tf.path)
+            else:
+                fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted)
+        fits[name] = fit
         q_col = np.asarray(q, dtype=float) if q is not None else np.full(k_rois, np.nan)
         rows += [{"method": name, **r} for r in fit_rows(fit, np.arange(1, k_rois + 1), index_name="roi",
-                                                          columns={"q": q_col})]
+                                                          columns={"q": q_col, "path": paths})]
     return rows, fits
 
 
@@ -199,7 +219,7 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, frame_time: float | None = None, weighted: bool = True,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, model=None) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N > 50), ``fits.csv``, ``summary.json`` and ``index.html``.
 
@@ -242,7 +262,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     try:
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), 49)
-        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, frame_time=frame_time, weighted=weighted)
+        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, frame_time=frame_time, weighted=weighted,
+                               model=model)
         g_unit = next(iter(fits.values())).gamma_unit
         lag_unit = next(iter(fits.values())).lag_unit
         diffusion = {}

@@ -334,7 +334,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                     **{k + "_err": err[k].reshape(shape) for k in PARAMETERS},
                     success=success.reshape(shape), message=message.astype(str).reshape(shape),
                     redchi=redchi.reshape(shape), n_iter=np.zeros(shape, int),
-                    lags=lags, fixed=dict(fix or {}), at_bound=at_bound.reshape(shape), lag_unit=lag_unit)
+                    lags=lags, fixed=dict(fix or {}), at_bound=at_bound.reshape(shape), lag_unit=lag_unit,
+                    weighted=den is None)
     if notes:
         warnings.warn("; ".join(notes[:3]) + (f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""),
                       stacklevel=2)
@@ -398,7 +399,8 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
 
 
 def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int = 49, beta=None,
-             fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5):
+             baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
+             frame_time: float | None = None):
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one (N, N) 2TCF, β fixed, with honest errors.
 
     For ``method="cned"`` the 2TCF is denoised (sliding window) and the errors of each age combine the fit's
@@ -418,13 +420,17 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     x = np.asarray(c2, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
         raise XPCSInputError(f"cut_fits takes one square (N, N) 2TCF; got shape {x.shape}")
-    if beta is None:
-        beta = float(scale_parameters(x, 0)[0][0])
+    b, base = scale_parameters(x, 0, beta, baseline)
+    beta, baseline = float(b[0]), float(base[0])
     lag_max = min(int(max_lag), x.shape[0] - 1)
 
     def fit_cuts(m):
+        from .fitting import cut_trust
+
         ages, lags, g = time_resolved_cuts(m, width=width, max_lag=lag_max)
-        return ages, fit_g2(g, lags, fix={**(fix or {}), "beta": beta})
+        f = fit_g2(g, lags, fix={**(fix or {}), "beta": beta}, frame_time=frame_time)
+        f.trusted = cut_trust(f, g)
+        return ages, f
 
     if method == "none":
         ages, fit = fit_cuts(x)
@@ -435,7 +441,7 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     den = model or _pretrained()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        d = denoise(x, "cned", model=den, seed=seed, step=step)
+        d = denoise(x, "cned", model=den, seed=seed, step=step, beta=beta, baseline=baseline)
     ages, fit = fit_cuts(d)
     rng = np.random.default_rng(seed)
     reps = residual_bootstrap(x, d, max(2, int(n_boot)), int(rng.integers(2**31)))
@@ -444,7 +450,8 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for b in range(reps.shape[0]):
-            rb = denoise(reps[b], "cned", model=halves[b % len(halves)], seed=seed + b + 1, step=step)
+            rb = denoise(reps[b], "cned", model=halves[b % len(halves)], seed=seed + b + 1, step=step, beta=beta,
+                         baseline=baseline)
             _, fb = fit_cuts(rb)
             for k in PARAMETERS:
                 vals[k].append(np.where(fb.success, getattr(fb, k), np.nan))

@@ -17,7 +17,7 @@ from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from .io import write_csv
-from .uncertainty import fit_two_time
+from .uncertainty import cut_fits, fit_two_time
 
 __all__ = [
     "run_demo",
@@ -120,12 +120,19 @@ class QDependenceResult:
     gamma_true: np.ndarray | None = None
     diffusion: dict | None = None
     frame_time: float | None = None
+    #: per ROI, what the ensemble's entry fitted (:func:`~xpcs_denoise.uncertainty.fit_two_time`)
+    paths: np.ndarray | None = None
 
     def table(self) -> list[dict]:
         """One row per ROI and method: method, q (Å⁻¹), Γ, β, C∞, α with standard errors, ``gamma_unit``,
-        reduced χ², success, at_bound, message."""
+        reduced χ², success, at_bound, message; ``path`` (what was fitted) for the ensemble's rows."""
         extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true}
-        return fit_rows(self.fits, self.q, index_name="q", columns=extra)
+        rows = fit_rows(self.fits, self.q, index_name="q", columns=extra)
+        if self.paths is not None:
+            paths = iter(np.ravel(self.paths))
+            for r in rows:
+                r["path"] = next(paths) if r.get("method") == "cned" else ""
+        return rows
 
     def diffusion_fit(self, method: str, *, power: float | None = 2.0):
         """Γ = D qⁿ of one method's converged fits (n fixed at ``power``, or free with None)."""
@@ -194,6 +201,16 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     outputs, _ = _per_roi_outputs(window, methods, model=model, seed=seed)
     fix = None if alpha_free else {"alpha": 1.0}
     fits = {m: fit_one_times(x, fix=fix, frame_time=frame_time, weighted=weighted) for m, x in outputs.items()}
+    # Raw and ensemble fits carry errors that include the noise and the model (residual bootstrap); the
+    # ensemble's entry takes, per ROI, the path uncertainty.fit_two_time chooses (raw where it cannot help).
+    paths = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if "raw" in fits:
+            fits["raw"] = fit_two_time(window, method="none", fix=fix, seed=seed, frame_time=frame_time).fit
+        if "cned" in fits:
+            tf = fit_two_time(window, method="cned", model=model, fix=fix, seed=seed, frame_time=frame_time)
+            fits["cned"], paths = tf.fit, tf.path
     if targets is not None:
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim != 3 or targets.shape[0] != k_rois:
@@ -201,6 +218,7 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
         fits["target"] = fit_one_times(targets, fix=fix, frame_time=frame_time, weighted=weighted)
     gt = None if gamma_true is None else np.asarray(gamma_true, dtype=float).reshape(k_rois)
     res = QDependenceResult(q, fits, bool(alpha_free), (int(start), stop), int(seed), gt, None, frame_time)
+    res.paths = paths
     if res.q_is_physical:
         res.diffusion = {}
         for m in fits:
@@ -304,7 +322,12 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, be
     outputs, spread = _method_outputs(c2, methods, model=model, seed=seed, step=step, beta=b, baseline=base)
     fits, ages = {}, None
     for m, x in outputs.items():
-        r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
+        if m == "cned":
+            # errors that include the noise and the model: residual bootstrap through the same denoising
+            r = cut_fits(c2, method="cned", model=model, width=width, max_lag=max_lag, beta=b, baseline=base,
+                         fix=fix, seed=seed, step=step, frame_time=frame_time)
+        else:
+            r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
         fits[m], ages = r["fit"], r["ages"]
     gt = None
     if gamma_true is not None:
