@@ -705,3 +705,12 @@ def test_ctrl_c_while_the_console_script_imports(tmp_path):
     r = subprocess.run([sys.executable, str(script), "--version"], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 130 and r.stderr.strip() == "xpcs-denoise: interrupted", r.stderr
+
+
+def test_fit_marks_a_flat_roi_failed_and_fits_the_others(tmp_path, capsys):
+    np.save(tmp_path / "c.npy", np.stack([good_c2(), np.full((60, 60), 1.3)]))
+    rc, err = run_cli(capsys, "fit", tmp_path / "c.npy", "-o", tmp_path / "p.csv")
+    assert rc == 0, err
+    rows = json.loads((tmp_path / "p.json").read_text())["rows"]
+    assert rows[0]["success"] and abs(rows[0]["gamma"] - 0.04) < 0.01  # true Γ 0.04 frames⁻¹
+    assert not rows[1]["success"] and rows[1]["gamma"] is None and "flat" in rows[1]["message"]
