@@ -73,6 +73,13 @@ SIMULATED_RANGES = {"gamma_range": (0.001, 1.0), "beta_range": (0.03, 0.6), "alp
                     "count_range": (0.01, 1.5), "pixel_range": (100, 20000), "min_photons": 60.0}
 
 
+#: Baseline offsets C∞ − 1 of simulated crops, as a share of their contrast: (mean, sd, low, high) of a clipped
+#: normal. The simulator is ergodic (C∞ = 1), but the real training targets' Eq. 3 fits have C∞ − 1 ≈ 0.08 β
+#: (median; quartiles 0.04–0.17, 5–95 % −0.2–0.5 in Eq. 4 units): without offsets the members learn that every
+#: tail ends at 1 and read a real offset as a slower decay.
+BASELINE_OFFSET = (0.08, 0.15, -0.3, 0.6)
+
+
 def rescale_pairs(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bring (B, n, n) input crops and their targets (both in Eq. 4 units) to each input's own Eq. 5 scale.
 
@@ -87,19 +94,25 @@ def rescale_pairs(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> tup
 
 
 def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "estimated",
-                    ranges: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    ranges: dict | None = None, offset: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each (m ≤ n, size, size) float32 in model units, from simulated speckle series.
 
     ``contrast="true"`` scales both by the simulation's β (Eq. 4, as the real training data, whose β* comes
     from the photon statistics); ``"estimated"`` scales the noisy crop as at inference (Eq. 5: β̂ = mean lag-1
     value − 1) and its noise-free target by the same β̂. Inputs have lag 0 replaced by lag-1 draws, targets
-    the noise-free lag-1 value; crops without contrast (β̂ ≤ 0) are dropped.
+    the noise-free lag-1 value; crops without contrast (β̂ ≤ 0) are dropped. With ``offset`` both get the
+    same baseline offset C∞ − 1 (:data:`BASELINE_OFFSET`), as real 2TCFs have.
     """
     from .simulation import simulate_crops
 
     if contrast not in ("true", "estimated"):
         raise XPCSInputError(f"contrast must be 'true' or 'estimated'; got {contrast!r}")
     measured, true, prm = simulate_crops(n, size, seed=seed, **(SIMULATED_RANGES if ranges is None else ranges))
+    if offset:
+        mu, sd, lo, hi = BASELINE_OFFSET
+        rel = np.clip(np.random.default_rng([seed, 7]).normal(mu, sd, len(measured)), lo, hi)
+        shift = (rel * prm["beta"])[:, None, None]
+        measured, true = measured + shift, true + shift
     beta, _ = scale_parameters(measured, size, partial=True)
     ok = np.isfinite(beta)
     if contrast == "true":
