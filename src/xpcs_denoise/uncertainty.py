@@ -283,7 +283,15 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         size = den.size
     else:
         size = 2
-    x, single = _check_two_times(c2, size)
+    if den is None and not np.all(np.isfinite(np.asarray(c2, dtype=np.float64))):
+        # raw fits ignore NaN (excluded frames' rows and columns): only the shape is checked
+        x = np.asarray(c2, dtype=np.float64)
+        if x.ndim not in (2, 3) or x.shape[-1] != x.shape[-2] or x.shape[-1] < 3:
+            raise XPCSInputError(f"2TCF must be square, shape (N, N) or (B, N, N), N >= 3; got {x.shape}")
+        single = x.ndim == 2
+        x = x[None] if single else x
+    else:
+        x, single = _check_two_times(c2, size)
     nb, n = x.shape[0], x.shape[-1]
     rng = np.random.default_rng(seed)
     raw_lag = max_lag or (n - 1 if n <= 100 else n // 2)
