@@ -119,8 +119,12 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [int(r["roi"]) for r in rows] == [1, 2, 3]
     gamma = np.array([float(r["gamma"]) for r in rows])
-    # 80 frames of a noisy series (accuracy is tested in test_workflows): Γ rises with q, to the right decade.
-    assert np.all(np.diff(gamma) > 0) and np.all(np.abs(np.log10(gamma / sim.gamma)) < 1)
+    err = np.array([float(r["gamma_err"]) for r in rows])
+    # 80 frames of a very noisy series (the last ROI has 0.04 photons per pixel per frame; accuracy is tested in
+    # test_workflows and benchmarks/bench_bias.py): each Γ agrees with the truth within its honest error, which
+    # includes the noise and the model (bootstrap), and each row says what was fitted.
+    assert np.all(err > 0) and np.all(np.abs(gamma - sim.gamma) < 3 * err)
+    assert all(r["path"] in ("denoised", "raw: fast", "raw: precise") for r in rows)
     assert float(rows[0]["alpha"]) == 1.0 and json.loads((tmp_path / "p.json").read_text())["fix_alpha"]
 
     r = run("fit", str(tmp_path / "d.h5"), "-o", str(tmp_path / "cuts.csv"), "--cut-width", "3", "--fix-beta",
