@@ -215,6 +215,9 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
     return a
 
 
+_G2_CHUNK = 2**21  # values gathered at once by one_time_from_two_time
+
+
 def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
     """One-time correlation function (Eq. 2): the mean of a 2TCF along its diagonals.
 
@@ -242,20 +245,30 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
     single = c2.ndim == 2
     c = c2[None] if single else c2
-    sym = 0.5 * (c + np.swapaxes(c, -1, -2))
-    # Shear the matrix so that diagonal k becomes column k: row t of the upper triangle, read from column t.
-    # Stride trick: sym[:, t, t + k] for all t, k via a flat index, no Python loop over lags.
+    nb = c.shape[0]
+    flat = c.reshape(nb, -1)
+    g2 = np.empty((nb, max_lag))
+    # Diagonal k of both triangles gathered by flat index (no Python loop over lags), in chunks of matrices and
+    # lags holding at most ~2M values each: a few tens of MB whatever T (T = 4,000: 128 MB per matrix saved).
+    per_lag = n
+    lag_chunk = int(max(1, min(max_lag, _G2_CHUNK // per_lag)))
+    b_chunk = int(max(1, _G2_CHUNK // (per_lag * lag_chunk)))
     t = np.arange(n)[:, None]
-    k = np.arange(1, max_lag + 1)[None, :]
-    col = t + k
-    valid = col < n
-    flat = (t * n + np.where(valid, col, 0)).ravel()
-    vals = sym.reshape(c.shape[0], -1)[:, flat].reshape(c.shape[0], n, max_lag)
-    vals = np.where(valid[None], vals, np.nan)
-    with np.errstate(invalid="ignore"):
-        counts = np.sum(np.isfinite(vals), axis=1)
-        g2 = np.nansum(vals, axis=1) / np.where(counts > 0, counts, 1)
-    g2[counts == 0] = np.nan
+    for k0 in range(0, max_lag, lag_chunk):
+        k = np.arange(k0 + 1, min(max_lag, k0 + lag_chunk) + 1)[None, :]
+        col = t + k
+        valid = col < n
+        colv = np.where(valid, col, 0)
+        upper, lower = (t * n + colv).ravel(), (colv * n + t).ravel()
+        for b0 in range(0, nb, b_chunk):
+            part = flat[b0:b0 + b_chunk]
+            vals = 0.5 * (part[:, upper] + part[:, lower]).reshape(-1, n, k.shape[1])
+            vals = np.where(valid[None], vals, np.nan)
+            with np.errstate(invalid="ignore"):
+                counts = np.sum(np.isfinite(vals), axis=1)
+                out = np.nansum(vals, axis=1) / np.where(counts > 0, counts, 1)
+            out[counts == 0] = np.nan
+            g2[b0:b0 + b_chunk, k0:k0 + k.shape[1]] = out
     return g2[0] if single else g2
 
 
