@@ -102,7 +102,7 @@ def _cmd_denoise(a):
 
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
-                     overwrite=a.overwrite)
+                     overwrite=a.overwrite, output_format=a.format, progress=not a.quiet)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
     _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}")
@@ -113,7 +113,7 @@ def _cmd_fit(a):
     from .pipeline import fit_file
 
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
-                 cut_width=a.cut_width, max_lag=a.max_lag, overwrite=a.overwrite)
+                 cut_width=a.cut_width, max_lag=a.max_lag, overwrite=a.overwrite, progress=not a.quiet)
     _print_summary(a, s, f"{s['successful']} of {s['fits']} fits succeeded → {s['output']}, {s['json']}")
     return 0
 
@@ -239,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dn = sub.add_parser("denoise", help="denoise every ROI of a 2TCF file")
     dn.add_argument("input", help=".npy, xpcs-denoise HDF5, APS 8-ID-I HDF5, or any HDF5 with --dataset")
-    dn.add_argument("-o", "--output", required=True, help="output HDF5 (xpcs-denoise format)")
+    dn.add_argument("-o", "--output", required=True,
+                    help="output file: an APS 8-ID-I result file for an APS input (opens in xpcs-viewer), our HDF5 "
+                         "format otherwise, a .npy array for a .npy name")
+    dn.add_argument("--format", choices=["aps", "ours", "npy"], default=None,
+                    help="output format (default: aps for an APS 8-ID-I input, npy for a .npy name, else ours)")
     method_opts(dn)
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")

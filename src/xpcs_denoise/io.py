@@ -47,7 +47,7 @@ from .errors import XPCSInputError
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
            "write_aps_c2", "write_aps_legacy", "read_frames", "read_labels", "atomic_path", "write_csv",
-           "pack_upper", "unpack_upper", "FORMAT_NAME", "FORMAT_VERSION"]
+           "pack_upper", "unpack_upper", "read_qmap", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "xpcs-denoise-c2"
 FORMAT_VERSION = 2
@@ -200,16 +200,62 @@ def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None
     qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
     if qs is None or labels is None or labels.size != k:
         return (qs.astype(np.float64) if qs is not None and qs.size == k else None), None, labels
-    idx = labels.astype(np.int64) - 1
+    return (*_qphi_of_labels(labels, qs, phis, index), labels)
+
+
+def _qphi_of_labels(labels, qs, phis=None, index=None):
+    """q and φ (or None) of 1-based dynamic-bin labels: label → ``index[label − 1]`` (identity without a
+    mapping) → q = ``qs[i // n_φ]``, φ = ``phis[i % n_φ]``, as pyXpcsViewer's qmap_utils reads them."""
+    idx = np.asarray(labels).astype(np.int64) - 1
     if index is not None:
         if idx.min() < 0 or idx.max() >= index.size:
-            return None, None, labels
+            return None, None
         idx = index.astype(np.int64)[idx]
     n_phi = 1 if phis is None else max(1, phis.size)
     iq, iphi = idx // n_phi, idx % n_phi
     q = qs[iq].astype(np.float64) if iq.min() >= 0 and iq.max() < qs.size else None
     phi = phis[iphi].astype(np.float64) if phis is not None and phis.size and q is not None else None
-    return q, phi, labels
+    return q, phi
+
+
+def read_qmap(path, dataset: str | None = None):
+    """ROI label map and, where the file says, q and φ of each label (APS qmap and result files).
+
+    Parameters
+    ----------
+    path, dataset : as :func:`read_labels`
+
+    Returns
+    -------
+    labels : ndarray of int64 (H, W)
+        As :func:`read_labels`; pixels outside the file's ``mask`` (APS ``qmap/mask``, beside the map) set to 0.
+    info : dict
+        ``labels`` (L,) the labels present (sorted), ``q`` (L,) Å⁻¹ and ``phi`` (L,) degrees or None, from
+        ``dynamic_v_list_dim0``/``dim1`` and ``dynamic_index_mapping`` next to the map.
+    """
+    labels = read_labels(path, dataset)
+    present = np.unique(labels[labels > 0])
+    info = {"labels": present, "q": None, "phi": None}
+    p, kind = _file_kind(path)
+    if kind != "hdf5":
+        return labels, info
+    with _open_h5(p) as f:
+        name = _dataset(f, dataset, p, LABEL_DATASETS, "ROI label map").name.strip("/")
+        group = name.rsplit("/", 1)[0] if "/" in name else ""
+        def get(leaf):
+            full = f"{group}/{leaf}" if group else leaf
+            return _read(f[full], p) if full in f else None
+        mask = get("mask")
+        if mask is not None and np.squeeze(mask).shape == labels.shape:
+            labels = np.where(np.squeeze(mask) != 0, labels, 0)
+            present = np.unique(labels[labels > 0])
+            info["labels"] = present
+        qs = get("dynamic_v_list_dim0")
+        if qs is not None and present.size:
+            phis, index = get("dynamic_v_list_dim1"), get("dynamic_index_mapping")
+            info["q"], info["phi"] = _qphi_of_labels(present, qs.ravel(), None if phis is None else phis.ravel(),
+                                                     None if index is None else index.ravel())
+    return labels, info
 
 
 def _attr_value(value):
@@ -714,9 +760,9 @@ class C2Writer:
                 self.extra[name] = np.asarray(np.ravel(val)).astype(kind)
                 if self.extra[name].shape != (self.k,):
                     raise XPCSInputError(f"{name} has shape {np.shape(val)}; expected ({self.k},) to match c2")
-        self.root = {**_encode_attrs(attrs), "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                     "software": "xpcs-denoise", "software_version": _package_version(),
-                     "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        _encode_attrs(attrs)  # refuse reserved names and unstorable values before anything is written
+        #: Provenance written as root attributes when the file is closed (may be updated until then).
+        self.attrs = dict(attrs or {})
         self._ctx = self._f = None
         self._overwrite = bool(overwrite)
         self.written = np.zeros(self.k, bool)
@@ -730,7 +776,6 @@ class C2Writer:
         tmp = self._ctx.__enter__()
         try:
             f = self._f = _h5py().File(tmp, "w")
-            f.attrs.update(self.root)
             p = self.n * (self.n + 1) // 2
             desc = {"c2": "two-time correlation functions C2[k, t1, t2], upper triangles",
                     "c2_raw": "input 2TCFs, upper triangles", "c2_std": "1-sigma uncertainty of c2, upper triangles"}
@@ -777,6 +822,14 @@ class C2Writer:
             exc = XPCSInputError(f"ROI index {np.flatnonzero(~self.written)[:5].tolist()} not written")
             self._abort(exc)
             raise exc
+        try:
+            self._f.attrs.update({**_encode_attrs(self.attrs), "format": FORMAT_NAME,
+                                  "format_version": FORMAT_VERSION, "software": "xpcs-denoise",
+                                  "software_version": _package_version(),
+                                  "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        except BaseException as exc:
+            self._abort(exc)
+            raise
         self._f.close()
         self._f = None
         ctx, self._ctx = self._ctx, None
@@ -811,8 +864,9 @@ class APSResultWriter:
             raise XPCSInputError(f"{source.path} is not an APS 8-ID-I result file (xpcs/twotime/correlation_map); "
                                  "write our format instead (--format ours)")
         self.source, self.path, self.keep_raw, self._overwrite = source, Path(path), keep_raw, bool(overwrite)
-        self.attrs = {**_encode_attrs(attrs), "software": "xpcs-denoise", "software_version": _package_version(),
-                      "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        _encode_attrs(attrs)
+        #: Provenance written on ``xpcs/twotime`` when the file is closed (may be updated until then).
+        self.attrs = dict(attrs or {})
         self.k, self.n = source.n_rois, source.n_frames
         self.dtype = np.dtype(source.dtype) if np.issubdtype(source.dtype, np.floating) else np.dtype(np.float32)
         self._ctx = self._f = None
@@ -843,7 +897,7 @@ class APSResultWriter:
             seg = self.n // APS_N_SEGMENTS
             self.g2 = np.zeros((self.n, self.k), dtype=g2_dtype)
             self.g2_segments = np.zeros((seg, APS_N_SEGMENTS, self.k), dtype=g2_dtype)
-            self.attrs["raw_group"] = APS_C2_RAW_GROUP if (self.keep_raw or had_raw) else ""
+            self.raw_group = APS_C2_RAW_GROUP if (self.keep_raw or had_raw) else ""
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -884,7 +938,10 @@ class APSResultWriter:
         f.create_dataset(APS_G2, data=self.g2, compression="lzf" if self.g2.size > 8192 else None)
         f.create_dataset(APS_G2_SEGMENTS, data=self.g2_segments,
                          compression="lzf" if self.g2_segments.size > 8192 else None)
-        f["xpcs/twotime"].attrs.update({**self.attrs, "denoised_by": "xpcs-denoise"})
+        f["xpcs/twotime"].attrs.update({**_encode_attrs(self.attrs), "denoised_by": "xpcs-denoise",
+                                        "software_version": _package_version(),
+                                        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                        "raw_group": self.raw_group})
         f.close()
         self._f = None
         ctx, self._ctx = self._ctx, None

@@ -11,6 +11,7 @@ Every output is written atomically and never overwrites an existing file unless 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,9 +20,19 @@ import numpy as np
 
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
+from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap,
+                 write_csv)
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
+
+
+def _bar(iterable, progress: bool, desc: str, total=None, unit: str = "ROI"):
+    """``iterable`` wrapped in a tqdm bar on stderr when ``progress`` (suppressed by the CLI's -q)."""
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False)
 
 
 def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, q=None,
@@ -31,25 +42,40 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     Parameters
     ----------
     frames_path : HDF5 file, ``.npy`` file, or folder of TIFFs (frames[T, H, W], photon counts)
-    labels_path : ROI label map (``.npy`` or HDF5), 0 = unused, 1..K = q-ROIs
+    labels_path : ROI label map (``.npy`` or HDF5), 0 = unused, 1..K = q-ROIs; an APS qmap file
+        (``qmap/dynamic_roi_map``) gives its mask, and the q and φ of its labels, which are kept
     output : HDF5 file to write
-    q : (K,) q values of the ROIs in Å⁻¹, optional
+    q : (K,) q values of the ROIs in Å⁻¹, optional (default: the qmap's)
 
     Returns
     -------
     dict summary (output, n_rois, n_frames, seconds)
+
+    Notes
+    -----
+    Peak memory: :func:`~xpcs_denoise.correlation.two_time_memory_bytes` (the (K, T, T) float64 result and one
+    pixel block); the file is written one ROI at a time (a float32 triangle, 2 T² bytes, at a time).
     """
     t0 = time.time()
     output = Path(output)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
-    labels = read_labels(labels_path, labels_dataset)
+    labels, info = read_qmap(labels_path, labels_dataset)
+    present = info["labels"]
+    if present.size and (present[0] != 1 or present[-1] != present.size):  # gaps (a qmap's selection, a mask)
+        dense = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+        dense[present] = np.arange(1, present.size + 1)
+        labels = dense[labels]  # correlated as 1..K; the file keeps the qmap's labels in "roi"
+    if q is None:
+        q = info["q"]
     with read_frames(frames_path, frames_dataset) as frames:
         c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress)
-    write_c2(output, c2, q=q, overwrite=overwrite,
-             attrs={"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)})
-    return {"output": str(output), "n_rois": int(c2.shape[0]), "n_frames": int(c2.shape[-1]),
-            "seconds": round(time.time() - t0, 2)}
+    k, n = c2.shape[:2]
+    attrs = {"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)}
+    with C2Writer(output, k, n, q=q, phi=info["phi"], rois=present, attrs=attrs, overwrite=overwrite) as w:
+        for i in _bar(range(k), progress, "write"):
+            w.write(i, c2[i])
+    return {"output": str(output), "n_rois": int(k), "n_frames": int(n), "seconds": round(time.time() - t0, 2)}
 
 
 def _model(model):
@@ -60,52 +86,130 @@ def _model(model):
     return Denoiser.from_directory(model)
 
 
+FORMATS = ("aps", "ours", "npy")
+
+
+def _output_format(output: Path, source_format: str, fmt: str | None) -> str:
+    is_npy = output.suffix.lower() == ".npy"
+    if fmt is None:
+        return "npy" if is_npy else ("aps" if source_format == "aps-8idi" else "ours")
+    if fmt not in FORMATS:
+        raise XPCSInputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if is_npy != (fmt == "npy"):
+        raise XPCSInputError(f"output {output.name}: a .npy name holds a .npy array of the denoised 2TCFs only; "
+                             f"name the output .h5/.hdf for --format {fmt}" if is_npy else
+                             f"--format npy needs an output name ending in .npy; got {output.name}")
+    if fmt == "aps" and source_format != "aps-8idi":
+        raise XPCSInputError(f"--format aps copies an APS 8-ID-I result file (boost_corr layout) and the input is "
+                             f"{source_format}; use --format ours")
+    return fmt
+
+
+class _NpyWriter:
+    """A (K, N, N) float64 ``.npy`` written one ROI at a time, atomically."""
+
+    def __init__(self, path, k, n, overwrite):
+        self.path, self.k, self.n, self.overwrite, self.attrs = Path(path), k, n, overwrite, {}
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path, overwrite=self.overwrite)
+        tmp = self._ctx.__enter__()
+        self._fh = open(tmp, "wb")
+        np.lib.format.write_array_header_1_0(self._fh, {"descr": np.dtype("<f8").str, "fortran_order": False,
+                                                        "shape": (self.k, self.n, self.n)})
+        return self
+
+    def write(self, k, c2, **_):
+        np.ascontiguousarray(c2, dtype="<f8").tofile(self._fh)
+
+    def __exit__(self, exc_type, exc, tb):
+        self._fh.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
-                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False, **options) -> dict:
-    """Denoise every ROI of a 2TCF file and write our HDF5 format (denoised, raw, 1TCFs, spread, q, provenance).
+                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False,
+                 output_format: str | None = None, progress: bool = False, **options) -> dict:
+    """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
     ----------
     input_path : ``.npy``, our HDF5, APS 8-ID-I HDF5 (either layout) or any HDF5 with ``dataset``
+    output : output file; its format is ``output_format``, by default: ``.npy`` name → a (K, N, N) float64
+        ``.npy`` of the denoised 2TCFs; APS 8-ID-I result input → an APS result file (:class:`APSResultWriter`:
+        the input copied, maps replaced, raw kept in ``xpcs/twotime/correlation_map_raw``); otherwise our format
     method : ``"cned"`` or a peer (see :data:`xpcs_denoise.denoising.METHODS`)
     model : model folder for ``"cned"`` (default: the shipped ensemble)
-    uncertainty : also store the ensemble's per-pixel spread (``c2_std``)
-    seed, step : lag-0 replacement seed; sliding-window step (frames)
+    uncertainty : also store the ensemble's per-pixel spread (``c2_std``, our format only)
+    seed, step : lag-0 replacement seed (the same for every ROI); sliding-window step (frames)
+    keep_raw : store the input 2TCFs too (our format's ``c2_raw``; APS: ``correlation_map_raw``)
+    output_format : ``"aps"``, ``"ours"`` or ``"npy"``
+    progress : a progress bar over ROIs on stderr
+
+    Notes
+    -----
+    ROI labels (APS ``processed_bins``), q and φ of the input are kept. Peak memory is that of denoising one
+    (N, N) 2TCF (about 10 × 8 N² bytes with the sliding window) plus the model, whatever the number of ROIs.
     """
     from .denoising import denoise
+    from .preprocessing import scale_parameters
 
     t0 = time.time()
     output = Path(output)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
-    data = read_c2(input_path, dataset)
-    den = _model(model) if method == "cned" else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", XPCSNoContrastWarning)
-        clean, spread = denoise(data.c2, method, model=den, return_std=True, seed=seed, step=step, **options)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    # ROIs without contrast come back unchanged: say which, in the file and the summary.
-    skipped = []
-    if method != "none" and any(issubclass(w.category, XPCSNoContrastWarning) for w in caught):
-        from .preprocessing import scale_parameters
-
-        sym = 0.5 * (data.c2 + np.swapaxes(data.c2, -1, -2))
-        skipped = np.flatnonzero(~np.isfinite(scale_parameters(sym, 50, partial=True)[0])).tolist()
-    attrs = {"method": method, "seed": int(seed), "window": 50, "step": int(step),
-             "source_file": str(input_path), "source_format": data.source_format,
-             "not_denoised_rois": json.dumps(skipped)}
-    if den is not None:
-        attrs["window"] = den.size
-        attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
-        attrs["model_members"] = den.n_members
-    if options:
-        attrs["options"] = json.dumps(options)
-    write_c2(output, clean, raw=data.c2 if keep_raw else None, std=spread if uncertainty else None, q=data.q,
-             attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
-             overwrite=overwrite)
-    return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
-            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "seconds": round(time.time() - t0, 2)}
+    with open_c2(input_path, dataset) as src:
+        fmt = _output_format(output, src.source_format, output_format)
+        if uncertainty and fmt != "ours":
+            raise XPCSInputError("--uncertainty is stored in our format only; add --format ours")
+        den = _model(model) if method == "cned" else None
+        size = den.size if den is not None else 50
+        attrs = {**{f"source_{k}": v for k, v in src.attrs.items() if _scalar(v)},
+                 "method": method, "seed": int(seed), "window": size, "step": int(step),
+                 "source_file": str(input_path), "source_format": src.source_format}
+        if den is not None:
+            attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
+            attrs["model_members"] = den.n_members
+        if options:
+            attrs["options"] = json.dumps(options)
+        k_rois, n = src.n_rois, src.n_frames
+        if fmt == "aps":
+            writer = APSResultWriter(src, output, attrs=attrs, keep_raw=keep_raw, overwrite=overwrite)
+        elif fmt == "ours":
+            writer = C2Writer(output, k_rois, n, raw=keep_raw, std=uncertainty, q=src.q, phi=src.phi,
+                              rois=src.roi_labels(), attrs=attrs, overwrite=overwrite)
+        else:
+            writer = _NpyWriter(output, k_rois, n, overwrite)
+        skipped = []
+        with writer:
+            for k in _bar(range(k_rois), progress, "denoise"):
+                raw = src.c2(k)
+                try:  # a 2TCF without contrast cannot be scaled (Eq. 5/7): kept unchanged, reported
+                    if method != "none":
+                        scale_parameters(0.5 * (raw + raw.T), size)
+                    clean, spread = denoise(raw, method, model=den, return_std=True, seed=seed, step=step,
+                                            **options)
+                except XPCSInputError as exc:
+                    if "contrast" not in str(exc):
+                        raise
+                    skipped.append(k)
+                    clean, spread = raw, np.zeros_like(raw)
+                if fmt == "aps":
+                    writer.write(k, clean)
+                else:
+                    writer.write(k, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None)
+                del raw, clean, spread
+            if skipped:
+                warnings.warn(f"{len(skipped)} of {k_rois} 2TCFs have zero or negative contrast (mean lag-1 value "
+                              f"<= baseline), e.g. index {skipped[:5]}: returned unchanged, not denoised",
+                              XPCSNoContrastWarning, stacklevel=2)
+            if skipped and len(skipped) == k_rois:
+                raise XPCSInputError(f"no 2TCF of {input_path} has contrast (mean lag-1 value above the baseline); "
+                                     "nothing to denoise")
+            writer.attrs["not_denoised_rois"] = json.dumps(skipped)
+    return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
+            "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped,
+            "seconds": round(time.time() - t0, 2)}
 
 
 def _scalar(v) -> bool:
@@ -113,7 +217,8 @@ def _scalar(v) -> bool:
 
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
-             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False) -> dict:
+             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False,
+             progress: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -122,7 +227,11 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
-    output : ``.csv`` path; a ``.json`` with the same rows is written beside it
+    output : ``.csv`` path; a ``.json`` with the same rows is written beside it. Columns ``roi`` (the input's
+        label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ``age``...
+    progress : progress bars on stderr
+
+    The input is read one ROI at a time.
     """
     from .fitting import fit_g2
     from .report import default_max_lag
@@ -133,36 +242,45 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     for p in (output, json_path):
         if p.exists() and not overwrite:
             raise XPCSInputError(f"{p} exists; choose another output or pass --overwrite")
-    data = read_c2(input_path, dataset)
-    c2, n = data.c2, data.c2.shape[-1]
     fix = {"alpha": 1.0} if fix_alpha else {}
     rows = []
-    if cut_width is None:
-        lag_max = max_lag or default_max_lag(n)
-        if fix_beta:
-            fix["beta"] = _beta_or_nan(c2)
-        fit = fit_g2(one_time_from_two_time(c2, max_lag=lag_max), fix=fix)
-        cols = fit.to_dict()
-        for k in range(c2.shape[0]):
-            rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"),
-                         **{c: _py(v[k]) for c, v in cols.items()}})
-            if fix_beta and not np.isfinite(fix["beta"][k]):
-                rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
-    else:
-        for k in range(c2.shape[0]):
-            lag_max = max_lag or min(49, n - 1)
-            # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
-            try:
-                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix) if fix_beta
-                     else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix))
-            except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
-                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
-                             "message": str(exc)})
-                continue
-            cols = r["fit"].to_dict()
-            for i, age in enumerate(r["ages"]):
-                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float(age),
-                             **{c: _py(v[i]) for c, v in cols.items()}})
+    with open_c2(input_path, dataset) as src:  # one ROI in memory at a time
+        n, k_rois, labels = src.n_frames, src.n_rois, src.roi_labels()
+
+        def ident(k):
+            return {"roi": int(labels[k]), "q": _q(src.q, k), "phi": _q(src.phi, k)}
+
+        if cut_width is None:
+            lag_max = max_lag or default_max_lag(n)
+            g2 = np.empty((k_rois, lag_max))
+            beta = np.full(k_rois, np.nan)
+            for k in _bar(range(k_rois), progress, "1TCF"):
+                m = src.c2(k)
+                g2[k] = one_time_from_two_time(m, max_lag=lag_max)
+                if fix_beta:
+                    beta[k] = _beta_or_nan(m[None])[0]
+            if fix_beta:
+                fix["beta"] = beta
+            fit = fit_g2(g2, fix=fix)
+            cols = fit.to_dict()
+            for k in range(k_rois):
+                rows.append({**ident(k), "age": float("nan"), **{c: _py(v[k]) for c, v in cols.items()}})
+                if fix_beta and not np.isfinite(fix["beta"][k]):
+                    rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+        else:
+            for k in _bar(range(k_rois), progress, "fit cuts"):
+                m = src.c2(k)
+                lag_max = max_lag or min(49, n - 1)
+                # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
+                try:
+                    r = (ageing_analysis(m, width=int(cut_width), max_lag=lag_max, fix=fix) if fix_beta
+                         else _cuts_free_beta(m, int(cut_width), lag_max, fix))
+                except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
+                    rows.append({**ident(k), "age": float("nan"), "success": False, "message": str(exc)})
+                    continue
+                cols = r["fit"].to_dict()
+                for i, age in enumerate(r["ages"]):
+                    rows.append({**ident(k), "age": float(age), **{c: _py(v[i]) for c, v in cols.items()}})
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     write_csv(output, rows, overwrite=overwrite)
