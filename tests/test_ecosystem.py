@@ -170,3 +170,28 @@ def test_denoise_streams_one_roi_at_a_time(tmp_path, monkeypatch):
     assert events == ["read", "write", "write"] * 3  # c2 and c2_raw of ROI k written before ROI k + 1 is read
     with open_c2(tmp_path / "d.h5") as src:
         assert json.loads(src.attrs["not_denoised_rois"]) == [] and src.rois.tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("method", ["cned", "pca"])
+def test_banded_denoising_equals_whole_matrix_up_to_the_lag0_draws(method):
+    from xpcs_denoise import denoise
+    from xpcs_denoise.pipeline import denoise_banded
+
+    n = 330
+    rng = np.random.default_rng(0)
+    truth = true_two_time(n, 0.03, 0.2)
+    c = truth + rng.normal(0, 0.03, (n, n))
+    c = (c + c.T) / 2
+    whole, whole_sd = denoise(c, method, return_std=True)
+    other_seed = denoise(c, method, seed=7)
+    banded, banded_sd = denoise_banded(c, method, block=100)
+    i, j = np.indices((n, n))
+    band, off = np.abs(i - j) < 50, i != j
+    np.testing.assert_allclose(banded[~band], whole[~band], rtol=1e-12)  # outside the band: the input, as whole
+    # Inside the band: the same windows and scaling; only the random lag-0 draws differ, so the blocks differ
+    # from the whole matrix by about what another seed gives, a hundredth of the change the method makes.
+    rms = lambda a: np.sqrt(np.mean(a[band & off] ** 2))  # noqa: E731
+    assert rms(banded - whole) < 3 * rms(other_seed - whole) + 1e-12
+    assert rms(banded - whole) < 0.02 * rms(whole - c)
+    assert abs(rms(banded - truth) - rms(whole - truth)) < 0.02 * rms(whole - truth)
+    assert np.abs(banded_sd - whole_sd).max() < 0.05 * max(whole_sd.max(), 1e-12) + 1e-12

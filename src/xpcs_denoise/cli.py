@@ -123,7 +123,8 @@ def _cmd_report(a):
 
     compare = tuple(m for m in (a.compare or "").split(",") if m)
     s = report_file(a.input, a.output, compare=compare, method=a.method, model=a.model, dataset=a.dataset,
-                    seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, overwrite=a.overwrite)
+                    seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, overwrite=a.overwrite,
+                    progress=not a.quiet)
     _print_summary(a, s, f"report ({', '.join(s['methods'])}) → {s['report']}")
     return 0
 

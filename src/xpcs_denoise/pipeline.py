@@ -127,9 +127,62 @@ class _NpyWriter:
         self._ctx.__exit__(exc_type, exc, tb)
 
 
+#: Diagonal block (frames) of :func:`denoise_banded`.
+BAND_BLOCK = 512
+
+
+def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step: int = 5, block: int = BAND_BLOCK,
+                   **options):
+    """Denoise one (N, N) 2TCF as :func:`~xpcs_denoise.denoising.denoise` does, in diagonal blocks.
+
+    The patch methods (``cned``, ``pca``) change only the band of lags below the window size n (the sliding
+    window, METHOD §4). For N > 3 ``block``, the contrast and baseline are taken from the whole matrix (Eq. 7),
+    then overlapping diagonal blocks of about ``block + 2 n`` frames, aligned to the window grid of the whole
+    matrix (starts on multiples of ``step``, ends ≡ N mod ``step``), are denoised with them, and each block's
+    core rows are kept: every band pixel sees exactly the windows it sees in the whole matrix, with other lag-0
+    replacement draws (seeded per block). Pixels outside the band keep their input values, as in the whole
+    matrix. Peak memory is the input, the output and its spread plus one block, not ~10 N × N arrays.
+    The image filters (gaussian, median, tv, bm3d) and small matrices run on the whole matrix.
+
+    Returns
+    -------
+    (denoised, spread), each (N, N) float64.
+    """
+    from .denoising import denoise
+    from .preprocessing import scale_parameters
+
+    c2 = np.asarray(c2, dtype=np.float64)
+    n_big = c2.shape[-1]
+    if method == "cned":
+        from .denoising import _pretrained
+
+        model = model or _pretrained()
+        size = model.size
+    else:
+        size = 50
+    if method not in ("cned", "pca") or c2.ndim != 2 or n_big <= 3 * int(block) or not np.all(np.isfinite(c2)):
+        return denoise(c2, method, model=model, return_std=True, seed=seed, step=step, **options)
+    step, block = int(step), int(block)
+    if step < 1:
+        raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
+    beta, base = scale_parameters(c2, size)  # the whole matrix's Eq. 7 contrast and baseline
+    out, spread = c2.copy(), np.zeros_like(c2)
+    for b, c0 in enumerate(range(0, n_big, block)):
+        c1 = min(n_big, c0 + block)
+        s0 = max(0, c0 - size) // step * step
+        e0 = min(n_big, c1 + size)
+        e0 = min(n_big, e0 + (n_big - e0) % step)  # e0 ≡ N (mod step): the backward windows' grid
+        m, sd = denoise(c2[s0:e0, s0:e0], method, model=model, return_std=True, seed=seed + b, step=step,
+                        beta=beta, baseline=base, **options)
+        out[c0:c1, s0:e0] = m[c0 - s0:c1 - s0]
+        spread[c0:c1, s0:e0] = sd[c0 - s0:c1 - s0]
+    return out, spread
+
+
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
                  seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False,
-                 output_format: str | None = None, progress: bool = False, **options) -> dict:
+                 output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
+                 **options) -> dict:
     """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
@@ -145,15 +198,14 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     keep_raw : store the input 2TCFs too (our format's ``c2_raw``; APS: ``correlation_map_raw``)
     output_format : ``"aps"``, ``"ours"`` or ``"npy"``
     progress : a progress bar over ROIs on stderr
+    block : diagonal block size (frames) of :func:`denoise_banded`
 
     Notes
     -----
-    ROI labels (APS ``processed_bins``), q and φ of the input are kept. Peak memory is that of denoising one
-    (N, N) 2TCF (about 10 × 8 N² bytes with the sliding window) plus the model, whatever the number of ROIs.
+    ROI labels (APS ``processed_bins``), q and φ of the input are kept. One ROI is in memory at a time, and the
+    patch methods (cned, pca) work on diagonal blocks of it (:func:`denoise_banded`): peak memory is about
+    3 × 8 N² bytes (input, output, spread) plus the model and the libraries (~300 MB), whatever K.
     """
-    from .denoising import denoise
-    from .preprocessing import scale_parameters
-
     t0 = time.time()
     output = Path(output)
     if output.exists() and not overwrite:
@@ -185,10 +237,8 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
             for k in _bar(range(k_rois), progress, "denoise"):
                 raw = src.c2(k)
                 try:  # a 2TCF without contrast cannot be scaled (Eq. 5/7): kept unchanged, reported
-                    if method != "none":
-                        scale_parameters(0.5 * (raw + raw.T), size)
-                    clean, spread = denoise(raw, method, model=den, return_std=True, seed=seed, step=step,
-                                            **options)
+                    clean, spread = denoise_banded(raw, method, model=den, seed=seed, step=step,
+                                                   block=block, **options)
                 except XPCSInputError as exc:
                     if "contrast" not in str(exc):
                         raise
@@ -322,39 +372,76 @@ def _py(v):
     return v.item() if hasattr(v, "item") else v
 
 
+class _LazyC2:
+    """(K, N, N) view of one part ("c2", "raw") of an open :class:`~xpcs_denoise.io.C2Source`: ``[k]`` reads
+    ROI index k, so a report holds one matrix at a time."""
+
+    def __init__(self, src, part: str = "c2"):
+        self.src, self.part = src, part
+        self.shape = (src.n_rois, src.n_frames, src.n_frames)
+
+    def __getitem__(self, k):
+        return getattr(self.src, self.part)(int(k))
+
+
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, progress: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
-    A file written by :func:`denoise_file` (with its raw 2TCFs) is reported as is; any other 2TCF file is
-    denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the raw data.
+    A file written by :func:`denoise_file` (with its raw 2TCFs, our format or APS) is reported as is; any other
+    2TCF file is denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the
+    raw data. ROI labels, q and φ of the input label the tables and figures. Denoised versions go to a
+    temporary file beside the report and every step reads one ROI at a time.
     """
-    from .denoising import METHODS, denoise
+    import tempfile
+
+    from .denoising import METHODS
     from .report import write_report
 
     for m in compare:
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in --compare; choose from {', '.join(METHODS)}")
-    data = read_c2(input_path, dataset)
-    provenance = {"input": str(input_path), "format": data.source_format, "seed": seed}
-    if data.raw is not None:
-        raw, main_name = data.raw, str(data.attrs.get("method", "denoised"))
-        c2s = {"raw": raw, main_name: data.c2}
-        provenance.update({k: v for k, v in data.attrs.items() if _scalar(v)})
-    else:
-        raw = data.c2
-        den = _model(model) if method == "cned" else None
-        c2s = {"raw": raw, method: denoise(raw, method, model=den, seed=seed, step=step)}
-        provenance["method"] = method
-        if den is not None:
-            provenance["model_weights_sha256"] = den.card.get("weights_sha256", "")
-    for m in compare:
-        if m not in c2s:
-            c2s[m] = denoise(raw, m, seed=seed, step=step)
-    index = write_report(out_dir, c2s, q=data.q, title=f"xpcs-denoise report: {Path(input_path).name}",
-                         provenance=provenance, cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
-                         overwrite=overwrite)
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
+    opened = []
+    parent = out.parent if out.parent.is_dir() else Path(".")
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.work.", dir=parent) as work:
+        try:
+            src = open_c2(input_path, dataset)
+            opened.append(src)
+            provenance = {"input": str(input_path), "format": src.source_format, "seed": seed}
+
+            def denoised(m):
+                path = Path(work) / f"{m}.h5"
+                denoise_file(input_path, path, method=m, model=model if m == "cned" else None, dataset=dataset,
+                             seed=seed, step=step, keep_raw=False, output_format="ours", progress=progress)
+                opened.append(open_c2(path))
+                return _LazyC2(opened[-1])
+
+            window = 50
+            if src.has_raw:
+                raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
+                c2s = {"raw": raw, main_name: _LazyC2(src)}
+                provenance.update({k: v for k, v in src.attrs.items() if _scalar(v)})
+                window = int(src.attrs.get("window", 50))
+            else:
+                c2s = {"raw": _LazyC2(src)}
+                c2s[method] = denoised(method)
+                provenance.update({k: v for k, v in opened[-1].attrs.items() if _scalar(v)
+                                   and k in ("method", "window", "step", "model_weights_sha256")})
+                window = int(opened[-1].attrs.get("window", 50))
+            for m in compare:
+                if m not in c2s:
+                    c2s[m] = denoised(m)
+            index = write_report(out_dir, c2s, q=src.q, phi=src.phi, rois=src.roi_labels(),
+                                 title=f"xpcs-denoise report: {Path(input_path).name}", provenance=provenance,
+                                 cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
+                                 overwrite=overwrite, band=window, progress=progress)
+        finally:
+            for o in opened:
+                o.close()
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 

@@ -37,17 +37,19 @@ def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict |
                     title: str = "", path=None):
     """Γ, β, C∞, α with one-sigma error bars against ``x`` for each method's :class:`FitResult`.
 
-    Failed fits are left out; ``truth`` maps parameter names to arrays drawn as a dashed line.
+    Failed fits are left out; ``truth`` maps parameter names to arrays drawn as a dashed line. ``x`` may be a
+    dict of name → x when the methods' points sit at different x (e.g. one entry per φ bin).
     """
     plt = _pyplot()
-    x = np.asarray(x, dtype=float)
+    xs = {name: np.asarray(x[name] if isinstance(x, dict) else x, dtype=float) for name in fits}
+    x = np.asarray(next(iter(xs.values())) if isinstance(x, dict) else x, dtype=float)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), constrained_layout=True)
     for i, (name, fit) in enumerate(fits.items()):
         ok = np.asarray(fit.success, bool)
         for ax, p in zip(axes, _LABELS, strict=True):
             if p in fit.fixed:
                 continue
-            ax.errorbar(x[ok], np.asarray(getattr(fit, p))[ok], yerr=np.asarray(getattr(fit, p + "_err"))[ok],
+            ax.errorbar(xs[name][ok], np.asarray(getattr(fit, p))[ok], yerr=np.asarray(getattr(fit, p + "_err"))[ok],
                         ls="none", ms=4, capsize=2, label=name, **_style(name, i))
     for ax, p in zip(axes, _LABELS, strict=True):
         if truth and p in truth:
@@ -57,9 +59,9 @@ def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict |
     if log:
         axes[0].set_xscale("log")
         axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     return _finish(fig, path)
 
 

@@ -31,114 +31,194 @@ def default_max_lag(n_frames: int) -> int:
     return n_frames - 1 if n_frames <= 100 else n_frames // 2
 
 
-def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None) -> tuple[list, dict]:
+def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None, phi=None, rois=None,
+              progress: bool = False) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
     ----------
-    c2s : dict of name → (K, N, N) 2TCFs
+    c2s : dict of name → (K, N, N) 2TCFs (arrays, or anything with ``shape`` whose ``[k]`` is one (N, N)
+        matrix: read one ROI at a time)
     q : (K,) q values in Å⁻¹, optional
     max_lag : lags fitted (frames); default :func:`default_max_lag`
     fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
+    phi : (K,) φ of each ROI in degrees, optional (q×φ bins)
+    rois : (K,) ROI labels as the input numbers them (APS ``processed_bins``); default 1..K
+    progress : a progress bar on stderr
 
     Returns
     -------
-    rows : list of dict, one per (method, ROI): values, standard errors, reduced χ², status
+    rows : list of dict, one per (method, ROI): ``roi``, ``q``, ``phi``, values, standard errors, reduced χ²,
+        status
     fits : dict of name → :class:`~xpcs_denoise.fitting.FitResult`
     """
     rows, fits = [], {}
     for name, c2 in c2s.items():
-        c2 = np.asarray(c2, dtype=np.float64)
-        lag_max = max_lag or default_max_lag(c2.shape[-1])
-        fit = fit_g2(one_time_from_two_time(c2, max_lag=lag_max), fix=fix)
+        k_rois, n = c2.shape[0], c2.shape[-1]
+        lag_max = max_lag or default_max_lag(n)
+        g2 = np.stack([one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max)
+                       for k in _progress(range(k_rois), progress, f"1TCF {name}")])
+        fit = fit_g2(g2, fix=fix)
         fits[name] = fit
         cols = fit.to_dict()
-        for k in range(c2.shape[0]):
-            row = {"method": name, "roi": k + 1, "q": float(q[k]) if q is not None else float("nan")}
+        for k in range(k_rois):
+            row = {"method": name, "roi": int(rois[k]) if rois is not None else k + 1,
+                   "q": float(q[k]) if q is not None else float("nan"),
+                   "phi": float(phi[k]) if phi is not None else float("nan")}
             row.update({c: (v[k].item() if hasattr(v[k], "item") else v[k]) for c, v in cols.items()})
             rows.append(row)
     return rows, fits
 
 
-def _clim(c2: np.ndarray) -> tuple[float, float]:
-    off = c2[~np.eye(c2.shape[-1], dtype=bool)]
-    off = off[np.isfinite(off)]
-    if off.size == 0:
+def _progress(iterable, progress: bool, desc: str):
+    if not progress:
+        return iterable
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit="ROI", file=sys.stderr, leave=False)
+
+
+def _roi_label(k: int, q=None, phi=None, rois=None) -> str:
+    """"ROI 5: q = 0.006 Å⁻¹, φ = 45°" for ROI index k."""
+    text = f"ROI {int(rois[k]) if rois is not None else k + 1}"
+    if q is not None and np.isfinite(q[k]):
+        text += f": q = {q[k]:.4g} Å⁻¹"
+    if phi is not None and np.isfinite(phi[k]):
+        text += f", φ = {phi[k]:.4g}°"
+    return text
+
+
+#: Methods that denoise with the sliding window, so only within its band (the image filters act everywhere).
+_BANDED = ("cned", "pca")
+_FONTS = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 10,
+          "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.titlesize": 12}
+
+
+def _clim(c2s: dict, k: int, band: int) -> tuple[float, float]:
+    """One robust colour scale for ROI ``k`` shared by every panel: percentiles 1–99 of the off-diagonal band
+    (lags 1..``band`` − 1 frames) of the first denoised entry (of the raw one if there is none), widened to
+    include the raw band's median."""
+    names = list(c2s)
+    ref = np.asarray(c2s[names[1] if len(names) > 1 else names[0]][k], dtype=np.float64)
+    n = ref.shape[-1]
+    band = max(2, min(int(band), n))
+    vals = np.concatenate([np.diagonal(ref, d) for d in range(1, band)])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(off, [1, 99.5])
+    lo, hi = np.percentile(vals, [1, 99])
     return float(lo), float(hi if hi > lo else lo + 1e-12)
 
 
-def _fig_maps(path, c2s, rois, q):
+def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None):
     import matplotlib.pyplot as plt
 
     names = list(c2s)
-    fig, axes = plt.subplots(len(rois), len(names), figsize=(3.3 * len(names) + 1, 3.0 * len(rois)),
-                             constrained_layout=True, squeeze=False)
-    for i, k in enumerate(rois):
-        vmin, vmax = _clim(c2s[names[0]][k])  # one colour scale per ROI, set by the raw 2TCF
-        for j, name in enumerate(names):
-            ax = axes[i, j]
-            im = ax.imshow(c2s[name][k], origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
-            qs = f", q = {q[k]:.4g} Å⁻¹" if q is not None else ""
-            ax.set_title(f"ROI {k + 1}{qs}: {name}", fontsize=8)
-            ax.set_xlabel("t₁ (frames)")
-            ax.set_ylabel("t₂ (frames)")
-        fig.colorbar(im, ax=axes[i, :], shrink=0.8, label="C₂(t₁, t₂)")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    n = c2s[names[0]].shape[-1]
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(len(rois), len(names), figsize=(4.2 * len(names) + 1.2, 3.9 * len(rois)),
+                                 constrained_layout=True, squeeze=False)
+        for i, k in enumerate(rois):
+            vmin, vmax = _clim(c2s, k, band or 50)
+            for j, name in enumerate(names):
+                ax = axes[i, j]
+                im = ax.imshow(np.asarray(c2s[name][k]), origin="lower", vmin=vmin, vmax=vmax, cmap="viridis",
+                               interpolation="nearest" if n <= 400 else "antialiased")
+                ax.set_title(f"{_roi_label(k, q, phi, labels)}\n{name}")
+                ax.set_xlabel("t₁ (frames)")
+                ax.set_ylabel("t₂ (frames)")
+                if band and name in _BANDED and n > band:  # where the sliding window's band ends
+                    t = np.array([0, n - 1 - band])
+                    for sign in (1, -1):
+                        ax.plot(t if sign > 0 else t + band, t + band if sign > 0 else t, "w--", lw=0.9)
+                    ax.set_xlim(-0.5, n - 0.5)
+                    ax.set_ylim(-0.5, n - 0.5)
+            fig.colorbar(im, ax=axes[i, :], shrink=0.85, label="C₂(t₁, t₂)")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
 
 
-def _fig_g2(path, c2s, fits, rois, q):
+def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(rois), figsize=(3.4 * len(rois) + 0.5, 5.6), constrained_layout=True,
-                             squeeze=False, gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
-    for j, k in enumerate(rois):
-        for i, (name, fit) in enumerate(fits.items()):
-            lags = fit.lags
-            g = one_time_from_two_time(c2s[name][k], max_lag=len(lags))
-            color = "0.55" if i == 0 else f"C{i - 1}"
-            axes[0, j].plot(lags, g, ".", ms=3, color=color, label=name)
-            if fit.success[k]:
-                model = fit.model()[k]
-                axes[0, j].plot(lags, model, "-", lw=1.2, color=color)
-                axes[1, j].plot(lags, g - model, ".", ms=3, color=color)
-        axes[0, j].set_xscale("log")
-        axes[0, j].set_title(f"ROI {k + 1}" + (f", q = {q[k]:.4g} Å⁻¹" if q is not None else ""), fontsize=8)
-        axes[1, j].axhline(0, color="k", lw=0.7)
-        axes[1, j].set_xlabel("lag (frames)")
-    axes[0, 0].set_ylabel("C₁ (1TCF), lines: Eq. 3 fits")
-    axes[1, 0].set_ylabel("1TCF − fit")
-    axes[0, 0].legend(fontsize=7)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(2, len(rois), figsize=(4.3 * len(rois) + 0.8, 6.2), constrained_layout=True,
+                                 squeeze=False, gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
+        for j, k in enumerate(rois):
+            for i, (name, fit) in enumerate(fits.items()):
+                lags = fit.lags
+                g = one_time_from_two_time(np.asarray(c2s[name][k], dtype=np.float64), max_lag=len(lags))
+                color = "0.55" if i == 0 else f"C{i - 1}"
+                axes[0, j].plot(lags, g, ".", ms=3, color=color, label=name)
+                if fit.success[k]:
+                    model = fit.model()[k]
+                    axes[0, j].plot(lags, model, "-", lw=1.2, color=color)
+                    axes[1, j].plot(lags, g - model, ".", ms=3, color=color)
+            axes[0, j].set_xscale("log")
+            axes[0, j].set_title(_roi_label(k, q, phi, labels))
+            axes[1, j].axhline(0, color="k", lw=0.7)
+            axes[1, j].set_xlabel("lag (frames)")
+        axes[0, 0].set_ylabel("C₁ (1TCF); lines: Eq. 3 fits")
+        axes[1, 0].set_ylabel("1TCF − fit")
+        axes[0, 0].legend()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
 
 
-def _fig_ageing(path, c2s, rois, width):
+def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None):
     import matplotlib.pyplot as plt
 
     from .workflows import ageing_analysis
 
-    fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois) + 0.5, 3.4), constrained_layout=True,
-                             squeeze=False)
-    for j, k in enumerate(rois):
-        ax = axes[0, j]
-        beta = None
-        for i, (name, c2) in enumerate(c2s.items()):
-            n = c2.shape[-1]
-            r = ageing_analysis(c2[k], width=width, max_lag=min(49, n - 1), beta=beta)
-            beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
-            ok = r["fit"].success
-            ax.plot(r["ages"][ok], r["fit"].gamma[ok], ".", ms=3, color="0.55" if i == 0 else f"C{i - 1}",
-                    label=name)
-        ax.set_yscale("log")
-        ax.set_xlabel("age t_a (frames)")
-        ax.set_title(f"ROI {k + 1}: Γ(t_a), cuts of {width} frame(s)", fontsize=8)
-    axes[0, 0].set_ylabel("Γ (frames⁻¹)")
-    axes[0, 0].legend(fontsize=7)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(1, len(rois), figsize=(4.3 * len(rois) + 0.8, 4.0), constrained_layout=True,
+                                 squeeze=False)
+        for j, k in enumerate(rois):
+            ax = axes[0, j]
+            beta = None
+            for i, (name, c2) in enumerate(c2s.items()):
+                n = c2.shape[-1]
+                r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
+                                    beta=beta)
+                beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
+                ok = r["fit"].success
+                ax.plot(r["ages"][ok], r["fit"].gamma[ok], ".", ms=3, color="0.55" if i == 0 else f"C{i - 1}",
+                        label=name)
+            ax.set_yscale("log")
+            ax.set_xlabel("age t_a (frames)")
+            ax.set_title(_roi_label(k, q, phi, labels))
+        axes[0, 0].set_ylabel(f"Γ (frames⁻¹), cuts of {width} frame(s)")
+        axes[0, 0].legend()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+
+def _fig_gamma_q(path, q, phi, fits):
+    """Eq. 3 parameters against q, one marker series per φ bin (q×φ bins would otherwise overlap)."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_parameters
+
+    groups = [None] if phi is None or not np.all(np.isfinite(phi)) else list(np.unique(phi))
+    split = {}
+    for name, fit in fits.items():
+        for p in groups:
+            idx = np.arange(len(q)) if p is None else np.flatnonzero(phi == p)
+            sub = {f.name: (getattr(fit, f.name)[idx] if isinstance(getattr(fit, f.name), np.ndarray)
+                            and getattr(fit, f.name).shape[:1] == (len(q),) else getattr(fit, f.name))
+                   for f in dataclasses.fields(fit)}
+            split[(name, p)] = (idx, dataclasses.replace(fit, **sub))
+    label = {key: key[0] if key[1] is None else f"{key[0]}, φ = {key[1]:.4g}°" for key in split}
+    with plt.rc_context(_FONTS):
+        fig = plot_parameters({label[key]: q[idx] for key, (idx, _) in split.items()},
+                              {label[key]: sub for key, (_, sub) in split.items()},
+                              title="Eq. 3 parameters against q (1σ error bars)")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
 
 
 def _html_table(rows: list[dict], columns: list[str]) -> str:
@@ -154,20 +234,27 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
-                 provenance: dict | None = None, overwrite: bool = False) -> Path:
+                 provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
+                 band: int | None = 50, progress: bool = False) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N > 50), ``fits.csv``, ``summary.json`` and ``index.html``.
 
     Parameters
     ----------
     out_dir : path of the report folder (must not exist unless ``overwrite``)
-    c2s : dict of name → (K, N, N) 2TCFs, raw first (it sets each ROI's colour scale), e.g.
-        ``{"raw": c2, "cned": denoised, "gaussian": ...}``
+    c2s : dict of name → (K, N, N) 2TCFs, raw first, e.g. ``{"raw": c2, "cned": denoised, "gaussian": ...}``;
+        arrays, or objects with ``shape`` whose ``[k]`` reads one ROI (the report then holds one matrix at a
+        time)
     q : (K,) q values in Å⁻¹, optional
     max_lag, fix : passed to :func:`fit_table`; with denoised entries the default is at most 49 frames, the
         lags the 50-frame window denoises (longer lags keep the raw values)
     cut_width : cut width (frames) of the Γ(t_a) figure
     provenance : recorded in ``summary.json`` and shown on the page (method, model hash, seed, …)
+    phi : (K,) φ of each ROI in degrees (q×φ bins), optional
+    rois : (K,) ROI labels as the input numbers them (APS ``processed_bins``), optional
+    band : sliding-window size (frames): its band edge is drawn on the denoised maps and sets the band whose
+        percentiles 1–99 give each ROI's colour scale; None: no edge drawn
+    progress : progress bars on stderr
 
     Returns
     -------
@@ -176,51 +263,65 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
-    c2s = {k: np.asarray(v, dtype=np.float64).reshape((-1,) + np.shape(v)[-2:]) for k, v in c2s.items()}
-    shapes = {v.shape for v in c2s.values()}
+    c2s = {k: v if hasattr(v, "shape") and len(v.shape) == 3 and not isinstance(v, np.ndarray)
+           else np.asarray(v, dtype=np.float64).reshape((-1,) + np.shape(v)[-2:]) for k, v in c2s.items()}
+    shapes = {tuple(v.shape) for v in c2s.values()}
     if len(shapes) != 1:
         raise XPCSInputError(f"all 2TCFs of a report must have one shape; got {sorted(shapes)}")
     k_rois, n = next(iter(shapes))[:2]
     q = None if q is None else np.asarray(q, dtype=float).ravel()
     if q is not None and q.size != k_rois:
         raise XPCSInputError(f"{q.size} q values for {k_rois} ROIs")
-    rois = list(np.linspace(0, k_rois - 1, min(k_rois, _MAX_ROIS_SHOWN)).round().astype(int))
+    phi = None if phi is None else np.asarray(phi, dtype=float).ravel()
+    if phi is not None and phi.size != k_rois:
+        raise XPCSInputError(f"{phi.size} φ values for {k_rois} ROIs")
+    rois = None if rois is None else np.asarray(rois).ravel()
+    shown = list(np.linspace(0, k_rois - 1, min(k_rois, _MAX_ROIS_SHOWN)).round().astype(int))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
+    band = band if len(c2s) > 1 else None
     try:
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), 49)
-        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix)
-        figures = [("Two-time correlation functions (one colour scale per ROI, set by the raw 2TCF)",
-                    "c2_maps.png")]
-        _fig_maps(tmp / "c2_maps.png", c2s, rois, q)
+        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress)
+        steps = _progress(range(4), progress, "figures")
+        steps = iter(steps)
+        edge = (f" Dashed white lines on the {' and '.join(m for m in _BANDED if m in c2s)} panels: "
+                f"|t₁ − t₂| = {band} frames, the edge of the sliding window's band; that method changes only the "
+                "pixels between them, pixels farther from the diagonal keep the raw values (hence the sharp "
+                "edge)." if band and n > band and any(m in c2s for m in _BANDED) else "")
+        figures = [("Two-time correlation functions: one colour scale per ROI shared by every panel, percentiles "
+                    "1–99 of the off-diagonal band of the denoised 2TCF." + edge, "c2_maps.png")]
+        _fig_maps(tmp / "c2_maps.png", c2s, shown, q, phi, rois, band)
+        next(steps, None)
         figures.append(("1TCFs with Eq. 3 fits (top) and residuals (bottom)", "g2_fits.png"))
-        _fig_g2(tmp / "g2_fits.png", c2s, fits, rois, q)
+        _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
+        next(steps, None)
         if k_rois > 1 and q is not None and np.all(q > 0):
-            from .plotting import plot_parameters
-
-            fig = plot_parameters(q, fits, title="Eq. 3 parameters against q (1σ error bars)")
-            fig.savefig(tmp / "gamma_q.png", dpi=90)
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-            figures.append(("Γ(q), β(q), C∞(q), α(q)", "gamma_q.png"))
+            _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits)
+            figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
+                            "gamma_q.png"))
+        next(steps, None)
         if n > 50:
-            _fig_ageing(tmp / "gamma_age.png", c2s, rois, cut_width)
+            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois)
             figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed",
                             "gamma_age.png"))
+        next(steps, None)
         write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
                    "provenance": provenance or {}, "fits": rows, "figures": [f for _, f in figures]}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        cols = ["method", "roi", "q", "gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err",
+        cols = ["method", "roi", "q", "phi", "gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err",
                 "alpha", "alpha_err", "redchi", "success", "message"]
+        if phi is None:
+            cols.remove("phi")
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
                        for k, v in (provenance or {}).items())
-        figs = "".join(f"<h2>{html.escape(t)}</h2><img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
+        figs = "".join(f"<h2>{html.escape(t.split('.')[0])}</h2><p>{html.escape(t)}</p>"
+                       f"<img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
         (tmp / "index.html").write_text(
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title>"
@@ -228,7 +329,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #aaa;padding:2px 6px;"
             "text-align:right}img{max-width:100%}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>"
-            f"<p>{k_rois} ROI(s), {n} frames. Γ in frames⁻¹, q in Å⁻¹, lags in frames. "
+            f"<p>{k_rois} ROI(s), {n} frames. Γ in frames⁻¹, q in Å⁻¹, φ in degrees, lags in frames. "
+            "ROI numbers are the input's labels (APS processed bins). "
             "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors.</p>"
             f"<ul>{prov}</ul>{_html_table(rows, cols)}{figs}</body></html>\n")
         if out.exists():
