@@ -231,11 +231,12 @@ def read_qmap(path, dataset: str | None = None):
         As :func:`read_labels`; pixels outside the file's ``mask`` (APS ``qmap/mask``, beside the map) set to 0.
     info : dict
         ``labels`` (L,) the labels present (sorted), ``q`` (L,) Å⁻¹ and ``phi`` (L,) degrees or None, from
-        ``dynamic_v_list_dim0``/``dim1`` and ``dynamic_index_mapping`` next to the map.
+        ``dynamic_v_list_dim0``/``dim1`` and ``dynamic_index_mapping`` next to the map; ``qmap``: True when the
+        map came with a mask or q lists (an APS qmap, whose selected labels may have gaps).
     """
     labels = read_labels(path, dataset)
     present = np.unique(labels[labels > 0])
-    info = {"labels": present, "q": None, "phi": None}
+    info = {"labels": present, "q": None, "phi": None, "qmap": False}
     p, kind = _file_kind(path)
     if kind != "hdf5":
         return labels, info
@@ -246,6 +247,7 @@ def read_qmap(path, dataset: str | None = None):
             full = f"{group}/{leaf}" if group else leaf
             return _read(f[full], p) if full in f else None
         mask = get("mask")
+        info["qmap"] = mask is not None or get("dynamic_v_list_dim0") is not None
         if mask is not None and np.squeeze(mask).shape == labels.shape:
             labels = np.where(np.squeeze(mask) != 0, labels, 0)
             present = np.unique(labels[labels > 0])

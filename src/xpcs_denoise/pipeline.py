@@ -62,7 +62,7 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
     labels, info = read_qmap(labels_path, labels_dataset)
     present = info["labels"]
-    if present.size and (present[0] != 1 or present[-1] != present.size):  # gaps (a qmap's selection, a mask)
+    if info["qmap"] and present.size and (present[0] != 1 or present[-1] != present.size):  # a qmap's gaps
         dense = np.zeros(int(labels.max()) + 1, dtype=np.int64)
         dense[present] = np.arange(1, present.size + 1)
         labels = dense[labels]  # correlated as 1..K; the file keeps the qmap's labels in "roi"
@@ -232,7 +232,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                               rois=src.roi_labels(), attrs=attrs, overwrite=overwrite)
         else:
             writer = _NpyWriter(output, k_rois, n, overwrite)
-        skipped = []
+        skipped, first_error = [], None
         with writer:
             for k in _bar(range(k_rois), progress, "denoise"):
                 raw = src.c2(k)
@@ -242,6 +242,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                 except XPCSInputError as exc:
                     if "contrast" not in str(exc):
                         raise
+                    first_error = first_error or exc
                     skipped.append(k)
                     clean, spread = raw, np.zeros_like(raw)
                 if fmt == "aps":
@@ -249,13 +250,12 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                 else:
                     writer.write(k, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None)
                 del raw, clean, spread
+            if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
+                raise first_error
             if skipped:
                 warnings.warn(f"{len(skipped)} of {k_rois} 2TCFs have zero or negative contrast (mean lag-1 value "
                               f"<= baseline), e.g. index {skipped[:5]}: returned unchanged, not denoised",
                               XPCSNoContrastWarning, stacklevel=2)
-            if skipped and len(skipped) == k_rois:
-                raise XPCSInputError(f"no 2TCF of {input_path} has contrast (mean lag-1 value above the baseline); "
-                                     "nothing to denoise")
             writer.attrs["not_denoised_rois"] = json.dumps(skipped)
     return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
             "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped,
