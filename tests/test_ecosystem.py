@@ -195,3 +195,23 @@ def test_banded_denoising_equals_whole_matrix_up_to_the_lag0_draws(method):
     assert rms(banded - whole) < 0.02 * rms(whole - c)
     assert abs(rms(banded - truth) - rms(whole - truth)) < 0.02 * rms(whole - truth)
     assert np.abs(banded_sd - whole_sd).max() < 0.05 * max(whole_sd.max(), 1e-12) + 1e-12
+
+
+def test_report_of_an_aps_file_labels_bins_q_phi_and_scales_colours_on_the_denoised_band(tmp_path):
+    from xpcs_denoise.pipeline import report_file
+    from xpcs_denoise.report import _clim
+
+    boost_corr_file(tmp_path / "r.hdf", noisy_stack())
+    denoise_file(tmp_path / "r.hdf", tmp_path / "d.hdf", method="gaussian")
+    report_file(tmp_path / "d.hdf", tmp_path / "rep")
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "fits.csv")))
+    assert [int(r["roi"]) for r in rows] == BINS.tolist() * 2  # raw, then gaussian
+    np.testing.assert_allclose([float(r["phi"]) for r in rows[:3]], PHI[(BINS - 1) % 2])
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "φ" in page and "processed bins" in page
+    d = read_c2(tmp_path / "d.hdf")
+    lo, hi = _clim({"raw": d.raw, "gaussian": d.c2}, 0, 50)
+    band = np.concatenate([np.diagonal(d.c2[0], k) for k in range(1, 50)])
+    assert (lo, hi) == tuple(np.percentile(band, [1, 99]))
+    raw_band = np.concatenate([np.diagonal(d.raw[0], k) for k in range(1, 50)])
+    assert hi - lo < 0.8 * np.ptp(raw_band)  # not stretched by the raw noise extremes

@@ -228,7 +228,7 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
     return a
 
 
-_G2_CHUNK = 2**21  # values gathered at once by one_time_from_two_time
+_G2_CHUNK = 2**19  # values gathered at once by one_time_from_two_time (a few 4 MB temporaries)
 
 
 def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
@@ -262,7 +262,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
     flat = c.reshape(nb, -1)
     g2 = np.empty((nb, max_lag))
     # Diagonal k of both triangles gathered by flat index (no Python loop over lags), in chunks of matrices and
-    # lags holding at most ~2M values each: a few tens of MB whatever T (T = 4,000: 128 MB per matrix saved).
+    # lags holding at most ~0.5M values each: a few 4 MB temporaries whatever T.
     per_lag = n
     lag_chunk = int(max(1, min(max_lag, _G2_CHUNK // per_lag)))
     b_chunk = int(max(1, _G2_CHUNK // (per_lag * lag_chunk)))

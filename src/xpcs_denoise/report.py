@@ -320,7 +320,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             cols.remove("phi")
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
                        for k, v in (provenance or {}).items())
-        figs = "".join(f"<h2>{html.escape(t.split('.')[0])}</h2><p>{html.escape(t)}</p>"
+        figs = "".join(f"<h2>{html.escape(t.split(':')[0].split('.')[0])}</h2><p>{html.escape(t)}</p>"
                        f"<img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
         (tmp / "index.html").write_text(
             "<!doctype html><html><head><meta charset='utf-8'>"
