@@ -59,7 +59,8 @@ def main():
     fit_t = truth_from_targets(val.targets)
     truth = {k: np.asarray(getattr(fit_t, k))[val.target_index] for k in PARAMS}
     g2t = one_time_from_two_time(val.targets)[val.target_index]
-    real, success, outs = _table(val.inputs, truth, g2t, methods, den, True)
+    # Eq. 5 from each crop, as a user's data is scaled (the crops are stored in Eq. 4 units)
+    real, success, outs = _table(val.inputs, truth, g2t, methods, den, False)
     if a.bm3d_from:
         real["bm3d"] = old["bm3d"]
     band = np.isfinite(truth["gamma"]) & (truth["gamma"] > GAMMA_BAND[0]) & (truth["gamma"] < GAMMA_BAND[1])
@@ -79,7 +80,8 @@ def main():
     card["validation_metrics"] = {
         "description": (f"METHOD §6 metrics on the held-out validation series ({real['raw']['n']} real CHX crops "
                         "with a converged target fit; truth = Eq. 3 fit, 4 free parameters, of each target "
-                        "1TCF); each method scored on its own successful fits; peers at the widths chosen on an "
+                        "1TCF); every method sees each crop scaled by its own Eq. 5 contrast, as a user's data; "
+                        "each method scored on its own successful fits; peers at the widths chosen on an "
                         "inner split of the training targets (scripts/tune_peers.py)"),
         "command": "python scripts/card_metrics.py MODEL_DIR",
         "table": real,

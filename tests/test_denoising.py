@@ -350,15 +350,15 @@ def test_scale_parameters_of_an_analytic_50_frame_2tcf():
 
 
 def test_scale_parameters_of_an_analytic_long_2tcf():
-    """N > 50 (Eq. 7): C∞* = mean 1TCF over the longest quarter of lags, β* = mean lag-1 value − C∞*."""
+    """N > 50 (Eq. 7): C∞* = median 1TCF over the longest quarter of lags, β* = lag-1 value − C∞*."""
     c2 = _analytic(200, 0.1, 0.3, 1.05)  # decayed by e^{-30} at lag 150
     b, base = scale_parameters(c2, N)
     np.testing.assert_allclose(base, [1.05], rtol=1e-12)
     np.testing.assert_allclose(b, [0.3 * np.exp(-0.2)], rtol=1e-10)
-    # A slow decay still in progress: the baseline is the mean of the tail, exactly.
+    # A slow decay still in progress: the baseline is the median of the tail (its middle lag), exactly.
     c2 = _analytic(120, 0.01, 0.3, 1.0)
     lags = np.arange(120 - 29, 120)
-    expect = 1.0 + 0.3 * np.mean(np.exp(-0.02 * lags))
+    expect = 1.0 + 0.3 * np.median(np.exp(-0.02 * lags))
     b, base = scale_parameters(c2, N)
     np.testing.assert_allclose(base, [expect], rtol=1e-12)
     np.testing.assert_allclose(b, [1.0 + 0.3 * np.exp(-0.02) - expect], rtol=1e-10)
@@ -372,6 +372,33 @@ def test_zero_or_negative_contrast_is_an_error(n):
         scale_parameters(_analytic(n, 0.05, 0.3, 1.0), N, beta=0.0)
     with pytest.raises(XPCSInputError, match="contrast"):
         scale_parameters(_analytic(n, 0.05, -0.3, 1.0), N, baseline=1.0)
+
+
+def test_contrast_is_robust_to_outlier_pixels():
+    """A few wild lag-1 pixels (as in real crops) barely move β̂; a plain mean would be pulled far off."""
+    c2 = _analytic(N, 0.05, 0.2, 1.0)
+    bad = c2.copy()
+    for i, v in ((3, 40.0), (17, -30.0), (30, 25.0)):
+        bad[i, i + 1] = bad[i + 1, i] = v
+    b, _ = scale_parameters(bad, N)
+    assert abs(b[0] - 0.2 * np.exp(-0.1)) < 0.01
+    plain = np.mean(np.diagonal(bad, 1)) - 1
+    assert abs(plain - 0.2 * np.exp(-0.1)) > 0.5
+
+
+def test_contrast_is_floored_at_the_noise_of_the_lag_one_mean():
+    """A lag-1 mean at the baseline (pure noise): β̂ is raised to 2 standard errors instead of ≈ 0, so that the
+    scaled 2TCF stays bounded; a constant 2TCF has no contrast at all."""
+    from xpcs_denoise.preprocessing import contrast_from_two_time
+
+    c2 = _analytic(N, 0.05, 0.2, 1.0)
+    i = np.arange(N - 1)
+    noise = np.random.default_rng(0).normal(0, 0.05, N - 1)
+    c2[i, i + 1] = c2[i + 1, i] = 1 + noise - np.median(noise) - 0.01  # lag-1 mean just below the baseline
+    b, floored = contrast_from_two_time(c2, return_floored=True)
+    mad = np.median(np.abs(noise - np.median(noise)))
+    assert floored and b == pytest.approx(2 * 1.4826 * mad / np.sqrt(N - 1))
+    assert np.isnan(contrast_from_two_time(np.full((N, N), 1.3), 1.3))
 
 
 def test_model_units_round_trip():

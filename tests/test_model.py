@@ -196,17 +196,20 @@ def test_latent_study_writes_table_and_plot(tmp_path):
 
 
 def test_simulated_pairs_are_scaled_as_at_inference():
-    from xpcs_denoise.preprocessing import lag1_values
+    from xpcs_denoise.preprocessing import contrast_from_two_time, lag1_values, trimmed_mean
     from xpcs_denoise.simulation import simulate_crops
-    from xpcs_denoise.training import simulated_pairs
+    from xpcs_denoise.training import SIMULATED_RANGES, simulated_pairs
 
     x, y = simulated_pairs(64, seed=4, contrast="estimated")
-    measured, true, _ = simulate_crops(64, seed=4)
-    assert x.shape == y.shape and x.dtype == np.float32 and len(x) >= 60
-    # Eq. 5: every input's mean lag-1 value is exactly 2; its target shares its β̂.
-    np.testing.assert_allclose(lag1_values(x).mean(axis=1), 2.0, atol=1e-4)
-    b = np.array([np.mean(np.diagonal(m, 1)) - 1 for m in measured])
-    keep = b > 0
+    measured, true, _ = simulate_crops(64, seed=4, **SIMULATED_RANGES)
+    b, floored = contrast_from_two_time(measured, return_floored=True)
+    keep = np.isfinite(b)
+    assert x.shape == y.shape and x.dtype == np.float32 and len(x) == keep.sum() >= 60
+    # Eq. 5 with the robust contrast: where it is above its noise floor, each input's trimmed mean lag-1 value
+    # is 2, and below 2 where floored; its target shares its β̂.
+    t = trimmed_mean(lag1_values(x))
+    np.testing.assert_allclose(t[~floored[keep]], 2.0, atol=1e-4)
+    assert np.all(t[floored[keep]] < 2.0)
     np.testing.assert_allclose((y[:, 0, 5] - 1) * b[keep] + 1, true[keep, 0, 5], rtol=1e-5)
     i = np.arange(50)
     np.testing.assert_array_equal(y[:, i, i], np.repeat(y[:, 0, 1][:, None], 50, axis=1))

@@ -5,25 +5,32 @@ Public API (stable names):
 - :func:`two_time` — Eq. 1, 2TCFs of every q-ROI from a frame stack;
 - :func:`one_time_from_two_time` — Eq. 2, the 1TCF of one or many 2TCFs;
 - :func:`time_resolved_cuts` — 1TCFs at each age for non-equilibrium data;
+- :func:`find_bad_frames` — frames with single-frame events (cosmic rays, beam dumps...), per ROI;
 - :func:`fit_g2` — batched fits of Eq. 3 with bounds, fixed parameters and standard errors;
 - :func:`simulate_speckle` — speckle series with known Γ, β, α (ground truth);
 - :class:`Denoiser` — the pretrained CNN-ED ensemble;
 - :func:`denoise` — one entry point for the ensemble and its classical peers (``method=``);
 - :func:`q_dependence`, :func:`ageing` — the paper's Fig. 5 and Fig. 6 workflows;
 - :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics;
+- :func:`fit_two_time`, :func:`cut_fits` — Eq. 3 parameters of raw or denoised 2TCFs with errors that include
+  the noise and the model, and the path taken per 2TCF;
+- :func:`finetune` — self-supervised (Noise2Noise) fine-tuning of the ensemble on the user's frames;
 - :func:`read_c2`, :func:`write_c2`, :func:`read_frames`, :func:`read_labels` — files (ours, APS 8-ID-I, .npy);
 - :func:`correlate_file`, :func:`denoise_file`, :func:`fit_file`, :func:`report_file`, :func:`batch_denoise` —
   the functions behind the CLI's sub-commands.
 """
 
+from .badframes import find_bad_frames
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .fitting import FitResult, fit_g2, g2_model
 from .io import C2File, read_c2, read_frames, read_labels, write_c2
-from .pipeline import batch_denoise, correlate_file, denoise_file, fit_file, report_file
+from .finetune import finetune
+from .pipeline import batch_denoise, correlate_file, denoise_file, finetune_file, fit_file, report_file
 from .preprocessing import subsample_frames
 from .simulation import simulate_q_rings, simulate_speckle
+from .uncertainty import TwoTimeFit, cut_fits, fit_two_time
 from .workflows import ageing, q_dependence
 
 __version__ = "0.1.0"
@@ -34,6 +41,7 @@ __all__ = [
     "two_time",
     "one_time_from_two_time",
     "time_resolved_cuts",
+    "find_bad_frames",
     "fit_g2",
     "g2_model",
     "FitResult",
@@ -55,5 +63,10 @@ __all__ = [
     "fit_file",
     "report_file",
     "batch_denoise",
+    "finetune",
+    "finetune_file",
+    "fit_two_time",
+    "cut_fits",
+    "TwoTimeFit",
     "__version__",
 ]

@@ -20,7 +20,8 @@ def _cmd_demo(a):
         print(f"demo report written to {summary['report']}")
         for row in summary["rois"]:
             print(f"  ROI {row['roi']}: q = {row['q']:.4f} 1/A, true Gamma = {row['gamma_true']:.4f}/frame, "
-                  f"raw fit {row['gamma_raw']:.4f}, denoised fit {row['gamma_denoised']:.4f}")
+                  f"raw {row['gamma_raw']:.4f} ± {row['gamma_raw_err']:.4f}, denoised {row['gamma_denoised']:.4f} "
+                  f"± {row['gamma_denoised_err']:.4f} (z = {row['z_denoised']:+.1f}, {row['path']})")
     return 0
 
 
@@ -88,12 +89,37 @@ def _parse_q(text):
         raise XPCSInputError(f"--q must be comma-separated numbers (Å⁻¹) or a .npy file; got {text!r}") from exc
 
 
+def _exclude_arg(text):
+    """--exclude-frames: 'auto' or a frame list like 12,40-45 (checked here, before any file is read)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    from .badframes import parse_frame_list
+
+    return parse_frame_list(text)
+
+
+def _excluded_note(s) -> str:
+    from .badframes import describe_exclusion
+
+    lists = s.get("excluded_frames") or []
+    if not any(lists):
+        return ""
+    import numpy as np
+
+    mask = np.zeros((len(lists), s.get("n_frames", max(max(x) for x in lists if x) + 1)), bool)
+    for r, frames in enumerate(lists):
+        mask[r, frames] = True
+    return "; " + describe_exclusion(mask)
+
+
 def _cmd_correlate(a):
     from .pipeline import correlate_file
 
     s = correlate_file(a.frames, a.rois, a.output, frames_dataset=a.dataset, labels_dataset=a.rois_dataset,
-                       q=_parse_q(a.q), overwrite=a.overwrite, progress=not a.quiet)
-    _print_summary(a, s, f"{s['n_rois']} ROI(s) × {s['n_frames']} frames correlated → {s['output']}")
+                       q=_parse_q(a.q), overwrite=a.overwrite, progress=not a.quiet,
+                       exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
+    _print_summary(a, s, f"{s['n_rois']} ROI(s) × {s['n_frames']} frames correlated → {s['output']}"
+                         f"{_excluded_note(s)}")
     return 0
 
 
@@ -102,10 +128,12 @@ def _cmd_denoise(a):
 
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
-                     overwrite=a.overwrite, output_format=a.format, progress=not a.quiet)
+                     overwrite=a.overwrite, output_format=a.format, progress=not a.quiet,
+                     exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
-    _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}")
+    _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}"
+                         f"{_excluded_note(s)}")
     return 0
 
 
@@ -113,8 +141,10 @@ def _cmd_fit(a):
     from .pipeline import fit_file
 
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
-                 cut_width=a.cut_width, max_lag=a.max_lag, overwrite=a.overwrite, progress=not a.quiet)
-    _print_summary(a, s, f"{s['successful']} of {s['fits']} fits succeeded → {s['output']}, {s['json']}")
+                 cut_width=a.cut_width, max_lag=a.max_lag, overwrite=a.overwrite, progress=not a.quiet,
+                 exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
+    _print_summary(a, s, f"{s['successful']} of {s['fits']} fits succeeded → {s['output']}, {s['json']}"
+                         f"{_excluded_note(s)}")
     return 0
 
 
@@ -143,6 +173,16 @@ def _cmd_batch(a):
             print(f"{r['status']:6s} {r['input']} → {r['output'] or r['error']} ({r['seconds']} s)")
         print(f"{len(rows) - len(failed)} of {len(rows)} file(s) denoised; summary in {a.output}/batch_summary.csv")
     return 1 if failed else 0
+
+
+def _cmd_finetune(a):
+    from .pipeline import finetune_file
+
+    s = finetune_file(a.frames, a.rois, a.output, frames_dataset=a.dataset, labels_dataset=a.rois_dataset,
+                      model=a.model, epochs=a.epochs, seed=a.seed, overwrite=a.overwrite, progress=not a.quiet)
+    _print_summary(a, s, f"fine-tuned on {s['frames']} frames × {s['rois']} ROI(s) in {s['seconds']} s: held-out "
+                   f"Noise2Noise cost {s['val_cost_before']:.4g} → {s['val_cost_after']:.4g}; model in {s['output']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default=None, help="model folder for --method cned (default: shipped ensemble)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
 
+    def exclude_opts(sp):
+        sp.add_argument("--exclude-frames", default=None, metavar="auto|LIST",
+                        help="leave frames out of averages and fits: 'auto' (bad frames found in the 2TCF"
+                             + (" and the frames" if sp.prog.endswith("correlate") else "")
+                             + ", listed per ROI in the output) or a list like 12,40-45 (from 0)")
+        sp.add_argument("--bad-frame-threshold", type=float, default=None, metavar="Z",
+                        help="robust z-score above which 'auto' flags a frame (default 5)")
+
     def input_opts(sp):
         sp.add_argument("--dataset", default=None,
                         help="HDF5 dataset path, for files in none of the known layouts")
@@ -234,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rois-dataset", default=None, help="dataset of the label map in an HDF5 file")
     c.add_argument("-o", "--output", required=True, help="output HDF5 (xpcs-denoise format)")
     c.add_argument("--q", default=None, help="q of each ROI in 1/Å: comma-separated, or a .npy file")
+    exclude_opts(c)
     input_opts(c)
     common(c)
     c.set_defaults(func=_cmd_correlate)
@@ -249,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
+    exclude_opts(dn)
     input_opts(dn)
     common(dn)
     dn.set_defaults(func=_cmd_denoise)
@@ -260,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fix-beta", action="store_true", help="hold β at the data's β*(lag=1) (Eq. 7)")
     f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
     f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
+    exclude_opts(f)
     input_opts(f)
     common(f)
     f.set_defaults(func=_cmd_fit)
@@ -285,6 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
     input_opts(b)
     common(b)
     b.set_defaults(func=_cmd_batch)
+
+    ft = sub.add_parser("finetune", help="fine-tune the ensemble on your own frames (self-supervised, Noise2Noise "
+                        "over random pixel halves); use the result with denoise --model")
+    ft.add_argument("frames", help="frame stack: HDF5, .npy or a folder of TIFFs (T, H, W photon counts)")
+    ft.add_argument("--rois", required=True, help="ROI label map (.npy or HDF5): 0 unused, 1..K")
+    ft.add_argument("-o", "--output", required=True, help="model folder to write")
+    ft.add_argument("--model", default=None, help="model folder to start from (default: shipped ensemble)")
+    ft.add_argument("--epochs", type=int, default=10)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--dataset", default=None, help="HDF5 dataset of the frames")
+    ft.add_argument("--rois-dataset", default=None, help="HDF5 dataset of the labels")
+    ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    common(ft)
+    ft.set_defaults(func=_cmd_finetune)
     return p
 
 

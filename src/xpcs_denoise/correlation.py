@@ -82,6 +82,7 @@ def two_time(
     dtype=np.float64,
     device: str | None = None,
     progress: bool = False,
+    exclude=None,
 ) -> np.ndarray:
     """Two-time correlation functions (Eq. 1) of every q-ROI, all at once.
 
@@ -104,6 +105,10 @@ def two_time(
         A torch device (e.g. ``"cuda"``) to do the matrix products on; default numpy on the CPU.
     progress : bool
         Show a progress bar over pixel blocks.
+    exclude : optional
+        Frames to exclude: frame numbers (from 0), text like ``"12,40-45"``, or a boolean mask (T,) or
+        (K, T) (see :func:`~xpcs_denoise.badframes.exclusion_mask`). Their rows and columns are set to NaN,
+        and an excluded frame may have no photons (a beam dump).
 
     Returns
     -------
@@ -132,6 +137,9 @@ def two_time(
         raise XPCSInputError(f"frames must hold numbers (integer or float counts); got dtype {fdtype}")
     flat_labels, n_rois = _validated_labels(labels, frame_shape)
     n_pix = flat_labels.size
+    from .badframes import exclusion_mask
+
+    excl = exclusion_mask(exclude, n_frames, n_rois)
     if block_pixels is None:
         block_pixels = auto_block_pixels(n_frames, frame_shape[-1] if len(frame_shape) == 2 else 1)
     block_pixels = max(1, int(block_pixels))
@@ -189,14 +197,17 @@ def two_time(
                 m[i, i + 1:] = m[i + 1:, i]
     num = num.astype(np.float64, copy=False)
     mean = sums.astype(np.float64) / npix_roi[:, None]
-    if np.any(mean <= 0):
-        bad = sorted({int(k) + 1 for k in np.nonzero(mean <= 0)[0]})
+    empty = (mean <= 0) if excl is None else (mean <= 0) & ~excl
+    if np.any(empty):
+        bad = sorted({int(k) + 1 for k in np.nonzero(empty)[0]})
         raise XPCSInputError(
             f"ROI(s) {bad} have zero mean intensity in at least one frame; the 2TCF is undefined there "
-            "(check the ROI map or drop empty frames)"
+            "(check the ROI map, or exclude such frames: exclude=..., --exclude-frames auto)"
         )
     # num / npix / (mean_t1 mean_t2), in place to keep the (K, T, T) array the only large one.
     num /= npix_roi[:, None, None]
+    if excl is not None:
+        mean = np.where(excl, np.nan, mean)
     num /= mean[:, :, None]
     num /= mean[:, None, :]
     return num
@@ -231,7 +242,7 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
 _G2_CHUNK = 2**19  # values gathered at once by one_time_from_two_time (a few 4 MB temporaries)
 
 
-def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
+def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> np.ndarray:
     """One-time correlation function (Eq. 2): the mean of a 2TCF along its diagonals.
 
     Parameters
@@ -240,6 +251,9 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         Two-time correlation function(s).
     max_lag : int, optional
         Largest lag, in frames; default T − 1.
+    exclude : optional
+        Frames left out of the averages: frame numbers, text like ``"12,40-45"``, or a boolean mask (T,) or
+        (B, T) (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
 
     Returns
     -------
@@ -258,6 +272,10 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
         raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
     single = c2.ndim == 2
     c = c2[None] if single else c2
+    if exclude is not None:
+        from .badframes import apply_exclusion
+
+        c = apply_exclusion(c, exclude)
     nb = c.shape[0]
     flat = c.reshape(nb, -1)
     g2 = np.empty((nb, max_lag))
@@ -285,7 +303,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None) -> np.ndarray:
     return g2[0] if single else g2
 
 
-def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1):
+def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1, exclude=None):
     """1TCFs at each age along the diagonal: cuts perpendicular to the (1,1) diagonal of width ``width``.
 
     The cut at age ``t_a`` averages, for each lag ``k = t2 − t1``, the pixels with
@@ -303,6 +321,9 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
         Largest lag in frames (default T − 1).
     step : int
         Spacing of the ages in frames.
+    exclude : optional
+        Frames left out of the cuts: frame numbers, text like ``"12,40-45"`` or a boolean mask (T,)
+        (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
 
     Returns
     -------
@@ -323,6 +344,10 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     max_lag = n - 1 if max_lag is None else int(max_lag)
     if not 1 <= max_lag <= n - 1:
         raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
+    if exclude is not None:
+        from .badframes import apply_exclusion
+
+        c2 = apply_exclusion(c2, exclude)
     sym = 0.5 * (c2 + c2.T)
     ages = np.arange(0, n, int(step))
     lags = np.arange(1, max_lag + 1)

@@ -463,6 +463,12 @@ def write_c2(path, c2, *, raw=None, g2=None, std=None, q=None, phi=None, rois=No
     """
     c2 = _c2_stack(c2, "c2", halves=False)
     k, n = c2.shape[:2]
+    asym = float(np.nanmax(np.abs(c2 - np.swapaxes(c2, -1, -2)), initial=0.0))
+    if asym > 1e-9 * max(1.0, float(np.nanmax(np.abs(c2), initial=0.0))):
+        import warnings
+
+        warnings.warn(f"c2 is not symmetric (max |C - C^T| = {asym:.3g}); storing its symmetric part (C + C^T)/2",
+                      stacklevel=2)
     raw = None if raw is None else _matching(raw, c2.shape, "raw")
     std = None if std is None else _matching(std, c2.shape, "std")
     g2 = None if g2 is None else _matching(g2, (k, n - 1), "g2")
@@ -807,7 +813,11 @@ class C2Writer:
             m = np.asarray(m)
             if m.shape != (self.n, self.n):
                 raise XPCSInputError(f"{name} has shape {m.shape}; expected {(self.n, self.n)}")
-            self._f[name][k] = pack_upper(m, self.dtype)
+            packed = pack_upper(m, self.dtype)
+            if self.dtype == np.float32 and np.isinf(packed).any() and not np.isinf(m).any():
+                raise XPCSInputError(f"{name} of ROI index {k} holds values beyond the float32 range (|x| > 3.4e38); "
+                                     "write with dtype=np.float64")
+            self._f[name][k] = packed
         self._f["g2"][k] = one_time_from_two_time(c2) if g2 is None else np.asarray(g2, np.float64)
         self.written[k] = True
 

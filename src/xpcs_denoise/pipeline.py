@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .badframes import apply_exclusion
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap,
+from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_frames, read_labels, read_qmap,
                  write_csv)
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
@@ -36,7 +37,8 @@ def _bar(iterable, progress: bool, desc: str, total=None, unit: str = "ROI"):
 
 
 def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, q=None,
-                   block_pixels=None, overwrite: bool = False, progress: bool = False) -> dict:
+                   block_pixels=None, overwrite: bool = False, progress: bool = False, exclude=None,
+                   bad_frame_threshold: float | None = None) -> dict:
     """2TCFs and 1TCFs of every q-ROI of a frame stack, written in our HDF5 format.
 
     Parameters
@@ -46,20 +48,28 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
         (``qmap/dynamic_roi_map``) gives its mask, and the q and φ of its labels, which are kept
     output : HDF5 file to write
     q : (K,) q values of the ROIs in Å⁻¹, optional (default: the qmap's)
+    exclude : frames to exclude (their 2TCF rows and columns are NaN): ``"auto"`` (found by
+        :func:`~xpcs_denoise.find_bad_frames` from the 2TCF and the frames' statistics), frame numbers, text
+        like ``"12,40-45"``, or a boolean mask (T,) or (K, T). Stored per ROI in the ``excluded_frames`` attribute.
+    bad_frame_threshold : robust z-score of ``"auto"`` (default :data:`~xpcs_denoise.badframes.DEFAULT_THRESHOLD`)
 
     Returns
     -------
-    dict summary (output, n_rois, n_frames, seconds)
+    dict summary (output, n_rois, n_frames, excluded_frames (a list of frames per ROI), seconds)
 
     Notes
     -----
     Peak memory: :func:`~xpcs_denoise.correlation.two_time_memory_bytes` (the (K, T, T) float64 result and one
     pixel block); the file is written one ROI at a time (a float32 triangle, 2 T² bytes, at a time).
     """
+    from .badframes import DEFAULT_THRESHOLD, bad_frame_lists, exclusion_mask, find_bad_frames, frame_statistics
+
     t0 = time.time()
     output = Path(output)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
+    thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
+    auto = isinstance(exclude, str) and exclude.strip().lower() == "auto"
     labels, info = read_qmap(labels_path, labels_dataset)
     present = info["labels"]
     if info["qmap"] and present.size and (present[0] != 1 or present[-1] != present.size):  # a qmap's gaps
@@ -69,13 +79,31 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     if q is None:
         q = info["q"]
     with read_frames(frames_path, frames_dataset) as frames:
-        c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress)
+        if auto:
+            # frame statistics first: a frame without photons has no 2TCF row, so it is excluded up front
+            stats = frame_statistics(frames, labels, block_pixels=block_pixels)
+            pre = find_bad_frames(stats=stats, threshold=thr)
+            c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress,
+                          exclude=pre if pre.any() else None)
+            mask = find_bad_frames(c2, stats=stats, threshold=thr)
+        else:
+            c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress, exclude=exclude)
+            mask = exclusion_mask(exclude, c2.shape[-1], c2.shape[0])
     k, n = c2.shape[:2]
     attrs = {"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)}
+    lists = bad_frame_lists(mask) if mask is not None else [[] for _ in range(k)]
+    if mask is not None and mask.any():
+        apply_exclusion(c2, mask, copy=False)
+    if exclude is not None:
+        attrs["excluded_frames"] = lists
+        attrs["exclude_frames"] = "auto" if auto else "given"
+        if auto:
+            attrs["bad_frame_threshold"] = thr
     with C2Writer(output, k, n, q=q, phi=info["phi"], rois=present, attrs=attrs, overwrite=overwrite) as w:
         for i in _bar(range(k), progress, "write"):
             w.write(i, c2[i])
-    return {"output": str(output), "n_rois": int(k), "n_frames": int(n), "seconds": round(time.time() - t0, 2)}
+    return {"output": str(output), "n_rois": int(k), "n_frames": int(n), "excluded_frames": lists,
+            "seconds": round(time.time() - t0, 2)}
 
 
 def _model(model):
@@ -180,9 +208,9 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
 
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
-                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False,
-                 output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
-                 **options) -> dict:
+                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False, exclude=None,
+                 bad_frame_threshold: float | None = None, output_format: str | None = None,
+                 progress: bool = False, block: int = BAND_BLOCK, **options) -> dict:
     """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
@@ -196,6 +224,13 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     uncertainty : also store the ensemble's per-pixel spread (``c2_std``, our format only)
     seed, step : lag-0 replacement seed (the same for every ROI); sliding-window step (frames)
     keep_raw : store the input 2TCFs too (our format's ``c2_raw``; APS: ``correlation_map_raw``)
+    exclude : frames to exclude: ``"auto"`` (:func:`~xpcs_denoise.find_bad_frames` on the input 2TCF), frame
+        numbers, text like ``"12,40-45"``, or a boolean mask (N,) or (K, N). Frames whose rows are NaN (excluded
+        by ``correlate``) and those the input file lists are always excluded. Their rows and columns are filled by
+        interpolation along the diagonals (:func:`~xpcs_denoise.badframes.fill_excluded`) before denoising; the
+        denoised 2TCF stays finite there, its 1TCF ``g2`` leaves them out, and the file lists them per ROI
+        (``excluded_frames``), which ``fit`` honours.
+    bad_frame_threshold : robust z-score of ``"auto"``
     output_format : ``"aps"``, ``"ours"`` or ``"npy"``
     progress : a progress bar over ROIs on stderr
     block : diagonal block size (frames) of :func:`denoise_banded`
@@ -210,10 +245,14 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     output = Path(output)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
+    from .badframes import DEFAULT_THRESHOLD, fill_excluded
+
     with open_c2(input_path, dataset) as src:
         fmt = _output_format(output, src.source_format, output_format)
         if uncertainty and fmt != "ours":
             raise XPCSInputError("--uncertainty is stored in our format only; add --format ours")
+        thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
+        excl = _Exclusion(src, exclude, thr)
         den = _model(model) if method == "cned" else None
         size = den.size if den is not None else 50
         attrs = {**{f"source_{k}": v for k, v in src.attrs.items() if _scalar(v)},
@@ -236,20 +275,24 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         with writer:
             for k in _bar(range(k_rois), progress, "denoise"):
                 raw = src.c2(k)
+                row = excl.roi(k, raw)
+                c_in = raw if row is None else fill_excluded(raw, row)
                 try:  # a 2TCF without contrast cannot be scaled (Eq. 5/7): kept unchanged, reported
-                    clean, spread = denoise_banded(raw, method, model=den, seed=seed, step=step,
+                    clean, spread = denoise_banded(c_in, method, model=den, seed=seed, step=step,
                                                    block=block, **options)
                 except XPCSInputError as exc:
                     if "contrast" not in str(exc):
                         raise
                     first_error = first_error or exc
                     skipped.append(k)
-                    clean, spread = raw, np.zeros_like(raw)
+                    clean, spread = c_in, np.zeros_like(c_in)
                 if fmt == "aps":
                     writer.write(k, clean)
                 else:
-                    writer.write(k, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None)
-                del raw, clean, spread
+                    g2 = None if row is None else one_time_from_two_time(clean, exclude=row)
+                    writer.write(k, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None,
+                                 g2=g2)
+                del raw, c_in, clean, spread
             if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
                 raise first_error
             if skipped:
@@ -257,9 +300,52 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                               f"<= baseline), e.g. index {skipped[:5]}: returned unchanged, not denoised",
                               XPCSNoContrastWarning, stacklevel=2)
             writer.attrs["not_denoised_rois"] = json.dumps(skipped)
+            lists = excl.lists()
+            if excl.mask.any():
+                writer.attrs["excluded_frames"] = lists
+                writer.attrs["exclude_frames"] = "auto" if _is_auto(exclude) else "given"
     return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
-            "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped,
+            "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped, "excluded_frames": lists,
             "seconds": round(time.time() - t0, 2)}
+
+
+def _is_auto(exclude) -> bool:
+    return isinstance(exclude, str) and exclude.strip().lower() == "auto"
+
+
+class _Exclusion:
+    """Frames to exclude from an open 2TCF file, ROI by ROI: ``exclude`` ("auto": found on the raw 2TCF), the
+    frames the file lists, and the frames whose rows are NaN."""
+
+    def __init__(self, src, exclude, threshold):
+        from .badframes import exclusion_mask, stored_exclusion
+
+        self.src, self.threshold, self.auto = src, threshold, _is_auto(exclude)
+        k, n = src.n_rois, src.n_frames
+        self.given = None if self.auto else exclusion_mask(exclude, n, k)
+        self.stored = stored_exclusion(src.attrs, k, n)
+        self.mask = np.zeros((k, n), bool)
+
+    def roi(self, k: int, c2) -> np.ndarray | None:
+        """(N,) frames of ROI index ``k`` (its 2TCF ``c2``) to exclude, or None."""
+        from .badframes import find_bad_frames, unusable_rows
+
+        row = self.mask[k]
+        if self.auto:
+            ref = self.src.raw(k) if self.src.has_raw else c2
+            row |= np.atleast_2d(find_bad_frames(ref, threshold=self.threshold))[0]
+        for m in (self.given, self.stored):
+            if m is not None:
+                row |= m[k]
+        row |= unusable_rows(c2)[0]
+        if row.sum() > c2.shape[-1] - 2:
+            raise XPCSInputError("the exclusion leaves fewer than 2 frames in a ROI; nothing to denoise or fit")
+        return row.copy() if row.any() else None
+
+    def lists(self) -> list:
+        from .badframes import bad_frame_lists
+
+        return bad_frame_lists(self.mask)
 
 
 def _scalar(v) -> bool:
@@ -267,8 +353,8 @@ def _scalar(v) -> bool:
 
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
-             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False,
-             progress: bool = False) -> dict:
+             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False, exclude=None,
+             bad_frame_threshold: float | None = None, progress: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -279,10 +365,17 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
     output : ``.csv`` path; a ``.json`` with the same rows is written beside it. Columns ``roi`` (the input's
         label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ``age``...
+    exclude : frames left out of the 1TCFs and cuts that are fitted: ``"auto"``
+        (:func:`~xpcs_denoise.find_bad_frames` on the file's raw 2TCF), frame numbers, text like ``"12,40-45"``,
+        or a boolean mask (N,) or (K, N); the frames the file lists (``excluded_frames``) and those whose rows
+        are NaN are always left out. The JSON lists them per ROI.
+    bad_frame_threshold : robust z-score of ``"auto"``
     progress : progress bars on stderr
 
     The input is read one ROI at a time.
     """
+    from .badframes import DEFAULT_THRESHOLD
+
     from .fitting import fit_g2
     from .report import default_max_lag
     from .workflows import ageing_analysis
@@ -296,6 +389,12 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     rows = []
     with open_c2(input_path, dataset) as src:  # one ROI in memory at a time
         n, k_rois, labels = src.n_frames, src.n_rois, src.roi_labels()
+        excl = _Exclusion(src, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
+
+        def read(k):
+            m = src.c2(k)
+            row = excl.roi(k, m)
+            return m if row is None else apply_exclusion(m, row)
 
         def ident(k):
             return {"roi": int(labels[k]), "q": _q(src.q, k), "phi": _q(src.phi, k)}
@@ -305,7 +404,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
             g2 = np.empty((k_rois, lag_max))
             beta = np.full(k_rois, np.nan)
             for k in _bar(range(k_rois), progress, "1TCF"):
-                m = src.c2(k)
+                m = read(k)
                 g2[k] = one_time_from_two_time(m, max_lag=lag_max)
                 if fix_beta:
                     beta[k] = _beta_or_nan(m[None])[0]
@@ -319,7 +418,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                     rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
         else:
             for k in _bar(range(k_rois), progress, "fit cuts"):
-                m = src.c2(k)
+                m = read(k)
                 lag_max = max_lag or min(49, n - 1)
                 # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
                 try:
@@ -334,13 +433,14 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     write_csv(output, rows, overwrite=overwrite)
+    lists = excl.lists()
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
-            "rows": rows}
+            "excluded_frames": lists, "rows": rows}
     with atomic_path(json_path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=1, default=_py) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
     return {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
-            "successful": ok}
+            "successful": ok, "excluded_frames": lists}
 
 
 def _beta_or_nan(c2):
@@ -507,3 +607,45 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
             Path(tmp).write_text(json.dumps({"seconds": round(time.time() - t0, 2), "workers": workers,
                                              "scheduler": scheduler, "files": rows}, indent=1) + "\n")
     return rows
+
+
+def finetune_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, model=None,
+                  epochs: int = 10, seed: int = 0, n_splits: int = 4, val_fraction: float = 0.25,
+                  overwrite: bool = False, progress: bool = False) -> dict:
+    """Fine-tune an ensemble on a frame series by Noise2Noise over pixel halves (:func:`finetune.finetune`).
+
+    Writes a model folder (``model.safetensors``, ``model_card.json``) that ``denoise --model`` takes.
+    """
+    import shutil
+    import tempfile
+
+    from .finetune import finetune
+
+    t0 = time.time()
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise XPCSInputError(f"{output} exists; choose another output folder or pass overwrite=True")
+    if output.exists() and not (output.is_dir() and (output / "model_card.json").is_file()):
+        raise XPCSInputError(f"{output} exists and is not a model folder; refusing to replace it")
+    base = _model(model)
+    labels = read_labels(labels_path, labels_dataset)
+    with read_frames(frames_path, frames_dataset) as frames:
+        frames = np.asarray(frames)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        _, card = finetune(frames, labels, tmp, model=base, epochs=epochs, seed=seed, n_splits=n_splits,
+                           val_fraction=val_fraction, progress=progress)
+        for f in tmp.glob("training_log.csv"):
+            f.unlink()
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.replace(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    ft = card["finetune"]
+    before, after = np.mean(ft["val_cost_before"]), np.mean(ft["val_cost_after"])
+    return {"output": str(output), "frames": ft["frames"], "rois": ft["rois"], "epochs": int(epochs),
+            "val_cost_before": round(float(before), 6), "val_cost_after": round(float(after), 6),
+            "seconds": round(time.time() - t0, 1)}

@@ -242,19 +242,69 @@ def replace_diagonal(c2: np.ndarray, seed: int | np.random.Generator | None = 0)
     return flat.reshape(c2.shape)
 
 
-def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0) -> np.ndarray:
-    """Contrast β̂ of each (…, n, n) 2TCF: mean lag-1 value minus the baseline (Eq. 5)."""
-    lag1 = lag1_values(c2)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(lag1, axis=-1) - baseline
+def trimmed_mean(x: np.ndarray, cut: float = 0.1, axis: int = -1) -> np.ndarray:
+    """Mean of ``x`` along ``axis`` after dropping the lowest and highest ``cut`` share of the finite values.
+
+    Robust to the outlier pixels of real 2TCFs (heavy tails, values far outside [0, 3]) and, unlike the median,
+    unbiased for the skewed but light-tailed values of photon-limited data. NaN where no value is finite.
+    """
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+    n_fin = np.isfinite(x).sum(axis=-1)
+    srt = np.sort(np.where(np.isfinite(x), x, np.inf), axis=-1)  # NaN/Inf pushed to the end
+    lo = np.floor(cut * n_fin).astype(np.int64)
+    hi = n_fin - lo
+    idx = np.arange(x.shape[-1])
+    keep = (idx >= lo[..., None]) & (idx < hi[..., None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(keep, srt, 0.0).sum(axis=-1) / np.where(hi > lo, hi - lo, np.nan)
+
+
+#: The contrast used for scaling is at least this many standard errors of the lag-1 mean (see
+#: :func:`contrast_from_two_time`).
+CONTRAST_FLOOR_SE = 2.0
+
+
+def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0, *,
+                           return_floored: bool = False):
+    """Contrast β̂ of each (…, n, n) 2TCF (Eq. 5): robust mean of the lag-1 values minus the baseline.
+
+    The paper names the contrast estimate as the method's main limit: a plain mean is pulled by the outlier
+    pixels of real 2TCFs, so the lag-1 values are averaged after trimming 10 % at each end
+    (:func:`trimmed_mean`). Where that lies within the noise of zero — within ``CONTRAST_FLOOR_SE`` standard
+    errors of the lag-1 mean (robust: 1.4826 × MAD / √(n − 1), n frames), as for very noisy or very fast
+    2TCFs — it is raised to that floor: dividing by a contrast that is mostly noise would blow the scaled 2TCF up
+    by orders of magnitude. NaN (no contrast) where the lag-1 values lie clearly below the baseline (a bad
+    normalisation) or carry no spread at all (a constant 2TCF). With ``return_floored`` also a boolean array:
+    where the floor was used.
+    """
+    c2 = np.asarray(c2, dtype=np.float64)
+    base = np.asarray(baseline, dtype=np.float64)
+    vals = lag1_values(c2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        b = trimmed_mean(vals) - base
+        n_fin = np.sum(np.isfinite(vals), axis=-1)
+        # robust spread (MAD): the outlier pixels the trimmed mean ignores must not inflate the floor either
+        mad = np.nanmedian(np.abs(vals - np.nanmedian(vals, axis=-1, keepdims=True)), axis=-1)
+        se = 1.4826 * mad / np.sqrt(np.maximum(n_fin / 2, 1))  # both triangles: n/2 independent values
+    # spread at rounding level (an analytic or constant 2TCF) is no spread: nothing to floor by
+    floor = np.where(se > 1e-9 * np.maximum(1.0, np.abs(b + base)), CONTRAST_FLOOR_SE * se, 0.0)
+    # within the noise of zero: floored; clearly below the baseline (bad normalisation, anti-correlation): none
+    floored = np.isfinite(b) & (floor > 0) & (b < floor) & (b > -floor)
+    b = np.where(floored, floor, b)
+    b = np.where(np.isfinite(b) & (b > 1e-12 * np.maximum(1.0, np.abs(base))), b, np.nan)  # not rounding
+    if np.ndim(b) == 0:
+        b, floored = float(b), bool(floored)
+    return (b, floored) if return_floored else b
 
 
 def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *,
                      partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contrast β and baseline C∞ used to bring (B, N, N) 2TCFs to model units.
 
-    N = ``size`` (Eq. 5): C∞ = 1 and β̂ = mean lag-1 value − 1. N > ``size`` (Eq. 7): C∞* = mean of the 1TCF
-    over the longest quarter of the lags and β*(lag = 1) = mean lag-1 value − C∞*. Either can be given
+    N = ``size`` (Eq. 5): C∞ = 1 and β̂ = robust mean lag-1 value − 1, at least 2 standard errors of that
+    mean (:func:`contrast_from_two_time`). N > ``size`` (Eq. 7): C∞* = median of the 1TCF over the longest
+    quarter of the lags and β*(lag = 1) = robust mean lag-1 value − C∞*, floored alike. Either can be given
     instead (scalar or one per 2TCF). Returns (β, C∞), arrays of B.
 
     Zero or negative contrast is an error; with ``partial=True`` it is an error only when every 2TCF has it,
@@ -270,7 +320,8 @@ def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *
             g2 = one_time_from_two_time(x)
             with warnings.catch_warnings():  # an all-NaN tail gives NaN, refused below with a message
                 warnings.simplefilter("ignore", RuntimeWarning)
-                base = np.nanmean(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
+                # median over the long lags: robust to the few noisy lags resting on few frame pairs
+                base = np.nanmedian(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
     else:
         base = np.broadcast_to(np.asarray(baseline, float), (nb,)).copy()
     b = (contrast_from_two_time(x, base) if beta is None

@@ -235,11 +235,14 @@ def simulate_q_rings(n_frames: int = 200, n_rois: int = 10, *, q_min: float = 0.
 
 def simulate_crops(n: int, size: int = 50, *, seed: int = 0, gamma_range=(0.003, 0.5), beta_range=(0.05, 0.5),
                    alpha_range=(0.5, 2.0), count_range=(0.05, 2.0), pixels=(500, 1000, 3000),
+                   pixel_range: tuple[int, int] | None = None, min_photons: float = 60.0,
                    group: int = 64) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Many short measured 2TCFs of random stationary dynamics, with their noise-free counterparts.
+    """Many measured 2TCFs of random stationary dynamics, with their noise-free counterparts.
 
-    Γ and the mean count are drawn log-uniformly, β and α uniformly, the ROI size from ``pixels``; at least
-    60 photons per frame per ROI, so that every 2TCF is defined. ROIs are simulated ``group`` at a time.
+    Γ and the mean count are drawn log-uniformly, β and α uniformly, the ROI size from ``pixels`` or, with
+    ``pixel_range=(lo, hi)``, log-uniformly (rounded to 16 log-spaced sizes so that ROIs of one size are
+    simulated together); at least ``min_photons`` photons per frame per ROI (the mean count is raised where
+    needed), so that every 2TCF is defined. ROIs are simulated ``group`` at a time.
 
     Returns
     -------
@@ -254,8 +257,12 @@ def simulate_crops(n: int, size: int = 50, *, seed: int = 0, gamma_range=(0.003,
     gamma = np.exp(rng.uniform(*np.log(gamma_range), n))
     beta = rng.uniform(*beta_range, n)
     alpha = rng.uniform(*alpha_range, n)
-    npix = rng.choice(np.asarray(pixels), n)
-    count = np.maximum(np.exp(rng.uniform(*np.log(count_range), n)), 60.0 / npix)
+    if pixel_range is None:
+        npix = rng.choice(np.asarray(pixels), n)
+    else:
+        levels = np.unique(np.round(np.geomspace(pixel_range[0], pixel_range[1], 16)).astype(np.int64))
+        npix = rng.choice(levels, n)
+    count = np.maximum(np.exp(rng.uniform(*np.log(count_range), n)), float(min_photons) / npix)
     measured = np.empty((n, size, size))
     for p in np.unique(npix):
         idx = np.flatnonzero(npix == p)

@@ -57,13 +57,37 @@ class TrainConfig:
     #: selected on both.
     simulated: int = 0
     #: How simulated crops are brought to model units: "true" β (Eq. 4) or "estimated" from the crop (Eq. 5).
-    simulated_contrast: str = "true"
+    simulated_contrast: str = "estimated"
+    #: Re-scale the real crops (given in Eq. 4 units) by their own Eq. 5 contrast estimate, inputs and targets
+    #: alike, so that training sees exactly what inference sees.
+    rescale_real: bool = True
     #: End the run once fewer than this share of the members are still improving: the stragglers are slow
     #: starters that rarely reach the kept set, and every member costs the same batched compute.
     min_active_fraction: float = 0.25
 
 
-def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "true") -> tuple[np.ndarray, np.ndarray]:
+#: Simulated training dynamics and noise: wider than the range the tool is judged on (Γ 0.003–0.4 frames⁻¹,
+#: 0.01–1 photons per pixel per frame, 100–20,000 pixels, β 0.05–0.5, α 0.6–1.8), so that no judged rate sits
+#: at the edge of what the members learned (a regression to the mean pulls edge rates inwards).
+SIMULATED_RANGES = {"gamma_range": (0.001, 1.0), "beta_range": (0.03, 0.6), "alpha_range": (0.5, 2.0),
+                    "count_range": (0.01, 1.5), "pixel_range": (100, 20000), "min_photons": 60.0}
+
+
+def rescale_pairs(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bring (B, n, n) input crops and their targets (both in Eq. 4 units) to each input's own Eq. 5 scale.
+
+    Returns (inputs, targets, kept): crops whose contrast cannot be estimated are dropped. Lag 0 of the inputs
+    is drawn again from their rescaled lag-1 values.
+    """
+    beta, _ = scale_parameters(inputs, inputs.shape[-1], partial=True)
+    ok = np.isfinite(beta)
+    x = replace_diagonal(to_model_units(inputs[ok], beta[ok]), seed)
+    y = to_model_units(targets[ok], beta[ok])
+    return x.astype(np.float32), y.astype(np.float32), ok
+
+
+def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "estimated",
+                    ranges: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each (m ≤ n, size, size) float32 in model units, from simulated speckle series.
 
     ``contrast="true"`` scales both by the simulation's β (Eq. 4, as the real training data, whose β* comes
@@ -75,7 +99,7 @@ def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "true
 
     if contrast not in ("true", "estimated"):
         raise XPCSInputError(f"contrast must be 'true' or 'estimated'; got {contrast!r}")
-    measured, true, prm = simulate_crops(n, size, seed=seed)
+    measured, true, prm = simulate_crops(n, size, seed=seed, **(SIMULATED_RANGES if ranges is None else ranges))
     beta, _ = scale_parameters(measured, size, partial=True)
     ok = np.isfinite(beta)
     if contrast == "true":
@@ -85,6 +109,19 @@ def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "true
     i = np.arange(size)
     y[:, i, i] = y[:, 0, 1][:, None]
     return x.astype(np.float32), y.astype(np.float32)
+
+
+def _cached_pairs(out_dir: Path, n: int, size: int, seed: int, contrast: str):
+    """:func:`simulated_pairs`, kept in ``out_dir`` so that a resumed run does not simulate them again."""
+    path = out_dir / f"simulated_{n}_{size}_{seed}_{contrast}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return z["x"], z["y"]
+    x, y = simulated_pairs(n, size, seed=seed, contrast=contrast)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, x=x, y=y)
+    tmp.replace(path)
+    return x, y
 
 
 def _member_rng(seed: int, epoch: int, member: int) -> np.random.Generator:
@@ -144,7 +181,8 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
 
 def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, config: TrainConfig | None = None,
                    model_config: ModelConfig | None = None, *, resume: bool = True, progress: bool = True,
-                   command: str | None = None) -> tuple[CNNEDEnsemble, dict]:
+                   command: str | None = None, init_model: CNNEDEnsemble | None = None,
+                   val_data: PreparedDataset | None = None) -> tuple[CNNEDEnsemble, dict]:
     """Train ``config.n_members`` CNN-ED members, keep the best ``config.keep`` and save them to ``out_dir``.
 
     Parameters
@@ -157,6 +195,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
         ``model.safetensors`` and ``model_card.json``.
     resume : bool
         Continue from ``out_dir/checkpoint.safetensors`` if present (same result as an uninterrupted run).
+    init_model : CNNEDEnsemble, optional
+        Start from these weights (fine-tuning) instead of Xavier draws; its member count is used.
+    val_data : PreparedDataset, optional
+        Validation crops; then all of ``data`` is training data (no split by series).
 
     Returns
     -------
@@ -177,19 +219,35 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     if data.size != model_config.size:
         raise XPCSInputError(f"dataset crops are {data.size}×{data.size} but the model expects "
                              f"{model_config.size}×{model_config.size}")
-    train_t, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
-    tr, va = data.subset_targets(train_t), data.subset_targets(val_t)
-    x_tr = torch.as_tensor(matrix_to_triu(tr.inputs), dtype=torch.float32)
-    y_tr = torch.as_tensor(matrix_to_triu(tr.targets), dtype=torch.float32)
-    i_tr = torch.as_tensor(tr.target_index, dtype=torch.long)
-    x_va = torch.as_tensor(matrix_to_triu(va.inputs), dtype=torch.float32)
-    y_va = torch.as_tensor(matrix_to_triu(va.targets), dtype=torch.float32)[torch.as_tensor(va.target_index,
-                                                                                             dtype=torch.long)]
+    if init_model is not None:
+        model_config = init_model.config
+        config = TrainConfig(**{**asdict(config), "n_members": init_model.n_members,
+                                "keep": min(config.keep, init_model.n_members)})
+    if val_data is None:
+        train_t, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
+        tr, va = data.subset_targets(train_t), data.subset_targets(val_t)
+    else:
+        train_t, val_t = np.arange(len(data.targets)), np.arange(len(val_data.targets))
+        tr, va = data, val_data
+    if config.rescale_real:
+        # Per-crop targets: each input and its target are scaled by that input's own contrast estimate.
+        xr, yr, _ = rescale_pairs(tr.inputs, tr.targets[tr.target_index], seed=config.seed)
+        xvr, yvr, _ = rescale_pairs(va.inputs, va.targets[va.target_index], seed=config.seed + 3)
+        x_tr, y_tr = torch.as_tensor(matrix_to_triu(xr)), torch.as_tensor(matrix_to_triu(yr))
+        i_tr = torch.arange(len(xr))
+        x_va, y_va = torch.as_tensor(matrix_to_triu(xvr)), torch.as_tensor(matrix_to_triu(yvr))
+    else:
+        x_tr = torch.as_tensor(matrix_to_triu(tr.inputs), dtype=torch.float32)
+        y_tr = torch.as_tensor(matrix_to_triu(tr.targets), dtype=torch.float32)
+        i_tr = torch.as_tensor(tr.target_index, dtype=torch.long)
+        x_va = torch.as_tensor(matrix_to_triu(va.inputs), dtype=torch.float32)
+        y_va = torch.as_tensor(matrix_to_triu(va.targets), dtype=torch.float32)[
+            torch.as_tensor(va.target_index, dtype=torch.long)]
     if config.simulated:
-        xs, ys = simulated_pairs(config.simulated, model_config.size, seed=config.seed + 1,
-                                 contrast=config.simulated_contrast)
-        xv, yv = simulated_pairs(max(1, config.simulated // 5), model_config.size, seed=config.seed + 2,
-                                 contrast=config.simulated_contrast)
+        xs, ys = _cached_pairs(out_dir, config.simulated, model_config.size, config.seed + 1,
+                               config.simulated_contrast)
+        xv, yv = _cached_pairs(out_dir, max(1, config.simulated // 5), model_config.size, config.seed + 2,
+                               config.simulated_contrast)
         i_tr = torch.cat([i_tr, torch.arange(len(ys)) + y_tr.shape[0]])
         x_tr = torch.cat([x_tr, torch.as_tensor(matrix_to_triu(xs))])
         y_tr = torch.cat([y_tr, torch.as_tensor(matrix_to_triu(ys))])
@@ -198,6 +256,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
 
     torch.manual_seed(config.seed)
     model = CNNEDEnsemble(config.n_members, model_config, seed=config.seed)
+    if init_model is not None:
+        with torch.no_grad():
+            for k in PARAM_NAMES:
+                getattr(model, k).copy_(getattr(init_model, k))
     best = {k: getattr(model, k).detach().clone() for k in PARAM_NAMES}
     params = [getattr(model, k) for k in PARAM_NAMES]
     try:  # the fused CPU kernel saves ~10 % of a step; same algorithm
@@ -207,6 +269,11 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     m = config.n_members
     state = {"epoch": 0, "best_val": [float("inf")] * m, "best_epoch": [0] * m, "bad_epochs": [0] * m,
              "train_seconds": 0.0}
+    if init_model is not None:
+        # Fine-tuning keeps a member's starting weights unless an epoch beats them on validation: never worse.
+        model.eval()
+        state["best_val"] = [float(v) for v in evaluate_members(model, x_va, y_va)["val_cost"]]
+        state["initial_val"] = list(state["best_val"])
     ckpt = out_dir / "checkpoint.safetensors"
     log_path = out_dir / "training_log.csv"
     if resume and ckpt.is_file():
@@ -302,12 +369,14 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
         "split": {"by": config.split_by, "val_fraction": config.val_fraction, "seed": config.split_seed,
                   "train_targets": int(len(train_t)), "val_targets": int(len(val_t)),
                   "train_inputs": int(n_train), "val_inputs": int(x_va.shape[0]),
-                  "val_target_names": [data.target_names[i] for i in val_t] if data.target_names else []},
+                  "val_target_names": (list(va.target_names) if val_data is not None else
+                                       [data.target_names[i] for i in val_t] if data.target_names else [])},
         "training": {**asdict(config), "epochs_run": int(state["epoch"]),
                      "train_seconds": round(state["train_seconds"], 1),
                      "seconds_per_epoch": round(state["train_seconds"] / max(1, state["epoch"]), 1),
                      "torch": torch.__version__, "python": platform.python_version(),
-                     "threads": torch.get_num_threads()},
+                     "threads": torch.get_num_threads(),
+                     **({"initial_val_cost": state["initial_val"]} if "initial_val" in state else {})},
         "members": [
             {"index": int(j), "best_epoch": int(state["best_epoch"][j]),
              "val_cost": float(ev["val_cost"][j]), "val_mse_1tcf": float(ev["val_mse_1tcf"][j]),

@@ -1,0 +1,82 @@
+"""Noise2Noise fine-tuning on the user's frames."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from xpcs_denoise import XPCSInputError, simulate_speckle, two_time
+from xpcs_denoise.finetune import finetune, half_split_two_times, noise2noise_pairs
+
+
+def test_halves_of_identical_pixels_equal_the_whole():
+    """Pixels that all see the same counts: every half has the 2TCF of the whole ROI."""
+    rng = np.random.default_rng(0)
+    per_frame = rng.poisson(5.0, (60, 1)).astype(float) + 1
+    frames = np.repeat(per_frame, 40, axis=1)  # (T, P)
+    labels = np.repeat([1, 2], 20)
+    a, b = half_split_two_times(frames, labels, n_splits=3, seed=1)
+    whole = two_time(frames, labels)
+    assert a.shape == b.shape == (3, 2, 60, 60)
+    np.testing.assert_allclose(a, np.broadcast_to(whole, a.shape), rtol=1e-12)
+    np.testing.assert_allclose(b, np.broadcast_to(whole, b.shape), rtol=1e-12)
+
+
+def test_halves_are_disjoint_and_noise_is_independent():
+    sim = simulate_speckle(60, 4000, gamma=0.05, beta=0.2, mean_count=0.5, seed=2)
+    a, b = half_split_two_times(sim.frames, sim.labels, n_splits=1, seed=3)
+    whole = sim.two_time()
+    iu = np.triu_indices(60, 1)
+    ra, rb = (a[0, 0] - whole[0])[iu], (b[0, 0] - whole[0])[iu]
+    # the two halves' deviations from the whole are anti-correlated (they average to about the whole)...
+    assert np.corrcoef(ra, rb)[0, 1] < -0.5
+    # ...and their own noise is independent: the halves differ by about √2 × one half's noise
+    da = (a[0, 0] - sim.true_two_time()[0])[iu]
+    db = (b[0, 0] - sim.true_two_time()[0])[iu]
+    assert abs(np.corrcoef(da, db)[0, 1]) < 0.2
+
+
+def test_pairs_are_scaled_by_the_input_contrast():
+    n = 80
+    t = np.arange(n)
+    c2 = 1 + 0.3 * np.exp(-0.1 * np.abs(t[:, None] - t[None, :]))
+    x, y = noise2noise_pairs(c2[None], (2 * c2 - 1)[None], 50, step=10, every=(1,))
+    # the first half of the pairs are A → B: the input at lag 1 is 2 (Eq. 5), the target has twice its excess
+    half = len(x) // 2
+    np.testing.assert_allclose(np.diagonal(x[:half], 1, -2, -1), 2.0, rtol=1e-6)
+    np.testing.assert_allclose(np.diagonal(y[:half], 1, -2, -1), 3.0, rtol=1e-6)
+
+
+def test_too_few_frames_or_pixels_are_refused(tmp_path):
+    sim = simulate_speckle(80, 200, gamma=0.05, seed=1)
+    with pytest.raises(XPCSInputError, match="too few"):
+        finetune(sim.frames, sim.labels, tmp_path / "m", epochs=1)
+    with pytest.raises(XPCSInputError, match="fewer than 4 pixels"):
+        half_split_two_times(sim.frames[:, :, :3], sim.labels[:, :3])
+
+
+@pytest.mark.slow
+def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
+    from xpcs_denoise import Denoiser, denoise
+    from xpcs_denoise.cli import main
+
+    sim = simulate_speckle(220, 1500, gamma=[0.04, 0.1], beta=0.2, mean_count=0.2, n_rois=2, seed=4)
+    np.save(tmp_path / "frames.npy", sim.frames)
+    np.save(tmp_path / "labels.npy", sim.labels)
+    rc = main(["finetune", str(tmp_path / "frames.npy"), "--rois", str(tmp_path / "labels.npy"),
+               "-o", str(tmp_path / "tuned"), "--epochs", "2", "-q"])
+    assert rc == 0
+    card = json.loads((tmp_path / "tuned" / "model_card.json").read_text())
+    ft = card["finetune"]
+    assert ft["base_model_sha256"] == Denoiser.pretrained().card["weights_sha256"]
+    assert ft["frames"] == 220 and ft["rois"] == 2 and len(ft["data_sha256"]) == 64
+    # never worse on the held-out frames: a member keeps its start unless validation improves
+    assert all(a <= b + 1e-7 for a, b in zip(ft["val_cost_after"], ft["val_cost_before"], strict=True))
+    tuned = Denoiser.from_directory(tmp_path / "tuned")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = denoise(sim.two_time(), model=tuned)
+    assert out.shape == (2, 220, 220) and np.all(np.isfinite(out))
+    assert main(["finetune", str(tmp_path / "frames.npy"), "--rois", str(tmp_path / "labels.npy"),
+                 "-o", str(tmp_path / "tuned"), "--epochs", "1", "-q"]) == 2  # exists, no --overwrite

@@ -1,0 +1,89 @@
+"""Uncertainties and path choice of fit_two_time: bootstrap replicates, binning, calibration, paths."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from xpcs_denoise import XPCSInputError, simulate_speckle
+from xpcs_denoise.uncertainty import bin_two_time, calibration_scale, fit_two_time, residual_bootstrap
+
+
+def _lag_matrix(n):
+    t = np.arange(n)
+    return np.abs(t[:, None] - t[None, :]).astype(float)
+
+
+def test_residual_bootstrap_permutes_frames_of_the_residual():
+    rng = np.random.default_rng(0)
+    n = 30
+    model = 1 + 0.2 * np.exp(-0.1 * _lag_matrix(n))
+    noise = rng.normal(0, 0.05, (n, n))
+    noise = noise + noise.T
+    reps = residual_bootstrap(model + noise, model, n_boot=5, seed=1)
+    assert reps.shape == (5, n, n)
+    for r in reps:
+        res = r - model
+        np.testing.assert_allclose(res, res.T)  # symmetric
+        # the same multiset of residuals, the diagonal staying the diagonal
+        np.testing.assert_allclose(np.sort(res.ravel()), np.sort(noise.ravel()))
+        np.testing.assert_allclose(np.sort(np.diag(res)), np.sort(np.diag(noise)))
+    assert not np.allclose(reps[0], reps[1])
+    np.testing.assert_array_equal(reps, residual_bootstrap(model + noise, model, n_boot=5, seed=1))
+    with pytest.raises(XPCSInputError):
+        residual_bootstrap(model, model[:-1, :-1])
+
+
+def test_bin_two_time_of_known_lag_functions():
+    n, k = 60, 4
+    tau = _lag_matrix(n)
+    # A 2TCF linear in the lag: off-diagonal blocks average exactly to k × (block lag).
+    b = bin_two_time(tau, k)
+    big = _lag_matrix(n // k)
+    off = big > 0
+    np.testing.assert_allclose(b[off], k * big[off])
+    # diagonal blocks hold lags 1..k-1 only (lag 0 left out): mean |a - b| over a != b = (k + 1) / 3
+    np.testing.assert_allclose(np.diag(b), (k + 1) / 3)
+    with pytest.raises(XPCSInputError):
+        bin_two_time(tau, 40)
+
+
+def test_calibration_scale_recovers_a_known_factor():
+    rng = np.random.default_rng(3)
+    sigma = rng.uniform(0.5, 2, 20000)
+    resid = rng.normal(0, 1, sigma.size) * sigma
+    # the bootstrap part reports half the true error: the scale must come out ≈ 2
+    s = calibration_scale(resid, np.zeros_like(sigma), sigma / 2)
+    assert s == pytest.approx(2.0, rel=0.05)
+
+
+def _series(gamma, n_frames, seed, n_pixels=3000, mean_count=0.3):
+    sim = simulate_speckle(n_frames, n_pixels, gamma=gamma, beta=0.25, mean_count=mean_count, seed=seed)
+    return sim.two_time()[0]
+
+
+@pytest.mark.slow
+def test_paths_follow_the_dynamics():
+    """Fast dynamics → raw fit; slow dynamics in a long series → binned; in range → denoised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = fit_two_time(_series(0.35, 50, 1), n_boot=4)
+        mid = fit_two_time(_series(0.05, 50, 2, n_pixels=500, mean_count=0.2), n_boot=4)
+        slow = fit_two_time(_series(0.0015, 400, 3), n_boot=4)
+    assert str(fast.path) == "raw: fast"
+    assert str(mid.path) == "denoised"
+    assert str(slow.path).startswith("binned")
+    for r, g in ((fast, 0.35), (mid, 0.05), (slow, 0.0015)):
+        assert r.fit.success
+        assert abs(float(r.fit.gamma) - g) < 4 * float(r.fit.gamma_err) + 0.3 * g
+
+
+def test_no_contrast_is_recorded_not_denoised():
+    flat = np.ones((50, 50)) + np.eye(50) * 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(np.stack([flat, _series(0.05, 50, 4)]), n_boot=4)
+    assert r.path[0] == "raw: no contrast"
+    assert r.path[1] != "raw: no contrast"
+    assert not r.fit.success[0]
+    np.testing.assert_array_equal(r.denoised[0], flat)
