@@ -70,14 +70,29 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     return rows, fits
 
 
-def _progress(iterable, progress: bool, desc: str):
+def _progress(iterable, progress: bool, desc: str, unit: str = "ROI"):
     if not progress:
         return iterable
     import sys
 
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, unit="ROI", file=sys.stderr, leave=False)
+    return tqdm(iterable, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+
+#: Largest image drawn per panel (pixels a side); larger 2TCFs are shown block-averaged.
+_MAX_IMAGE = 800
+
+
+def _display(m: np.ndarray) -> tuple[np.ndarray, int]:
+    """(image, frames per image pixel): ``m`` itself up to :data:`_MAX_IMAGE` frames, else its mean over
+    f × f blocks (the last N mod f frames left out), so a figure never holds N × N arrays."""
+    n = m.shape[-1]
+    f = -(-n // _MAX_IMAGE)
+    if f == 1:
+        return m, 1
+    k = n // f
+    return m[:k * f, :k * f].reshape(k, f, k, f).mean(axis=(1, 3)), f
 
 
 def _roi_label(k: int, q=None, phi=None, rois=None) -> str:
@@ -112,11 +127,12 @@ def _clim(c2s: dict, k: int, band: int) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1e-12)
 
 
-def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None):
+def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None, span=None):
+    """The 2TCF maps; ``span``: only the first ``span`` frames (a zoom on the band of a long series)."""
     import matplotlib.pyplot as plt
 
     names = list(c2s)
-    n = c2s[names[0]].shape[-1]
+    n = c2s[names[0]].shape[-1] if span is None else int(span)
     with plt.rc_context(_FONTS):
         fig, axes = plt.subplots(len(rois), len(names), figsize=(4.2 * len(names) + 1.2, 3.9 * len(rois)),
                                  constrained_layout=True, squeeze=False)
@@ -124,9 +140,13 @@ def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None):
             vmin, vmax = _clim(c2s, k, band or 50)
             for j, name in enumerate(names):
                 ax = axes[i, j]
-                im = ax.imshow(np.asarray(c2s[name][k]), origin="lower", vmin=vmin, vmax=vmax, cmap="viridis",
-                               interpolation="nearest" if n <= 400 else "antialiased")
-                ax.set_title(f"{_roi_label(k, q, phi, labels)}\n{name}")
+                img, f = _display(np.asarray(c2s[name][k], dtype=np.float64)[:n, :n])
+                im = ax.imshow(img, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis",
+                               interpolation="nearest" if n <= 400 else "antialiased",
+                               extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5))
+                del img
+                ax.set_title(f"{_roi_label(k, q, phi, labels)}\n{name}"
+                             + (f", frames 0–{n - 1}" if span is not None else ""))
                 ax.set_xlabel("t₁ (frames)")
                 ax.set_ylabel("t₂ (frames)")
                 if band and name in _BANDED and n > band:  # where the sliding window's band ends
@@ -180,8 +200,13 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None):
             beta = None
             for i, (name, c2) in enumerate(c2s.items()):
                 n = c2.shape[-1]
-                r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
-                                    beta=beta)
+                try:
+                    r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
+                                        beta=beta)
+                except XPCSInputError as exc:  # e.g. no contrast: say so on the panel, draw the others
+                    ax.text(0.5, 0.5 - 0.1 * i, f"{name}: {str(exc).split(':')[0]}", transform=ax.transAxes,
+                            ha="center", fontsize=9, wrap=True)
+                    continue
                 beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
                 ok = r["fit"].success
                 ax.plot(r["ages"][ok], r["fit"].gamma[ok], ".", ms=3, color="0.55" if i == 0 else f"C{i - 1}",
@@ -287,7 +312,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), 49)
         rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress)
-        steps = _progress(range(4), progress, "figures")
+        steps = _progress(range(4), progress, "figures", unit="figure")
         steps = iter(steps)
         edge = (f" Dashed white lines on the {' and '.join(m for m in _BANDED if m in c2s)} panels: "
                 f"|t₁ − t₂| = {band} frames, the edge of the sliding window's band; that method changes only the "
@@ -296,6 +321,10 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         figures = [("Two-time correlation functions: one colour scale per ROI shared by every panel, percentiles "
                     "1–99 of the off-diagonal band of the denoised 2TCF." + edge, "c2_maps.png")]
         _fig_maps(tmp / "c2_maps.png", c2s, shown, q, phi, rois, band)
+        if band and n > 8 * band:  # the band is a sliver of a long series: show its start up close too
+            _fig_maps(tmp / "c2_zoom.png", c2s, shown, q, phi, rois, band, span=8 * band)
+            figures.append((f"Zoom on the first {8 * band} frames: the same maps and colour scales." + edge,
+                            "c2_zoom.png"))
         next(steps, None)
         figures.append(("1TCFs with Eq. 3 fits (top) and residuals (bottom)", "g2_fits.png"))
         _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
