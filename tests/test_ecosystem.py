@@ -215,3 +215,39 @@ def test_report_of_an_aps_file_labels_bins_q_phi_and_scales_colours_on_the_denoi
     assert (lo, hi) == tuple(np.percentile(band, [1, 99]))
     raw_band = np.concatenate([np.diagonal(d.raw[0], k) for k in range(1, 50)])
     assert hi - lo < 0.8 * np.ptp(raw_band)  # not stretched by the raw noise extremes
+
+
+def test_report_goes_on_past_an_roi_without_contrast_and_zooms_on_long_series(tmp_path, monkeypatch):
+    import xpcs_denoise.report as rep
+    from xpcs_denoise.errors import XPCSNoContrastWarning
+    from xpcs_denoise.pipeline import report_file
+
+    rng = np.random.default_rng(4)
+    n = 450  # > 8 windows of 50 frames: the report adds a zoom on the band
+    flat = true_two_time(n, 0.05, -0.01) + rng.normal(0, 1e-4, (n, n))  # lag 1 below the baseline (Eq. 7)
+    c2 = np.stack([true_two_time(n, 0.05, 0.2) + rng.normal(0, 0.01, (n, n)), flat])
+    np.save(tmp_path / "c2.npy", (c2 + np.swapaxes(c2, 1, 2)) / 2)
+    monkeypatch.setattr(rep, "_MAX_IMAGE", 200)  # draw block-averaged images, as for N > 800
+    with pytest.warns(XPCSNoContrastWarning):
+        report_file(tmp_path / "c2.npy", tmp_path / "rep", method="pca")
+    files = {p.name for p in (tmp_path / "rep").iterdir()}
+    assert {"c2_maps.png", "c2_zoom.png", "gamma_age.png", "fits.csv"} <= files
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "fits.csv")))
+    assert [(r["method"], r["roi"]) for r in rows] == [("raw", "1"), ("raw", "2"), ("pca", "1"), ("pca", "2")]
+    assert rows[0]["success"] == "True" and rows[2]["success"] == "True"
+
+
+def test_display_block_average():
+    from xpcs_denoise.report import _display
+
+    m = np.arange(36.0).reshape(6, 6)
+    img, f = _display(m)
+    assert f == 1 and img is m
+    import xpcs_denoise.report as rep
+
+    old, rep._MAX_IMAGE = rep._MAX_IMAGE, 2
+    try:
+        img, f = _display(m)
+    finally:
+        rep._MAX_IMAGE = old
+    assert f == 3 and img.shape == (2, 2) and img[0, 0] == np.mean(m[:3, :3]) and img[1, 1] == np.mean(m[3:, 3:])
