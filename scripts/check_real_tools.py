@@ -44,8 +44,11 @@ def check(cond, msg):
     _say(f"ok   {msg}")
 
 
-def simulate(folder: Path, n_frames: int = 300, size: int = 48, seed: int = 0) -> dict:
-    """RAW.h5, QMAP.h5 and the metadata file in ``folder``; returns their paths and the truth."""
+def simulate(folder: Path, n_frames: int = 300, size: int = 48, seed: int = 0, split_static: bool = False) -> dict:
+    """RAW.h5, QMAP.h5 and the metadata file in ``folder``; returns their paths and the truth.
+
+    ``split_static``: each dynamic bin holds two static bins (inner and outer half ring) whose pixels have mean
+    counts 1.5 and 4.5 photons per frame (a steep SAXS slope), to show boost_corr's static-bin normalisation."""
     from xpcs_denoise.simulation import simulate_speckle
 
     rng = np.random.default_rng(seed)
@@ -59,13 +62,16 @@ def simulate(folder: Path, n_frames: int = 300, size: int = 48, seed: int = 0) -
     mask = np.ones((size, size), np.int32)
     mask[:2] = 0  # a masked strip: boost_corr and xpcs-denoise must both leave it out
     dq_masked = dq * (mask > 0)
+    outer = ((r - 6) % 5) >= 2.5  # outer half of each 5-pixel ring
+    sq = np.where(dq > 0, 2 * dq - 1 + outer, 0).astype(np.uint32) if split_static else dq
     frames = np.zeros((n_frames, size, size), np.uint16)
     for label in range(1, 7):
-        pix = np.flatnonzero(dq == label)
         ring_k = (label - 1) // 2
-        sim = simulate_speckle(n_frames, pix.size, gamma=GAMMA[ring_k], beta=0.25, mean_count=3.0,
-                               seed=int(rng.integers(2**31)))
-        frames.reshape(n_frames, -1)[:, pix] = sim.frames.reshape(n_frames, -1)
+        for half, count in (((False, True), 3.0),) if not split_static else (((False,), 1.5), ((True,), 4.5)):
+            pix = np.flatnonzero((dq == label) & np.isin(outer, half))
+            sim = simulate_speckle(n_frames, pix.size, gamma=GAMMA[ring_k], beta=0.25, mean_count=count,
+                                   seed=int(rng.integers(2**31)))
+            frames.reshape(n_frames, -1)[:, pix] = sim.frames.reshape(n_frames, -1)
     raw = folder / "sim_a0001_f000300_r00001.h5"
     with h5py.File(raw, "w") as f:
         f.create_dataset("entry/data/data", data=frames, chunks=(1, size, size))
@@ -81,15 +87,26 @@ def simulate(folder: Path, n_frames: int = 300, size: int = 48, seed: int = 0) -
     qmap = folder / "qmap.h5"
     with h5py.File(qmap, "w") as f:
         g = f.create_group("qmap")
-        g["mask"], g["dynamic_roi_map"], g["static_roi_map"] = mask, dq, dq  # static bins = dynamic bins
+        g["mask"], g["dynamic_roi_map"], g["static_roi_map"] = mask, dq, sq  # static bins = dynamic unless split
         g["dynamic_v_list_dim0"], g["dynamic_v_list_dim1"] = Q, PHI
-        g["static_v_list_dim0"], g["static_v_list_dim1"] = Q, PHI
-        g["dynamic_index_mapping"] = g["static_index_mapping"] = np.arange(6)
-        g["dynamic_num_pts"] = g["static_num_pts"] = np.array([3, 2])
+        g["dynamic_index_mapping"] = np.arange(6)
+        g["dynamic_num_pts"] = np.array([3, 2])
+        if split_static:  # static bin 2d − 1 + outer: q index (d − 1) // 2 → sub-rings 2i, 2i + 1; φ (d − 1) % 2
+            d = np.arange(1, 7)
+            sub_q = np.repeat(Q, 2) + np.tile([-0.0005, 0.0005], 3)
+            order = np.ravel([[2 * ((x - 1) // 2) * 2 + ((x - 1) % 2) + 2 * o for o in (0, 1)] for x in d])
+            g["static_v_list_dim0"], g["static_v_list_dim1"] = sub_q, PHI
+            g["static_index_mapping"] = order
+            g["static_num_pts"] = np.array([6, 2])
+        else:
+            g["static_v_list_dim0"], g["static_v_list_dim1"] = Q, PHI
+            g["static_index_mapping"] = np.arange(6)
+            g["static_num_pts"] = np.array([3, 2])
         g["beam_center_x"], g["beam_center_y"] = bcx, bcy
         g["detector_distance"], g["pixel_size"] = 5.0, 75e-6
         g["map_names"], g["map_units"] = [b"q", b"phi"], [b"1/A", b"deg"]
-    return {"raw": raw, "qmap": qmap, "meta": meta, "frames": frames, "dq": dq_masked, "mask": mask}
+    return {"raw": raw, "qmap": qmap, "meta": meta, "frames": frames, "dq": dq_masked, "mask": mask,
+            "mean_count": np.where(outer, 4.5, 1.5) if split_static else np.full(dq.shape, 3.0)}
 
 
 def run(cmd, **kw):
@@ -192,7 +209,33 @@ def run_checks(work: Path, n_frames: int = 300) -> None:
             check(dv < 1e-5, f"XpcsFile.get_twotime_c2(selection={sel}) is the denoised 2TCF (max |Δ| = {dv:.1e})")
     check(np.allclose(xf.c2_g2[1:20, 0], [np.mean(np.diagonal(d.c2[0], k)) for k in range(1, 20)], rtol=1e-5),
           "XpcsFile.c2_g2 is the 1TCF of the denoised 2TCFs")
+    compare_smoothing(work / "split", n_frames)
     _say("ALL CHECKS PASSED")
+
+
+def compare_smoothing(work: Path, n_frames: int) -> None:
+    """boost_corr's default per-frame static-bin normalisation against Eq. 1, with two static sub-rings of
+    different intensity (1.5 and 4.5 photons) in every dynamic bin."""
+    from xpcs_denoise import two_time
+    from xpcs_denoise.io import read_c2
+
+    work.mkdir(parents=True, exist_ok=True)
+    sim = simulate(work, n_frames, split_static=True)
+    boost = shutil.which("boost_corr") or str(Path(sys.executable).with_name("boost_corr"))
+    run([boost, "-r", sim["raw"], "-q", sim["qmap"], "-o", work / "out", "-t", "Twotime", "-i", "-1",
+         "--crop-ratio-threshold", "1.01"])
+    bc = read_c2(next(p for p in (work / "out").glob("*.hdf") if not p.name.endswith("_G2.hdf")))
+    ours = two_time(sim["frames"], sim["dq"].astype(np.int64))
+    tail = slice(n_frames // 2, None)  # baseline: lags of more than N/2 frames, long decayed
+    b_bc = [np.mean([np.mean(np.diagonal(m, k)) for k in range(n_frames)[tail]]) for m in bc.c2]
+    b_eq1 = [np.mean([np.mean(np.diagonal(m, k)) for k in range(n_frames)[tail]]) for m in ours]
+    # Eq. 1 at long lags: <m²>/<m>² over the bin's pixels (m = each pixel's mean count); boost_corr: 1.
+    expect = [np.mean(m**2) / np.mean(m) ** 2 for m in (sim["mean_count"][sim["dq"] == b] for b in range(1, 7))]
+    check(np.allclose(b_bc, 1, atol=0.02) and np.allclose(b_eq1, expect, atol=0.03),
+          "static sub-rings of 1.5 and 4.5 photons: baseline C∞ of boost_corr "
+          + ", ".join(f"{v:.3f}" for v in b_bc) + "; of Eq. 1 (xpcs-denoise correlate) "
+          + ", ".join(f"{v:.3f}" for v in b_eq1) + " (expected <m²>/<m>² "
+          + ", ".join(f"{v:.3f}" for v in expect) + ")")
 
 
 def main():
