@@ -21,7 +21,7 @@ from xpcs_denoise import (  # noqa: E402
     two_time,
 )
 from xpcs_denoise.evaluation import available_methods, compare_denoisers, fit_metrics  # noqa: E402
-from xpcs_denoise.fitting import fit_g2  # noqa: E402
+from xpcs_denoise.fitting import fit_g2, sigma_for_fit  # noqa: E402
 from xpcs_denoise.plotting import plot_ageing, plot_comparison, plot_parameters  # noqa: E402
 from xpcs_denoise.simulation import true_two_time  # noqa: E402
 from xpcs_denoise.workflows import ageing_analysis, pixel_subset_two_times  # noqa: E402
@@ -68,7 +68,11 @@ def test_q_dependence_table_has_every_documented_column(q_experiment):
     assert len(rows) == 4 * N_Q * N_SECTORS  # raw, cned, gaussian, target
     for r in rows:
         assert set(r) == {"q", "method", "gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err",
-                          "alpha", "alpha_err", "redchi", "success", "message", "gamma_true"}
+                          "alpha", "alpha_err", "redchi", "success", "message", "gamma_true", "gamma_unit",
+                          "at_bound", "path"}
+        assert r["gamma_unit"] == "1/frame"
+        # the ensemble's rows say what was fitted for that ROI; the others leave it empty
+        assert (r["path"] in ("denoised", "raw: fast", "raw: precise")) if r["method"] == "cned" else r["path"] == ""
     assert {r["method"] for r in rows} == {"raw", "cned", "gaussian", "target"}
     assert res.window == (0, 50) and not res.alpha_free and res.q_is_physical
     for m, fit in res.fits.items():
@@ -82,12 +86,19 @@ def test_q_dependence_table_has_every_documented_column(q_experiment):
     np.testing.assert_allclose([r["q"] for r in cned_rows], res.q)
     np.testing.assert_allclose([r["gamma"] for r in cned_rows], res.fits["cned"].gamma)
     np.testing.assert_allclose([r["gamma_true"] for r in cned_rows], 2000.0 * res.q**2)
-    # The raw entry is a plain Eq. 3 fit of the first 50 frames.
-    direct = fit_g2(one_time_from_two_time(c2[:, :50, :50]), fix={"alpha": 1.0})
+    # The raw entry is an Eq. 3 fit of the first 50 frames, each point weighted by its standard error.
+    g, err = one_time_from_two_time(c2[:, :50, :50], return_err=True)
+    direct = fit_g2(g, fix={"alpha": 1.0}, sigma=sigma_for_fit(err))
     np.testing.assert_allclose(res.fits["raw"].gamma, direct.gamma, equal_nan=True)
+    assert res.fits["raw"].weighted
     # A peer's entry is the fit of that peer's output, through denoise().
-    peer = fit_g2(one_time_from_two_time(denoise(c2[:, :50, :50], "gaussian")), fix={"alpha": 1.0})
+    g, err = one_time_from_two_time(denoise(c2[:, :50, :50], "gaussian"), return_err=True)
+    peer = fit_g2(g, fix={"alpha": 1.0}, sigma=sigma_for_fit(err))
     np.testing.assert_allclose(res.fits["gaussian"].gamma, peer.gamma, equal_nan=True)
+    # Γ = D q² through the ROIs that converged, per method; the simulation's D is 2000 frames⁻¹ Å².
+    d = res.diffusion["target"]
+    assert d.power == 2.0 and d.power_fixed and d.D_unit == "Å^2/frame"
+    assert abs(d.D / 2000.0 - 1) < 0.1
 
 
 def test_q_dependence_denoised_gamma_holds_to_higher_q(q_experiment):

@@ -6,7 +6,9 @@ Public API (stable names):
 - :func:`one_time_from_two_time` — Eq. 2, the 1TCF of one or many 2TCFs;
 - :func:`time_resolved_cuts` — 1TCFs at each age for non-equilibrium data;
 - :func:`find_bad_frames` — frames with single-frame events (cosmic rays, beam dumps...), per ROI;
-- :func:`fit_g2` — batched fits of Eq. 3 with bounds, fixed parameters and standard errors;
+- :func:`fit_g2` — batched fits of Eq. 3 with bounds, fixed parameters, weights, covariance and reports;
+- :func:`fit_diffusion` — Γ = D qⁿ (n fixed or free) from Γ(q); :func:`fit_rows` — fits as table rows;
+- :func:`sigma_for_fit`, :func:`cut_trust` — σ of 1TCF points for weighted fits; trust flags of cuts;
 - :func:`simulate_speckle` — speckle series with known Γ, β, α (ground truth);
 - :class:`Denoiser` — the pretrained CNN-ED ensemble;
 - :func:`denoise` — one entry point for the ensemble and its classical peers (``method=``);
@@ -24,7 +26,7 @@ from .badframes import find_bad_frames
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .fitting import FitResult, fit_g2, g2_model
+from .fitting import DiffusionFit, FitResult, cut_trust, fit_diffusion, fit_g2, fit_rows, g2_model, sigma_for_fit
 from .io import C2File, read_c2, read_frames, read_labels, write_c2
 from .finetune import finetune
 from .pipeline import batch_denoise, correlate_file, denoise_file, finetune_file, fit_file, report_file
@@ -45,6 +47,11 @@ __all__ = [
     "fit_g2",
     "g2_model",
     "FitResult",
+    "fit_diffusion",
+    "DiffusionFit",
+    "fit_rows",
+    "sigma_for_fit",
+    "cut_trust",
     "simulate_speckle",
     "simulate_q_rings",
     "Denoiser",

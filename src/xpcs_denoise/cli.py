@@ -128,8 +128,8 @@ def _cmd_denoise(a):
 
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
-                     overwrite=a.overwrite, output_format=a.format, progress=not a.quiet,
-                     exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
+                     frame_time=a.frame_time, overwrite=a.overwrite, output_format=a.format,
+                     progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
     _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}"
@@ -141,10 +141,18 @@ def _cmd_fit(a):
     from .pipeline import fit_file
 
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
-                 cut_width=a.cut_width, max_lag=a.max_lag, overwrite=a.overwrite, progress=not a.quiet,
-                 exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
-    _print_summary(a, s, f"{s['successful']} of {s['fits']} fits succeeded → {s['output']}, {s['json']}"
-                         f"{_excluded_note(s)}")
+                 cut_width=a.cut_width, max_lag=a.max_lag, frame_time=a.frame_time, weighted=not a.unweighted,
+                 overwrite=a.overwrite, progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
+                 bad_frame_threshold=a.bad_frame_threshold)
+    line = (f"{s['successful']} of {s['fits']} fits succeeded (Γ in {s['gamma_unit']}) → {s['output']}, {s['json']}"
+            f"{_excluded_note(s)}")
+    d = s.get("diffusion")
+    if d and "D" in d:
+        line += (f"\nΓ = D q^{d['power']:g}: D = {d['D']:.4g} ± {d['D_err']:.2g} {d['D_unit']} "
+                 f"({d['n_points']} ROIs, reduced χ² {d['redchi']:.3g})")
+    elif d:
+        line += f"\nno Γ(q) fit: {d['error']}"
+    _print_summary(a, s, line)
     return 0
 
 
@@ -153,8 +161,8 @@ def _cmd_report(a):
 
     compare = tuple(m for m in (a.compare or "").split(",") if m)
     s = report_file(a.input, a.output, compare=compare, method=a.method, model=a.model, dataset=a.dataset,
-                    seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, overwrite=a.overwrite,
-                    progress=not a.quiet)
+                    seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, frame_time=a.frame_time,
+                    weighted=not a.unweighted, overwrite=a.overwrite, progress=not a.quiet)
     _print_summary(a, s, f"report ({', '.join(s['methods'])}) → {s['report']}")
     return 0
 
@@ -263,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--model", default=None, help="model folder for --method cned (default: shipped ensemble)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
 
+    def time_opts(sp, fits=True):
+        sp.add_argument("--frame-time", type=float, default=None, metavar="SECONDS",
+                        help="seconds per frame: Γ in 1/s and lags in s (default: the file's frame time, e.g. "
+                             "APS 8-ID-I; else frames)")
+        if fits:
+            sp.add_argument("--unweighted", action="store_true",
+                            help="fit 1TCFs unweighted (default: each point weighted by its standard error)")
+
     def exclude_opts(sp):
         sp.add_argument("--exclude-frames", default=None, metavar="auto|LIST",
                         help="leave frames out of averages and fits: 'auto' (bad frames found in the 2TCF"
@@ -298,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
+    time_opts(dn, fits=False)
     exclude_opts(dn)
     input_opts(dn)
     common(dn)
@@ -310,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--fix-beta", action="store_true", help="hold β at the data's β*(lag=1) (Eq. 7)")
     f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
     f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
+    time_opts(f)
     exclude_opts(f)
     input_opts(f)
     common(f)
@@ -322,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     method_opts(r)
     r.add_argument("--cut-width", type=int, default=1, help="cut width (frames) of the Γ(t_a) figure")
     r.add_argument("--fix-alpha", action="store_true", help="fit with α = 1")
+    time_opts(r)
     input_opts(r)
     common(r)
     r.set_defaults(func=_cmd_report)

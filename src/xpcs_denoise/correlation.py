@@ -242,7 +242,7 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
 _G2_CHUNK = 2**19  # values gathered at once by one_time_from_two_time (a few 4 MB temporaries)
 
 
-def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> np.ndarray:
+def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, return_err: bool = False):
     """One-time correlation function (Eq. 2): the mean of a 2TCF along its diagonals.
 
     Parameters
@@ -254,12 +254,21 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> n
     exclude : optional
         Frames left out of the averages: frame numbers, text like ``"12,40-45"``, or a boolean mask (T,) or
         (B, T) (:func:`~xpcs_denoise.badframes.exclusion_mask`); their rows and columns count as NaN.
+    return_err : bool
+        Also return the standard error of each 1TCF point, as scikit-beam's
+        ``one_time_from_two_time(calc_errors=True)``: the spread of the (symmetrised) values along diagonal k
+        over the square root of their number, ``std_t(C2[t, t+k]) / sqrt(n_k)`` with ``n_k`` finite values
+        (T − k without masked frames; the two triangles of a symmetric 2TCF are one set of values). NaN where
+        fewer than 2 values exist. Use it as ``sigma`` of :func:`~xpcs_denoise.fitting.fit_g2` (through
+        :func:`~xpcs_denoise.fitting.sigma_for_fit`, which fills the points it leaves undefined).
 
     Returns
     -------
     g2 : ndarray, shape (T−1,) or (B, T−1)
         ``g2[..., k-1] = mean_t (C2[t, t+k] + C2[t+k, t]) / 2`` for lags k = 1..max_lag frames. NaN entries of
         ``c2`` (masked frames) are ignored in the averages; a lag with no finite value is NaN.
+    g2_err : ndarray, same shape (only with ``return_err``)
+        Standard error of each point (same unit as ``c2``).
     """
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim not in (2, 3) or c2.shape[-1] != c2.shape[-2]:
@@ -285,6 +294,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> n
     lag_chunk = int(max(1, min(max_lag, _G2_CHUNK // per_lag)))
     b_chunk = int(max(1, _G2_CHUNK // (per_lag * lag_chunk)))
     t = np.arange(n)[:, None]
+    err = np.full((nb, max_lag), np.nan) if return_err else None
     for k0 in range(0, max_lag, lag_chunk):
         k = np.arange(k0 + 1, min(max_lag, k0 + lag_chunk) + 1)[None, :]
         col = t + k
@@ -300,7 +310,16 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None) -> n
                 out = np.nansum(vals, axis=1) / np.where(counts > 0, counts, 1)
             out[counts == 0] = np.nan
             g2[b0:b0 + b_chunk, k0:k0 + k.shape[1]] = out
-    return g2[0] if single else g2
+            if return_err:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    dev = np.where(np.isfinite(vals), vals - out[:, None, :], 0.0)
+                    var = np.sum(dev * dev, axis=1) / np.where(counts > 1, counts - 1, 1)
+                    e = np.sqrt(var / np.where(counts > 0, counts, 1))
+                e[counts < 2] = np.nan
+                err[b0:b0 + b_chunk, k0:k0 + k.shape[1]] = e
+    if not return_err:
+        return g2[0] if single else g2
+    return (g2[0], err[0]) if single else (g2, err)
 
 
 def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: int = 1, exclude=None):

@@ -36,17 +36,20 @@ def fit_metrics(c2_pred: np.ndarray, truth: FitResult | dict, g2_target: np.ndar
     """
     g2 = one_time_from_two_time(c2_pred)
     fit = fit_g2(g2)
+    # A fit with a parameter at its bound (no decay resolved, flat curve) converges but gives no usable Γ: it
+    # counts as failed here, as it always has in these metrics.
+    usable = fit.success & ~fit.at_bound
     t = {k: np.asarray(truth[k] if isinstance(truth, dict) else getattr(truth, k), dtype=np.float64)
          for k in PARAMETERS}
     ok_truth = np.isfinite(t["gamma"])
-    ok = fit.success & ok_truth
+    ok = usable & ok_truth
     rel = np.abs(fit.gamma - t["gamma"]) / t["gamma"]
     in_band = ok_truth & (t["gamma"] > band[0]) & (t["gamma"] < band[1])
     out = {
         "n": int(ok_truth.sum()),
         "n_band": int(in_band.sum()),
-        "failed": float(1 - fit.success[ok_truth].mean()) if ok_truth.any() else float("nan"),
-        "failed_band": float(1 - fit.success[in_band].mean()) if in_band.any() else float("nan"),
+        "failed": float(1 - usable[ok_truth].mean()) if ok_truth.any() else float("nan"),
+        "failed_band": float(1 - usable[in_band].mean()) if in_band.any() else float("nan"),
         "mre_gamma": float(np.mean(rel[ok])) if ok.any() else float("nan"),
         "mre_gamma_band": float(np.mean(rel[ok & in_band])) if (ok & in_band).any() else float("nan"),
     }
@@ -58,8 +61,13 @@ def fit_metrics(c2_pred: np.ndarray, truth: FitResult | dict, g2_target: np.ndar
 
 
 def truth_from_targets(targets: np.ndarray) -> FitResult:
-    """Eq. 3 fits (four free parameters) of the targets' 1TCFs: the truth for real data."""
-    return fit_g2(one_time_from_two_time(targets))
+    """Eq. 3 fits (four free parameters) of the targets' 1TCFs: the truth for real data (NaN where the fit
+    failed or ended with a parameter at its bound: no usable truth)."""
+    from dataclasses import replace
+
+    fit = fit_g2(one_time_from_two_time(targets))
+    bad = ~(fit.success & ~fit.at_bound)
+    return replace(fit, **{k: np.where(bad, np.nan, getattr(fit, k)) for k in PARAMETERS})
 
 
 def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.ndarray,

@@ -88,6 +88,9 @@ class C2File:
     std: np.ndarray | None = None
     phi: np.ndarray | None = None
     rois: np.ndarray | None = None
+    #: Seconds between the 2TCF's frames where the file says (APS 8-ID-I: detector frame time × averaged ×
+    #: strided frames; ours: the ``frame_time`` attribute), else None (times in frames).
+    frame_time: float | None = None
 
 
 def _h5py():
@@ -313,7 +316,37 @@ def read_c2(path, dataset: str | None = None) -> C2File:
 
         return C2File(stack(src.c2), q=src.q, g2=src.g2, attrs=src.attrs, source_format=src.source_format,
                       raw=stack(src.raw) if src.has_raw else None, std=stack(src.std) if src.has_std else None,
-                      phi=src.phi, rois=src.rois)
+                      phi=src.phi, rois=src.rois, frame_time=src.frame_time)
+
+
+#: Detector frame time (s) in APS 8-ID-I result files: NeXus layout (boost_corr for APS-U, read by pyXpcsViewer
+#: as "t0"), then the older layout's exposure period.
+APS_FRAME_TIME = ("entry/instrument/detector_1/frame_time", "measurement/instrument/detector/exposure_period")
+#: Frames averaged and strided before the 2TCF (the 2TCF's frame is this many detector frames).
+APS_AVG_STRIDE = (("xpcs/twotime/config/avg_frame", "xpcs/twotime/config/stride_frame"),
+                  ("xpcs/avg_frames", "xpcs/stride_frames"))
+
+
+def _aps_scalar(f, name):
+    if name not in f or not hasattr(f[name], "shape"):
+        return None
+    try:
+        v = np.asarray(f[name][()], dtype=np.float64).ravel()
+    except (TypeError, ValueError, OSError):
+        return None
+    return float(v[0]) if v.size and np.isfinite(v[0]) and v[0] > 0 else None
+
+
+def _aps_frame_time(f) -> float | None:
+    """Seconds per 2TCF frame of an APS 8-ID-I result file (None where the file does not say)."""
+    t0 = next((v for v in (_aps_scalar(f, k) for k in APS_FRAME_TIME) if v is not None), None)
+    if t0 is None:
+        return None
+    for avg_key, stride_key in APS_AVG_STRIDE:
+        avg, stride = _aps_scalar(f, avg_key), _aps_scalar(f, stride_key)
+        if avg is not None or stride is not None:
+            return t0 * (avg or 1.0) * (stride or 1.0)
+    return t0
 
 
 def _check_target(path: Path, overwrite: bool) -> None:
@@ -533,8 +566,9 @@ def pack_upper(m: np.ndarray, dtype=np.float32) -> np.ndarray:
     n = m.shape[-1]
     off = _tri_offsets(n)
     out = np.empty(off[-1], dtype=dtype)
-    for i in range(n):
-        out[off[i]:off[i + 1]] = 0.5 * (m[i, i:] + m[i:, i])
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by C2Writer.write
+        for i in range(n):
+            out[off[i]:off[i + 1]] = 0.5 * (m[i, i:] + m[i:, i])
     return out
 
 
@@ -571,7 +605,7 @@ class C2Source:
         self.path, kind = _file_kind(path)
         self.attrs = {"source_path": str(self.path)}
         self.q = self.phi = self.g2 = self._file = None
-        self.rois = None
+        self.rois = self.frame_time = None
         self._parts: dict = {}
         if kind == "npy":
             arr = _load_npy(self.path, mmap_mode="r", dataset=dataset)
@@ -611,6 +645,9 @@ class C2Source:
             self.attrs["processed_bins"] = bins.astype(np.int64).tolist()
             if bins.size == self.n_rois:
                 self.rois = bins.astype(np.int64)
+        self.frame_time = _aps_frame_time(f)
+        if self.frame_time is not None:
+            self.attrs["frame_time"] = self.frame_time
 
     def _setup(self, source_format, node, where):
         self.source_format = source_format
@@ -624,6 +661,11 @@ class C2Source:
                                  f"{FORMAT_VERSION}; upgrade xpcs-denoise")
         self.source_format = "xpcs-denoise"
         self.attrs = _decode_attrs(f.attrs)
+        try:
+            ft = float(self.attrs.get("frame_time", np.nan))
+        except (TypeError, ValueError):
+            ft = np.nan
+        self.frame_time = ft if np.isfinite(ft) and ft > 0 else None
         main = _dataset(f, "c2", path)
         packed = _attr_value(main.attrs.get("layout", "")) == _PACKED
         if packed:

@@ -21,7 +21,7 @@ import numpy as np
 from .badframes import apply_exclusion
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_frames, read_labels, read_qmap,
+from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap,
                  write_csv)
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
@@ -208,9 +208,10 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
 
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
-                 seed: int = 0, step: int = 5, keep_raw: bool = True, overwrite: bool = False, exclude=None,
-                 bad_frame_threshold: float | None = None, output_format: str | None = None,
-                 progress: bool = False, block: int = BAND_BLOCK, **options) -> dict:
+                 seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
+                 overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
+                 output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
+                 **options) -> dict:
     """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
@@ -224,6 +225,8 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     uncertainty : also store the ensemble's per-pixel spread (``c2_std``, our format only)
     seed, step : lag-0 replacement seed (the same for every ROI); sliding-window step (frames)
     keep_raw : store the input 2TCFs too (our format's ``c2_raw``; APS: ``correlation_map_raw``)
+    frame_time : seconds per frame, stored as the output's ``frame_time`` attribute (default: the input's, e.g.
+        from an APS 8-ID-I file) so that fits of the output give Γ in s⁻¹
     exclude : frames to exclude: ``"auto"`` (:func:`~xpcs_denoise.find_bad_frames` on the input 2TCF), frame
         numbers, text like ``"12,40-45"``, or a boolean mask (N,) or (K, N). Frames whose rows are NaN (excluded
         by ``correlate``) and those the input file lists are always excluded. Their rows and columns are filled by
@@ -246,7 +249,10 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
     from .badframes import DEFAULT_THRESHOLD, fill_excluded
+    from .fitting import _check_frame_time
 
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
     with open_c2(input_path, dataset) as src:
         fmt = _output_format(output, src.source_format, output_format)
         if uncertainty and fmt != "ours":
@@ -263,6 +269,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
             attrs["model_members"] = den.n_members
         if options:
             attrs["options"] = json.dumps(options)
+        frame_time = frame_time if frame_time is not None else src.frame_time
+        if frame_time is not None:
+            attrs["frame_time"] = float(frame_time)
         k_rois, n = src.n_rois, src.n_frames
         if fmt == "aps":
             writer = APSResultWriter(src, output, attrs=attrs, keep_raw=keep_raw, overwrite=overwrite)
@@ -306,7 +315,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                 writer.attrs["exclude_frames"] = "auto" if _is_auto(exclude) else "given"
     return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
             "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped, "excluded_frames": lists,
-            "seconds": round(time.time() - t0, 2)}
+            "frame_time_s": frame_time, "seconds": round(time.time() - t0, 2)}
 
 
 def _is_auto(exclude) -> bool:
@@ -348,13 +357,41 @@ class _Exclusion:
         return bad_frame_lists(self.mask)
 
 
+def _lists(mask, n_rois):
+    from .badframes import bad_frame_lists
+
+    return bad_frame_lists(mask) if mask is not None else [[] for _ in range(n_rois)]
+
+
+def _exclusion(data, exclude, threshold):
+    """(K, N) frames to exclude from a read 2TCF file: ``exclude`` ("auto": found on the raw 2TCF), the
+    frames the file lists, and the frames whose rows are NaN; None when there is none."""
+    from .badframes import exclusion_mask, find_bad_frames, stored_exclusion, unusable_rows
+
+    k, n = data.c2.shape[0], data.c2.shape[-1]
+    if _is_auto(exclude):
+        mask = find_bad_frames(data.raw if data.raw is not None else data.c2, threshold=threshold)
+    else:
+        mask = exclusion_mask(exclude, n, k)
+    mask = np.zeros((k, n), bool) if mask is None else mask
+    stored = stored_exclusion(data.attrs, k, n)
+    if stored is not None:
+        mask |= stored
+    mask |= unusable_rows(data.c2)
+    if np.any(mask.sum(axis=1) > n - 2):
+        raise XPCSInputError("the exclusion leaves fewer than 2 frames in a ROI; nothing to denoise or fit")
+    return mask if mask.any() else None
+
+
 def _scalar(v) -> bool:
     return isinstance(v, (str, int, float, bool, np.integer, np.floating))
 
 
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
-             cut_width: int | None = None, max_lag: int | None = None, overwrite: bool = False, exclude=None,
-             bad_frame_threshold: float | None = None, progress: bool = False) -> dict:
+             cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
+             weighted: bool = True, overwrite: bool = False, exclude=None,
+             bad_frame_threshold: float | None = None, model=None, n_boot: int = 16, seed: int = 0,
+             progress: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -363,84 +400,148 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
+    frame_time : seconds per frame (default: the file's, e.g. APS 8-ID-I; else Γ stays in frames⁻¹)
+    weighted : weight 1TCF points by their standard error from the 2TCF (whole-series fits; cuts are
+        unweighted)
     output : ``.csv`` path; a ``.json`` with the same rows is written beside it. Columns ``roi`` (the input's
-        label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ``age``...
+        label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ...
+    progress : a progress bar over the ROIs' cuts on stderr
     exclude : frames left out of the 1TCFs and cuts that are fitted: ``"auto"``
         (:func:`~xpcs_denoise.find_bad_frames` on the file's raw 2TCF), frame numbers, text like ``"12,40-45"``,
         or a boolean mask (N,) or (K, N); the frames the file lists (``excluded_frames``) and those whose rows
         are NaN are always left out. The JSON lists them per ROI.
     bad_frame_threshold : robust z-score of ``"auto"``
-    progress : progress bars on stderr
+    model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
+        that denoised the file, checked by its SHA-256)
+    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
 
-    The input is read one ROI at a time.
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
+    the photon noise (residual bootstrap) and, for a file denoised by the ensemble whose raw 2TCF is kept, the
+    model's own spread; ``path`` says per ROI what was fitted (the denoised 2TCF, a binned one, or the raw one
+    where the model cannot help). A denoised file without its raw 2TCF is fitted as it is, with a warning that
+    its errors are the fit's alone.
+
+    Returns
+    -------
+    dict summary; with q known and a whole-series fit, ``diffusion``: Γ = D q² of the converged ROIs.
     """
     from .badframes import DEFAULT_THRESHOLD
-
-    from .fitting import fit_g2
+    from .fitting import _check_frame_time, fit_diffusion, fit_rows
     from .report import default_max_lag
-    from .workflows import ageing_analysis
+    from .workflows import ageing_analysis, fit_one_times
 
     output = Path(output)
     json_path = output.with_suffix(".json")
     for p in (output, json_path):
         if p.exists() and not overwrite:
             raise XPCSInputError(f"{p} exists; choose another output or pass --overwrite")
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
+    data = read_c2(input_path, dataset)
+    if frame_time is None:
+        frame_time = data.frame_time
+    c2, n = data.c2, data.c2.shape[-1]
+    labels = data.rois if data.rois is not None else np.arange(1, c2.shape[0] + 1)  # the input's ROI labels
+    mask = _exclusion(data, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
+    if mask is not None:
+        c2 = apply_exclusion(c2, mask)
     fix = {"alpha": 1.0} if fix_alpha else {}
-    rows = []
-    with open_c2(input_path, dataset) as src:  # one ROI in memory at a time
-        n, k_rois, labels = src.n_frames, src.n_rois, src.roi_labels()
-        excl = _Exclusion(src, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
-
-        def read(k):
-            m = src.c2(k)
-            row = excl.roi(k, m)
-            return m if row is None else apply_exclusion(m, row)
-
-        def ident(k):
-            return {"roi": int(labels[k]), "q": _q(src.q, k), "phi": _q(src.phi, k)}
-
-        if cut_width is None:
-            lag_max = max_lag or default_max_lag(n)
-            g2 = np.empty((k_rois, lag_max))
-            beta = np.full(k_rois, np.nan)
-            for k in _bar(range(k_rois), progress, "1TCF"):
-                m = read(k)
-                g2[k] = one_time_from_two_time(m, max_lag=lag_max)
-                if fix_beta:
-                    beta[k] = _beta_or_nan(m[None])[0]
-            if fix_beta:
-                fix["beta"] = beta
-            fit = fit_g2(g2, fix=fix)
-            cols = fit.to_dict()
-            for k in range(k_rois):
-                rows.append({**ident(k), "age": float("nan"), **{c: _py(v[k]) for c, v in cols.items()}})
-                if fix_beta and not np.isfinite(fix["beta"][k]):
-                    rows[-1]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
-        else:
-            for k in _bar(range(k_rois), progress, "fit cuts"):
-                m = read(k)
-                lag_max = max_lag or min(49, n - 1)
-                # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
-                try:
-                    r = (ageing_analysis(m, width=int(cut_width), max_lag=lag_max, fix=fix) if fix_beta
-                         else _cuts_free_beta(m, int(cut_width), lag_max, fix))
-                except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
-                    rows.append({**ident(k), "age": float("nan"), "success": False, "message": str(exc)})
-                    continue
-                cols = r["fit"].to_dict()
-                for i, age in enumerate(r["ages"]):
-                    rows.append({**ident(k), "age": float(age), **{c: _py(v[i]) for c, v in cols.items()}})
+    rows, diffusion = [], None
+    age_cols = {"age_unit": "frames"}
+    if cut_width is None:
+        lag_max = max_lag or default_max_lag(n)
+        if fix_beta:
+            fix["beta"] = _beta_or_nan(c2)
+        fit, extra = _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed)
+        q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
+        phi_col = np.array([_q(data.phi, k) for k in range(c2.shape[0])])
+        rows = fit_rows(fit, labels, index_name="roi",
+                        columns={"q": q_col, "phi": phi_col, "age": float("nan"), **age_cols, **extra})
+        if fix_beta:
+            for k in np.flatnonzero(~np.isfinite(fix["beta"])):
+                rows[k]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+        if data.q is not None:
+            ok = fit.success & ~fit.at_bound
+            try:
+                diffusion = fit_diffusion(data.q, np.where(ok, fit.gamma, np.nan),
+                                          np.where(ok, fit.gamma_err, np.nan), gamma_unit=fit.gamma_unit).to_dict()
+            except XPCSInputError as exc:
+                diffusion = {"error": str(exc)}
+    else:
+        for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
+            lag_max = max_lag or min(49, n - 1)
+            # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
+            try:
+                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
+                     if fix_beta else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix, frame_time))
+            except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
+                rows.append({"roi": int(labels[k]), "q": _q(data.q, k), "phi": _q(data.phi, k),
+                             "age": float("nan"), "success": False, "message": str(exc)})
+                continue
+            cols = {"roi": int(labels[k]), "q": _q(data.q, k), "phi": _q(data.phi, k), **age_cols}
+            if frame_time is not None:
+                cols["age_s"] = r["ages"] * frame_time
+            rows += fit_rows(r["fit"], r["ages"], index_name="age", columns=cols)
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     write_csv(output, rows, overwrite=overwrite)
-    lists = excl.lists()
+    lists = _lists(mask, c2.shape[0])
+    units = {"gamma_unit": "1/s" if frame_time is not None else "1/frame", "q_unit": "1/Å", "age_unit": "frames",
+             "frame_time_s": frame_time}
     meta = {"input": str(input_path), "fix_alpha": fix_alpha, "fix_beta": fix_beta, "cut_width": cut_width,
-            "excluded_frames": lists, "rows": rows}
+            "weighted": bool(weighted and cut_width is None), **units, "excluded_frames": lists, "rows": rows}
+    if diffusion is not None:
+        meta["diffusion"] = diffusion
     with atomic_path(json_path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(json.dumps(meta, indent=1, default=_py) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
-    return {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
-            "successful": ok, "excluded_frames": lists}
+    out = {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
+           "successful": ok, "excluded_frames": lists, **units}
+    if diffusion is not None:
+        out["diffusion"] = diffusion
+    return out
+
+
+def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed):
+    """Fits of each ROI's whole 2TCF with honest errors (:func:`fit_two_time`) and the table columns saying how
+    they were obtained."""
+    from .uncertainty import fit_two_time
+    from .workflows import fit_one_times
+
+    method = str(data.attrs.get("method", "none"))
+    k = c2.shape[0]
+    if method == "cned" and data.raw is not None:
+        den = _model(model)
+        used = str(data.attrs.get("model_weights_sha256", ""))
+        if used and used != den.card.get("weights_sha256"):
+            raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {used[:12]}…, not by "
+                                 f"{'the shipped ensemble' if model is None else model}; pass that model "
+                                 "(fit --model DIR) so that its uncertainty can be measured")
+        raw = apply_exclusion(data.raw, mask) if mask is not None else data.raw
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tf = fit_two_time(_fill_for_model(raw), method="cned", model=den, n_boot=n_boot, seed=seed,
+                              max_lag=min(lag_max, den.size - 1), fix=fix, frame_time=frame_time)
+        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
+    if method in ("none", "raw"):
+        tf = fit_two_time(c2, method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
+                          frame_time=frame_time)
+        return tf.fit, {"path": np.array(["raw"] * k), "errors": "fit + bootstrap (noise)"}
+    why = ("holds no raw 2TCF (keep it when denoising)" if data.raw is None else
+           "was denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
+    warnings.warn(f"the file ({method}) {why}: the errors are the fit's own and understate the uncertainty",
+                  stacklevel=3)
+    fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=False)
+    return fit, {"path": np.array([f"{method} (as stored)"] * k), "errors": "fit only"}
+
+
+def _fill_for_model(c2):
+    """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
+    if np.all(np.isfinite(c2)):
+        return c2
+    from .badframes import fill_excluded
+
+    return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
 
 
 def _beta_or_nan(c2):
@@ -456,12 +557,14 @@ def _beta_or_nan(c2):
     return out
 
 
-def _cuts_free_beta(c2, width, max_lag, fix):
+def _cuts_free_beta(c2, width, max_lag, fix, frame_time=None):
     from .correlation import time_resolved_cuts
-    from .fitting import fit_g2
+    from .fitting import cut_trust, fit_g2
 
     ages, lags, g = time_resolved_cuts(c2, width=width, max_lag=max_lag)
-    return {"ages": ages, "fit": fit_g2(g, lags, fix=fix or None)}
+    fit = fit_g2(g, lags, fix=fix or None, frame_time=frame_time)
+    fit.trusted = cut_trust(fit, g)
+    return {"ages": ages, "fit": fit}
 
 
 def _q(q, k):
@@ -486,18 +589,25 @@ class _LazyC2:
 
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
-                overwrite: bool = False, progress: bool = False) -> dict:
+                frame_time: float | None = None, weighted: bool = True, overwrite: bool = False,
+                progress: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
     A file written by :func:`denoise_file` (with its raw 2TCFs, our format or APS) is reported as is; any other
     2TCF file is denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the
     raw data. ROI labels, q and φ of the input label the tables and figures. Denoised versions go to a
-    temporary file beside the report and every step reads one ROI at a time.
+    temporary file beside the report, and the figures read one ROI at a time (the fits of the raw and cned
+    entries, with bootstrap errors, take whole arrays). ``frame_time`` (s per frame; default the file's) puts Γ
+    in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF.
     """
     import tempfile
 
     from .denoising import METHODS
+    from .fitting import _check_frame_time
     from .report import write_report
+
+    if frame_time is not None:
+        frame_time = _check_frame_time(frame_time)
 
     for m in compare:
         if m not in METHODS:
@@ -520,25 +630,30 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 opened.append(open_c2(path))
                 return _LazyC2(opened[-1])
 
-            window = 50
+            window, den = 50, None
+            ft = frame_time if frame_time is not None else src.frame_time
             if src.has_raw:
                 raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
                 c2s = {"raw": raw, main_name: _LazyC2(src)}
                 provenance.update({k: v for k, v in src.attrs.items() if _scalar(v)})
                 window = int(src.attrs.get("window", 50))
+                if main_name == "cned":
+                    den = _model(model)
             else:
                 c2s = {"raw": _LazyC2(src)}
                 c2s[method] = denoised(method)
                 provenance.update({k: v for k, v in opened[-1].attrs.items() if _scalar(v)
                                    and k in ("method", "window", "step", "model_weights_sha256")})
                 window = int(opened[-1].attrs.get("window", 50))
+                den = _model(model) if method == "cned" else None
             for m in compare:
                 if m not in c2s:
                     c2s[m] = denoised(m)
             index = write_report(out_dir, c2s, q=src.q, phi=src.phi, rois=src.roi_labels(),
                                  title=f"xpcs-denoise report: {Path(input_path).name}", provenance=provenance,
                                  cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
-                                 overwrite=overwrite, band=window, progress=progress)
+                                 overwrite=overwrite, band=window, progress=progress, frame_time=ft,
+                                 weighted=weighted, model=den)
         finally:
             for o in opened:
                 o.close()

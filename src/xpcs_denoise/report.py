@@ -17,7 +17,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
-from .fitting import fit_g2
+from .fitting import fit_rows
 from .io import write_csv
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
@@ -32,41 +32,75 @@ def default_max_lag(n_frames: int) -> int:
 
 
 def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None, phi=None, rois=None,
-              progress: bool = False) -> tuple[list, dict]:
+              progress: bool = False, frame_time: float | None = None, weighted: bool = True,
+              model=None) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
     ----------
     c2s : dict of name → (K, N, N) 2TCFs (arrays, or anything with ``shape`` whose ``[k]`` is one (N, N)
-        matrix: read one ROI at a time)
+        matrix: read one ROI at a time where the fit allows)
     q : (K,) q values in Å⁻¹, optional
     max_lag : lags fitted (frames); default :func:`default_max_lag`
     fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
     phi : (K,) φ of each ROI in degrees, optional (q×φ bins)
     rois : (K,) ROI labels as the input numbers them (APS ``processed_bins``); default 1..K
     progress : a progress bar on stderr
+    frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
+    weighted : weight each 1TCF point by its standard error from the 2TCF
+    model : the ensemble behind a ``"cned"`` entry (default: the shipped one)
+
+    The ``"raw"`` entry and, with a ``"raw"`` entry beside it, the ``"cned"`` one are fitted by
+    :func:`~xpcs_denoise.uncertainty.fit_two_time`: errors that include the noise and the model, and the path
+    taken per ROI (a ``path`` column); other methods carry the fit's own errors.
 
     Returns
     -------
-    rows : list of dict, one per (method, ROI): ``roi``, ``q``, ``phi``, values, standard errors, reduced χ²,
-        status
+    rows : list of dict, one per (method, ROI): ``roi``, ``q``, ``phi``, values, standard errors,
+        ``gamma_unit``, reduced χ², status
     fits : dict of name → :class:`~xpcs_denoise.fitting.FitResult`
     """
+    import warnings
+
+    from .fitting import fit_g2, sigma_for_fit
+    from .uncertainty import fit_two_time
+
+    def whole(c2):
+        if isinstance(c2, np.ndarray):
+            return np.asarray(c2, dtype=np.float64)
+        return np.stack([np.asarray(c2[k], dtype=np.float64)
+                         for k in _progress(range(c2.shape[0]), progress, "read")])
+
     rows, fits = [], {}
+    raw_whole = None
     for name, c2 in c2s.items():
         k_rois, n = c2.shape[0], c2.shape[-1]
         lag_max = max_lag or default_max_lag(n)
-        g2 = np.stack([one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max)
-                       for k in _progress(range(k_rois), progress, f"1TCF {name}")])
-        fit = fit_g2(g2, fix=fix)
+        paths = np.full(k_rois, "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if name == "raw":
+                raw_whole = whole(c2)
+            if name == "raw" and np.all(np.isfinite(raw_whole)):
+                fit = fit_two_time(raw_whole, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
+                paths = np.full(k_rois, "raw")
+            elif name == "cned" and raw_whole is not None and np.all(np.isfinite(raw_whole)):
+                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=min(lag_max, 49), fix=fix,
+                                  frame_time=frame_time)
+                fit, paths = tf.fit, np.atleast_1d(tf.path)
+            else:  # 1TCFs one ROI at a time
+                g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max,
+                                                       return_err=True)
+                                for k in _progress(range(k_rois), progress, f"1TCF {name}")))
+                fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
+                             frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
         fits[name] = fit
-        cols = fit.to_dict()
-        for k in range(k_rois):
-            row = {"method": name, "roi": int(rois[k]) if rois is not None else k + 1,
-                   "q": float(q[k]) if q is not None else float("nan"),
-                   "phi": float(phi[k]) if phi is not None else float("nan")}
-            row.update({c: (v[k].item() if hasattr(v[k], "item") else v[k]) for c, v in cols.items()})
-            rows.append(row)
+        q_col = np.asarray(q, dtype=float) if q is not None else np.full(k_rois, np.nan)
+        phi_col = np.asarray(phi, dtype=float) if phi is not None else np.full(k_rois, np.nan)
+        labels = np.asarray(rois) if rois is not None else np.arange(1, k_rois + 1)
+        rows += [{"method": name, **r} for r in fit_rows(fit, labels, index_name="roi",
+                                                          columns={"q": q_col, "phi": phi_col, "path": paths})]
+    del raw_whole
     return rows, fits
 
 
@@ -179,7 +213,7 @@ def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
             axes[0, j].set_xscale("log")
             axes[0, j].set_title(_roi_label(k, q, phi, labels))
             axes[1, j].axhline(0, color="k", lw=0.7)
-            axes[1, j].set_xlabel("lag (frames)")
+            axes[1, j].set_xlabel(f"lag ({fit.lag_unit})")
         axes[0, 0].set_ylabel("C₁ (1TCF); lines: Eq. 3 fits")
         axes[1, 0].set_ylabel("1TCF − fit")
         axes[0, 0].legend()
@@ -187,11 +221,13 @@ def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
         plt.close(fig)
 
 
-def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None):
+def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None):
     import matplotlib.pyplot as plt
 
+    from .plotting import log_ticks, plot_cut_gammas
     from .workflows import ageing_analysis
 
+    unit = "1/frame"
     with plt.rc_context(_FONTS):
         fig, axes = plt.subplots(1, len(rois), figsize=(4.3 * len(rois) + 0.8, 4.0), constrained_layout=True,
                                  squeeze=False)
@@ -202,25 +238,26 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None):
                 n = c2.shape[-1]
                 try:
                     r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
-                                        beta=beta)
+                                        beta=beta, frame_time=frame_time)
                 except XPCSInputError as exc:  # e.g. no contrast: say so on the panel, draw the others
                     ax.text(0.5, 0.5 - 0.1 * i, f"{name}: {str(exc).split(':')[0]}", transform=ax.transAxes,
                             ha="center", fontsize=9, wrap=True)
                     continue
                 beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
-                ok = r["fit"].success
-                ax.plot(r["ages"][ok], r["fit"].gamma[ok], ".", ms=3, color="0.55" if i == 0 else f"C{i - 1}",
-                        label=name)
+                unit = r["fit"].gamma_unit
+                plot_cut_gammas(ax, r["ages"], r["fit"], color="0.55" if i == 0 else f"C{i - 1}", label=name,
+                                legend_marks=(j == 0 and i == 0))
             ax.set_yscale("log")
+            log_ticks(ax, "y", max_labels=4)
             ax.set_xlabel("age t_a (frames)")
             ax.set_title(_roi_label(k, q, phi, labels))
-        axes[0, 0].set_ylabel(f"Γ (frames⁻¹), cuts of {width} frame(s)")
+        axes[0, 0].set_ylabel(f"Γ ({unit}), cuts of {width} frame(s)")
         axes[0, 0].legend()
         fig.savefig(path, dpi=90)
         plt.close(fig)
 
 
-def _fig_gamma_q(path, q, phi, fits):
+def _fig_gamma_q(path, q, phi, fits, diffusion=None):
     """Eq. 3 parameters against q, one marker series per φ bin (q×φ bins would otherwise overlap)."""
     import dataclasses
 
@@ -239,9 +276,12 @@ def _fig_gamma_q(path, q, phi, fits):
             split[(name, p)] = (idx, dataclasses.replace(fit, **sub))
     label = {key: key[0] if key[1] is None else f"{key[0]}, φ = {key[1]:.4g}°" for key in split}
     with plt.rc_context(_FONTS):
+        diff = {label[key]: diffusion[key[0]] for key in split if diffusion and key[0] in diffusion
+                and key[1] == next(k[1] for k in split if k[0] == key[0])}  # each method's D line once
         fig = plot_parameters({label[key]: q[idx] for key, (idx, _) in split.items()},
                               {label[key]: sub for key, (_, sub) in split.items()},
-                              title="Eq. 3 parameters against q (1σ error bars)")
+                              title="Eq. 3 parameters against q (1σ error bars; lines: Γ = D q²)",
+                              diffusion=diff)
         fig.savefig(path, dpi=90)
         plt.close(fig)
 
@@ -260,7 +300,8 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
-                 band: int | None = 50, progress: bool = False) -> Path:
+                 band: int | None = 50, progress: bool = False, frame_time: float | None = None,
+                 weighted: bool = True, model=None) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N > 50), ``fits.csv``, ``summary.json`` and ``index.html``.
 
@@ -280,6 +321,9 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     band : sliding-window size (frames): its band edge is drawn on the denoised maps and sets the band whose
         percentiles 1–99 give each ROI's colour scale; None: no edge drawn
     progress : progress bars on stderr
+    frame_time : seconds per frame: Γ in s⁻¹ and lags in s (else frames)
+    weighted : weight 1TCF points by their standard errors from the 2TCF
+    model : the ensemble behind a ``"cned"`` entry (its fits' errors include the model's spread)
 
     Returns
     -------
@@ -311,7 +355,11 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     try:
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), 49)
-        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress)
+        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress,
+                               frame_time=frame_time, weighted=weighted, model=model)
+        g_unit = next(iter(fits.values())).gamma_unit
+        lag_unit = next(iter(fits.values())).lag_unit
+        diffusion = {}
         steps = _progress(range(4), progress, "figures", unit="figure")
         steps = iter(steps)
         edge = (f" Dashed white lines on the {' and '.join(m for m in _BANDED if m in c2s)} panels: "
@@ -330,21 +378,38 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
         next(steps, None)
         if k_rois > 1 and q is not None and np.all(q > 0):
-            _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits)
+            from .fitting import fit_diffusion
+
+            for name, fit in fits.items():
+                ok = fit.success & ~fit.at_bound
+                try:
+                    diffusion[name] = fit_diffusion(q, np.where(ok, fit.gamma, np.nan),
+                                                    np.where(ok, fit.gamma_err, np.nan), gamma_unit=g_unit)
+                except XPCSInputError:
+                    pass
+            _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits, diffusion)
             figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
                             "gamma_q.png"))
         next(steps, None)
         if n > 50:
-            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois)
-            figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed",
-                            "gamma_age.png"))
+            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time)
+            figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
+                            "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
+                            "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
         next(steps, None)
         write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
-                   "provenance": provenance or {}, "fits": rows, "figures": [f for _, f in figures]}
+                   "gamma_unit": g_unit, "lag_unit": lag_unit, "q_unit": "1/Å", "frame_time_s": frame_time,
+                   "weighted": bool(weighted), "provenance": provenance or {}, "fits": rows,
+                   "diffusion": {m: d.to_dict() for m, d in diffusion.items()},
+                   "figures": [f for _, f in figures]}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        cols = ["method", "roi", "q", "phi", "gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err",
-                "alpha", "alpha_err", "redchi", "success", "message"]
+        cols = ["method", "roi", "q", "phi", "gamma", "gamma_err", "gamma_unit", "beta", "beta_err", "baseline",
+                "baseline_err", "alpha", "alpha_err", "redchi", "success", "at_bound", "path", "message"]
+        diff_html = "".join(f"<li>{html.escape(m)}: D = {d.D:.4g} ± {d.D_err:.2g} {html.escape(d.D_unit)} "
+                            f"(Γ = D q², {d.n_points} ROIs, reduced χ² {d.redchi:.3g})</li>"
+                            for m, d in diffusion.items())
+        diff_html = f"<h2>Γ(q) = D q²</h2><ul>{diff_html}</ul>" if diff_html else ""
         if phi is None:
             cols.remove("phi")
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
@@ -358,10 +423,13 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #aaa;padding:2px 6px;"
             "text-align:right}img{max-width:100%}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>"
-            f"<p>{k_rois} ROI(s), {n} frames. Γ in frames⁻¹, q in Å⁻¹, φ in degrees, lags in frames. "
+            f"<p>{k_rois} ROI(s), {n} frames"
+            + (f" of {frame_time:.6g} s" if frame_time is not None else "")
+            + f". Γ in {html.escape(g_unit)}, q in Å⁻¹, φ in degrees, lags in {html.escape(lag_unit)}. "
             "ROI numbers are the input's labels (APS processed bins). "
-            "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors.</p>"
-            f"<ul>{prov}</ul>{_html_table(rows, cols)}{figs}</body></html>\n")
+            "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors"
+            + (", 1TCF points weighted by their standard errors from the 2TCF" if weighted else "")
+            + f".</p><ul>{prov}</ul>{_html_table(rows, cols)}{diff_html}{figs}</body></html>\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -37,7 +37,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
-from .fitting import PARAMETERS, FitResult, fit_g2, g2_model
+from .fitting import PARAMETERS, FitResult, _check_frame_time, fit_g2, g2_model, sigma_for_fit
 
 __all__ = ["calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
 
@@ -183,10 +183,16 @@ class TwoTimeFit:
     notes: list = field(default_factory=list)
 
 
-def _fit(c2, max_lag, fix, lag_unit=1.0):
-    g2 = one_time_from_two_time(c2, max_lag=max_lag)
+def _fit(c2, max_lag, fix, lag_unit=1.0, weighted=False):
+    """Eq. 3 fits of the 1TCFs of (B, n, n) 2TCFs, lags in frames (× ``lag_unit`` for binned 2TCFs); raw
+    2TCFs weighted by each point's standard error from the spread along its diagonal."""
+    if weighted:
+        g2, err = one_time_from_two_time(c2, max_lag=max_lag, return_err=True)
+        sigma = sigma_for_fit(err)
+    else:
+        g2, sigma = one_time_from_two_time(c2, max_lag=max_lag), None
     lags = np.arange(1, g2.shape[-1] + 1, dtype=np.float64) * lag_unit
-    return fit_g2(g2, lags, fix=fix)
+    return fit_g2(g2, lags, fix=fix, sigma=sigma)
 
 
 def _model_matrix(fit: FitResult, i: int, n: int, lag_unit=1.0) -> np.ndarray | None:
@@ -213,7 +219,7 @@ def _half_ensembles(den, rng):
 def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed: int = 0,
                  max_lag: int | None = None, fix: dict | None = None, step: int = 5,
                  gamma_fast: float = GAMMA_FAST, raw_precise: float = RAW_PRECISE,
-                 auto_path: bool = True) -> TwoTimeFit:
+                 auto_path: bool = True, frame_time: float | None = None) -> TwoTimeFit:
     """Fit Eq. 3 to raw or denoised 2TCFs with standard errors that include the noise and the model.
 
     Parameters
@@ -231,11 +237,15 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         Parameters to hold fixed, as :func:`fit_g2`.
     auto_path : bool
         Choose per 2TCF between denoised, binned and raw fits (module notes); False always denoises.
+    frame_time : float, optional
+        Seconds per frame: Γ and its error in s⁻¹ (else frames⁻¹). Fits of raw 2TCFs are weighted by the
+        standard error of each 1TCF point from the spread along its diagonal; denoised 1TCFs, whose points
+        carry no such spread, unweighted.
 
     Returns
     -------
     TwoTimeFit
-        Γ in frames⁻¹.
+        Γ in frames⁻¹, or s⁻¹ with ``frame_time``.
     """
     from .denoising import _check_two_times, _pretrained, denoise
 
@@ -251,13 +261,14 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     nb, n = x.shape[0], x.shape[-1]
     rng = np.random.default_rng(seed)
     raw_lag = max_lag or (n - 1 if n <= 100 else n // 2)
-    raw = _fit(x, min(raw_lag, n - 1), fix)
+    raw = _fit(x, min(raw_lag, n - 1), fix, weighted=True)
     res = {k: np.full(nb, np.nan) for k in PARAMETERS}
     ferr = {k: np.full(nb, np.nan) for k in PARAMETERS}
     berr = {k: np.full(nb, np.nan) for k in PARAMETERS}
     success = np.zeros(nb, bool)
     message = np.array(["not fitted"] * nb, dtype=object)
     redchi = np.full(nb, np.nan)
+    at_bound = np.zeros(nb, bool)
     path = np.array(["raw"] * nb, dtype=object)
     denoised = x.copy() if den is not None else None
     notes = []
@@ -300,7 +311,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
             r = _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng)
         for k in PARAMETERS:
             res[k][i], ferr[k][i], berr[k][i] = r["value"][k], r["fit_err"][k], r["boot_err"][k]
-        success[i], message[i], redchi[i] = r["success"], r["message"], r["redchi"]
+        success[i], message[i], redchi[i], at_bound[i] = r["success"], r["message"], r["redchi"], r["at_bound"]
     # Calibration: the bootstrap part is scaled by the factor measured on simulated data with known truth
     # (scripts/calibrate_uncertainty.py): RAW_BOOT_SCALE for raw fits, the model card's for denoised ones.
     model_scale = float((den.card.get("uncertainty") or {}).get("boot_scale", 1.0)) if den is not None else 1.0
@@ -312,12 +323,19 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         if fix and k in fix:
             err[k] = np.where(success, 0.0, np.nan)
     shape = () if single else (nb,)
+    lags = np.arange(1, min(max_lag or (size - 1 if den is not None else raw_lag), n - 1) + 1, dtype=float)
+    lag_unit = "frames"
+    if frame_time is not None:
+        ft = _check_frame_time(frame_time)
+        for d in (res, err, ferr, berr):
+            d["gamma"] = d["gamma"] / ft
+        lags, lag_unit = lags * ft, "s"
     fit = FitResult(**{k: res[k].reshape(shape) for k in PARAMETERS},
                     **{k + "_err": err[k].reshape(shape) for k in PARAMETERS},
                     success=success.reshape(shape), message=message.astype(str).reshape(shape),
                     redchi=redchi.reshape(shape), n_iter=np.zeros(shape, int),
-                    lags=np.arange(1, min(max_lag or (size - 1 if den is not None else raw_lag), n - 1) + 1,
-                                   dtype=float), fixed=dict(fix or {}))
+                    lags=lags, fixed=dict(fix or {}), at_bound=at_bound.reshape(shape), lag_unit=lag_unit,
+                    weighted=den is None)
     if notes:
         warnings.warn("; ".join(notes[:3]) + (f" (and {len(notes) - 3} more)" if len(notes) > 3 else ""),
                       stacklevel=2)
@@ -353,7 +371,8 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
            "fit_err": {k: float(np.ravel(getattr(fit, k + "_err"))[i]) for k in PARAMETERS},
            "boot_err": dict.fromkeys(PARAMETERS, np.nan),
            "success": bool(np.ravel(fit.success)[i]), "message": str(np.ravel(fit.message)[i]),
-           "redchi": float(np.ravel(fit.redchi)[i])}
+           "redchi": float(np.ravel(fit.redchi)[i]),
+           "at_bound": bool(np.ravel(fit.at_bound)[i]) if fit.at_bound is not None else False}
     if not out["success"]:
         return out
     centre = d if d is not None else _model_matrix(fit, i, n, lag_unit)
@@ -371,7 +390,7 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
                     reps[h::2] = denoise(reps[h::2], "cned", model=sub, seed=seed + h + 1, step=step)
         except XPCSInputError:
             return out
-    fb = _fit(reps, max_lag, fix, lag_unit)
+    fb = _fit(reps, max_lag, fix, lag_unit, weighted=den is None)
     ok = fb.success
     if ok.sum() >= max(2, n_boot // 2):
         for k in PARAMETERS:
@@ -380,7 +399,8 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
 
 
 def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int = 49, beta=None,
-             fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5):
+             baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
+             frame_time: float | None = None):
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one (N, N) 2TCF, β fixed, with honest errors.
 
     For ``method="cned"`` the 2TCF is denoised (sliding window) and the errors of each age combine the fit's
@@ -400,13 +420,17 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     x = np.asarray(c2, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
         raise XPCSInputError(f"cut_fits takes one square (N, N) 2TCF; got shape {x.shape}")
-    if beta is None:
-        beta = float(scale_parameters(x, 0)[0][0])
+    b, base = scale_parameters(x, 0, beta, baseline)
+    beta, baseline = float(b[0]), float(base[0])
     lag_max = min(int(max_lag), x.shape[0] - 1)
 
     def fit_cuts(m):
+        from .fitting import cut_trust
+
         ages, lags, g = time_resolved_cuts(m, width=width, max_lag=lag_max)
-        return ages, fit_g2(g, lags, fix={**(fix or {}), "beta": beta})
+        f = fit_g2(g, lags, fix={**(fix or {}), "beta": beta}, frame_time=frame_time)
+        f.trusted = cut_trust(f, g)
+        return ages, f
 
     if method == "none":
         ages, fit = fit_cuts(x)
@@ -417,7 +441,7 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     den = model or _pretrained()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        d = denoise(x, "cned", model=den, seed=seed, step=step)
+        d = denoise(x, "cned", model=den, seed=seed, step=step, beta=beta, baseline=baseline)
     ages, fit = fit_cuts(d)
     rng = np.random.default_rng(seed)
     reps = residual_bootstrap(x, d, max(2, int(n_boot)), int(rng.integers(2**31)))
@@ -426,7 +450,8 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         for b in range(reps.shape[0]):
-            rb = denoise(reps[b], "cned", model=halves[b % len(halves)], seed=seed + b + 1, step=step)
+            rb = denoise(reps[b], "cned", model=halves[b % len(halves)], seed=seed + b + 1, step=step, beta=beta,
+                         baseline=baseline)
             _, fb = fit_cuts(rb)
             for k in PARAMETERS:
                 vals[k].append(np.where(fb.success, getattr(fb, k), np.nan))

@@ -15,9 +15,9 @@ import numpy as np
 
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .fitting import fit_g2
+from .fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from .io import write_csv
-from .uncertainty import fit_two_time
+from .uncertainty import cut_fits, fit_two_time
 
 __all__ = [
     "run_demo",
@@ -28,11 +28,13 @@ __all__ = [
     "q_dependence",
     "QDependenceResult",
     "pixel_subset_two_times",
+    "fit_one_times",
 ]
 
 
 def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: float | None = None,
-                    baseline: float | None = None, ages=None, fix: dict | None = None) -> dict:
+                    baseline: float | None = None, ages=None, fix: dict | None = None,
+                    frame_time: float | None = None) -> dict:
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one 2TCF, fitted with β fixed.
 
     Parameters
@@ -42,10 +44,12 @@ def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: 
     baseline : C∞* used for that default (mean 1TCF over the longest quarter of lags if not given).
     ages : optional subset of ages (frames).
     fix : further parameters to hold fixed, e.g. ``{"alpha": 1.0}``.
+    frame_time : seconds per frame; with it Γ is in s⁻¹ (else frames⁻¹).
 
     Returns
     -------
-    dict with ``ages`` (frames), the :class:`FitResult` ``fit`` and the ``beta`` used.
+    dict with ``ages`` (frames), the :class:`FitResult` ``fit`` (with ``fit.trusted``: the cut resolves its
+    decay, see :func:`~xpcs_denoise.fitting.cut_trust`) and the ``beta`` used.
     """
     from .preprocessing import scale_parameters
 
@@ -58,7 +62,8 @@ def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: 
         a, g = a[sel], g[sel]
     if beta is None:
         beta = float(scale_parameters(c2, 0, None, baseline)[0][0])
-    fit = fit_g2(g, lags, fix={**(fix or {}), "beta": beta})
+    fit = fit_g2(g, lags, fix={**(fix or {}), "beta": beta}, frame_time=frame_time)
+    fit.trusted = cut_trust(fit, g)
     return {"ages": a, "fit": fit, "beta": beta}
 
 
@@ -98,28 +103,13 @@ def _per_roi_outputs(c2, methods, **kwargs):
     return {m: np.concatenate([p[m] for p in parts]) for m in methods}, None
 
 
-def _fits_table(index_name, index, fits: dict, extra: dict | None = None) -> list[dict]:
-    rows = []
-    for name, fit in fits.items():
-        cols = fit.to_dict()
-        for i, x in enumerate(index):
-            row = {index_name: float(x), "method": name}
-            for k in ("gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err", "alpha", "alpha_err",
-                      "redchi"):
-                row[k] = float(cols[k][i])
-            row["success"] = bool(cols["success"][i])
-            row["message"] = str(cols["message"][i])
-            for k, v in (extra or {}).items():
-                row[k] = float(v[i])
-            rows.append(row)
-    return rows
-
-
 @dataclass
 class QDependenceResult:
     """Eq. 3 fits of each ROI's 1TCF per method (``"raw"``, ``"cned"``, peers, ``"target"``).
 
-    ``q`` is in Å⁻¹ (ROI numbers 1..K if no q was given); Γ in frames⁻¹ of the input's frames.
+    ``q`` is in Å⁻¹ (ROI numbers 1..K if no q was given); Γ in frames⁻¹ of the input's frames, or s⁻¹ with a
+    ``frame_time`` (see each fit's ``gamma_unit``). ``diffusion``: Γ = D q² per method (:func:`fit_diffusion`)
+    where q is physical and at least two ROIs were fitted.
     """
 
     q: np.ndarray
@@ -128,11 +118,28 @@ class QDependenceResult:
     window: tuple
     seed: int
     gamma_true: np.ndarray | None = None
+    diffusion: dict | None = None
+    frame_time: float | None = None
+    #: per ROI, what the ensemble's entry fitted (:func:`~xpcs_denoise.uncertainty.fit_two_time`)
+    paths: np.ndarray | None = None
 
     def table(self) -> list[dict]:
-        """One row per ROI and method: q, method, Γ, β, C∞, α with standard errors, reduced χ², success."""
+        """One row per ROI and method: method, q (Å⁻¹), Γ, β, C∞, α with standard errors, ``gamma_unit``,
+        reduced χ², success, at_bound, message; ``path`` (what was fitted) for the ensemble's rows."""
         extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true}
-        return _fits_table("q", self.q, self.fits, extra)
+        rows = fit_rows(self.fits, self.q, index_name="q", columns=extra)
+        if self.paths is not None:
+            paths = iter(np.ravel(self.paths))
+            for r in rows:
+                r["path"] = next(paths) if r.get("method") == "cned" else ""
+        return rows
+
+    def diffusion_fit(self, method: str, *, power: float | None = 2.0):
+        """Γ = D qⁿ of one method's converged fits (n fixed at ``power``, or free with None)."""
+        fit = self.fits[method]
+        ok = np.asarray(fit.success) & ~np.asarray(fit.at_bound if fit.at_bound is not None else False)
+        return fit_diffusion(self.q, np.where(ok, fit.gamma, np.nan), np.where(ok, fit.gamma_err, np.nan),
+                             power=power, gamma_unit=fit.gamma_unit)
 
     def to_csv(self, path, *, overwrite: bool = False) -> Path:
         """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
@@ -151,7 +158,7 @@ class QDependenceResult:
 
         return plot_parameters(self.q, self.fits, xlabel="q (Å⁻¹)" if self.q_is_physical else "ROI",
                                truth=None if self.gamma_true is None else {"gamma": self.gamma_true},
-                               log=True, path=path,
+                               log=True, path=path, diffusion=self.diffusion,
                                title=f"frames {self.window[0]}–{self.window[1] - 1}, α "
                                      f"{'free' if self.alpha_free else 'fixed to 1'}")
 
@@ -161,7 +168,8 @@ class QDependenceResult:
 
 
 def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: int = 0, n_frames: int = 50,
-                 alpha_free: bool = True, gamma_true=None, model=None, seed: int = 0) -> QDependenceResult:
+                 alpha_free: bool = True, gamma_true=None, model=None, seed: int = 0,
+                 frame_time: float | None = None, weighted: bool = True) -> QDependenceResult:
     """Γ(q), β(q), C∞(q), α(q) from a short stretch of each ROI's 2TCF, raw and denoised (paper Fig. 5).
 
     Parameters
@@ -175,6 +183,9 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     alpha_free : fit α (else fixed to 1).
     gamma_true : optional (K,) true Γ (frames⁻¹), for simulated data.
     model : a :class:`Denoiser` (default: the shipped ensemble); seed : lag-0 replacement draws.
+    frame_time : seconds per frame: Γ (and ``gamma_true``) in s⁻¹ instead of frames⁻¹.
+    weighted : weight each 1TCF point by its standard error from the 2TCF (σ of Eq. 2's average,
+        :func:`~xpcs_denoise.fitting.sigma_for_fit`); False for unweighted fits.
     """
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 3:
@@ -189,14 +200,52 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     window = c2[:, start:stop, start:stop]
     outputs, _ = _per_roi_outputs(window, methods, model=model, seed=seed)
     fix = None if alpha_free else {"alpha": 1.0}
-    fits = {m: fit_g2(one_time_from_two_time(x), fix=fix) for m, x in outputs.items()}
+    fits = {m: fit_one_times(x, fix=fix, frame_time=frame_time, weighted=weighted) for m, x in outputs.items()}
+    # Raw and ensemble fits carry errors that include the noise and the model (residual bootstrap); the
+    # ensemble's entry takes, per ROI, the path uncertainty.fit_two_time chooses (raw where it cannot help).
+    paths = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if "raw" in fits:
+            fits["raw"] = fit_two_time(window, method="none", fix=fix, seed=seed, frame_time=frame_time).fit
+        if "cned" in fits:
+            tf = fit_two_time(window, method="cned", model=model, fix=fix, seed=seed, frame_time=frame_time)
+            fits["cned"], paths = tf.fit, tf.path
     if targets is not None:
         targets = np.asarray(targets, dtype=np.float64)
         if targets.ndim != 3 or targets.shape[0] != k_rois:
             raise XPCSInputError(f"targets must be (K={k_rois}, M, M); got shape {targets.shape}")
-        fits["target"] = fit_g2(one_time_from_two_time(targets), fix=fix)
+        fits["target"] = fit_one_times(targets, fix=fix, frame_time=frame_time, weighted=weighted)
     gt = None if gamma_true is None else np.asarray(gamma_true, dtype=float).reshape(k_rois)
-    return QDependenceResult(q, fits, bool(alpha_free), (int(start), stop), int(seed), gt)
+    res = QDependenceResult(q, fits, bool(alpha_free), (int(start), stop), int(seed), gt, None, frame_time)
+    res.paths = paths
+    if res.q_is_physical:
+        res.diffusion = {}
+        for m in fits:
+            try:
+                res.diffusion[m] = res.diffusion_fit(m)
+            except XPCSInputError:  # fewer than one converged ROI: no Γ(q) line for this method
+                pass
+    return res
+
+
+def fit_one_times(c2, *, max_lag: int | None = None, fix: dict | None = None, frame_time: float | None = None,
+                  weighted: bool = True):
+    """Eq. 3 fits of the 1TCFs of (K, N, N) 2TCFs, weighted by each point's standard error from the 2TCF.
+
+    Parameters
+    ----------
+    c2 : (K, N, N) 2TCFs; max_lag : lags fitted (frames, default N − 1); fix : parameters held fixed.
+    frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹).
+    weighted : σ of each 1TCF point from the spread along its diagonal (:func:`sigma_for_fit`); False for
+        unweighted fits.
+
+    Returns
+    -------
+    FitResult
+    """
+    g, err = one_time_from_two_time(c2, max_lag=max_lag, return_err=True)
+    return fit_g2(g, fix=fix, sigma=sigma_for_fit(err) if weighted else None, frame_time=frame_time)
 
 
 @dataclass
@@ -212,11 +261,17 @@ class AgeingResult:
     std: np.ndarray | None
     seed: int
     gamma_true: np.ndarray | None = None
+    frame_time: float | None = None
 
     def table(self) -> list[dict]:
-        """One row per age and method: age (frames), Γ, β (fixed), C∞, α with errors, success."""
-        extra = None if self.gamma_true is None else {"gamma_true": self.gamma_true[self.ages]}
-        return _fits_table("age", self.ages, self.fits, extra)
+        """One row per age and method: age (frames; ``age_s`` in s with a frame time), Γ, β (fixed), C∞, α with
+        errors, ``gamma_unit``, success, at_bound, ``trusted`` (the cut resolves its decay), message."""
+        extra = {"age_unit": "frames"}
+        if self.frame_time is not None:
+            extra["age_s"] = self.ages * self.frame_time
+        if self.gamma_true is not None:
+            extra["gamma_true"] = self.gamma_true[self.ages]
+        return fit_rows(self.fits, self.ages, index_name="age", columns=extra)
 
     def to_csv(self, path, *, overwrite: bool = False) -> Path:
         """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
@@ -239,7 +294,7 @@ class AgeingResult:
 
 def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, beta: float | None = None,
            baseline: float | None = None, fix: dict | None = None, gamma_true=None, model=None, step: int = 5,
-           seed: int = 0) -> AgeingResult:
+           seed: int = 0, frame_time: float | None = None) -> AgeingResult:
     """Non-equilibrium analysis of one long 2TCF (paper Fig. 6).
 
     Each method denoises the whole (N, N) 2TCF (the ensemble by the sliding window, Eq. 7 scaling), then
@@ -254,6 +309,8 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, be
     fix : other parameters to hold fixed, e.g. ``{"alpha": 1.0}``.
     gamma_true : optional (N,) true Γ(t) in frames⁻¹ (simulations).
     model, step, seed : the ensemble, the sliding-window step (frames), the lag-0 replacement seed.
+    frame_time : seconds per frame: Γ (and ``gamma_true``) in s⁻¹ instead of frames⁻¹; ages stay in frames
+        (the table adds ``age_s``).
     """
     from .preprocessing import scale_parameters
 
@@ -265,12 +322,17 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, be
     outputs, spread = _method_outputs(c2, methods, model=model, seed=seed, step=step, beta=b, baseline=base)
     fits, ages = {}, None
     for m, x in outputs.items():
-        r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix)
+        if m == "cned":
+            # errors that include the noise and the model: residual bootstrap through the same denoising
+            r = cut_fits(c2, method="cned", model=model, width=width, max_lag=max_lag, beta=b, baseline=base,
+                         fix=fix, seed=seed, step=step, frame_time=frame_time)
+        else:
+            r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
         fits[m], ages = r["fit"], r["ages"]
     gt = None
     if gamma_true is not None:
         gt = np.broadcast_to(np.asarray(gamma_true, dtype=float), (c2.shape[0],)).copy()
-    return AgeingResult(ages, fits, b, base, int(width), outputs, spread, int(seed), gt)
+    return AgeingResult(ages, fits, b, base, int(width), outputs, spread, int(seed), gt, frame_time)
 
 
 def pixel_subset_two_times(frames, labels, roi: int = 1, fraction: float = 0.26, *, seed: int = 0,
