@@ -183,9 +183,13 @@ def run_checks(work: Path, n_frames: int = 300) -> None:
     # fit and report on the outputs
     run([*cli, "fit", den, "-o", work / "fit.csv", "--fix-alpha", "-q"])
     rows = list(csv.DictReader(open(work / "fit.csv")))
-    gam = {(float(r["q"]), float(r["phi"])): float(r["gamma"]) for r in rows}
+    ft = json.loads((work / "fit.json").read_text()).get("frame_time_s")  # Γ in 1/s when the file has a frame time
+    per_frame = ft if rows[0].get("gamma_unit", "1/frame") == "1/s" and ft else 1.0
+    check(per_frame == 0.01 or per_frame == 1.0, f"fit: Γ in {rows[0].get('gamma_unit', '1/frame')} "
+          f"(frame time {ft} s from boost_corr's file)")
+    gam = {(float(r["q"]), float(r["phi"])): float(r["gamma"]) * per_frame for r in rows}
     check([int(r["roi"]) for r in rows] == bins.tolist() and "phi" in rows[0],
-          f"fit table: roi = processed bins, q and φ columns; Γ(q, φ) = "
+          f"fit table: roi = processed bins, q and φ columns; Γ(q, φ) per frame = "
           + ", ".join(f"{v:.3g}" for v in gam.values()) + f" (truth {GAMMA.tolist()} per q)")
     ok = all(abs(np.log10(g / GAMMA[list(Q).index(q)])) < 0.3 for (q, _), g in gam.items())
     check(ok, "every fitted Γ within a factor 2 of the simulated one")
