@@ -74,6 +74,7 @@ def main():
                                                        < 1)), 3)}
         print(key, out[key])
     if a.write:
+        card = json.loads((Path(a.model) / "model_card.json").read_text())  # re-read: others may have written
         card["uncertainty"] = {**out["den"], "method": "residual frame-permutation bootstrap (n_boot "
                                f"{a.n_boot}), half-ensembles; scale measured on simulated data, seed {a.seed}"}
         path = Path(a.model) / "model_card.json"

@@ -22,6 +22,19 @@ Public API (stable names):
   the functions behind the CLI's sub-commands.
 """
 
+import os as _os
+import sys as _sys
+
+if _sys.argv and _os.path.basename(_sys.argv[0]).startswith("xpcs-denoise"):  # the console script starting
+    import signal as _signal
+
+    def _stopped_at_start_up(signum, frame):  # Ctrl-C or SIGTERM while torch loads: one line, no traceback
+        _sys.stderr.write("xpcs-denoise: " + ("interrupted" if signum == _signal.SIGINT else "terminated") + "\n")
+        _os._exit(130 if signum == _signal.SIGINT else 143)  # nothing written yet; cli.main() takes over after
+
+    _signal.signal(_signal.SIGINT, _stopped_at_start_up)
+    _signal.signal(_signal.SIGTERM, _stopped_at_start_up)
+
 from .badframes import find_bad_frames
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise

@@ -13,7 +13,7 @@ from .errors import XPCSInputError
 def _cmd_demo(a):
     from .workflows import run_demo
 
-    summary = run_demo(a.out, seed=a.seed, progress=not a.quiet)
+    summary = run_demo(a.out, seed=a.seed, progress=not a.quiet, overwrite=a.overwrite)
     if a.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -46,9 +46,19 @@ def _cmd_train(a):
 def _cmd_latent_study(a):
     from .training import TrainConfig, latent_study
 
+    try:
+        latents = [int(v) for v in a.latents.split(",")]
+    except ValueError:
+        raise XPCSInputError(f"--latents must be comma-separated whole numbers, e.g. 1,2,4,8; got {a.latents!r}") \
+            from None
+    if any(v < 1 for v in latents):
+        raise XPCSInputError(f"--latents must be >= 1; got {a.latents!r}")
+    from .safety import check_int, check_seed
+
+    check_seed(a.seed, "--seed")
+    check_int(a.members, "--members", 1)
     cfg = TrainConfig(lr=a.lr, max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, threads=a.threads)
-    rows = latent_study(a.data, a.output, [int(v) for v in a.latents.split(",")], members=a.members, config=cfg,
-                        progress=not a.quiet)
+    rows = latent_study(a.data, a.output, latents, members=a.members, config=cfg, progress=not a.quiet)
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -61,6 +71,9 @@ def _cmd_latent_study(a):
 def _cmd_evaluate(a):
     from .workflows import evaluate_model
 
+    from .safety import check_seed
+
+    check_seed(a.seed, "--seed")
     methods = a.methods.split(",") if a.methods else None
     table = evaluate_model(a.model, a.data, split=a.split, methods=methods, seed=a.seed)
     if a.json:
@@ -81,12 +94,23 @@ def _parse_q(text):
         return None
     import numpy as np
 
+    from .safety import check_regular_input
+
     if text.endswith(".npy"):
-        return np.load(text, allow_pickle=False)
-    try:
-        return np.array([float(v) for v in text.split(",")])
-    except ValueError as exc:
-        raise XPCSInputError(f"--q must be comma-separated numbers (Å⁻¹) or a .npy file; got {text!r}") from exc
+        check_regular_input(text)
+        try:
+            q = np.load(text, allow_pickle=False)  # never unpickle a file given on the command line
+        except (ValueError, OSError, EOFError) as exc:
+            raise XPCSInputError(f"--q file {text} is not a .npy of numbers ({' '.join(str(exc).split())[:100]}); "
+                                 "save the q values with numpy.save") from None
+    else:
+        try:
+            q = np.array([float(v) for v in text.split(",")])
+        except ValueError as exc:
+            raise XPCSInputError(f"--q must be comma-separated numbers (Å⁻¹) or a .npy file; got {text!r}") from exc
+    if q.dtype.kind not in "iuf" or not q.size or not np.all(np.isfinite(q)) or np.any(q <= 0):
+        raise XPCSInputError(f"--q values must be finite numbers > 0 (Å⁻¹), one per ROI; got {text!r}")
+    return q.astype(np.float64).ravel()
 
 
 def _exclude_arg(text):
@@ -117,7 +141,8 @@ def _cmd_correlate(a):
 
     s = correlate_file(a.frames, a.rois, a.output, frames_dataset=a.dataset, labels_dataset=a.rois_dataset,
                        q=_parse_q(a.q), overwrite=a.overwrite, progress=not a.quiet,
-                       exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
+                       exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold,
+                       allow_external=a.allow_external)
     _print_summary(a, s, f"{s['n_rois']} ROI(s) × {s['n_frames']} frames correlated → {s['output']}"
                          f"{_excluded_note(s)}")
     return 0
@@ -129,7 +154,8 @@ def _cmd_denoise(a):
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
                      frame_time=a.frame_time, overwrite=a.overwrite, output_format=a.format,
-                     progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames), bad_frame_threshold=a.bad_frame_threshold)
+                     progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
+                     bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
     _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}"
@@ -143,7 +169,7 @@ def _cmd_fit(a):
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
                  cut_width=a.cut_width, max_lag=a.max_lag, frame_time=a.frame_time, weighted=not a.unweighted,
                  overwrite=a.overwrite, progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
-                 bad_frame_threshold=a.bad_frame_threshold)
+                 bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
     line = (f"{s['successful']} of {s['fits']} fits succeeded (Γ in {s['gamma_unit']}) → {s['output']}, {s['json']}"
             f"{_excluded_note(s)}")
     d = s.get("diffusion")
@@ -162,7 +188,8 @@ def _cmd_report(a):
     compare = tuple(m for m in (a.compare or "").split(",") if m)
     s = report_file(a.input, a.output, compare=compare, method=a.method, model=a.model, dataset=a.dataset,
                     seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, frame_time=a.frame_time,
-                    weighted=not a.unweighted, overwrite=a.overwrite, progress=not a.quiet)
+                    weighted=not a.unweighted, overwrite=a.overwrite, progress=not a.quiet,
+                    allow_external=a.allow_external)
     _print_summary(a, s, f"report ({', '.join(s['methods'])}) → {s['report']}")
     return 0
 
@@ -172,14 +199,18 @@ def _cmd_batch(a):
 
     rows = batch_denoise(a.inputs, a.output, workers=a.workers, scheduler=a.scheduler, progress=not a.quiet,
                          method=a.method, model=a.model, dataset=a.dataset, uncertainty=a.uncertainty,
-                         seed=a.seed, overwrite=a.overwrite)
-    failed = [r for r in rows if r["status"] != "ok"]
+                         seed=a.seed, overwrite=a.overwrite, skip_existing=a.skip_existing,
+                         allow_external=a.allow_external)
+    failed = [r for r in rows if r["status"] == "failed"]
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
             print(f"{r['status']:6s} {r['input']} → {r['output'] or r['error']} ({r['seconds']} s)")
-        print(f"{len(rows) - len(failed)} of {len(rows)} file(s) denoised; summary in {a.output}/batch_summary.csv")
+        skipped = sum(r["status"] == "skipped" for r in rows)
+        note = f" ({skipped} skipped: output exists)" if skipped else ""
+        print(f"{len(rows) - len(failed) - skipped} of {len(rows)} file(s) denoised{note}; summary in "
+              f"{a.output}/batch_summary.csv")
     return 1 if failed else 0
 
 
@@ -206,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="simulate, correlate, denoise and fit a small experiment; write a report")
     d.add_argument("--out", default="xpcs-denoise-demo", help="report folder (default ./xpcs-denoise-demo)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--overwrite", action="store_true", help="write into an existing folder (the demo's files only)")
     common(d)
     d.set_defaults(func=_cmd_demo)
 
@@ -290,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     def input_opts(sp):
         sp.add_argument("--dataset", default=None,
                         help="HDF5 dataset path, for files in none of the known layouts")
-        sp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        sp.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output (only a file, or a report folder, that xpcs-denoise wrote)")
+        sp.add_argument("--allow-external", action="store_true",
+                        help="follow HDF5 external links, external storage and virtual datasets (refused by default)")
 
     c = sub.add_parser("correlate", help="2TCFs and 1TCFs of every q-ROI of a frame stack")
     c.add_argument("frames", help="frame stack: HDF5, .npy, or a folder of TIFFs")
@@ -352,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     method_opts(b)
     b.add_argument("--uncertainty", action="store_true")
+    b.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose output exists (resume an interrupted batch)")
     input_opts(b)
     common(b)
     b.set_defaults(func=_cmd_batch)
@@ -372,17 +409,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit), raised like Ctrl-C so that temporary files are removed."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # the start-up handler of __init__
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        try:
+            parser = build_parser()  # imports torch: Ctrl-C here gets one line too
+            a = parser.parse_args(argv)
+        except KeyboardInterrupt as exc:
+            print("xpcs-denoise: " + ("terminated" if isinstance(exc, _Terminated) else "interrupted"),
+                  file=sys.stderr)
+            return 143 if isinstance(exc, _Terminated) else 130
+        return _run(a)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(a) -> int:
     try:
         return int(a.func(a) or 0)
     except XPCSInputError as exc:
         print(f"xpcs-denoise {a.command}: error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print(f"xpcs-denoise {a.command}: terminated (SIGTERM); temporary files removed, no output written",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"xpcs-denoise {a.command}: interrupted; temporary files removed, no output written", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"xpcs-denoise {a.command}: error: out of memory; use a smaller input or set "
+              "XPCS_DENOISE_MAX_MEMORY_GB lower so that it is refused up front", file=sys.stderr)
+        return 2
     except OSError as exc:  # permissions, disk full, a path that vanished: the system's reason, one line
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"xpcs-denoise {a.command}: error: {exc.strerror or exc}{where}; check the path, its permissions "

@@ -20,7 +20,9 @@ __all__ = [
 
 
 def _validated_labels(labels: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    labels = np.asarray(labels)
+    from .safety import MAX_ROIS, numeric_array
+
+    labels = numeric_array(labels, "ROI label map")
     if labels.shape != tuple(frame_shape):
         raise XPCSInputError(
             f"ROI label map has shape {labels.shape} but frames are {tuple(frame_shape)}; "
@@ -38,13 +40,18 @@ def _validated_labels(labels: np.ndarray, frame_shape: tuple[int, ...]) -> tuple
     n_rois = int(labels.max()) if labels.size else 0
     if n_rois == 0:
         raise XPCSInputError("ROI label map has no labelled pixel; label the q-ROIs 1..K")
-    counts = np.bincount(labels.ravel(), minlength=n_rois + 1)[1:]
-    empty = np.flatnonzero(counts == 0) + 1
-    if empty.size:
+    if n_rois > MAX_ROIS:  # before any (max label)-sized array: a mask value of 2**32 - 1 would ask for 32 GiB
+        raise XPCSInputError(f"ROI label map holds label {n_rois}, above the {MAX_ROIS} q-ROIs supported; set "
+                             "masked or unused pixels to 0 and number the ROIs 1..K")
+    present = np.unique(labels)
+    present = present[present > 0]
+    if present.size != n_rois:
+        missing = np.setdiff1d(np.arange(1, n_rois + 1), present)
         raise XPCSInputError(
-            f"ROI label(s) {empty.tolist()} have no pixels; number the ROIs 1..K without gaps"
+            f"ROI label(s) {missing[:10].tolist()}{'...' if missing.size > 10 else ''} ({missing.size} in all) "
+            "have no pixels; number the ROIs 1..K without gaps"
         )
-    return labels.reshape(-1), n_rois
+    return labels.reshape(-1).astype(np.int64, copy=False), n_rois
 
 
 #: Working memory allowed for one block of pixels (besides the (K, T, T) result), bytes.
@@ -132,10 +139,17 @@ def two_time(
         raise XPCSInputError(f"need at least 2 frames to correlate; got {n_frames}")
     frame_shape = tuple(int(s) for s in shape[1:])
     fdtype = np.dtype(getattr(frames, "dtype", np.float64))
-    if not (np.issubdtype(fdtype, np.integer) or np.issubdtype(fdtype, np.floating)
-            or fdtype == np.bool_):
+    if fdtype.kind not in "biuf":  # timedelta64 is an integer subtype for numpy, but not counts
         raise XPCSInputError(f"frames must hold numbers (integer or float counts); got dtype {fdtype}")
+    # float16 (or smaller) accumulation overflows: sums of products of counts need float32 at least.
+    dtype = np.result_type(np.dtype(dtype), np.float32)
+    if dtype.kind != "f" or dtype.itemsize > 8:
+        raise XPCSInputError(f"dtype must be float32 or float64; got {dtype}")
     flat_labels, n_rois = _validated_labels(labels, frame_shape)
+    from .safety import check_memory
+
+    check_memory(two_time_memory_bytes(n_frames, n_rois, block_pixels),
+                 f"2TCFs of {n_rois} ROI(s) × {n_frames} frames")
     n_pix = flat_labels.size
     from .badframes import exclusion_mask
 
@@ -356,13 +370,15 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
         raise XPCSInputError(f"time_resolved_cuts needs one square 2TCF (T, T); got {c2.shape}")
+    from .safety import check_int, check_memory
+
     n = c2.shape[0]
-    width = int(width)
-    if width < 1:
-        raise XPCSInputError(f"cut width must be >= 1 frame; got {width}")
-    max_lag = n - 1 if max_lag is None else int(max_lag)
-    if not 1 <= max_lag <= n - 1:
-        raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
+    width = check_int(width, "cut width (frames)", 1, n)
+    step = check_int(step, "age step (frames)", 1, n)
+    max_lag = n - 1 if max_lag is None else check_int(max_lag, "max_lag", 1, n - 1)
+    # about five (ages, lags, 2·width) float64/int64 arrays at once
+    check_memory(5 * 8 * len(range(0, n, step)) * max_lag * 2 * width,
+                 f"cuts of width {width} at {len(range(0, n, step))} ages × {max_lag} lags")
     if exclude is not None:
         from .badframes import apply_exclusion
 

@@ -13,6 +13,7 @@ import torch
 
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .model import CNNEDEnsemble, load_ensemble
+from .safety import check_int, check_seed, numeric_array
 from .preprocessing import from_model_units, replace_diagonal, scale_parameters, to_model_units
 
 __all__ = ["Denoiser", "DenoiseResult", "pretrained_directory", "sliding_window", "denoise", "METHODS"]
@@ -24,8 +25,8 @@ def pretrained_directory() -> Path:
 
 
 def _check_two_times(c2, size: int) -> tuple[np.ndarray, bool]:
-    c2 = np.asarray(c2)
-    if not (np.issubdtype(c2.dtype, np.floating) or np.issubdtype(c2.dtype, np.integer)):
+    c2 = numeric_array(c2, "2TCF")
+    if c2.dtype == np.bool_:
         raise XPCSInputError(f"2TCF must be numeric; got dtype {c2.dtype}")
     if c2.ndim not in (2, 3) or c2.shape[-1] != c2.shape[-2]:
         raise XPCSInputError(f"2TCF must be square, shape (N, N) or (B, N, N); got {c2.shape}")
@@ -69,7 +70,7 @@ class Denoiser:
         self.model = model.eval()
         self.card = card or {}
         # Small chunks keep each member's (C, B·P) activations in cache; 32 patches was fastest on 2 cores.
-        self.batch_size = int(batch_size)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         self._weights = model.inference_weights()
 
     @classmethod
@@ -151,6 +152,8 @@ class Denoiser:
     def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5) -> DenoiseResult:
         """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used."""
         x, single = _check_two_times(c2, self.size)
+        seed = check_seed(seed)
+        step = _check_step(step, self.size)
 
         def model_units(scaled):
             if scaled.shape[-1] == self.size:
@@ -171,8 +174,7 @@ def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int
     outputs are averaged within each pass and the passes averaged; pixels no window covers keep their input.
     Returns (mean, spread), each (B, N, N).
     """
-    if step < 1:
-        raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
+    step = _check_step(step, n)
     nb, big = x.shape[0], x.shape[-1]
     fwd = np.arange(0, big - n + 1, step)
     bwd = np.arange(big - n, -1, -step)
@@ -207,6 +209,12 @@ def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int
     return out_m, out_s
 
 
+def _check_step(step, n: int) -> int:
+    """Sliding-window step in 1..n − 1 frames: a larger step would leave lag-1 pixels between windows
+    undenoised while the 2TCF is reported denoised."""
+    return check_int(step, f"sliding-window step (frames, window {n})", 1, n - 1)
+
+
 def _denoise_scaled(x, single, size, beta, baseline, model_units):
     """Scale (B, N, N) 2TCFs to model units, apply ``model_units`` → (mean, spread or None), scale back.
 
@@ -223,8 +231,8 @@ def _denoise_scaled(x, single, size, beta, baseline, model_units):
         spread[ok] = std * b[ok, None, None]
     if not ok.all():
         bad = np.flatnonzero(~ok)
-        warnings.warn(f"{bad.size} of {len(b)} 2TCFs have zero or negative contrast (mean lag-1 value <= "
-                      f"baseline), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised",
+        warnings.warn(f"{bad.size} of {len(b)} 2TCFs have no contrast (mean lag-1 value not significantly above "
+                      f"the baseline, or flat), e.g. index {bad[:5].tolist()}: returned unchanged, not denoised",
                       XPCSNoContrastWarning, stacklevel=4)
     return out, spread, b, base
 
@@ -270,10 +278,17 @@ def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_s
 
     if method not in METHODS:
         raise XPCSInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    seed = check_seed(seed)
     if method == "cned":
+        if isinstance(model, (str, Path)):  # "pretrained" or a model folder
+            model = _pretrained() if str(model) == "pretrained" else Denoiser.from_directory(model)
+        elif model is not None and not isinstance(model, Denoiser):
+            raise XPCSInputError(f"model must be a Denoiser, a model folder or 'pretrained'; got "
+                                 f"{type(model).__name__}")
         den = model or _pretrained()
         return den.denoise(c2, return_std=return_std, seed=seed, beta=beta, baseline=baseline, step=step)
     x, single = _check_two_times(c2, 50)
+    step = _check_step(step, 50)
     if method == "none":
         out, spread = x.copy(), np.zeros_like(x)
     else:
@@ -291,7 +306,7 @@ def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_s
             def model_units(scaled):
                 try:
                     return baselines.BASELINES[method](replace_diagonal(scaled, seed), **options), None
-                except TypeError as exc:
+                except (TypeError, ValueError, RuntimeError) as exc:  # e.g. median size=0, sigma < 0
                     raise XPCSInputError(f"bad option for method {method!r}: {exc}") from exc
         out, spread, _, _ = _denoise_scaled(x, single, 50, beta, baseline, model_units)
     if single:

@@ -441,9 +441,13 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     FitResult
         Never raises for noisy data: a fit that fails has NaN parameters, ``success=False`` and a message.
     """
-    y = np.asarray(g2, dtype=np.float64)
+    from .safety import numeric_array
+
+    y = numeric_array(g2, "g2").astype(np.float64)
     if y.ndim < 1:
         raise XPCSInputError("g2 must have a lag axis: shape (L,) or (..., L)")
+    if y.shape[-1] == 0 or y.size == 0:
+        raise XPCSInputError(f"g2 has shape {y.shape}: no lags to fit; give at least one lag")
     batch_shape = y.shape[:-1]
     n_lag = y.shape[-1]
     y = y.reshape(-1, n_lag)
@@ -465,7 +469,12 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
         raise XPCSInputError(f"unknown parameter name(s) {sorted(unknown)}; use {PARAMETERS}")
     w = np.ones_like(y)
     if sigma is not None:
-        s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (nb, n_lag) if np.ndim(sigma) < 2 else y.shape)
+        try:
+            s = np.broadcast_to(numeric_array(sigma, "sigma").astype(np.float64),
+                                (nb, n_lag) if np.ndim(sigma) < 2 else y.shape)
+        except ValueError:
+            raise XPCSInputError(f"sigma has shape {np.shape(sigma)}; give one per 1TCF point, shape "
+                                 f"({n_lag},) or {tuple(batch_shape) + (n_lag,)}") from None
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             w = np.where(np.isfinite(s) & (s > 0), 1.0 / s**2, 0.0)
         w = np.where(np.isfinite(w), w, 0.0)

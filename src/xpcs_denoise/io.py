@@ -31,9 +31,11 @@ beamline files (Blosc, bitshuffle/LZ4, Zstd) need ``pip install hdf5plugin``.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
+import stat
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
+from .safety import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
            "write_aps_c2", "write_aps_legacy", "read_frames", "read_labels", "atomic_path", "write_csv",
@@ -109,11 +112,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _file_kind(path) -> tuple[Path, str]:
     """The path and "npy" or "hdf5" from the file's first bytes; clear errors for anything else."""
-    path = Path(path)
-    if not path.exists():
-        raise XPCSInputError(f"{path} does not exist; check the path")
-    if path.is_dir():
-        raise XPCSInputError(f"{path} is a folder; give a .npy or HDF5 file")
+    path = check_regular_input(path)  # a FIFO or device would block: refused before opening
     with open(path, "rb") as fh:
         if fh.read(6) == b"\x93NUMPY":
             return path, "npy"
@@ -126,10 +125,29 @@ def _load_npy(path: Path, mmap_mode=None, dataset=None) -> np.ndarray:
     if dataset is not None:
         raise XPCSInputError(f"{path} is a .npy file; dataset= applies to HDF5 files only")
     try:
+        if mmap_mode is None:  # the header's shape first: estimate before reading it all
+            try:
+                shape, dtype = _npy_header(path)
+            except (ValueError, OSError, EOFError):
+                shape, dtype = None, None
+            if shape is not None:
+                check_memory(int(np.prod(shape, dtype=np.float64)) * max(8, dtype.itemsize) * 3,
+                             f"reading {path} {shape} {dtype}")
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, XPCSInputError):
+            raise
         raise XPCSInputError(f"cannot read {path} as .npy ({_one_line(exc)}); the file is corrupt or truncated") \
             from exc
+
+
+def _npy_header(path: Path):
+    """(shape, dtype) declared by a .npy header, read without the data."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(fh)
+    return shape, np.dtype(dtype)
 
 
 def _open_h5(path: Path):
@@ -153,11 +171,84 @@ def _check_filters(dset, path: Path) -> None:
 
 
 def _read(dset, path: Path, key=()) -> np.ndarray:
+    _check_local_dataset(dset, path)
+    if key == () or key is Ellipsis:
+        check_memory(dset.size * max(8, dset.dtype.itemsize) * 2, f"reading {path}:{dset.name} {dset.shape}")
     try:
         return np.asarray(dset[key])
     except OSError as exc:
         _check_filters(dset, path)
         raise XPCSInputError(f"cannot read {dset.name} from {path} ({_one_line(exc)}); the file is corrupt") from exc
+
+
+# --- Safety: HDF5 objects that reach outside the file ------------------------------------------------------
+#: Set by the readers' ``allow_external=True``: follow external links, external raw storage, virtual datasets.
+_ALLOW_EXTERNAL = contextvars.ContextVar("xpcs_denoise_allow_external", default=False)
+_MAX_LINK_HOPS = 32
+_OUTSIDE_HINT = "pass allow_external=True (--allow-external) if you trust where it points"
+
+
+def _check_local_dataset(dset, path: Path) -> None:
+    """Refuse a dataset whose bytes live outside the file (external raw storage, virtual dataset)."""
+    if _ALLOW_EXTERNAL.get():
+        return
+    if dset.external:
+        raise XPCSInputError(f"{path}:{dset.name} stores its data in other files ({dset.external[0][0]!r}...); "
+                             f"refused: {_OUTSIDE_HINT}")
+    if dset.is_virtual:
+        raise XPCSInputError(f"{path}:{dset.name} is a virtual dataset mapping other files; refused: "
+                             f"{_OUTSIDE_HINT}")
+
+
+def _resolve(f, name: str, path: Path, hops: list) -> str | None:
+    """Absolute path of ``name`` with soft links resolved; None if absent; external links and loops refused."""
+    h5py = _h5py()
+    cur = ""
+    for part in (p for p in str(name).split("/") if p and p != "."):
+        nxt = f"{cur}/{part}"
+        try:
+            link = f.get(nxt, getlink=True)
+        except (KeyError, RuntimeError, OSError, ValueError):
+            return None
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            if not _ALLOW_EXTERNAL.get():
+                raise XPCSInputError(f"{path}:{nxt} is an external link to {link.filename}:{link.path}; refused: "
+                                     f"{_OUTSIDE_HINT}")
+        elif isinstance(link, h5py.SoftLink):
+            hops[0] += 1
+            if hops[0] > _MAX_LINK_HOPS:
+                raise XPCSInputError(f"{path}:{name}: soft links loop (more than {_MAX_LINK_HOPS} hops); fix the "
+                                     "links in the file")
+            target = link.path if link.path.startswith("/") else f"{cur}/{link.path}"
+            nxt = _resolve(f, target, path, hops)
+            if nxt is None:
+                return None
+        cur = nxt
+    return cur or "/"
+
+
+@contextmanager
+def _external(allow: bool):
+    """Within the block, outside references are followed only if ``allow``."""
+    token = _ALLOW_EXTERNAL.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_EXTERNAL.reset(token)
+
+
+def _node(f, name: str, path: Path):
+    """The object at ``name`` in ``f``, or None when absent (dangling links included), after the checks of
+    :func:`_resolve`."""
+    resolved = _resolve(f, name, path, [0])
+    if resolved is None:
+        return None
+    try:
+        return f[resolved]
+    except (KeyError, RuntimeError, OSError, ValueError):
+        return None
 
 
 def _natural_key(name: str):
@@ -168,16 +259,23 @@ def _dataset(f, name: str | None, path: Path, candidates=(), what: str = "datase
     """The object ``name`` of ``f`` (dataset or group), or else the first dataset of ``candidates`` present."""
     h5py = _h5py()
     if name is None:
-        name = next((c for c in candidates if c in f and isinstance(f[c], h5py.Dataset)), None)
+        name = next((c for c in candidates if isinstance(_node(f, c, path), h5py.Dataset)), None)
         if name is None:
             raise XPCSInputError(f"{path}: no {what} at {', '.join(candidates)} (top-level keys: {sorted(f)}); {_HINT}")
-    if name not in f:
+    node = _node(f, name, path)
+    if node is None:
         raise XPCSInputError(f"{path} has no {name!r} (top-level keys: {sorted(f)}); check the path in the file")
-    return f[name]
+    return node
 
 
-def _full_from_half(h: np.ndarray) -> np.ndarray:
-    """Full symmetric matrix from one stored triangle (c2 + c2ᵀ − diag); a full matrix is returned as is."""
+def _full_from_half(h: np.ndarray, layout: str | None = None) -> np.ndarray:
+    """Full symmetric matrix from one stored triangle (c2 + c2ᵀ − diag); a full matrix is returned as is.
+
+    ``layout="upper"`` (APS files, upper triangle by format) mirrors the upper triangle whatever lies below the
+    diagonal (unless only the lower triangle holds values); otherwise the layout is recognised from the zeros.
+    """
+    if layout == "upper":
+        return np.tril(h) + np.tril(h, -1).T if not np.any(np.triu(h, 1)) else np.triu(h) + np.triu(h, 1).T
     if not np.any(np.tril(h, -1)):
         return np.triu(h) + np.triu(h, 1).T
     if not np.any(np.triu(h, 1)):
@@ -185,20 +283,33 @@ def _full_from_half(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def _c2_stack(arr, where: str, *, halves: bool = True) -> np.ndarray:
+def _c2_stack(arr, where: str, *, halves: bool = True, layout: str | None = None) -> np.ndarray:
     """(K, N, N) float64 from (N, N) or (K, N, N), with a clear error for anything else; halves mirrored."""
-    arr = np.asarray(arr)
+    try:
+        arr = np.asarray(arr)
+    except (ValueError, TypeError):
+        arr = numeric_array(arr, where)  # the clear message for ragged lists
     _check_c2_shape(arr.shape, arr.dtype, where)
+    check_memory(arr.size * 8 * 3, f"{where} {arr.shape}")
     out = np.asarray(arr, dtype=np.float64)
     out = out[None] if out.ndim == 2 else out
-    return np.stack([_full_from_half(m) for m in out]) if halves else out
+    return np.stack([_full_from_half(m, layout) for m in out]) if halves else out
 
 
 def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None = None, mapping: str | None = None):
     """(q, φ of each stored 2TCF from its 1-based dynamic-bin label, each None when the file does not say; the
     labels)."""
     def get(name):
-        return _read(f[name], path).ravel() if name is not None and name in f else None
+        node = _node(f, name, path) if name is not None else None
+        if node is None:
+            return None
+        if not isinstance(node, _h5py().Dataset):
+            raise XPCSInputError(f"{path}:{node.name} is a group; expected a dataset of numbers")
+        arr = _read(node, path).ravel()
+        if not is_real_dtype(arr.dtype):
+            raise XPCSInputError(f"{path}:{node.name} must hold numbers; got dtype {arr.dtype} (re-export the "
+                                 "file, or read the 2TCFs with --dataset)")
+        return arr
 
     qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
     if qs is None or labels is None or labels.size != k:
@@ -221,7 +332,7 @@ def _qphi_of_labels(labels, qs, phis=None, index=None):
     return q, phi
 
 
-def read_qmap(path, dataset: str | None = None):
+def read_qmap(path, dataset: str | None = None, *, allow_external: bool = False):
     """ROI label map and, where the file says, q and φ of each label (APS qmap and result files).
 
     Parameters
@@ -237,18 +348,23 @@ def read_qmap(path, dataset: str | None = None):
         ``dynamic_v_list_dim0``/``dim1`` and ``dynamic_index_mapping`` next to the map; ``qmap``: True when the
         map came with a mask or q lists (an APS qmap, whose selected labels may have gaps).
     """
-    labels = read_labels(path, dataset)
+    labels = read_labels(path, dataset, allow_external=allow_external)
     present = np.unique(labels[labels > 0])
     info = {"labels": present, "q": None, "phi": None, "qmap": False}
     p, kind = _file_kind(path)
     if kind != "hdf5":
         return labels, info
-    with _open_h5(p) as f:
+    with _open_h5(p) as f, _external(allow_external):
         name = _dataset(f, dataset, p, LABEL_DATASETS, "ROI label map").name.strip("/")
         group = name.rsplit("/", 1)[0] if "/" in name else ""
         def get(leaf):
-            full = f"{group}/{leaf}" if group else leaf
-            return _read(f[full], p) if full in f else None
+            node = _node(f, f"{group}/{leaf}" if group else leaf, p)
+            if node is None or not isinstance(node, _h5py().Dataset):
+                return None
+            arr = _read(node, p)
+            if not is_real_dtype(arr.dtype):
+                raise XPCSInputError(f"{p}:{node.name} must hold numbers; got dtype {arr.dtype}")
+            return arr
         mask = get("mask")
         info["qmap"] = mask is not None or get("dynamic_v_list_dim0") is not None
         if mask is not None and np.squeeze(mask).shape == labels.shape:
@@ -279,7 +395,7 @@ def _decode_attrs(attrs) -> dict:
     return out
 
 
-def read_c2(path, dataset: str | None = None) -> C2File:
+def read_c2(path, dataset: str | None = None, *, allow_external: bool = False) -> C2File:
     """Read 2TCFs from a .npy file, our HDF5 format, an APS 8-ID-I result file or any HDF5 dataset.
 
     Parameters
@@ -291,6 +407,9 @@ def read_c2(path, dataset: str | None = None) -> C2File:
     dataset : str, optional
         HDF5 path of a (N, N) or (K, N, N) dataset, or of a group of (N, N) datasets (one per ROI, in natural
         order of their names); skips the recognition.
+    allow_external : bool
+        Follow HDF5 external links, external raw storage and virtual datasets (data outside the file); refused
+        by default.
 
     Returns
     -------
@@ -303,10 +422,13 @@ def read_c2(path, dataset: str | None = None) -> C2File:
     ------
     XPCSInputError
         Missing file, not HDF5 or .npy, corrupt or truncated, unknown layout (lists the top-level keys), missing
-        dataset, wrong number of dimensions, non-square matrices, compression filter missing (hdf5plugin).
+        dataset, wrong number of dimensions, non-square matrices, compression filter missing (hdf5plugin), data
+        outside the file (unless ``allow_external``), more memory than allowed
+        (:func:`~xpcs_denoise.safety.check_memory`).
     """
-    with open_c2(path, dataset) as src:
+    with open_c2(path, dataset, allow_external=allow_external) as src:
         k, n = src.n_rois, src.n_frames
+        check_memory(k * n * n * 8 * (1 + src.has_raw + src.has_std), f"reading {src.path} ({k} × {n}×{n})")
 
         def stack(get):
             out = np.empty((k, n, n))
@@ -328,10 +450,11 @@ APS_AVG_STRIDE = (("xpcs/twotime/config/avg_frame", "xpcs/twotime/config/stride_
 
 
 def _aps_scalar(f, name):
-    if name not in f or not hasattr(f[name], "shape"):
+    node = _node(f, name, Path(f.filename))
+    if node is None or not isinstance(node, _h5py().Dataset):
         return None
     try:
-        v = np.asarray(f[name][()], dtype=np.float64).ravel()
+        v = np.asarray(_read(node, Path(f.filename)), dtype=np.float64).ravel()
     except (TypeError, ValueError, OSError):
         return None
     return float(v[0]) if v.size and np.isfinite(v[0]) and v[0] > 0 else None
@@ -349,9 +472,22 @@ def _aps_frame_time(f) -> float | None:
     return t0
 
 
+def _c2_float(arr: np.ndarray, where: str) -> np.ndarray:
+    if not is_real_dtype(arr.dtype):
+        raise XPCSInputError(f"{where} must hold numbers; got dtype {arr.dtype}; write the file again")
+    return arr.astype(np.float64)
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise XPCSInputError(f"{path} is a folder; give a file name for the output")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):  # never replace a device, FIFO or socket
+        raise XPCSInputError(f"{path} exists and is not a regular file (a device, FIFO or socket); it is never "
+                             "replaced: choose another output")
     if path.exists() and not overwrite:
         raise XPCSInputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if not path.parent.is_dir():
@@ -388,10 +524,28 @@ def atomic_path(path, overwrite: bool = False):
         os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)  # not mkstemp's 0o600
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` onto ``path``: replacing it with ``overwrite``, else exclusively (a hard link
+    fails if ``path`` appeared meanwhile, so of two concurrent writers only one succeeds)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise XPCSInputError(f"{path} was created by another process meanwhile; pass overwrite=True "
+                             "(--overwrite) to replace it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+        return
+    tmp.unlink(missing_ok=True)
 
 
 def write_csv(path, rows: list[dict], *, overwrite: bool = False) -> Path:
@@ -400,8 +554,9 @@ def write_csv(path, rows: list[dict], *, overwrite: bool = False) -> Path:
 
     if not rows:
         raise XPCSInputError(f"no rows to write to {path}")
+    fields = list(dict.fromkeys(k for r in rows for k in r))  # every column of every row, in first-seen order
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     return Path(path)
@@ -601,7 +756,12 @@ class C2Source:
     symmetric (N, N) float64 matrix (halves mirrored, as :func:`read_c2`).
     """
 
-    def __init__(self, path, dataset: str | None = None):
+    def __init__(self, path, dataset: str | None = None, *, allow_external: bool = False):
+        self._allow_external = bool(allow_external)
+        with _external(self._allow_external):
+            self._init(path, dataset)
+
+    def _init(self, path, dataset):
         self.path, kind = _file_kind(path)
         self.attrs = {"source_path": str(self.path)}
         self.q = self.phi = self.g2 = self._file = None
@@ -628,16 +788,16 @@ class C2Source:
         if _attr_value(f.attrs.get("format")) == FORMAT_NAME:
             self._open_ours(f)
             return
-        if APS_C2_GROUP in f:
-            self._setup("aps-8idi", f[APS_C2_GROUP], f"{path}:/{APS_C2_GROUP}")
+        if (node := _node(f, APS_C2_GROUP, path)) is not None:
+            self._setup("aps-8idi", node, f"{path}:/{APS_C2_GROUP}", layout="upper")
             self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, APS_QLIST, APS_BINS, APS_PHILIST,
                                                 APS_INDEX_MAP)
-            if APS_C2_RAW_GROUP in f:
-                self._parts["raw"] = _node_getter(f[APS_C2_RAW_GROUP], path, f"{path}:/{APS_C2_RAW_GROUP}")[2]
-            if "xpcs/twotime" in f:
-                self.attrs.update({k: v for k, v in _decode_attrs(f["xpcs/twotime"].attrs).items()})
-        elif LEGACY_C2 in f:
-            self._setup("aps-8idi-legacy", f[LEGACY_C2], f"{path}:/{LEGACY_C2}")
+            if (raw := _node(f, APS_C2_RAW_GROUP, path)) is not None:
+                self._parts["raw"] = _node_getter(raw, path, f"{path}:/{APS_C2_RAW_GROUP}", layout="upper")[2]
+            if (tt := _node(f, "xpcs/twotime", path)) is not None:
+                self.attrs.update({k: v for k, v in _decode_attrs(tt.attrs).items()})
+        elif (node := _node(f, LEGACY_C2, path)) is not None:
+            self._setup("aps-8idi-legacy", node, f"{path}:/{LEGACY_C2}", layout="upper")
             self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, LEGACY_QLIST, LEGACY_BINS)
         else:
             raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
@@ -649,13 +809,18 @@ class C2Source:
         if self.frame_time is not None:
             self.attrs["frame_time"] = self.frame_time
 
-    def _setup(self, source_format, node, where):
+    def _setup(self, source_format, node, where, layout=None):
         self.source_format = source_format
-        self.n_rois, self.n_frames, self._get, self.names, self.dtype = _node_getter(node, self.path, where)
+        self.n_rois, self.n_frames, self._get, self.names, self.dtype = _node_getter(node, self.path, where, layout)
 
     def _open_ours(self, f):
         path = self.path
-        version = int(_attr_value(f.attrs.get("format_version", 0)))
+        raw_version = _attr_value(f.attrs.get("format_version", 0))
+        try:
+            version = int(raw_version)
+        except (TypeError, ValueError):
+            raise XPCSInputError(f"{path} has format_version {raw_version!r}, not a whole number; the file was not "
+                                 "written by xpcs-denoise or was edited: write it again") from None
         if version > FORMAT_VERSION:
             raise XPCSInputError(f"{path} has format version {version}; this xpcs-denoise reads up to "
                                  f"{FORMAT_VERSION}; upgrade xpcs-denoise")
@@ -667,13 +832,13 @@ class C2Source:
             ft = np.nan
         self.frame_time = ft if np.isfinite(ft) and ft > 0 else None
         main = _dataset(f, "c2", path)
+        h5py = _h5py()
+        if not isinstance(main, h5py.Dataset):
+            raise XPCSInputError(f"{path}:/c2 is a group, expected a (K, N, N) dataset; write the file again")
+        _check_local_dataset(main, path)
         packed = _attr_value(main.attrs.get("layout", "")) == _PACKED
         if packed:
-            n = int(_attr_value(main.attrs["n_frames"]))
-            if main.ndim != 2 or main.shape[1] != n * (n + 1) // 2:
-                raise XPCSInputError(f"{path}:/c2 has shape {main.shape}; expected (K, {n * (n + 1) // 2}) for "
-                                     f"{n} frames; write it again")
-            k = main.shape[0]
+            k, n = _packed_getter(main, path, f"{path}:/c2")[:2]
 
             def getter(dset):
                 return lambda i: unpack_upper(_read(dset, path, i).astype(np.float64), n)
@@ -686,16 +851,28 @@ class C2Source:
                     return lambda i: _read(dset, path).astype(np.float64)
                 return lambda i: _read(dset, path, i).astype(np.float64)
         self.n_rois, self.n_frames, self.dtype = int(k), int(n), main.dtype
+        check_memory(n * n * 8 * 3, f"{path}:/c2: one {n}×{n} 2TCF")
         self.names = [f"c2_{i + 1:05d}" for i in range(self.n_rois)]
         self._get = getter(main)
         for name in ("c2_raw", "c2_std"):
-            if name in f:
-                if f[name].shape != main.shape:
-                    raise XPCSInputError(f"{path}:/{name} has shape {f[name].shape}, expected {main.shape}; "
+            if (node := _node(f, name, path)) is not None:
+                if not isinstance(node, h5py.Dataset):
+                    raise XPCSInputError(f"{path}:/{name} is a group, expected a dataset of shape {main.shape}; "
                                          "write it again")
-                self._parts[name[3:]] = getter(f[name])
+                _check_local_dataset(node, path)
+                if node.shape != main.shape:
+                    raise XPCSInputError(f"{path}:/{name} has shape {node.shape}, expected {main.shape}; "
+                                         "write it again")
+                if not is_real_dtype(node.dtype):
+                    raise XPCSInputError(f"{path}:/{name} must hold numbers; got dtype {node.dtype}; write the "
+                                         "file again")
+                self._parts[name[3:]] = getter(node)
         for name, shape in (("g2", (k, n - 1)), ("q", (k,)), ("phi", (k,)), ("roi", (k,))):
-            val = _read(f[name], path) if name in f else None
+            node = _node(f, name, path)
+            if node is not None and not isinstance(node, h5py.Dataset):
+                raise XPCSInputError(f"{path}:/{name} is a group, expected a dataset of shape {shape}; write it "
+                                     "again")
+            val = _c2_float(_read(node, path), f"{path}:/{name}") if node is not None else None
             if val is not None and val.shape != shape:
                 raise XPCSInputError(f"{path}:/{name} has shape {val.shape}, expected {shape}; write it again")
             if val is not None:
@@ -712,15 +889,18 @@ class C2Source:
 
     def c2(self, k: int) -> np.ndarray:
         """2TCF of ROI index ``k`` (0-based), (N, N) float64."""
-        return self._get(self._check(k))
+        with _external(self._allow_external):
+            return self._get(self._check(k))
 
     def raw(self, k: int) -> np.ndarray:
         """Raw (input) 2TCF of ROI index ``k`` kept in a denoised file."""
-        return self._parts["raw"](self._check(k))
+        with _external(self._allow_external):
+            return self._parts["raw"](self._check(k))
 
     def std(self, k: int) -> np.ndarray:
         """1-σ uncertainty of ROI index ``k`` (our format with ``c2_std``)."""
-        return self._parts["std"](self._check(k))
+        with _external(self._allow_external):
+            return self._parts["std"](self._check(k))
 
     def roi_labels(self) -> np.ndarray:
         """The ROI labels as the input numbers them (1..K when it does not say)."""
@@ -739,7 +919,7 @@ class C2Source:
 
 
 def _check_c2_shape(shape, dtype, where: str) -> None:
-    if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+    if not is_real_dtype(dtype) or dtype == np.bool_:
         raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {dtype}")
     if len(shape) not in (2, 3):
         raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {tuple(shape)}")
@@ -747,44 +927,78 @@ def _check_c2_shape(shape, dtype, where: str) -> None:
         raise XPCSInputError(f"{where}: 2TCF must be square; got {shape[-2]}×{shape[-1]} (crop it to N×N)")
     if shape[-1] < 2 or int(np.prod(shape)) == 0:
         raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {tuple(shape)}")
+    if len(shape) == 3:
+        unique_roi_count(shape[0], where)
 
 
-def _node_getter(node, path: Path, where: str):
+def _node_getter(node, path: Path, where: str, layout: str | None = None):
     """(K, N, getter(k) → full (N, N) float64, dataset names, stored dtype) of an array, a (N, N) or (K, N, N)
-    dataset, or a group of (N, N) datasets (natural order of names)."""
+    dataset, or a group of (N, N) datasets (natural order of names). Members reaching outside the file are
+    refused (:func:`_node`); the memory of one ROI is checked (:func:`~xpcs_denoise.safety.check_memory`)."""
     h5py = _h5py()
+    if isinstance(node, h5py.Dataset) and _attr_value(node.attrs.get("layout", "")) == _PACKED:
+        return _packed_getter(node, path, where)  # our format's c2 named with dataset=
     if isinstance(node, np.ndarray) or isinstance(node, h5py.Dataset):
         _check_c2_shape(node.shape, node.dtype, where)
+        if isinstance(node, h5py.Dataset):
+            _check_local_dataset(node, path)
+        check_memory(node.shape[-1] ** 2 * 8 * 3, f"{where}: one {node.shape[-1]}×{node.shape[-1]} 2TCF")
         read = (lambda key: np.asarray(node[key])) if isinstance(node, np.ndarray) else \
             (lambda key: _read(node, path, key))
         k, n = (1, node.shape[-1]) if node.ndim == 2 else node.shape[:2]
         names = [f"c2_{i + 1:05d}" for i in range(k)]
         if node.ndim == 2:
-            return 1, int(n), lambda i: _full_from_half(read(()).astype(np.float64)), names, node.dtype
-        return int(k), int(n), lambda i: _full_from_half(read(i).astype(np.float64)), names, node.dtype
-    names = [n for n in sorted(node, key=_natural_key) if isinstance(node[n], h5py.Dataset)]
-    if not names:
+            return 1, int(n), lambda i: _full_from_half(read(()).astype(np.float64), layout), names, node.dtype
+        return int(k), int(n), lambda i: _full_from_half(read(i).astype(np.float64), layout), names, node.dtype
+    if not isinstance(node, h5py.Group):
+        raise XPCSInputError(f"{where} is neither a dataset nor a group; {_HINT}")
+    unique_roi_count(len(node), where)
+    members = {n: _node(node.file, f"{node.name}/{n}", path) for n in sorted(node, key=_natural_key)}
+    dsets = {n: d for n, d in members.items() if isinstance(d, h5py.Dataset)}
+    if not dsets:
         raise XPCSInputError(f"{path}:{node.name} holds no dataset, so no 2TCF; {_HINT}")
-    first = node[names[0]]
-    for name in names:
-        dset = node[name]
+    names = list(dsets)
+    first = dsets[names[0]]
+    for dset in dsets.values():
         _check_c2_shape(dset.shape, dset.dtype, f"{path}:{dset.name}")
+        _check_local_dataset(dset, path)
         if dset.ndim != 2 or dset.shape != first.shape:
             raise XPCSInputError(f"{path}:{dset.name} has shape {dset.shape}; expected one (N, N) matrix per ROI")
-    return (len(names), int(first.shape[-1]), lambda i: _full_from_half(_read(node[names[i]], path)
-                                                                          .astype(np.float64)),
+    n = int(first.shape[-1])
+    check_memory(n * n * 8 * 3, f"{where}: one {n}×{n} 2TCF")
+    return (len(names), n, lambda i: _full_from_half(_read(dsets[names[i]], path).astype(np.float64), layout),
             names, first.dtype)
 
 
-def open_c2(path, dataset: str | None = None) -> C2Source:
+def _packed_getter(dset, path: Path, where: str):
+    """As :func:`_node_getter` for a (K, N(N+1)/2) dataset of packed upper triangles (our format v2)."""
+    try:
+        n = int(_attr_value(dset.attrs["n_frames"]))
+    except (KeyError, TypeError, ValueError):
+        raise XPCSInputError(f"{where} is packed but its n_frames attribute is missing or not a whole number; "
+                             "write the file again") from None
+    if not is_real_dtype(dset.dtype) or dset.dtype == np.bool_:
+        raise XPCSInputError(f"{where} must hold numbers; got dtype {dset.dtype}; write the file again")
+    if n < 2 or dset.ndim != 2 or dset.shape[1] != n * (n + 1) // 2:
+        raise XPCSInputError(f"{where} has shape {dset.shape}; expected (K, {n * (n + 1) // 2}) for {n} frames; "
+                             "write it again")
+    _check_local_dataset(dset, path)
+    k = unique_roi_count(dset.shape[0], where)
+    check_memory(n * n * 8 * 3, f"{where}: one {n}×{n} 2TCF")
+    return (int(k), n, lambda i: unpack_upper(_read(dset, path, i).astype(np.float64), n),
+            [f"c2_{i + 1:05d}" for i in range(k)], dset.dtype)
+
+
+def open_c2(path, dataset: str | None = None, *, allow_external: bool = False) -> C2Source:
     """Open 2TCFs for reading one ROI at a time: the layouts of :func:`read_c2`; peak memory is one (N, N)
-    float64 matrix (8 N² bytes) per ROI read, whatever the number of ROIs.
+    float64 matrix (8 N² bytes) per ROI read, whatever the number of ROIs. ``allow_external`` as
+    :func:`read_c2` (external links, external storage and virtual datasets refused by default).
 
     >>> with open_c2("result.hdf") as src:
     ...     for k in range(src.n_rois):
     ...         m = src.c2(k)
     """
-    return C2Source(path, dataset)
+    return C2Source(path, dataset, allow_external=allow_external)
 
 
 class C2Writer:
@@ -938,10 +1152,14 @@ class APSResultWriter:
         try:
             shutil.copyfile(self.source.path, tmp)
             f = self._f = _h5py().File(tmp, "r+")
-            had_raw = APS_C2_RAW_GROUP in f
-            g2_dtype = f[APS_G2].dtype if APS_G2 in f else self.dtype
+            with _external(self.source._allow_external):  # the copy's links, checked as the input's
+                present = {name: _node(f, name, self.source.path) is not None
+                           for name in (APS_C2_RAW_GROUP, APS_C2_GROUP, APS_G2, APS_G2_SEGMENTS)}
+                g2 = _node(f, APS_G2, self.source.path)
+            had_raw = present[APS_C2_RAW_GROUP]
+            g2_dtype = g2.dtype if isinstance(g2, _h5py().Dataset) else self.dtype
             for name in (APS_C2_GROUP, APS_G2, APS_G2_SEGMENTS):
-                if name not in f:
+                if not present[name]:
                     continue
                 if self.keep_raw and not had_raw:
                     f.move(name, APS_C2_RAW_GROUP if name == APS_C2_GROUP else name + "_raw")
@@ -1014,14 +1232,16 @@ class FrameStack:
     and ``np.asarray``. ``data`` is an h5py dataset (kept open, read-only, until :meth:`close` or the end of a
     ``with`` block), a memory map (.npy) or an array (TIFFs)."""
 
-    def __init__(self, data, *, source_format: str, path: Path, dataset: str | None = None, handle=None):
+    def __init__(self, data, *, source_format: str, path: Path, dataset: str | None = None, handle=None,
+                 allow_external: bool = False):
         self.data, self.source_format, self.path, self.dataset, self._file = data, source_format, path, dataset, handle
+        self._allow_external = allow_external
         shape, dtype = self.shape, self.dtype
         if len(shape) not in (2, 3):
             raise XPCSInputError(f"{path}: frames must have shape (T, H, W) or (T, P); got {shape}")
         if shape[0] < 2:
             raise XPCSInputError(f"{path}: need at least 2 frames to correlate; got {shape[0]}")
-        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) or dtype == np.bool_):
+        if not is_real_dtype(dtype):
             raise XPCSInputError(f"{path}: frames must hold numbers (integer or float counts); got dtype {dtype}")
 
     shape = property(lambda self: tuple(self.data.shape))
@@ -1029,7 +1249,10 @@ class FrameStack:
     ndim = property(lambda self: len(self.data.shape))
 
     def __getitem__(self, key) -> np.ndarray:
-        return np.asarray(self.data[key]) if self._file is None else _read(self.data, self.path, key)
+        if self._file is None:
+            return np.asarray(self.data[key])
+        with _external(self._allow_external):
+            return _read(self.data, self.path, key)
 
     def __array__(self, dtype=None, copy=None):
         return self[...] if dtype is None else self[...].astype(dtype)
@@ -1078,12 +1301,21 @@ def _read_tiff_folder(folder: Path) -> np.ndarray:
         if img.ndim != 2 or (out is not None and img.shape != out.shape[1:]):
             want = "one 2-D frame per file" if out is None else f"the size of {files[0].name}, {out.shape[1:]}"
             raise XPCSInputError(f"{file} has shape {img.shape}; a TIFF folder needs {want}")
-        out = np.empty((len(files), *img.shape), dtype=img.dtype) if out is None else out
+        if not is_real_dtype(img.dtype):
+            raise XPCSInputError(f"{file} holds dtype {img.dtype}, not counts")
+        if out is None:
+            check_memory(len(files) * img.size * max(img.dtype.itemsize, 4),
+                         f"{len(files)} TIFF frames of {img.shape} {img.dtype}")
+            out = np.empty((len(files), *img.shape), dtype=img.dtype)
+        elif not np.can_cast(img.dtype, out.dtype, "safe"):  # e.g. uint8 then uint16: widen, never wrap
+            common = np.result_type(out.dtype, img.dtype)
+            check_memory(out.size * common.itemsize, f"{len(files)} TIFF frames of {img.shape} {common}")
+            out = out.astype(common)
         out[i] = img
     return out
 
 
-def read_frames(path, dataset: str | None = None) -> FrameStack:
+def read_frames(path, dataset: str | None = None, *, allow_external: bool = False) -> FrameStack:
     """Open a frame stack for :func:`~xpcs_denoise.correlation.two_time`.
 
     Parameters
@@ -1094,6 +1326,8 @@ def read_frames(path, dataset: str | None = None) -> FrameStack:
         order: ``f_2.tif`` before ``f_10.tif``; read with tifffile, else Pillow).
     dataset : str, optional
         HDF5 path of the (T, H, W) or (T, P) dataset.
+    allow_external : bool
+        Follow HDF5 external links, external raw storage and virtual datasets; refused by default.
 
     Returns
     -------
@@ -1113,17 +1347,20 @@ def read_frames(path, dataset: str | None = None) -> FrameStack:
         return FrameStack(_load_npy(path, mmap_mode="r", dataset=dataset), source_format="npy", path=path)
     f = _open_h5(path)
     try:
-        dset = _dataset(f, dataset, path, FRAME_DATASETS, "frame stack")
-        if not isinstance(dset, _h5py().Dataset):
-            raise XPCSInputError(f"{path}:{dset.name} is a group (members: {sorted(dset)[:10]}); name a dataset")
+        with _external(allow_external):
+            dset = _dataset(f, dataset, path, FRAME_DATASETS, "frame stack")
+            if not isinstance(dset, _h5py().Dataset):
+                raise XPCSInputError(f"{path}:{dset.name} is a group (members: {sorted(dset)[:10]}); name a dataset")
+            _check_local_dataset(dset, path)
         _check_filters(dset, path)
-        return FrameStack(dset, source_format="hdf5", path=path, dataset=dset.name, handle=f)
+        return FrameStack(dset, source_format="hdf5", path=path, dataset=dset.name, handle=f,
+                          allow_external=allow_external)
     except BaseException:
         f.close()
         raise
 
 
-def read_labels(path, dataset: str | None = None) -> np.ndarray:
+def read_labels(path, dataset: str | None = None, *, allow_external: bool = False) -> np.ndarray:
     """Read an integer q-ROI label map (0 = unused pixel, 1..K = ROI) from .npy or HDF5.
 
     Parameters
@@ -1149,7 +1386,7 @@ def read_labels(path, dataset: str | None = None) -> np.ndarray:
     if kind == "npy":
         arr, where = _load_npy(path, dataset=dataset), str(path)
     else:
-        with _open_h5(path) as f:
+        with _open_h5(path) as f, _external(allow_external):
             dset = _dataset(f, dataset, path, LABEL_DATASETS, "ROI label map")
             if not isinstance(dset, _h5py().Dataset):
                 raise XPCSInputError(f"{path}:{dset.name} is a group, not a label map; name a dataset")
@@ -1162,7 +1399,7 @@ def read_labels(path, dataset: str | None = None) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
             raise XPCSInputError(f"{where}: ROI labels must be whole numbers (0 = unused, 1..K = q-ROIs)")
-    elif not np.issubdtype(arr.dtype, np.integer):
+    elif not np.issubdtype(arr.dtype, np.integer) or not is_real_dtype(arr.dtype):
         raise XPCSInputError(f"{where}: ROI labels must be integers; got dtype {arr.dtype}")
     if arr.size and arr.min() < 0:
         raise XPCSInputError(f"{where}: ROI labels must be >= 0 (set unused pixels to 0); minimum is {arr.min()}")

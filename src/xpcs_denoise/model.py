@@ -252,12 +252,7 @@ def load_ensemble(directory: str | Path, *, verify: bool = True) -> tuple[CNNEDE
     card_path = directory / "model_card.json"
     if not card_path.is_file():
         raise XPCSInputError(f"no model_card.json in {directory}; point to a model directory made by training")
-    try:
-        card = json.loads(card_path.read_text())
-        arch = card["architecture"]
-        weights = directory / card.get("weights_file", "model.safetensors")
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise XPCSInputError(f"model card {card_path} is unreadable ({exc}); retrain or restore it") from exc
+    card, arch, weights = _checked_card(directory, card_path)
     if not weights.is_file():
         raise XPCSInputError(f"model weights {weights} are missing; retrain or restore the model directory")
     if verify and file_sha256(weights) != card.get("weights_sha256"):
@@ -277,9 +272,57 @@ def load_ensemble(directory: str | Path, *, verify: bool = True) -> tuple[CNNEDE
             param = getattr(model, name)
             if name not in tensors or tuple(tensors[name].shape) != tuple(param.shape):
                 raise XPCSInputError(f"model weights {weights} lack or mis-shape tensor {name!r}")
+            if not torch.isfinite(tensors[name]).all():
+                raise XPCSInputError(f"model weights {weights} hold NaN or Inf in {name!r}: the model is broken; "
+                                     "retrain it or restore the weights")
             param.copy_(tensors[name])
     model.eval()
     return model, card
+
+
+#: Limits of a model card, checked before anything is allocated (the SHA-256 covers the weights, not the card).
+CARD_MAX_BYTES = 1 << 20
+CARD_LIMITS = {"size": (2, 512), "channels": (1, 256), "latent": (1, 4096), "n_members": (1, 1000)}
+
+
+def _checked_card(directory: Path, card_path: Path) -> tuple[dict, dict, Path]:
+    """(card, architecture, weights path) of a model card, validated: size, JSON text, schema and limits,
+    the weights' memory estimate, and a ``weights_file`` inside ``directory``."""
+    from .safety import check_memory
+
+    def bad(why):
+        return XPCSInputError(f"model card {card_path} is unreadable ({why}); retrain or restore it")
+
+    if card_path.stat().st_size > CARD_MAX_BYTES:
+        raise bad(f"{card_path.stat().st_size} bytes, more than {CARD_MAX_BYTES}")
+    try:
+        card = json.loads(card_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise bad(" ".join(str(exc).split())[:120] or type(exc).__name__) from None
+    if not isinstance(card, dict) or not isinstance(card.get("architecture"), dict):
+        raise bad("no 'architecture' object")
+    arch = card["architecture"]
+    for key, (lo, hi) in CARD_LIMITS.items():
+        value = arch.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise bad(f"architecture.{key} must be a whole number in {lo}..{hi}; got {value!r}")
+    if arch.get("kernel", 1) != 1:
+        raise bad(f"architecture.kernel must be 1; got {arch.get('kernel')!r}")
+    name = card.get("weights_file", "model.safetensors")
+    if not isinstance(name, str) or not name:
+        raise bad(f"weights_file must be a file name; got {name!r}")
+    weights = directory / name
+    try:
+        weights.resolve().relative_to(directory.resolve())
+    except ValueError:
+        raise XPCSInputError(f"model card {card_path}: weights_file {name!r} points outside the model folder; "
+                             "refused (copy the weights into the folder)") from None
+    m, c, lat, n = arch["n_members"], arch["channels"], arch["latent"], arch["size"]
+    p = n * (n + 1) // 2
+    # float32 parameters (encoder and decoder dominate: 2 M C P L) + their inference copies + the file's tensors
+    check_memory(3 * 4 * m * (2 * c * p * lat + 2 * c * p + 3 * c * c), f"the model in {directory} ({m} members, "
+                 f"size {n}, {c} channels, latent {lat})")
+    return card, arch, weights
 
 
 class _ReferenceCNNED(nn.Module):

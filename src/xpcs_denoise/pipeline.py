@@ -11,6 +11,8 @@ Every output is written atomically and never overwrites an existing file unless 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
 import warnings
@@ -23,6 +25,7 @@ from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap,
                  write_csv)
+from .safety import check_int, check_output_not_input, check_seed, json_safe
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
 
@@ -38,7 +41,7 @@ def _bar(iterable, progress: bool, desc: str, total=None, unit: str = "ROI"):
 
 def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, q=None,
                    block_pixels=None, overwrite: bool = False, progress: bool = False, exclude=None,
-                   bad_frame_threshold: float | None = None) -> dict:
+                   bad_frame_threshold: float | None = None, allow_external: bool = False) -> dict:
     """2TCFs and 1TCFs of every q-ROI of a frame stack, written in our HDF5 format.
 
     Parameters
@@ -66,19 +69,23 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
 
     t0 = time.time()
     output = Path(output)
+    check_output_not_input(output, frames_path, labels_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
+    q = _checked_q(q)
     thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
     auto = isinstance(exclude, str) and exclude.strip().lower() == "auto"
-    labels, info = read_qmap(labels_path, labels_dataset)
+    labels, info = read_qmap(labels_path, labels_dataset, allow_external=allow_external)
     present = info["labels"]
     if info["qmap"] and present.size and (present[0] != 1 or present[-1] != present.size):  # a qmap's gaps
         dense = np.zeros(int(labels.max()) + 1, dtype=np.int64)
         dense[present] = np.arange(1, present.size + 1)
         labels = dense[labels]  # correlated as 1..K; the file keeps the qmap's labels in "roi"
+    if q is not None and q.size != int(labels.max()):
+        raise XPCSInputError(f"{q.size} q value(s) for {int(labels.max())} ROI(s) in the label map; give one per ROI")
     if q is None:
         q = info["q"]
-    with read_frames(frames_path, frames_dataset) as frames:
+    with read_frames(frames_path, frames_dataset, allow_external=allow_external) as frames:
         if auto:
             # frame statistics first: a frame without photons has no 2TCF row, so it is excluded up front
             stats = frame_statistics(frames, labels, block_pixels=block_pixels)
@@ -104,6 +111,19 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
             w.write(i, c2[i])
     return {"output": str(output), "n_rois": int(k), "n_frames": int(n), "excluded_frames": lists,
             "seconds": round(time.time() - t0, 2)}
+
+
+def _checked_q(q):
+    """q of the ROIs as a finite, positive float array (Å⁻¹), or None."""
+    if q is None:
+        return None
+    try:
+        q = np.asarray(q, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise XPCSInputError("q must be numbers in 1/Å, one per ROI") from None
+    if not q.size or not np.all(np.isfinite(q)) or np.any(q <= 0):
+        raise XPCSInputError(f"q must be finite and > 0 (1/Å), one per ROI; got {q[:5].tolist()}")
+    return q
 
 
 def _model(model):
@@ -211,7 +231,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                  seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
                  overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
                  output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
-                 **options) -> dict:
+                 allow_external: bool = False, **options) -> dict:
     """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
@@ -246,14 +266,19 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     """
     t0 = time.time()
     output = Path(output)
+    check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
     from .badframes import DEFAULT_THRESHOLD, fill_excluded
     from .fitting import _check_frame_time
 
+    seed = check_seed(seed)
+    step = check_int(step, "step (frames)", 1)
+    block = check_int(block, "block (frames)", 1)
+
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
-    with open_c2(input_path, dataset) as src:
+    with open_c2(input_path, dataset, allow_external=allow_external) as src:
         fmt = _output_format(output, src.source_format, output_format)
         if uncertainty and fmt != "ours":
             raise XPCSInputError("--uncertainty is stored in our format only; add --format ours")
@@ -261,6 +286,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         excl = _Exclusion(src, exclude, thr)
         den = _model(model) if method == "cned" else None
         size = den.size if den is not None else 50
+        from .denoising import _check_step
+
+        step = _check_step(step, size)  # before any ROI is read or written
         attrs = {**{f"source_{k}": v for k, v in src.attrs.items() if _scalar(v)},
                  "method": method, "seed": int(seed), "window": size, "step": int(step),
                  "source_file": str(input_path), "source_format": src.source_format}
@@ -299,14 +327,16 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                     writer.write(k, clean)
                 else:
                     g2 = None if row is None else one_time_from_two_time(clean, exclude=row)
-                    writer.write(k, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None,
-                                 g2=g2)
+                    # a file denoised before keeps its original raw 2TCFs (never the denoised input)
+                    keep = (src.raw(k) if src.has_raw else raw) if keep_raw else None
+                    writer.write(k, clean, raw=keep, std=spread if uncertainty else None, g2=g2)
                 del raw, c_in, clean, spread
             if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
                 raise first_error
             if skipped:
-                warnings.warn(f"{len(skipped)} of {k_rois} 2TCFs have zero or negative contrast (mean lag-1 value "
-                              f"<= baseline), e.g. index {skipped[:5]}: returned unchanged, not denoised",
+                warnings.warn(f"{len(skipped)} of {k_rois} 2TCFs have no contrast (mean lag-1 value not "
+                              f"significantly above the baseline, or flat), e.g. index {skipped[:5]}: returned "
+                              "unchanged, not denoised",
                               XPCSNoContrastWarning, stacklevel=2)
             writer.attrs["not_denoised_rois"] = json.dumps(skipped)
             lists = excl.lists()
@@ -391,7 +421,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
              cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
              weighted: bool = True, overwrite: bool = False, exclude=None,
              bad_frame_threshold: float | None = None, model=None, n_boot: int = 16, seed: int = 0,
-             progress: bool = False) -> dict:
+             progress: bool = False, allow_external: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -403,8 +433,9 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     frame_time : seconds per frame (default: the file's, e.g. APS 8-ID-I; else Γ stays in frames⁻¹)
     weighted : weight 1TCF points by their standard error from the 2TCF (whole-series fits; cuts are
         unweighted)
-    output : ``.csv`` path; a ``.json`` with the same rows is written beside it. Columns ``roi`` (the input's
-        label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ...
+    output : ``.csv`` path; a ``.json`` with the same rows is written beside it (an output ending in ``.json``
+        is the JSON, with the CSV beside it). Non-finite numbers are ``null`` in the JSON. Columns ``roi`` (the
+        input's label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ...
     progress : a progress bar over the ROIs' cuts on stderr
     exclude : frames left out of the 1TCFs and cuts that are fitted: ``"auto"``
         (:func:`~xpcs_denoise.find_bad_frames` on the file's raw 2TCF), frame numbers, text like ``"12,40-45"``,
@@ -427,24 +458,38 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     """
     from .badframes import DEFAULT_THRESHOLD
     from .fitting import _check_frame_time, fit_diffusion, fit_rows
+    from .preprocessing import flat_two_times
     from .report import default_max_lag
     from .workflows import ageing_analysis, fit_one_times
 
     output = Path(output)
-    json_path = output.with_suffix(".json")
+    if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file
+        json_path, output = output, output.with_suffix(".csv")
+    else:
+        json_path = output.with_suffix(".json")
     for p in (output, json_path):
+        check_output_not_input(p, input_path)
         if p.exists() and not overwrite:
             raise XPCSInputError(f"{p} exists; choose another output or pass --overwrite")
+    if cut_width is not None:
+        cut_width = check_int(cut_width, "--cut-width (frames)", 1)
+    if max_lag is not None:
+        max_lag = check_int(max_lag, "--max-lag (frames)", 1)
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
-    data = read_c2(input_path, dataset)
+    data = read_c2(input_path, dataset, allow_external=allow_external)
     if frame_time is None:
         frame_time = data.frame_time
     c2, n = data.c2, data.c2.shape[-1]
     labels = data.rois if data.rois is not None else np.arange(1, c2.shape[0] + 1)  # the input's ROI labels
+    if cut_width is not None and cut_width > n:
+        raise XPCSInputError(f"--cut-width {cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
     mask = _exclusion(data, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
     if mask is not None:
         c2 = apply_exclusion(c2, mask)
+    flat = flat_two_times(c2)
+    if flat.all():
+        raise XPCSInputError(f"{input_path}: every 2TCF is flat (constant): no contrast, nothing to fit")
     fix = {"alpha": 1.0} if fix_alpha else {}
     rows, diffusion = [], None
     age_cols = {"age_unit": "frames"}
@@ -460,8 +505,12 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         if fix_beta:
             for k in np.flatnonzero(~np.isfinite(fix["beta"])):
                 rows[k]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
+        for k in np.flatnonzero(flat):  # a constant 2TCF: nothing to fit, whatever the optimiser returned
+            rows[k].update({c: float("nan") for c in ("gamma", "gamma_err", "beta", "beta_err", "baseline",
+                                                       "baseline_err", "alpha", "alpha_err", "redchi") if c in rows[k]})
+            rows[k].update(success=False, message="flat 2TCF: no contrast, nothing to fit")
         if data.q is not None:
-            ok = fit.success & ~fit.at_bound
+            ok = fit.success & ~fit.at_bound & ~flat
             try:
                 diffusion = fit_diffusion(data.q, np.where(ok, fit.gamma, np.nan),
                                           np.where(ok, fit.gamma_err, np.nan), gamma_unit=fit.gamma_unit).to_dict()
@@ -470,6 +519,10 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     else:
         for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
             lag_max = max_lag or min(49, n - 1)
+            if flat[k]:
+                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
+                             "message": "flat 2TCF: no contrast, nothing to fit"})
+                continue
             # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
             try:
                 r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
@@ -493,7 +546,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if diffusion is not None:
         meta["diffusion"] = diffusion
     with atomic_path(json_path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(json.dumps(meta, indent=1, default=_py) + "\n")
+        Path(tmp).write_text(json.dumps(json_safe(meta), indent=1, allow_nan=False) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
     out = {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
            "successful": ok, "excluded_frames": lists, **units}
@@ -590,7 +643,7 @@ class _LazyC2:
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
                 frame_time: float | None = None, weighted: bool = True, overwrite: bool = False,
-                progress: bool = False) -> dict:
+                progress: bool = False, allow_external: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
     A file written by :func:`denoise_file` (with its raw 2TCFs, our format or APS) is reported as is; any other
@@ -599,6 +652,8 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     temporary file beside the report, and the figures read one ROI at a time (the fits of the raw and cned
     entries, with bootstrap errors, take whole arrays). ``frame_time`` (s per frame; default the file's) puts Γ
     in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF.
+    ``out_dir`` must not be or contain the input; with ``overwrite`` only a report folder written before is
+    replaced, file by file (see :func:`~xpcs_denoise.report.write_report`).
     """
     import tempfile
 
@@ -613,20 +668,33 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in --compare; choose from {', '.join(METHODS)}")
     out = Path(out_dir)
+    resolved = out.resolve()
+    if Path(input_path).resolve() == resolved or resolved in Path(input_path).resolve().parents:
+        raise XPCSInputError(f"report folder {out_dir} is or contains the input {input_path}; choose another folder")
+    seed = check_seed(seed)
+    cut_width = check_int(cut_width, "--cut-width (frames)", 1)
     if out.exists() and not overwrite:
         raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
+    if out.exists():
+        from .report import _own_files
+
+        _own_files(out)  # --overwrite: only a report folder written before, checked before any work
     opened = []
     parent = out.parent if out.parent.is_dir() else Path(".")
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.work.", dir=parent) as work:
         try:
-            src = open_c2(input_path, dataset)
+            src = open_c2(input_path, dataset, allow_external=allow_external)
             opened.append(src)
+            if cut_width > src.n_frames:
+                raise XPCSInputError(f"--cut-width {cut_width} is wider than the {src.n_frames}-frame 2TCF; use "
+                                     f"1..{src.n_frames}")
             provenance = {"input": str(input_path), "format": src.source_format, "seed": seed}
 
             def denoised(m):
                 path = Path(work) / f"{m}.h5"
                 denoise_file(input_path, path, method=m, model=model if m == "cned" else None, dataset=dataset,
-                             seed=seed, step=step, keep_raw=False, output_format="ours", progress=progress)
+                             seed=seed, step=step, keep_raw=False, output_format="ours", progress=progress,
+                             allow_external=allow_external)
                 opened.append(open_c2(path))
                 return _LazyC2(opened[-1])
 
@@ -660,11 +728,15 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 
-def _denoise_one(path, out_dir, kwargs):
+def _denoise_one(path, out, kwargs, skip_existing: bool = False):
     """One batch task: never raises, returns a summary row (so one bad file cannot stop the batch)."""
     t0 = time.time()
-    out = Path(out_dir) / (Path(path).stem + "_denoised.h5")
+    out = Path(out)
+    if skip_existing and out.exists():
+        return {"input": str(path), "output": str(out), "status": "skipped", "error": "",
+                "n_rois": 0, "seconds": 0.0}
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         info = denoise_file(path, out, **kwargs)
         return {"input": str(path), "output": str(out), "status": "ok", "error": "",
                 "n_rois": info["n_rois"], "seconds": round(time.time() - t0, 2)}
@@ -673,12 +745,32 @@ def _denoise_one(path, out_dir, kwargs):
                 "n_rois": 0, "seconds": round(time.time() - t0, 2)}
 
 
-def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = None, progress: bool = False,
-                  summary: bool = True, **kwargs) -> list[dict]:
-    """Denoise many files through Dask: a local cluster of ``workers`` processes (one thread each) or the
-    running cluster at ``scheduler``. A file that fails is reported in its row and skipped.
+def batch_outputs(inputs, out_dir) -> list[Path]:
+    """One output per input, ``<out_dir>/<path relative to the inputs' common folder>/<stem>_denoised.h5``: the
+    relative layout is kept, so ``a/scan.npy`` and ``b/scan.npy`` never share an output; inputs of one folder and
+    stem (``scan.npy``, ``scan.h5``) keep their suffix in the name. The same file given twice is refused."""
+    paths = [Path(p).resolve() for p in inputs]
+    if len(set(paths)) != len(paths):
+        dup = next(p for p in paths if paths.count(p) > 1)
+        raise XPCSInputError(f"{dup} is given more than once; give each input once")
+    base = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    stems = [(p.parent, p.stem) for p in paths]
+    outs = []
+    for p, key in zip(paths, stems):
+        name = f"{p.stem}_{p.suffix.lstrip('.')}" if stems.count(key) > 1 else p.stem
+        outs.append(Path(out_dir) / p.parent.relative_to(base) / f"{name}_denoised.h5")
+    return outs
 
-    Writes ``<out_dir>/<stem>_denoised.h5`` per input and ``batch_summary.csv``/``.json``; returns the rows.
+
+def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = None, progress: bool = False,
+                  summary: bool = True, skip_existing: bool = False, **kwargs) -> list[dict]:
+    """Denoise many files through Dask: a local cluster of ``workers`` processes (one thread each) or the
+    running cluster at ``scheduler``. A file that fails (bad input, or a worker killed, e.g. for memory) is
+    reported in its row and the others go on.
+
+    Writes one output per input (:func:`batch_outputs`: the inputs' relative layout under ``out_dir``) and
+    ``batch_summary.csv``/``.json``; returns the rows. ``skip_existing``: inputs whose output exists are
+    skipped (status "skipped"), so a re-run finishes what an interrupted one left.
     """
     import dask
     from distributed import Client, LocalCluster, as_completed
@@ -686,18 +778,35 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
     inputs = [str(p) for p in inputs]
     if not inputs:
         raise XPCSInputError("no input files given")
+    workers = check_int(workers, "--workers", 1, 256)
+    if kwargs.get("seed") is not None:
+        kwargs["seed"] = check_seed(kwargs["seed"])
+    outputs = batch_outputs(inputs, out_dir)
     out = Path(out_dir)
+    for p in inputs:
+        if Path(p).resolve() == out.resolve():
+            raise XPCSInputError(f"output folder {out} is the input {p}; choose another folder")
+    if scheduler is not None and not re.fullmatch(r"(tcp|tls|inproc|ws|wss|ucx)://\S+|[\w.\-]+:\d+",
+                                                  str(scheduler)):
+        raise XPCSInputError(f"--scheduler must be a Dask scheduler address like tcp://host:8786; got "
+                             f"{scheduler!r}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with dask.config.set({"distributed.worker.daemon": False}):
         if scheduler:
-            client, cluster = Client(scheduler), None
+            try:
+                client, cluster = Client(scheduler, timeout="20s"), None
+            except (OSError, ValueError, TypeError) as exc:
+                raise XPCSInputError(f"cannot connect to the Dask scheduler at {scheduler} "
+                                     f"({' '.join(str(exc).split())[:150]}); check the address") from None
         else:
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
             client = Client(cluster)
         try:
-            futures = [client.submit(_denoise_one, p, str(out), kwargs, pure=False) for p in inputs]
+            futures = [client.submit(_denoise_one, p, str(o), kwargs, skip_existing, pure=False)
+                       for p, o in zip(inputs, outputs)]
+            source = {f.key: p for f, p in zip(futures, inputs)}
             rows = []
             bar = None
             if progress:
@@ -705,7 +814,12 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
 
                 bar = tqdm(total=len(futures), desc="files", unit="file")
             for fut in as_completed(futures):
-                rows.append(fut.result())
+                try:
+                    rows.append(fut.result())
+                except Exception as exc:  # noqa: BLE001 — e.g. KilledWorker (out of memory): this file fails alone
+                    rows.append({"input": source[fut.key], "output": "", "status": "failed",
+                                 "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                                 "n_rois": 0, "seconds": round(time.time() - t0, 2)})
                 if bar is not None:
                     bar.update()
             if bar is not None:

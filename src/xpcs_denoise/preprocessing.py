@@ -216,6 +216,10 @@ def split_by_target(data: PreparedDataset, val_fraction: float = 0.2, seed: int 
         count += per_group[g]
     val = np.array([t for t, k in enumerate(keys) if k in val_groups], dtype=np.int64)
     train = np.array([t for t, k in enumerate(keys) if k not in val_groups], dtype=np.int64)
+    if not train.size or not val.size:
+        raise XPCSInputError(f"the dataset has {len(groups)} {'series' if by == 'series' else 'target'}(s) "
+                             f"({n_targets} target(s)): need at least 2 to hold one out for validation; add data "
+                             "(or --simulated crops with more real targets)")
     return train, val
 
 
@@ -308,7 +312,8 @@ def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *
     instead (scalar or one per 2TCF). Returns (β, C∞), arrays of B.
 
     Zero or negative contrast is an error; with ``partial=True`` it is an error only when every 2TCF has it,
-    and the others get β = NaN (the caller leaves them undenoised).
+    and the others get β = NaN (the caller leaves them undenoised). An estimated contrast also counts as zero
+    when it is not above a tolerance (:data:`FLAT_RTOL` × max(1, |C∞|)) or the 2TCF is flat (constant).
     """
     x = np.asarray(c2, dtype=np.float64)
     x = x[None] if x.ndim == 2 else x
@@ -323,19 +328,57 @@ def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *
                 # median over the long lags: robust to the few noisy lags resting on few frame pairs
                 base = np.nanmedian(g2[:, -max(1, (n_frames - 1) // 4):], axis=1)
     else:
-        base = np.broadcast_to(np.asarray(baseline, float), (nb,)).copy()
-    b = (contrast_from_two_time(x, base) if beta is None
-         else np.broadcast_to(np.asarray(beta, float), (nb,)).copy())
+        base = _per_matrix(baseline, nb, "baseline")
+    b = contrast_from_two_time(x, base) if beta is None else _per_matrix(beta, nb, "beta")
     bad = ~np.isfinite(b) | (b <= 0)
+    if beta is None:
+        bad |= ~_significant_contrast(x, b, base)
     if partial and not np.all(bad):
         b[bad] = np.nan
     elif np.any(bad):
         raise XPCSInputError(
-            f"{int(bad.sum())} 2TCF(s) have zero or negative contrast (mean lag-1 value <= baseline "
-            f"{np.round(base[bad][:3], 4).tolist()}): there is no decay to denoise; check the normalisation "
+            f"{int(bad.sum())} 2TCF(s) have no contrast (mean lag-1 value not significantly above the baseline "
+            f"{np.round(base[bad][:3], 4).tolist()}, or a flat 2TCF): there is no decay to denoise; check the "
+            "normalisation "
             "or pass beta= explicitly"
         )
     return b, base
+
+
+def _per_matrix(value, nb: int, name: str) -> np.ndarray:
+    """A scalar or one value per 2TCF, as a float array of ``nb``."""
+    try:
+        return np.broadcast_to(np.asarray(value, float), (nb,)).copy()
+    except (ValueError, TypeError):
+        raise XPCSInputError(f"{name} must be one number or one per 2TCF ({nb}); got shape "
+                             f"{np.shape(value)}") from None
+
+
+#: Relative tolerance below which a contrast is rounding, and a 2TCF flat (no structure at all).
+FLAT_RTOL = 1e-6
+
+
+def _significant_contrast(x: np.ndarray, b: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """True where the estimated contrast ``b`` of (B, N, N) 2TCFs ``x`` is more than rounding (above
+    :data:`FLAT_RTOL` × max(1, |C∞|), not an exact ``> 0``; contrasts within the noise of zero are floored by
+    :func:`contrast_from_two_time`) and the matrix is not flat (:func:`flat_two_times`: a constant 2TCF has no
+    decay, whatever Eq. 5's baseline of 1 says)."""
+    with np.errstate(invalid="ignore"):
+        return (b > FLAT_RTOL * np.maximum(1.0, np.abs(base))) & ~flat_two_times(x)
+
+
+def flat_two_times(c2) -> np.ndarray:
+    """True for each (…, N, N) 2TCF that is flat: its values at lags 1, N/2 and N − 1 all equal within
+    :data:`FLAT_RTOL` (relative to max(1, |mean lag-1 value|)); O(N) per matrix. A flat 2TCF has no decay to
+    denoise or fit."""
+    x = np.asarray(c2, dtype=np.float64)
+    n = x.shape[-1]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        off = np.concatenate([np.diagonal(x, offset=k, axis1=-2, axis2=-1) for k in sorted({1, n // 2, n - 1})],
+                             axis=-1)
+        scale = np.maximum(1.0, np.abs(np.nanmean(np.diagonal(x, offset=1, axis1=-2, axis2=-1), axis=-1)))
+        return (np.nanmax(off, axis=-1) - np.nanmin(off, axis=-1)) <= FLAT_RTOL * scale
 
 
 def subsample_frames(c2, every: int, offset: int = 0) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Reports a user looks at: raw and denoised 2TCFs on one colour scale, 1TCFs with Eq. 3 fits and residuals,
 Γ(q) and Γ(t_a), as PNG figures and one self-contained HTML page (no network, no CDN), with CSV/JSON tables.
 
-The report folder is written atomically: built in a temporary folder beside it, then renamed into place.
+The report folder is written atomically: built in a temporary folder beside it, then renamed into place. It holds
+a manifest (:data:`MANIFEST`) of the files the report wrote; ``overwrite`` replaces only a folder with a manifest,
+and in it only those files: a user's folder (``-o .``) or files of their own are never deleted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,41 @@ from .io import write_csv
 __all__ = ["fit_table", "write_report", "default_max_lag"]
 
 _MAX_ROIS_SHOWN = 6
+#: The report's list of its own files, written last into the report folder.
+MANIFEST = ".xpcs-denoise-report.json"
+
+
+def _own_files(out: Path) -> list[str]:
+    """Names of the files that an earlier report wrote into ``out`` (its manifest); refuses any other folder."""
+    if not out.is_dir():
+        raise XPCSInputError(f"{out} exists and is not a folder; choose another report folder")
+    try:
+        names = json.loads((out / MANIFEST).read_text())["files"]
+        if not all(isinstance(n, str) and n == Path(n).name and not n.startswith(".") for n in names):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise XPCSInputError(f"{out} is not a report folder written by xpcs-denoise (no valid {MANIFEST}); "
+                             "--overwrite replaces only those: choose a new folder") from None
+    return names
+
+
+def _publish_report(tmp: Path, out: Path) -> None:
+    """Move the finished report ``tmp`` into ``out``: a rename when ``out`` is new, else file by file over the
+    files of the earlier report (listed in its manifest), whose other files are removed; nothing else is touched."""
+    if not out.exists():
+        os.rename(tmp, out)  # fails, rather than merges, if a non-empty folder appeared meanwhile
+        return
+    old = _own_files(out)
+    new = json.loads((tmp / MANIFEST).read_text())["files"]
+    for name in new:
+        if (out / name).exists() and not (out / name).is_file():
+            raise XPCSInputError(f"{out / name} is not a regular file; the report will not replace it")
+    for name in new + [MANIFEST]:
+        os.replace(tmp / name, out / name)
+    for name in set(old) - set(new):
+        if (out / name).is_file():
+            (out / name).unlink()
+    tmp.rmdir()
 
 
 def default_max_lag(n_frames: int) -> int:
@@ -332,6 +369,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
+    if out.exists():
+        _own_files(out)  # --overwrite: only a report folder, before any work
     c2s = {k: v if hasattr(v, "shape") and len(v.shape) == 3 and not isinstance(v, np.ndarray)
            else np.asarray(v, dtype=np.float64).reshape((-1,) + np.shape(v)[-2:]) for k, v in c2s.items()}
     shapes = {tuple(v.shape) for v in c2s.values()}
@@ -403,7 +442,10 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                    "weighted": bool(weighted), "provenance": provenance or {}, "fits": rows,
                    "diffusion": {m: d.to_dict() for m, d in diffusion.items()},
                    "figures": [f for _, f in figures]}
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        from .safety import json_safe
+
+        summary = json.loads(json.dumps(summary, default=str))  # Paths, numpy values → text/numbers
+        (tmp / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
         cols = ["method", "roi", "q", "phi", "gamma", "gamma_err", "gamma_unit", "beta", "beta_err", "baseline",
                 "baseline_err", "alpha", "alpha_err", "redchi", "success", "at_bound", "path", "message"]
         diff_html = "".join(f"<li>{html.escape(m)}: D = {d.D:.4g} ± {d.D_err:.2g} {html.escape(d.D_unit)} "
@@ -430,9 +472,9 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors"
             + (", 1TCF points weighted by their standard errors from the 2TCF" if weighted else "")
             + f".</p><ul>{prov}</ul>{_html_table(rows, cols)}{diff_html}{figs}</body></html>\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        files = sorted(p.name for p in tmp.iterdir())
+        (tmp / MANIFEST).write_text(json.dumps({"files": files}) + "\n")
+        _publish_report(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

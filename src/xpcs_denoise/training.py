@@ -167,6 +167,13 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
 
     with safe_open(str(path), framework="pt") as f:
         state = json.loads(f.metadata()["state"])
+        for k in PARAM_NAMES:  # a run with other --members/--size/--channels/--latent: say so, before copying
+            shape = tuple(f.get_slice(f"param.{k}").get_shape()) if f"param.{k}" in f.keys() else None
+            if shape != tuple(getattr(model, k).shape):
+                raise XPCSInputError(
+                    f"checkpoint {path} was written by a run with other settings ({k}: {shape} here "
+                    f"{tuple(getattr(model, k).shape)}); use that run's --members/--size/--channels/--latent, "
+                    "or pass --restart to start again")
         with torch.no_grad():
             for k in PARAM_NAMES:
                 getattr(model, k).copy_(f.get_tensor(f"param.{k}"))
@@ -204,14 +211,21 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     -------
     model, card : the selected ensemble (eval mode) and its model card.
     """
+    from .safety import check_int, check_seed
+
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
+    check_int(config.n_members, "n_members (--members)", 1)
+    check_int(config.batch_size, "batch_size (--batch-size)", 1)
+    check_seed(config.seed, "seed (--seed)")
+    check_seed(config.split_seed, "split_seed (--split-seed)")
+    if not (np.isfinite(config.lr) and config.lr > 0):
+        raise XPCSInputError(f"learning rate (--lr) must be a finite number > 0; got {config.lr}")
     if config.keep > config.n_members or config.keep < 1:
         raise XPCSInputError(f"keep ({config.keep}) must be between 1 and n_members ({config.n_members})")
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     data_path = None
     if not isinstance(data, PreparedDataset):
         data_path = Path(data)
@@ -229,6 +243,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     else:
         train_t, val_t = np.arange(len(data.targets)), np.arange(len(val_data.targets))
         tr, va = data, val_data
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     if config.rescale_real:
         # Per-crop targets: each input and its target are scaled by that input's own contrast estimate.
         xr, yr, _ = rescale_pairs(tr.inputs, tr.targets[tr.target_index], seed=config.seed)

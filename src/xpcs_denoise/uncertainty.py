@@ -261,7 +261,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     nb, n = x.shape[0], x.shape[-1]
     rng = np.random.default_rng(seed)
     raw_lag = max_lag or (n - 1 if n <= 100 else n // 2)
-    raw = _fit(x, min(raw_lag, n - 1), fix, weighted=True)
+    raw = _fit(x, min(raw_lag, n - 1), fix, weighted=True)  # the whole batch: per-2TCF values as given
     res = {k: np.full(nb, np.nan) for k in PARAMETERS}
     ferr = {k: np.full(nb, np.nan) for k in PARAMETERS}
     berr = {k: np.full(nb, np.nan) for k in PARAMETERS}
@@ -272,7 +272,9 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     path = np.array(["raw"] * nb, dtype=object)
     denoised = x.copy() if den is not None else None
     notes = []
+    fix_all = fix
     for i in range(nb):
+        fix = _fix_of(fix_all, i, nb)  # per-2TCF values (e.g. one β per ROI) for this 2TCF's own fits
         use, k_bin = "raw", 1
         if den is not None:
             use = "denoised"
@@ -317,6 +319,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     model_scale = float((den.card.get("uncertainty") or {}).get("boot_scale", 1.0)) if den is not None else 1.0
     scale = np.array([RAW_BOOT_SCALE if p.startswith("raw") else model_scale for p in path])
     berr = {k: v * scale for k, v in berr.items()}
+    fix = fix_all
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
         err[k] = np.where(success, err[k], np.nan)
@@ -343,6 +346,17 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                       boot_error={k: v.reshape(shape) for k, v in berr.items()},
                       path=path.astype(str).reshape(shape), n_boot=int(n_boot), seed=int(seed),
                       denoised=None if denoised is None else (denoised[0] if single else denoised), notes=notes)
+
+
+def _fix_of(fix, i, nb):
+    """The fixed values of 2TCF ``i`` of ``nb``: scalars as they are, per-2TCF arrays indexed."""
+    if not fix:
+        return fix
+    out = {}
+    for k, v in fix.items():
+        a = np.asarray(v, dtype=np.float64)
+        out[k] = float(a.ravel()[i]) if a.ndim and a.size == nb else v
+    return out
 
 
 def _contrast(c2, size):

@@ -381,13 +381,22 @@ def _demo_experiment(seed: int):
     return sim
 
 
-def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = True) -> dict:
+def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = True, overwrite: bool = False) -> dict:
     """Simulate a small ageing experiment with four q-ROIs, correlate, denoise with the shipped ensemble,
-    fit, and write a report (PNG figures, CSV/JSON tables, index.html) into ``out_dir``."""
+    fit, and write a report (PNG figures, CSV/JSON tables, index.html) into ``out_dir``.
+
+    An existing ``out_dir`` is refused unless ``overwrite``; even then only the demo's own files are replaced."""
     from .denoising import Denoiser
+    from .safety import check_seed
 
     t0 = time.time()
+    seed = check_seed(seed)
     out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise XPCSInputError(f"{out} exists; choose another folder (--out) or pass --overwrite to replace the "
+                             "demo's files in it")
+    if out.exists() and not out.is_dir():
+        raise XPCSInputError(f"{out} exists and is not a folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     sim = _demo_experiment(seed)
     c2 = two_time(sim.frames, sim.labels, progress=progress)
