@@ -1,11 +1,12 @@
-"""Measure the scale of the bootstrap part of Γ's standard error so that |z| < 1 for 68 % of simulated cases.
+"""Calibrate Γ's standard error on simulated data: |z| < 1 for 68 % of cases and < 2 for at least 93 %.
 
     python scripts/calibrate_uncertainty.py MODEL_DIR [--n-crops 1500] [--n-long 30] [--write]
 
 Simulated data with known truth and seeds disjoint from training and from benchmarks/bench_bias.py: 50-frame
-crops and long series (200–1000 frames) with the judged ranges of realistic noise. For denoised fits (paths
-"denoised" and "binned") the scale goes into the model card (``uncertainty.boot_scale``, with the measured
-coverage before and after); for raw fits it is printed, to be set as ``uncertainty.RAW_BOOT_SCALE``. The
+crops and long series (200–1000 frames) with the judged ranges of realistic noise. σ² = σ_fit² + (s·σ_boot)²
++ (r·Γ̂)² (:func:`xpcs_denoise.uncertainty.calibrate`). For denoised fits (paths "denoised" and "binned") s and
+r go into the model card (``uncertainty.boot_scale``, ``uncertainty.rel_floor``, with the coverage reached);
+for raw fits they are printed, to be set as ``uncertainty.RAW_BOOT_SCALE`` and ``RAW_REL_FLOOR``. The
 weights are not touched, so their SHA-256 still holds.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from xpcs_denoise import Denoiser
 from xpcs_denoise.simulation import simulate_crops
-from xpcs_denoise.uncertainty import calibration_scale, fit_two_time
+from xpcs_denoise.uncertainty import calibrate, fit_two_time
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
@@ -44,7 +45,8 @@ def collect(den, n_crops, n_long, seed, n_boot):
                 for j in np.flatnonzero(ok):
                     if key == "den" and str(r.path[j]).startswith("raw"):
                         continue  # the raw fits are measured by the "none" pass
-                    rows[key].append((r.fit.gamma[j] - g[j], r.fit_error["gamma"][j], r.boot_error["gamma"][j]))
+                    rows[key].append((r.fit.gamma[j] - g[j], r.fit_error["gamma"][j], r.raw_boot_error[j],
+                                      r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}
 
 
@@ -58,18 +60,15 @@ def main():
     p.add_argument("--write", action="store_true", help="write the denoised scale into the model card")
     a = p.parse_args()
     den = Denoiser.from_directory(a.model)
-    card = dict(den.card)
-    old = float((card.get("uncertainty") or {}).get("boot_scale", 1.0))
     rows = collect(den, a.n_crops, a.n_long, a.seed, a.n_boot)
     out = {}
     for key, v in rows.items():
-        # the denoised rows carry the card's current scale: undo it before measuring
-        r, f, b = v[:, 0], v[:, 1], v[:, 2] / (old if key == "den" else 1.0)
-        s = calibration_scale(r, f, b)
-        e = np.sqrt(np.nan_to_num(f) ** 2 + (s * np.nan_to_num(b)) ** 2)
+        r, f, b, val = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
+        s, rel = calibrate(r, f, b, val)
+        e = np.sqrt(np.nan_to_num(f) ** 2 + (s * np.nan_to_num(b)) ** 2 + (rel * val) ** 2)
         z = np.abs(r) / e
-        out[key] = {"boot_scale": round(s, 3), "n": int(len(r)), "z1": round(float(np.mean(z < 1)), 3),
-                    "z2": round(float(np.mean(z < 2)), 3),
+        out[key] = {"boot_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
+                    "z1": round(float(np.mean(z < 1)), 3), "z2": round(float(np.mean(z < 2)), 3),
                     "z1_unscaled": round(float(np.mean(np.abs(r) / np.hypot(np.nan_to_num(f), np.nan_to_num(b))
                                                        < 1)), 3)}
         print(key, out[key])

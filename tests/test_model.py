@@ -200,7 +200,7 @@ def test_simulated_pairs_are_scaled_as_at_inference():
     from xpcs_denoise.simulation import simulate_crops
     from xpcs_denoise.training import SIMULATED_RANGES, simulated_pairs
 
-    x, y = simulated_pairs(64, seed=4, contrast="estimated")
+    x, y = simulated_pairs(64, seed=4, contrast="estimated", offset=False)
     measured, true, _ = simulate_crops(64, seed=4, **SIMULATED_RANGES)
     b, floored = contrast_from_two_time(measured, return_floored=True)
     keep = np.isfinite(b)

@@ -87,3 +87,21 @@ def test_no_contrast_is_recorded_not_denoised():
     assert r.path[1] != "raw: no contrast"
     assert not r.fit.success[0]
     np.testing.assert_array_equal(r.denoised[0], flat)
+
+
+def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
+    from xpcs_denoise.uncertainty import calibrate
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    b = rng.uniform(0.5, 2, n)
+    value = np.full(n, 10.0)
+    s, r = calibrate(rng.normal(0, 1, n) * 2 * b, np.zeros(n), b, value)
+    assert s == pytest.approx(2.0, rel=0.05) and r == 0.0
+    # a systematic error of 20 % of the value on half the cases: only a floor brings |z| < 2 to 93 %
+    value = np.full(n, 100.0)
+    resid = rng.normal(0, 1, n) * b + np.where(rng.random(n) < 0.5, 0.2 * value, 0.0)
+    s, r = calibrate(resid, np.zeros(n), b, value)
+    sig = np.sqrt((s * b) ** 2 + (r * value) ** 2)
+    assert r > 0 and np.mean(np.abs(resid) < sig) == pytest.approx(0.683, abs=0.01)
+    assert np.mean(np.abs(resid) < 2 * sig) >= 0.93

@@ -33,7 +33,8 @@ def _cmd_train(a):
                       max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, split_seed=a.split_seed,
                       val_fraction=a.val_fraction,
                       split_by=a.split_by, max_hours=a.max_hours, threads=a.threads,
-                      simulated=a.simulated, simulated_contrast=a.simulated_contrast)
+                      simulated=a.simulated, simulated_contrast=a.simulated_contrast,
+                      simulated_realistic=a.realistic_simulation, rescale_real=a.rescale_real)
     mcfg = ModelConfig(size=a.size, channels=a.channels, latent=a.latent)
     command = "xpcs-denoise " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("xpcs-denoise") else None
     _, card = train_ensemble(a.data, a.output, cfg, mcfg, resume=not a.restart, progress=not a.quiet,
@@ -263,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add N simulated crops of known dynamics to training (and N/5 to validation)")
     t.add_argument("--simulated-contrast", choices=["true", "estimated"], default=dflt.simulated_contrast,
                    help="scale simulated crops by their true contrast (Eq. 4) or as at inference (Eq. 5)")
+    t.add_argument("--realistic-simulation", action="store_true",
+                   help="simulate over the judged ranges (0.01-1 photons/pixel/frame, 100-20,000 pixels, Γ 0.001-1) "
+                        "with real-like baseline offsets")
+    t.add_argument("--rescale-real", action="store_true",
+                   help="scale each real crop and its target by the crop's own Eq. 5 contrast, as at inference")
     t.add_argument("--threads", type=int, default=None, help="torch threads")
     t.add_argument("--size", type=int, default=50, help="input size n (n×n crops)")
     t.add_argument("--channels", type=int, default=10)

@@ -39,7 +39,7 @@ from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 from .fitting import PARAMETERS, FitResult, _check_frame_time, fit_g2, g2_model, sigma_for_fit
 
-__all__ = ["calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
+__all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
 
 #: Above this rate (frames⁻¹) the contrast halves within ~3 frames and the shipped model measures no better than
 #: the raw fit (METHOD §5; our bias benchmark agrees): the raw fit is returned.
@@ -49,6 +49,8 @@ RAW_PRECISE = 0.05
 #: Scale of the bootstrap part of a raw fit's error, measured by scripts/calibrate_uncertainty.py on simulated
 #: 50-frame crops and long series (frame-permutation replicates miss part of the noise's correlation).
 RAW_BOOT_SCALE = 1.0
+#: Relative floor r of a raw fit's Γ error (σ² gains (r·Γ̂)²), measured with RAW_BOOT_SCALE.
+RAW_REL_FLOOR = 0.0
 #: Slow dynamics: less than this share of the decay seen over the whole series happens within the model's
 #: window → the 2TCF is binned (when the series is long enough) until about ``SLOW_TARGET`` of it does.
 SLOW_SHARE = 0.4
@@ -108,6 +110,28 @@ def calibration_scale(residual, fit_err, boot_err, target: float = 0.683) -> flo
         else:
             hi = mid
     return float(hi)
+
+
+def calibrate(residual, fit_err, boot_err, value, *, z1: float = 0.683, z2: float = 0.93) -> tuple[float, float]:
+    """Scale s of the bootstrap error and relative floor r such that, with
+    ``σ² = fit_err² + (s·boot_err)² + (r·value)²``, |residual| < σ for ``z1`` of the cases and < 2σ for at least
+    ``z2`` (the smallest r that reaches it, on a grid of 0.01). The floor stands for what no replicate shows:
+    the estimator's bias and the tails of the noise. Returns (s, r).
+    """
+    v = np.abs(np.asarray(value, float))
+    r_res = np.asarray(residual, float)
+    f = np.asarray(fit_err, float)
+    b = np.asarray(boot_err, float)
+    best = (calibration_scale(r_res, f, b, z1), 0.0)
+    for rel in np.arange(0.0, 1.0001, 0.01):
+        fr = np.hypot(np.nan_to_num(f), rel * v)
+        s = calibration_scale(r_res, fr, b, z1)
+        sig = np.sqrt(fr**2 + (s * np.nan_to_num(b)) ** 2)
+        ok = np.isfinite(r_res)
+        if np.mean(np.abs(r_res[ok]) < 2 * sig[ok]) >= z2:
+            return float(s), float(round(rel, 2))
+        best = (float(s), float(round(rel, 2)))
+    return best
 
 
 def residual_bootstrap(c2, c2_model, n_boot: int = 16, seed: int = 0) -> np.ndarray:
@@ -181,6 +205,8 @@ class TwoTimeFit:
     seed: int
     denoised: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    #: Γ's bootstrap spread before calibration (frames⁻¹), for scripts/calibrate_uncertainty.py
+    raw_boot_error: np.ndarray | None = None
 
 
 def _fit(c2, max_lag, fix, lag_unit=1.0, weighted=False):
@@ -257,7 +283,15 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         size = den.size
     else:
         size = 2
-    x, single = _check_two_times(c2, size)
+    if den is None and not np.all(np.isfinite(np.asarray(c2, dtype=np.float64))):
+        # raw fits ignore NaN (excluded frames' rows and columns): only the shape is checked
+        x = np.asarray(c2, dtype=np.float64)
+        if x.ndim not in (2, 3) or x.shape[-1] != x.shape[-2] or x.shape[-1] < 3:
+            raise XPCSInputError(f"2TCF must be square, shape (N, N) or (B, N, N), N >= 3; got {x.shape}")
+        single = x.ndim == 2
+        x = x[None] if single else x
+    else:
+        x, single = _check_two_times(c2, size)
     nb, n = x.shape[0], x.shape[-1]
     rng = np.random.default_rng(seed)
     raw_lag = max_lag or (n - 1 if n <= 100 else n // 2)
@@ -316,9 +350,15 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         success[i], message[i], redchi[i], at_bound[i] = r["success"], r["message"], r["redchi"], r["at_bound"]
     # Calibration: the bootstrap part is scaled by the factor measured on simulated data with known truth
     # (scripts/calibrate_uncertainty.py): RAW_BOOT_SCALE for raw fits, the model card's for denoised ones.
-    model_scale = float((den.card.get("uncertainty") or {}).get("boot_scale", 1.0)) if den is not None else 1.0
-    scale = np.array([RAW_BOOT_SCALE if p.startswith("raw") else model_scale for p in path])
+    unc = (den.card.get("uncertainty") or {}) if den is not None else {}
+    model_scale, model_floor = float(unc.get("boot_scale", 1.0)), float(unc.get("rel_floor", 0.0))
+    is_raw = np.array([p.startswith("raw") for p in path])
+    scale = np.where(is_raw, RAW_BOOT_SCALE, model_scale)
+    floor = np.where(is_raw, RAW_REL_FLOOR, model_floor)
+    gamma_boot_unscaled = berr["gamma"].copy()
     berr = {k: v * scale for k, v in berr.items()}
+    # Γ's floor r·Γ̂ (calibrated with the scale): the estimator's bias and noise tails no replicate shows
+    berr["gamma"] = np.hypot(np.nan_to_num(berr["gamma"]), floor * np.abs(np.nan_to_num(res["gamma"])))
     fix = fix_all
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
@@ -332,6 +372,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         ft = _check_frame_time(frame_time)
         for d in (res, err, ferr, berr):
             d["gamma"] = d["gamma"] / ft
+        gamma_boot_unscaled = gamma_boot_unscaled / ft
         lags, lag_unit = lags * ft, "s"
     fit = FitResult(**{k: res[k].reshape(shape) for k in PARAMETERS},
                     **{k + "_err": err[k].reshape(shape) for k in PARAMETERS},
@@ -345,7 +386,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     return TwoTimeFit(fit=fit, fit_error={k: v.reshape(shape) for k, v in ferr.items()},
                       boot_error={k: v.reshape(shape) for k, v in berr.items()},
                       path=path.astype(str).reshape(shape), n_boot=int(n_boot), seed=int(seed),
-                      denoised=None if denoised is None else (denoised[0] if single else denoised), notes=notes)
+                      denoised=None if denoised is None else (denoised[0] if single else denoised), notes=notes,
+                      raw_boot_error=gamma_boot_unscaled.reshape(shape))
 
 
 def _fix_of(fix, i, nb):
@@ -469,12 +511,15 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
             _, fb = fit_cuts(rb)
             for k in PARAMETERS:
                 vals[k].append(np.where(fb.success, getattr(fb, k), np.nan))
-    scale = float((den.card.get("uncertainty") or {}).get("boot_scale", 1.0))
+    unc = den.card.get("uncertainty") or {}
+    scale, floor = float(unc.get("boot_scale", 1.0)), float(unc.get("rel_floor", 0.0))
     boot = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for k in PARAMETERS:
             boot[k] = scale * np.nanstd(np.array(vals[k]), axis=0, ddof=1)
+            if k == "gamma":
+                boot[k] = np.hypot(np.nan_to_num(boot[k]), floor * np.abs(np.nan_to_num(fit.gamma)))
             e = getattr(fit, k + "_err")
             setattr(fit, k + "_err", np.where(fit.success, np.sqrt(np.nan_to_num(e) ** 2 +
                                                                   np.nan_to_num(boot[k]) ** 2), np.nan))
