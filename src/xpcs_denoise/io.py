@@ -727,6 +727,20 @@ def pack_upper(m: np.ndarray, dtype=np.float32) -> np.ndarray:
     return out
 
 
+def _overflows(m: np.ndarray, packed: np.ndarray) -> bool:
+    """Whether a finite value of ``m``'s symmetric part became ±inf in its float32 ``packed`` triangle (row by
+    row: one float64 row besides the inputs)."""
+    off = _tri_offsets(m.shape[-1])
+    for i in range(m.shape[-1]):
+        row = packed[off[i]:off[i + 1]]
+        if np.isinf(row).any():
+            with np.errstate(over="ignore", invalid="ignore"):
+                exact = 0.5 * (m[i, i:].astype(np.float64) + m[i:, i])
+            if np.any(np.isinf(row) & np.isfinite(exact)):
+                return True
+    return False
+
+
 def unpack_upper(tri: np.ndarray, n: int) -> np.ndarray:
     """Symmetric (N, N) float64 matrix from :func:`pack_upper`'s packed triangle."""
     off = _tri_offsets(n)
@@ -1070,7 +1084,7 @@ class C2Writer:
             if m.shape != (self.n, self.n):
                 raise XPCSInputError(f"{name} has shape {m.shape}; expected {(self.n, self.n)}")
             packed = pack_upper(m, self.dtype)
-            if self.dtype == np.float32 and np.isinf(packed).any() and not np.isinf(m).any():
+            if self.dtype == np.float32 and np.isinf(packed).any() and _overflows(m, packed):
                 raise XPCSInputError(f"{name} of ROI index {k} holds values beyond the float32 range (|x| > 3.4e38); "
                                      "write with dtype=np.float64")
             self._f[name][k] = packed
