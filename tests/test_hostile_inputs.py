@@ -16,7 +16,7 @@ import pytest
 
 from xpcs_denoise import XPCSInputError, cli, denoise, fit_g2, time_resolved_cuts, two_time
 from xpcs_denoise.denoising import Denoiser, pretrained_directory
-from xpcs_denoise.io import atomic_path, read_c2, read_frames, write_aps_c2, write_c2
+from xpcs_denoise.io import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
 from xpcs_denoise.pipeline import denoise_file
 from xpcs_denoise.simulation import true_two_time
 
@@ -162,7 +162,9 @@ def test_redenoising_keeps_the_original_raw(tmp_path):
     denoise_file(tmp_path / "raw.npy", tmp_path / "d1.h5", method="gaussian")
     denoise_file(tmp_path / "d1.h5", tmp_path / "d2.h5", method="gaussian")
     d2 = read_c2(tmp_path / "d2.h5")
-    np.testing.assert_array_equal(d2.raw, raw)  # never the denoised input
+    # never the denoised input: the original, to the float32 precision of format v2
+    np.testing.assert_array_equal(d2.raw, read_c2(tmp_path / "d1.h5").raw)
+    np.testing.assert_allclose(d2.raw, raw, rtol=1e-7, atol=0)
     assert not np.allclose(d2.c2, raw)
 
 
@@ -202,17 +204,18 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
         import os, signal, sys, time
         import xpcs_denoise.pipeline as p
         from xpcs_denoise import cli
-        from xpcs_denoise.io import atomic_path
+        from xpcs_denoise.io import C2Writer
 
-        def write_then_killed(path, *a, **k):
-            with atomic_path(path) as tmp:
-                tmp.write_text("partial")
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(30)
+        write = C2Writer.write
 
-        p.write_c2 = write_then_killed
+        def write_then_killed(self, *a, **k):  # killed while the temporary output is half written
+            write(self, *a, **k)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+
+        C2Writer.write = write_then_killed
         sys.exit(cli.main(["denoise", {str(tmp_path / 'in.npy')!r}, "-o", {str(tmp_path / 'out.h5')!r},
-                           "--method", "gaussian"]))
+                           "--method", "gaussian", "-q"]))  # -q: no progress bar on stderr
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"})
@@ -387,6 +390,38 @@ def test_hdf5_references_outside_the_file_refused(tmp_path, capsys, make, match)
 @pytest.mark.parametrize("make", [_external_storage, _external_link])
 def test_outside_references_followed_when_allowed(tmp_path, make):
     np.testing.assert_allclose(read_c2(make(tmp_path), dataset="c2", allow_external=True).c2[0], good_c2())
+
+
+@pytest.mark.parametrize("make,match", [(_external_storage, "other files"), (_external_link, "external link"),
+                                        (_soft_loop, "loop"), (_virtual, "virtual")])
+def test_streaming_reader_refuses_references_outside_the_file(tmp_path, make, match):
+    with pytest.raises(XPCSInputError, match=match):
+        open_c2(make(tmp_path), dataset="c2")
+
+
+def test_aps_roi_linked_outside_refused_by_the_streaming_reader_unless_allowed(tmp_path, capsys):
+    m = good_c2()
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["m"] = np.triu(m)
+    p = tmp_path / "aps.h5"
+    write_aps_c2(p, np.stack([m, m]))
+    with h5py.File(p, "a") as f:
+        name = sorted(f[APS_C2_GROUP])[1]
+        del f[f"{APS_C2_GROUP}/{name}"]
+        f[f"{APS_C2_GROUP}/{name}"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/m")
+    before = tree(tmp_path)
+    with pytest.raises(XPCSInputError, match="external link"):
+        open_c2(p)
+    rc, err = run_cli(capsys, "denoise", p, "-o", tmp_path / "o.h5", "--method", "gaussian", "-q")
+    assert_one_line_error(rc, err, "external link")
+    assert tree(tmp_path) == before
+    with open_c2(p, allow_external=True) as src:  # followed when allowed, also when reading ROI by ROI later
+        np.testing.assert_allclose(src.c2(1), m)
+
+
+def test_packed_c2_of_our_format_read_with_dataset(tmp_path):
+    write_c2(tmp_path / "ours.h5", np.stack([good_c2(), good_c2(seed=1)]))
+    np.testing.assert_array_equal(read_c2(tmp_path / "ours.h5", dataset="c2").c2, read_c2(tmp_path / "ours.h5").c2)
 
 
 # --- (d) wrong results with exit 0 ----------------------------------------------------------------------------

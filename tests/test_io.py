@@ -14,6 +14,7 @@ from xpcs_denoise import XPCSInputError, one_time_from_two_time, two_time
 from xpcs_denoise.io import (
     C2File,
     atomic_path,
+    open_c2,
     read_c2,
     read_frames,
     read_labels,
@@ -84,7 +85,7 @@ def test_our_format_round_trip_with_all_fields(tmp_path):
     q = np.array([0.0012, 0.0034, 0.0056])
     attrs = {"method": "cned", "model_card_sha256": "ab" * 32, "window": 50, "step": 25, "seed": 7,
              "members": [1, 2, 3], "fit": {"tau": 1.5, "ok": True}, "betas": np.array([0.1, 0.2])}
-    out = write_c2(tmp_path / "out.h5", c2, raw=raw, g2=g2, std=std, q=q, attrs=attrs)
+    out = write_c2(tmp_path / "out.h5", c2, raw=raw, g2=g2, std=std, q=q, attrs=attrs, dtype=np.float64)
     assert out == tmp_path / "out.h5" and files_in(tmp_path) == ["out.h5"]
     got = read_c2(out)
     assert got.source_format == "xpcs-denoise"
@@ -94,11 +95,12 @@ def test_our_format_round_trip_with_all_fields(tmp_path):
     assert (a["method"], a["window"], a["step"], a["seed"]) == ("cned", 50, 25, 7)
     assert a["model_card_sha256"] == "ab" * 32
     assert a["members"] == [1, 2, 3] and a["fit"] == {"tau": 1.5, "ok": True} and a["betas"] == [0.1, 0.2]
-    assert a["format"] == "xpcs-denoise-c2" and a["format_version"] == 1
+    assert a["format"] == "xpcs-denoise-c2" and a["format_version"] == 2
     assert a["software"] == "xpcs-denoise" and a["software_version"] == version("xpcs-denoise")
     assert datetime.fromisoformat(a["created_utc"]).utcoffset().total_seconds() == 0
     with h5py.File(out, "r") as f:  # the layout the README documents
-        assert f["c2"].shape == (3, 9, 9) and f["c2"].dtype == np.float64
+        assert f["c2"].shape == (3, 9 * 10 // 2) and f["c2"].dtype == np.float64
+        assert f["c2"].attrs["layout"] == "upper_triangle_packed" and f["c2"].attrs["n_frames"] == 9
         np.testing.assert_array_equal(f["lag"][()], np.arange(1, 9))
         assert f["q"].attrs["units"] == "1/Angstrom"
         assert json.loads(f.attrs["json_attrs"]) == ["members", "fit", "betas"]
@@ -111,6 +113,61 @@ def test_our_format_computes_g2_and_stores_2d_as_3d(tmp_path):
     assert got.c2.shape == (1, 9, 9) and got.raw is None and got.std is None and got.q is None
     np.testing.assert_allclose(got.g2, one_time_from_two_time(c2)[None], rtol=1e-15)
     assert got.g2[0, 0] == pytest.approx(np.mean(np.diagonal(c2, 1)))
+
+
+def test_default_storage_is_float32_triangles_within_float32_precision(tmp_path):
+    c2 = sym_stack(n=40)
+    write_c2(tmp_path / "a.h5", c2, raw=c2 + 1)
+    got = read_c2(tmp_path / "a.h5")
+    np.testing.assert_allclose(got.c2, c2, rtol=6e-8, atol=0)  # float32: half an ulp, 2**-24 relative
+    np.testing.assert_allclose(got.raw, c2 + 1, rtol=6e-8, atol=0)
+    np.testing.assert_array_equal(got.c2, np.swapaxes(got.c2, -1, -2))
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        assert f["c2"].dtype == np.float32 and f["c2"].shape == (3, 40 * 41 // 2)
+        assert f["c2"].compression == "gzip" and f["c2"].shuffle
+
+
+def test_pack_unpack_upper_is_triu_order_and_exact():
+    from xpcs_denoise.io import pack_upper, unpack_upper
+
+    m = sym_stack(k=1, n=7)[0]
+    packed = pack_upper(m, np.float64)
+    np.testing.assert_array_equal(packed, m[np.triu_indices(7)])
+    np.testing.assert_array_equal(unpack_upper(packed, 7), m)
+    with pytest.raises(XPCSInputError, match="upper triangle"):
+        unpack_upper(packed[:-1], 7)
+
+
+def test_version_1_files_still_read(tmp_path):
+    c2, raw = sym_stack(), sym_stack(seed=5)
+    with h5py.File(tmp_path / "v1.h5", "w") as f:  # as xpcs-denoise wrote them before format version 2
+        f.attrs.update({"format": "xpcs-denoise-c2", "format_version": 1, "method": "cned", "json_attrs": "[]"})
+        f["c2"], f["c2_raw"], f["q"] = c2, raw, np.array([0.1, 0.2, 0.3])
+        f["g2"] = one_time_from_two_time(c2)
+    got = read_c2(tmp_path / "v1.h5")
+    np.testing.assert_array_equal(got.c2, c2)
+    np.testing.assert_array_equal(got.raw, raw)
+    assert got.std is None and got.attrs["method"] == "cned" and got.q.tolist() == [0.1, 0.2, 0.3]
+    with open_c2(tmp_path / "v1.h5") as src:
+        assert (src.n_rois, src.n_frames, src.has_raw) == (3, 9, True)
+        np.testing.assert_array_equal(src.raw(2), raw[2])
+
+
+def test_open_c2_streams_every_layout_like_read_c2(tmp_path):
+    c2, q = sym_stack(k=4, n=12), np.array([0.001, 0.002, 0.003, 0.004])
+    np.save(tmp_path / "a.npy", c2)
+    write_c2(tmp_path / "b.h5", c2, q=q, phi=[0, 90, 0, 90], rois=[3, 4, 7, 8])
+    write_aps_c2(tmp_path / "c.hdf", c2, q=q)
+    for name in ("a.npy", "b.h5", "c.hdf"):
+        whole = read_c2(tmp_path / name)
+        with open_c2(tmp_path / name) as src:
+            assert (src.n_rois, src.n_frames) == (4, 12)
+            for k in range(4):
+                np.testing.assert_array_equal(src.c2(k), whole.c2[k])
+            with pytest.raises(XPCSInputError, match="out of range"):
+                src.c2(4)
+    b = read_c2(tmp_path / "b.h5")
+    assert b.phi.tolist() == [0, 90, 0, 90] and b.rois.tolist() == [3, 4, 7, 8]
 
 
 @pytest.mark.parametrize("kwargs", [{"raw": np.ones((3, 9, 8))}, {"q": [0.1, 0.2]}, {"g2": np.ones((3, 9))},
@@ -140,30 +197,30 @@ def test_no_overwrite_without_flag_and_existing_file_untouched(tmp_path):
         write_c2(path, sym_stack(seed=2))
     assert path.read_bytes() == before and files_in(tmp_path) == ["out.h5"]
     write_c2(path, sym_stack(seed=2), overwrite=True)
-    np.testing.assert_array_equal(read_c2(path).c2, sym_stack(seed=2))
+    np.testing.assert_allclose(read_c2(path).c2, sym_stack(seed=2), rtol=6e-8)
     assert files_in(tmp_path) == ["out.h5"]
 
 
 def test_failure_mid_write_leaves_no_output(tmp_path, monkeypatch):
     calls = []
-    real = xio._write_dataset
+    real = xio.pack_upper
 
-    def failing(f, name, data, attrs=None):
-        calls.append(name)
-        if len(calls) == 2:  # the file is open and c2 already written
+    def failing(m, dtype=np.float32):
+        calls.append(1)
+        if len(calls) == 2:  # the file is open and the first ROI's c2 already written
             raise OSError("disk full (simulated)")
-        real(f, name, data, attrs)
+        return real(m, dtype)
 
-    monkeypatch.setattr(xio, "_write_dataset", failing)
+    monkeypatch.setattr(xio, "pack_upper", failing)
     with pytest.raises(OSError, match="simulated"):
         write_c2(tmp_path / "out.h5", sym_stack(), raw=sym_stack())
-    assert calls == ["c2", "c2_raw"] and files_in(tmp_path) == []
+    assert len(calls) == 2 and files_in(tmp_path) == []
 
-    monkeypatch.setattr(xio, "_write_dataset", real)  # an existing file survives a failed overwrite byte for byte
+    monkeypatch.setattr(xio, "pack_upper", real)  # an existing file survives a failed overwrite byte for byte
     write_c2(tmp_path / "out.h5", sym_stack(seed=3))
     before = (tmp_path / "out.h5").read_bytes()
     calls.clear()
-    monkeypatch.setattr(xio, "_write_dataset", failing)
+    monkeypatch.setattr(xio, "pack_upper", failing)
     with pytest.raises(OSError):
         write_c2(tmp_path / "out.h5", sym_stack(), raw=sym_stack(), overwrite=True)
     assert (tmp_path / "out.h5").read_bytes() == before and files_in(tmp_path) == ["out.h5"]

@@ -154,7 +154,8 @@ def _cmd_denoise(a):
 
     s = denoise_file(a.input, a.output, method=a.method, model=a.model, dataset=a.dataset,
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
-                     frame_time=a.frame_time, overwrite=a.overwrite, exclude=_exclude_arg(a.exclude_frames),
+                     frame_time=a.frame_time, overwrite=a.overwrite, output_format=a.format,
+                     progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
                      bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
@@ -168,7 +169,7 @@ def _cmd_fit(a):
 
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
                  cut_width=a.cut_width, max_lag=a.max_lag, frame_time=a.frame_time, weighted=not a.unweighted,
-                 overwrite=a.overwrite, exclude=_exclude_arg(a.exclude_frames),
+                 overwrite=a.overwrite, progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
                  bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
     line = (f"{s['successful']} of {s['fits']} fits succeeded (Γ in {s['gamma_unit']}) → {s['output']}, {s['json']}"
             f"{_excluded_note(s)}")
@@ -188,7 +189,7 @@ def _cmd_report(a):
     compare = tuple(m for m in (a.compare or "").split(",") if m)
     s = report_file(a.input, a.output, compare=compare, method=a.method, model=a.model, dataset=a.dataset,
                     seed=a.seed, cut_width=a.cut_width, fix_alpha=a.fix_alpha, frame_time=a.frame_time,
-                    weighted=not a.unweighted, overwrite=a.overwrite,
+                    weighted=not a.unweighted, overwrite=a.overwrite, progress=not a.quiet,
                     allow_external=a.allow_external)
     _print_summary(a, s, f"report ({', '.join(s['methods'])}) → {s['report']}")
     return 0
@@ -345,7 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dn = sub.add_parser("denoise", help="denoise every ROI of a 2TCF file")
     dn.add_argument("input", help=".npy, xpcs-denoise HDF5, APS 8-ID-I HDF5, or any HDF5 with --dataset")
-    dn.add_argument("-o", "--output", required=True, help="output HDF5 (xpcs-denoise format)")
+    dn.add_argument("-o", "--output", required=True,
+                    help="output file: an APS 8-ID-I result file for an APS input (opens in xpcs-viewer), our HDF5 "
+                         "format otherwise, a .npy array for a .npy name")
+    dn.add_argument("--format", choices=["aps", "ours", "npy"], default=None,
+                    help="output format (default: aps for an APS 8-ID-I input, npy for a .npy name, else ours)")
     method_opts(dn)
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")

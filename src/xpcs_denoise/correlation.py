@@ -70,10 +70,12 @@ def auto_block_pixels(n_frames: int, frame_width: int = 1) -> int:
 def two_time_memory_bytes(n_frames: int, n_rois: int, block_pixels: int | None = None) -> int:
     """Peak working memory of :func:`two_time` in bytes, besides the frames themselves.
 
-    The (K, T, T) float64 result dominates: ``8 K T²``. A block of pixels adds at most ``24 T n`` (the block
-    as read, its float64 copy and one ROI's columns), at most :data:`BLOCK_BUDGET_BYTES` with the automatic
-    block size; the per-ROI frame sums add ``16 K T``. T = 5,000 frames and K = 20 ROIs: 4.00e9 + 1.3e8 bytes,
-    3.85 GiB, whatever the number of pixels.
+    The (K, T, T) float64 result dominates: ``8 K T²`` (each block's products are added in place, BLAS syrk,
+    without a T × T temporary; on a GPU, ``device=``, add one). A block of pixels adds at most ``24 T n`` (the
+    block as read, its float64 copy and one ROI's columns), at most :data:`BLOCK_BUDGET_BYTES` with the
+    automatic block size; the per-ROI frame sums add ``16 K T``. T = 5,000 frames and K = 20 ROIs: 4.00e9 +
+    1.3e8 bytes, 3.85 GiB, whatever the number of pixels. The interpreter and libraries come on top (~250 MB
+    with torch loaded).
     """
     block = auto_block_pixels(n_frames) if block_pixels is None else int(block_pixels)
     return 8 * n_rois * n_frames**2 + 24 * n_frames * block + 16 * n_rois * n_frames
@@ -123,7 +125,8 @@ def two_time(
     Notes
     -----
     Each block of pixels costs one matrix product per ROI present in it: the block's columns of ROI k,
-    ``X_k`` (T × n), add ``X_k X_kᵀ`` to the numerator and their row sums to ``<I(t)>_k``.
+    ``X_k`` (T × n), add ``X_k X_kᵀ`` to the numerator (one triangle, in place) and their row sums to
+    ``<I(t)>_k``.
     """
     shape = getattr(frames, "shape", None)
     if shape is None:
@@ -163,8 +166,11 @@ def two_time(
         num = torch.zeros((n_rois, n_frames, n_frames), dtype=tdtype, device=tdev)
         sums = torch.zeros((n_rois, n_frames), dtype=tdtype, device=tdev)
     else:
+        from scipy.linalg import blas
+
         num = np.zeros((n_rois, n_frames, n_frames), dtype=dtype)
         sums = np.zeros((n_rois, n_frames), dtype=dtype)
+        syrk = blas.dsyrk if num.dtype == np.float64 else blas.ssyrk
     npix_roi = np.bincount(flat_labels, minlength=n_rois + 1)[1:].astype(np.float64)
 
     # Reading the whole pixel range of a row-major (T, H, W) store in column blocks: for an h5py.Dataset or
@@ -191,11 +197,18 @@ def two_time(
                 num[k - 1] += x @ x.T
                 sums[k - 1] += x.sum(dim=1)
             else:
-                num[k - 1] += cols @ cols.T
+                # num[k-1] += X Xᵀ in place, lower triangle only (BLAS syrk: no T×T temporary, half the work);
+                # num[k-1].T is the Fortran-ordered view syrk updates without a copy.
+                syrk(1.0, cols.T, beta=1.0, c=num[k - 1].T, trans=1, lower=0, overwrite_c=1)
                 sums[k - 1] += cols.sum(axis=1)
     if device is not None:
         num = num.cpu().numpy()
         sums = sums.cpu().numpy()
+    else:
+        for k in range(n_rois):  # mirror the lower triangle, row by row (no second T×T array)
+            m = num[k]
+            for i in range(n_frames - 1):
+                m[i, i + 1:] = m[i + 1:, i]
     num = num.astype(np.float64, copy=False)
     mean = sums.astype(np.float64) / npix_roi[:, None]
     empty = (mean <= 0) if excl is None else (mean <= 0) & ~excl
@@ -238,6 +251,9 @@ def lag_average_matrix(n: int, max_lag: int | None = None) -> np.ndarray:
     for k in range(1, max_lag + 1):
         a[k - 1, lag == k] = 1.0 / (2 * (n - k))
     return a
+
+
+_G2_CHUNK = 2**19  # values gathered at once by one_time_from_two_time (a few 4 MB temporaries)
 
 
 def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, return_err: bool = False):
@@ -283,27 +299,40 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, retu
         from .badframes import apply_exclusion
 
         c = apply_exclusion(c, exclude)
-    sym = 0.5 * (c + np.swapaxes(c, -1, -2))
-    # Shear the matrix so that diagonal k becomes column k: row t of the upper triangle, read from column t.
-    # Stride trick: sym[:, t, t + k] for all t, k via a flat index, no Python loop over lags.
+    nb = c.shape[0]
+    flat = c.reshape(nb, -1)
+    g2 = np.empty((nb, max_lag))
+    # Diagonal k of both triangles gathered by flat index (no Python loop over lags), in chunks of matrices and
+    # lags holding at most ~0.5M values each: a few 4 MB temporaries whatever T.
+    per_lag = n
+    lag_chunk = int(max(1, min(max_lag, _G2_CHUNK // per_lag)))
+    b_chunk = int(max(1, _G2_CHUNK // (per_lag * lag_chunk)))
     t = np.arange(n)[:, None]
-    k = np.arange(1, max_lag + 1)[None, :]
-    col = t + k
-    valid = col < n
-    flat = (t * n + np.where(valid, col, 0)).ravel()
-    vals = sym.reshape(c.shape[0], -1)[:, flat].reshape(c.shape[0], n, max_lag)
-    vals = np.where(valid[None], vals, np.nan)
-    with np.errstate(invalid="ignore"):
-        counts = np.sum(np.isfinite(vals), axis=1)
-        g2 = np.nansum(vals, axis=1) / np.where(counts > 0, counts, 1)
-    g2[counts == 0] = np.nan
+    err = np.full((nb, max_lag), np.nan) if return_err else None
+    for k0 in range(0, max_lag, lag_chunk):
+        k = np.arange(k0 + 1, min(max_lag, k0 + lag_chunk) + 1)[None, :]
+        col = t + k
+        valid = col < n
+        colv = np.where(valid, col, 0)
+        upper, lower = (t * n + colv).ravel(), (colv * n + t).ravel()
+        for b0 in range(0, nb, b_chunk):
+            part = flat[b0:b0 + b_chunk]
+            vals = 0.5 * (part[:, upper] + part[:, lower]).reshape(-1, n, k.shape[1])
+            vals = np.where(valid[None], vals, np.nan)
+            with np.errstate(invalid="ignore"):
+                counts = np.sum(np.isfinite(vals), axis=1)
+                out = np.nansum(vals, axis=1) / np.where(counts > 0, counts, 1)
+            out[counts == 0] = np.nan
+            g2[b0:b0 + b_chunk, k0:k0 + k.shape[1]] = out
+            if return_err:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    dev = np.where(np.isfinite(vals), vals - out[:, None, :], 0.0)
+                    var = np.sum(dev * dev, axis=1) / np.where(counts > 1, counts - 1, 1)
+                    e = np.sqrt(var / np.where(counts > 0, counts, 1))
+                e[counts < 2] = np.nan
+                err[b0:b0 + b_chunk, k0:k0 + k.shape[1]] = e
     if not return_err:
         return g2[0] if single else g2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dev = np.where(np.isfinite(vals), vals - g2[:, None, :], 0.0)
-        var = np.sum(dev * dev, axis=1) / np.where(counts > 1, counts - 1, 1)
-        err = np.sqrt(var / np.where(counts > 0, counts, 1))
-    err[counts < 2] = np.nan
     return (g2[0], err[0]) if single else (g2, err)
 
 

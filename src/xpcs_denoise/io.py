@@ -1,18 +1,27 @@
 """Files in and out: 2TCFs (.npy, our HDF5 format, the APS 8-ID-I layouts, any HDF5 dataset), frame stacks
 (HDF5, .npy, TIFFs) and ROI label maps.
 
-Our format (root attribute ``format = "xpcs-denoise-c2"``, written by :func:`write_c2`):
+Our format (root attribute ``format = "xpcs-denoise-c2"``, written by :func:`write_c2` / :class:`C2Writer`),
+version 2; K ROIs of N frames, P = N(N + 1)/2:
 
 ==========  ==========  ================================================================================
 name        shape       meaning
 ==========  ==========  ================================================================================
-``c2``      (K, N, N)   main 2TCFs (denoised when a method ran), full symmetric matrices, dimensionless
-``c2_raw``  (K, N, N)   optional: the input 2TCFs
-``c2_std``  (K, N, N)   optional: 1-σ uncertainty of ``c2`` (ensemble spread)
-``g2``      (K, N − 1)  1TCF of ``c2`` (Eq. 2) at lags ``lag``
+``c2``      (K, P)      main 2TCFs (denoised when a method ran): upper triangle, diagonal included, of each
+                        symmetric matrix, row by row (``numpy.triu_indices`` order); attributes
+                        ``layout = "upper_triangle_packed"``, ``n_frames = N``; float32 (relative precision
+                        6e-8) unless written with ``dtype=float64``; shuffle + gzip, one chunk row per ROI
+``c2_raw``  (K, P)      optional: the input 2TCFs, same layout
+``c2_std``  (K, P)      optional: 1-σ uncertainty of ``c2`` (ensemble spread), same layout
+``g2``      (K, N − 1)  1TCF of ``c2`` (Eq. 2) at lags ``lag``, float64
 ``lag``     (N − 1,)    lags 1..N − 1, frames
 ``q``       (K,)        optional: q of each ROI, Å⁻¹ (attribute ``units = "1/Angstrom"``)
+``phi``     (K,)        optional: φ of each ROI (q×φ bins), degrees
+``roi``     (K,)        optional: label of each ROI in the input (APS ``processed_bins``, qmap labels)
 ==========  ==========  ================================================================================
+
+Version 1 files (``c2``, ``c2_raw``, ``c2_std`` as full (K, N, N) float64 matrices) are still read.
+:func:`open_c2` reads any layout one ROI at a time; :class:`APSResultWriter` writes APS 8-ID-I result files.
 
 Root attributes: ``format``, ``format_version`` (1), ``software``, ``software_version``, ``created_utc`` (ISO 8601),
 ``json_attrs`` (JSON list of the attributes stored as JSON text), then the caller's (method, model card hash,
@@ -39,11 +48,12 @@ from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 from .safety import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
 
-__all__ = ["C2File", "FrameStack", "read_c2", "write_c2", "write_aps_c2", "write_aps_legacy", "read_frames",
-           "read_labels", "atomic_path", "write_csv", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
+           "write_aps_c2", "write_aps_legacy", "read_frames", "read_labels", "atomic_path", "write_csv",
+           "pack_upper", "unpack_upper", "read_qmap", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "xpcs-denoise-c2"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _RESERVED = {"format", "format_version", "software", "software_version", "created_utc", "json_attrs"}
 
 # APS 8-ID-I layouts, as written by AdvancedPhotonSource boost_corr (src/boost_corr/correlator/twotime.py yields
@@ -69,7 +79,8 @@ _HINT = "give dataset='path/in/file' (--dataset)"
 class C2File:
     """2TCFs read by :func:`read_c2`: ``c2`` (K, N, N) float64; ``q`` (K,) Å⁻¹ or None; ``g2`` (K, N − 1) or None;
     ``raw``, ``std`` (K, N, N) or None (our format only); ``attrs``; ``source_format``: "npy", "xpcs-denoise",
-    "aps-8idi", "aps-8idi-legacy" or "hdf5-dataset"."""
+    "aps-8idi", "aps-8idi-legacy" or "hdf5-dataset"; ``phi`` (K,) degrees or None (APS q×φ bins); ``rois`` (K,)
+    the ROI labels as the input numbers them (APS ``processed_bins``, our ``roi``), or None (1..K)."""
 
     c2: np.ndarray
     q: np.ndarray | None = None
@@ -78,6 +89,8 @@ class C2File:
     source_format: str = "npy"
     raw: np.ndarray | None = None
     std: np.ndarray | None = None
+    phi: np.ndarray | None = None
+    rois: np.ndarray | None = None
     #: Seconds between the 2TCF's frames where the file says (APS 8-ID-I: detector frame time × averaged ×
     #: strided frames; ours: the ``frame_time`` attribute), else None (times in frames).
     frame_time: float | None = None
@@ -276,46 +289,16 @@ def _c2_stack(arr, where: str, *, halves: bool = True, layout: str | None = None
         arr = np.asarray(arr)
     except (ValueError, TypeError):
         arr = numeric_array(arr, where)  # the clear message for ragged lists
-    if not is_real_dtype(arr.dtype) or arr.dtype == np.bool_:
-        raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {arr.shape}")
-    if arr.shape[-1] != arr.shape[-2]:
-        raise XPCSInputError(f"{where}: 2TCF must be square; got {arr.shape[-2]}×{arr.shape[-1]} (crop it to N×N)")
-    if arr.shape[-1] < 2 or arr.size == 0:
-        raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {arr.shape}")
-    if arr.ndim == 3:
-        unique_roi_count(arr.shape[0], where)
+    _check_c2_shape(arr.shape, arr.dtype, where)
     check_memory(arr.size * 8 * 3, f"{where} {arr.shape}")
     out = np.asarray(arr, dtype=np.float64)
     out = out[None] if out.ndim == 2 else out
     return np.stack([_full_from_half(m, layout) for m in out]) if halves else out
 
 
-def _c2_from_node(node, path: Path, layout: str | None = None) -> np.ndarray:
-    """A (N, N) or (K, N, N) dataset, or a group of (N, N) datasets (one per ROI, natural order of names)."""
-    h5py = _h5py()
-    if isinstance(node, h5py.Dataset):
-        return _c2_stack(_read(node, path), f"{path}:{node.name}", layout=layout)
-    unique_roi_count(len(node), f"{path}:{node.name}")
-    members = [_node(node.file, f"{node.name}/{n}", path) for n in sorted(node, key=_natural_key)]
-    dsets = [d for d in members if isinstance(d, h5py.Dataset)]
-    if not dsets:
-        raise XPCSInputError(f"{path}:{node.name} holds no dataset, so no 2TCF; {_HINT}")
-    out = None
-    for k, dset in enumerate(dsets):  # ROI by ROI: peak memory is the result plus one matrix
-        m = _c2_stack(_read(dset, path), f"{path}:{dset.name}", layout=layout)
-        if m.shape[0] != 1 or (out is not None and m.shape[1:] != out.shape[1:]):
-            raise XPCSInputError(f"{path}:{dset.name} has shape {dset.shape}; expected one (N, N) matrix per ROI")
-        if out is None:
-            check_memory(len(dsets) * m[0].size * 8 * 3, f"{path}:{node.name} ({len(dsets)} × {m.shape[1:]})")
-            out = np.empty((len(dsets), *m.shape[1:]))
-        out[k] = m[0]
-    return out
-
-
 def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None = None, mapping: str | None = None):
-    """(q of each stored 2TCF from its 1-based dynamic-bin label, or None when the file does not say; the labels)."""
+    """(q, φ of each stored 2TCF from its 1-based dynamic-bin label, each None when the file does not say; the
+    labels)."""
     def get(name):
         node = _node(f, name, path) if name is not None else None
         if node is None:
@@ -330,14 +313,70 @@ def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None
 
     qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
     if qs is None or labels is None or labels.size != k:
-        return (qs.astype(np.float64) if qs is not None and qs.size == k else None), labels
-    idx = labels.astype(np.int64) - 1
+        return (qs.astype(np.float64) if qs is not None and qs.size == k else None), None, labels
+    return (*_qphi_of_labels(labels, qs, phis, index), labels)
+
+
+def _qphi_of_labels(labels, qs, phis=None, index=None):
+    """q and φ (or None) of 1-based dynamic-bin labels: label → ``index[label − 1]`` (identity without a
+    mapping) → q = ``qs[i // n_φ]``, φ = ``phis[i % n_φ]``, as pyXpcsViewer's qmap_utils reads them."""
+    idx = np.asarray(labels).astype(np.int64) - 1
     if index is not None:
         if idx.min() < 0 or idx.max() >= index.size:
-            return None, labels
+            return None, None
         idx = index.astype(np.int64)[idx]
-    idx = idx // (1 if phis is None else max(1, phis.size))
-    return (qs[idx].astype(np.float64) if idx.min() >= 0 and idx.max() < qs.size else None), labels
+    n_phi = 1 if phis is None else max(1, phis.size)
+    iq, iphi = idx // n_phi, idx % n_phi
+    q = qs[iq].astype(np.float64) if iq.min() >= 0 and iq.max() < qs.size else None
+    phi = phis[iphi].astype(np.float64) if phis is not None and phis.size and q is not None else None
+    return q, phi
+
+
+def read_qmap(path, dataset: str | None = None, *, allow_external: bool = False):
+    """ROI label map and, where the file says, q and φ of each label (APS qmap and result files).
+
+    Parameters
+    ----------
+    path, dataset : as :func:`read_labels`
+
+    Returns
+    -------
+    labels : ndarray of int64 (H, W)
+        As :func:`read_labels`; pixels outside the file's ``mask`` (APS ``qmap/mask``, beside the map) set to 0.
+    info : dict
+        ``labels`` (L,) the labels present (sorted), ``q`` (L,) Å⁻¹ and ``phi`` (L,) degrees or None, from
+        ``dynamic_v_list_dim0``/``dim1`` and ``dynamic_index_mapping`` next to the map; ``qmap``: True when the
+        map came with a mask or q lists (an APS qmap, whose selected labels may have gaps).
+    """
+    labels = read_labels(path, dataset, allow_external=allow_external)
+    present = np.unique(labels[labels > 0])
+    info = {"labels": present, "q": None, "phi": None, "qmap": False}
+    p, kind = _file_kind(path)
+    if kind != "hdf5":
+        return labels, info
+    with _open_h5(p) as f, _external(allow_external):
+        name = _dataset(f, dataset, p, LABEL_DATASETS, "ROI label map").name.strip("/")
+        group = name.rsplit("/", 1)[0] if "/" in name else ""
+        def get(leaf):
+            node = _node(f, f"{group}/{leaf}" if group else leaf, p)
+            if node is None or not isinstance(node, _h5py().Dataset):
+                return None
+            arr = _read(node, p)
+            if not is_real_dtype(arr.dtype):
+                raise XPCSInputError(f"{p}:{node.name} must hold numbers; got dtype {arr.dtype}")
+            return arr
+        mask = get("mask")
+        info["qmap"] = mask is not None or get("dynamic_v_list_dim0") is not None
+        if mask is not None and np.squeeze(mask).shape == labels.shape:
+            labels = np.where(np.squeeze(mask) != 0, labels, 0)
+            present = np.unique(labels[labels > 0])
+            info["labels"] = present
+        qs = get("dynamic_v_list_dim0")
+        if qs is not None and present.size:
+            phis, index = get("dynamic_v_list_dim1"), get("dynamic_index_mapping")
+            info["q"], info["phi"] = _qphi_of_labels(present, qs.ravel(), None if phis is None else phis.ravel(),
+                                                     None if index is None else index.ravel())
+    return labels, info
 
 
 def _attr_value(value):
@@ -387,38 +426,19 @@ def read_c2(path, dataset: str | None = None, *, allow_external: bool = False) -
         outside the file (unless ``allow_external``), more memory than allowed
         (:func:`~xpcs_denoise.safety.check_memory`).
     """
-    with _external(allow_external):
-        return _read_c2(path, dataset)
+    with open_c2(path, dataset, allow_external=allow_external) as src:
+        k, n = src.n_rois, src.n_frames
+        check_memory(k * n * n * 8 * (1 + src.has_raw + src.has_std), f"reading {src.path} ({k} × {n}×{n})")
 
+        def stack(get):
+            out = np.empty((k, n, n))
+            for i in range(k):
+                out[i] = get(i)
+            return out
 
-def _read_c2(path, dataset):
-    path, kind = _file_kind(path)
-    attrs = {"source_path": str(path)}
-    if kind == "npy":
-        return C2File(_c2_stack(_load_npy(path, dataset=dataset), str(path)), attrs=attrs, source_format="npy")
-    with _open_h5(path) as f:
-        if dataset is not None:
-            node = _dataset(f, dataset, path)
-            attrs = {**_decode_attrs(node.attrs), **attrs, "dataset": node.name}
-            return C2File(_c2_from_node(node, path), attrs=attrs, source_format="hdf5-dataset")
-        if _attr_value(f.attrs.get("format")) == FORMAT_NAME:
-            return _read_ours(f, path)
-        if _node(f, APS_C2_GROUP, path) is not None:
-            c2 = _c2_from_node(_node(f, APS_C2_GROUP, path), path, layout="upper")
-            q, bins = _q_of_bins(f, path, len(c2), APS_QLIST, APS_BINS, APS_PHILIST, APS_INDEX_MAP)
-            source = "aps-8idi"
-        elif _node(f, LEGACY_C2, path) is not None:
-            c2 = _c2_from_node(_node(f, LEGACY_C2, path), path, layout="upper")
-            q, bins = _q_of_bins(f, path, len(c2), LEGACY_QLIST, LEGACY_BINS)
-            source = "aps-8idi-legacy"
-        else:
-            raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
-        if bins is not None:
-            attrs["processed_bins"] = bins.astype(np.int64).tolist()
-        frame_time = _aps_frame_time(f)
-        if frame_time is not None:
-            attrs["frame_time"] = frame_time
-        return C2File(c2, q=q, attrs=attrs, source_format=source, frame_time=frame_time)
+        return C2File(stack(src.c2), q=src.q, g2=src.g2, attrs=src.attrs, source_format=src.source_format,
+                      raw=stack(src.raw) if src.has_raw else None, std=stack(src.std) if src.has_std else None,
+                      phi=src.phi, rois=src.rois, frame_time=src.frame_time)
 
 
 #: Detector frame time (s) in APS 8-ID-I result files: NeXus layout (boost_corr for APS-U, read by pyXpcsViewer
@@ -430,10 +450,11 @@ APS_AVG_STRIDE = (("xpcs/twotime/config/avg_frame", "xpcs/twotime/config/stride_
 
 
 def _aps_scalar(f, name):
-    if name not in f or not hasattr(f[name], "shape"):
+    node = _node(f, name, Path(f.filename))
+    if node is None or not isinstance(node, _h5py().Dataset):
         return None
     try:
-        v = np.asarray(f[name][()], dtype=np.float64).ravel()
+        v = np.asarray(_read(node, Path(f.filename)), dtype=np.float64).ravel()
     except (TypeError, ValueError, OSError):
         return None
     return float(v[0]) if v.size and np.isfinite(v[0]) and v[0] > 0 else None
@@ -449,38 +470,6 @@ def _aps_frame_time(f) -> float | None:
         if avg is not None or stride is not None:
             return t0 * (avg or 1.0) * (stride or 1.0)
     return t0
-
-
-def _read_ours(f, path: Path) -> C2File:
-    raw_version = _attr_value(f.attrs.get("format_version", 0))
-    try:
-        version = int(raw_version)
-    except (TypeError, ValueError):
-        raise XPCSInputError(f"{path} has format_version {raw_version!r}, not a whole number; the file was not "
-                             "written by xpcs-denoise or was edited: write it again") from None
-    if version > FORMAT_VERSION:
-        raise XPCSInputError(f"{path} has format version {version}; this xpcs-denoise reads up to {FORMAT_VERSION}; "
-                             "upgrade xpcs-denoise")
-    node = _dataset(f, "c2", path)
-    if not isinstance(node, _h5py().Dataset):
-        raise XPCSInputError(f"{path}:/c2 is a group, expected a (K, N, N) dataset; write the file again")
-    c2 = _c2_stack(_read(node, path), f"{path}:/c2", halves=False)
-    k, n = c2.shape[:2]
-    parts = {}
-    for name, shape in (("c2_raw", c2.shape), ("c2_std", c2.shape), ("g2", (k, n - 1)), ("q", (k,))):
-        node = _node(f, name, path)
-        if node is not None and not isinstance(node, _h5py().Dataset):
-            raise XPCSInputError(f"{path}:/{name} is a group, expected a dataset of shape {shape}; write it again")
-        parts[name] = _c2_float(_read(node, path), f"{path}:/{name}") if node is not None else None
-        if parts[name] is not None and parts[name].shape != shape:
-            raise XPCSInputError(f"{path}:/{name} has shape {parts[name].shape}, expected {shape}; write it again")
-    attrs = _decode_attrs(f.attrs)
-    try:
-        ft = float(attrs.get("frame_time", np.nan))
-    except (TypeError, ValueError):
-        ft = np.nan
-    return C2File(c2, q=parts["q"], g2=parts["g2"], attrs=attrs, source_format="xpcs-denoise",
-                  raw=parts["c2_raw"], std=parts["c2_std"], frame_time=ft if np.isfinite(ft) and ft > 0 else None)
 
 
 def _c2_float(arr: np.ndarray, where: str) -> np.ndarray:
@@ -630,8 +619,8 @@ def _matching(arr, shape: tuple, name: str) -> np.ndarray:
     return arr
 
 
-def write_c2(path, c2, *, raw=None, g2=None, std=None, q=None, attrs: dict | None = None,
-             overwrite: bool = False) -> Path:
+def write_c2(path, c2, *, raw=None, g2=None, std=None, q=None, phi=None, rois=None, attrs: dict | None = None,
+             overwrite: bool = False, dtype=np.float32) -> Path:
     """Write 2TCFs in our HDF5 format (table in the module docstring), atomically.
 
     Parameters
@@ -639,42 +628,44 @@ def write_c2(path, c2, *, raw=None, g2=None, std=None, q=None, attrs: dict | Non
     path : str or Path
         Output file (``.h5``).
     c2 : array_like, shape (N, N) or (K, N, N)
-        Main 2TCFs (the denoised ones after a method ran); stored as (K, N, N) float64, unchanged.
+        Main 2TCFs (the denoised ones after a method ran); each stored once, as the upper triangle of its
+        symmetric part (:class:`C2Writer`).
     raw, std : array_like, optional
         Input 2TCFs and the 1-σ uncertainty of ``c2``, same shape as ``c2``.
     g2 : array_like, shape (K, N − 1), optional
         1TCFs at lags 1..N − 1 frames; default :func:`~xpcs_denoise.correlation.one_time_from_two_time` of ``c2``.
-    q : array_like, shape (K,), optional
-        q of each ROI, Å⁻¹.
+    q, phi, rois : array_like, shape (K,), optional
+        q of each ROI (Å⁻¹), its φ (degrees) and its label in the input (APS ``processed_bins``).
     attrs : dict, optional
         Provenance (method, model card hash, window, step, seed...): numbers and strings stored as they are,
         other values (lists, dicts, arrays) as JSON text, which :func:`read_c2` decodes.
     overwrite : bool
         Replace an existing ``path`` (otherwise an error).
+    dtype : float32 (default, relative precision 6e-8) or float64 (exact)
+        Storage type of the matrices.
 
     Returns
     -------
     Path
-        ``path``. Peak memory: ``c2``, ``raw``, ``std`` as float64 and, when ``g2`` is computed, about two more
-        (K, N, N) float64 arrays.
+        ``path``. Peak memory: the inputs plus one packed triangle.
     """
     c2 = _c2_stack(c2, "c2", halves=False)
     k, n = c2.shape[:2]
-    root = {**_encode_attrs(attrs), "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-            "software": "xpcs-denoise", "software_version": _package_version(),
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    unit = {"units": "dimensionless"}
-    datasets = {"c2": (c2, {**unit, "description": "two-time correlation functions C2[k, t1, t2]"})}
-    if raw is not None:
-        datasets["c2_raw"] = (_matching(raw, c2.shape, "raw"), {**unit, "description": "input 2TCFs"})
-    if std is not None:
-        datasets["c2_std"] = (_matching(std, c2.shape, "std"), {**unit, "description": "1-sigma uncertainty of c2"})
-    g2 = one_time_from_two_time(c2) if g2 is None else _matching(g2, (k, n - 1), "g2")
-    datasets["g2"] = (g2, {**unit, "description": "one-time correlation functions at lags 'lag'"})
-    datasets["lag"] = (np.arange(1, n, dtype=np.int64), {"units": "frames"})
-    if q is not None:
-        datasets["q"] = (_matching(np.ravel(q), (k,), "q"), {"units": "1/Angstrom"})
-    return _write_h5(path, datasets, root, overwrite)
+    asym = float(np.nanmax(np.abs(c2 - np.swapaxes(c2, -1, -2)), initial=0.0))
+    if asym > 1e-9 * max(1.0, float(np.nanmax(np.abs(c2), initial=0.0))):
+        import warnings
+
+        warnings.warn(f"c2 is not symmetric (max |C - C^T| = {asym:.3g}); storing its symmetric part (C + C^T)/2",
+                      stacklevel=2)
+    raw = None if raw is None else _matching(raw, c2.shape, "raw")
+    std = None if std is None else _matching(std, c2.shape, "std")
+    g2 = None if g2 is None else _matching(g2, (k, n - 1), "g2")
+    with C2Writer(path, k, n, raw=raw is not None, std=std is not None, q=q, phi=phi, rois=rois, attrs=attrs,
+                  overwrite=overwrite, dtype=dtype) as w:
+        for i in range(k):
+            w.write(i, c2[i], raw=None if raw is None else raw[i], std=None if std is None else std[i],
+                    g2=None if g2 is None else g2[i])
+    return Path(path)
 
 
 def _write_halves(path, c2, q, overwrite: bool, legacy: bool) -> Path:
@@ -706,6 +697,548 @@ def write_aps_legacy(path, c2, q=None, *, overwrite: bool = False) -> Path:
     """Write 2TCFs in the older APS 8-ID-I layout, atomically: upper triangles as ``exchange/C2T_all/g2_00001``,
     ...; ``xpcs/qphi_bin_to_process`` (K, 1) = 1..K; with ``q`` (K,) Å⁻¹, ``xpcs/dqlist`` (1, K)."""
     return _write_halves(path, c2, q, overwrite, legacy=True)
+
+
+# --- streaming: one ROI at a time -----------------------------------------------------------------------------
+
+APS_C2_RAW_GROUP = "xpcs/twotime/correlation_map_raw"
+APS_G2, APS_G2_SEGMENTS = "xpcs/twotime/normalized_g2", "xpcs/twotime/normalized_g2_segments"
+#: boost_corr's number of equal segments of the diagonal in ``normalized_g2_segments``.
+APS_N_SEGMENTS = 5
+_PACKED = "upper_triangle_packed"
+
+
+def _tri_offsets(n: int) -> np.ndarray:
+    """Start of row i of a packed upper triangle (diagonal included, ``triu_indices`` order), i = 0..n."""
+    i = np.arange(n + 1, dtype=np.int64)
+    return i * n - i * (i - 1) // 2
+
+
+def pack_upper(m: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Upper triangle, diagonal included, of the symmetric part of an (N, N) matrix, row by row
+    (``numpy.triu_indices`` order), as a (N(N+1)/2,) array of ``dtype``. Holds one row at a time besides the
+    result: 4 N²/2 bytes for float32."""
+    n = m.shape[-1]
+    off = _tri_offsets(n)
+    out = np.empty(off[-1], dtype=dtype)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by C2Writer.write
+        for i in range(n):
+            out[off[i]:off[i + 1]] = 0.5 * (m[i, i:] + m[i:, i])
+    return out
+
+
+def _overflows(m: np.ndarray, packed: np.ndarray) -> bool:
+    """Whether a finite value of ``m``'s symmetric part became ±inf in its float32 ``packed`` triangle (row by
+    row: one float64 row besides the inputs)."""
+    off = _tri_offsets(m.shape[-1])
+    for i in range(m.shape[-1]):
+        row = packed[off[i]:off[i + 1]]
+        if np.isinf(row).any():
+            with np.errstate(over="ignore", invalid="ignore"):
+                exact = 0.5 * (m[i, i:].astype(np.float64) + m[i:, i])
+            if np.any(np.isinf(row) & np.isfinite(exact)):
+                return True
+    return False
+
+
+def unpack_upper(tri: np.ndarray, n: int) -> np.ndarray:
+    """Symmetric (N, N) float64 matrix from :func:`pack_upper`'s packed triangle."""
+    off = _tri_offsets(n)
+    if tri.shape != (off[-1],):
+        raise XPCSInputError(f"packed 2TCF has {tri.size} values; an {n}×{n} upper triangle has {off[-1]}")
+    out = np.empty((n, n))
+    for i in range(n):
+        row = tri[off[i]:off[i + 1]]
+        out[i, i:] = row
+        out[i + 1:, i] = row[1:]
+    return out
+
+
+def _diag_means(m: np.ndarray) -> np.ndarray:
+    """Mean of each diagonal of a symmetric (N, N) matrix, lags 0..N − 1 (boost_corr's ``g2full``)."""
+    return np.concatenate([[np.mean(np.diagonal(m))], one_time_from_two_time(m)])
+
+
+class C2Source:
+    """2TCFs opened for reading one ROI at a time (:func:`open_c2`); the file stays open until :meth:`close`
+    or the end of a ``with`` block.
+
+    Attributes: ``n_rois``, ``n_frames``, ``q`` (K,) Å⁻¹ or None, ``phi`` (K,) degrees or None, ``rois`` (K,)
+    labels as the input numbers them (APS ``processed_bins``; default 1..K), ``names`` (K,) the input's dataset
+    names (APS ``c2_00001``...), ``dtype`` (as stored), ``g2`` (K, N − 1) or None (our format), ``attrs``,
+    ``source_format``, ``has_raw``, ``has_std``. :meth:`c2`, :meth:`raw`, :meth:`std` return one ROI as a full
+    symmetric (N, N) float64 matrix (halves mirrored, as :func:`read_c2`).
+    """
+
+    def __init__(self, path, dataset: str | None = None, *, allow_external: bool = False):
+        self._allow_external = bool(allow_external)
+        with _external(self._allow_external):
+            self._init(path, dataset)
+
+    def _init(self, path, dataset):
+        self.path, kind = _file_kind(path)
+        self.attrs = {"source_path": str(self.path)}
+        self.q = self.phi = self.g2 = self._file = None
+        self.rois = self.frame_time = None
+        self._parts: dict = {}
+        if kind == "npy":
+            arr = _load_npy(self.path, mmap_mode="r", dataset=dataset)
+            self._setup("npy", arr, str(self.path))
+            return
+        self._file = f = _open_h5(self.path)
+        try:
+            self._open_h5(f, dataset)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_h5(self, f, dataset):
+        path = self.path
+        if dataset is not None:
+            node = _dataset(f, dataset, path)
+            self.attrs = {**_decode_attrs(node.attrs), **self.attrs, "dataset": node.name}
+            self._setup("hdf5-dataset", node, f"{path}:{node.name}")
+            return
+        if _attr_value(f.attrs.get("format")) == FORMAT_NAME:
+            self._open_ours(f)
+            return
+        if (node := _node(f, APS_C2_GROUP, path)) is not None:
+            self._setup("aps-8idi", node, f"{path}:/{APS_C2_GROUP}", layout="upper")
+            self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, APS_QLIST, APS_BINS, APS_PHILIST,
+                                                APS_INDEX_MAP)
+            if (raw := _node(f, APS_C2_RAW_GROUP, path)) is not None:
+                self._parts["raw"] = _node_getter(raw, path, f"{path}:/{APS_C2_RAW_GROUP}", layout="upper")[2]
+            if (tt := _node(f, "xpcs/twotime", path)) is not None:
+                self.attrs.update({k: v for k, v in _decode_attrs(tt.attrs).items()})
+        elif (node := _node(f, LEGACY_C2, path)) is not None:
+            self._setup("aps-8idi-legacy", node, f"{path}:/{LEGACY_C2}", layout="upper")
+            self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, LEGACY_QLIST, LEGACY_BINS)
+        else:
+            raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
+        if bins is not None:
+            self.attrs["processed_bins"] = bins.astype(np.int64).tolist()
+            if bins.size == self.n_rois:
+                self.rois = bins.astype(np.int64)
+        self.frame_time = _aps_frame_time(f)
+        if self.frame_time is not None:
+            self.attrs["frame_time"] = self.frame_time
+
+    def _setup(self, source_format, node, where, layout=None):
+        self.source_format = source_format
+        self.n_rois, self.n_frames, self._get, self.names, self.dtype = _node_getter(node, self.path, where, layout)
+
+    def _open_ours(self, f):
+        path = self.path
+        raw_version = _attr_value(f.attrs.get("format_version", 0))
+        try:
+            version = int(raw_version)
+        except (TypeError, ValueError):
+            raise XPCSInputError(f"{path} has format_version {raw_version!r}, not a whole number; the file was not "
+                                 "written by xpcs-denoise or was edited: write it again") from None
+        if version > FORMAT_VERSION:
+            raise XPCSInputError(f"{path} has format version {version}; this xpcs-denoise reads up to "
+                                 f"{FORMAT_VERSION}; upgrade xpcs-denoise")
+        self.source_format = "xpcs-denoise"
+        self.attrs = _decode_attrs(f.attrs)
+        try:
+            ft = float(self.attrs.get("frame_time", np.nan))
+        except (TypeError, ValueError):
+            ft = np.nan
+        self.frame_time = ft if np.isfinite(ft) and ft > 0 else None
+        main = _dataset(f, "c2", path)
+        h5py = _h5py()
+        if not isinstance(main, h5py.Dataset):
+            raise XPCSInputError(f"{path}:/c2 is a group, expected a (K, N, N) dataset; write the file again")
+        _check_local_dataset(main, path)
+        packed = _attr_value(main.attrs.get("layout", "")) == _PACKED
+        if packed:
+            k, n = _packed_getter(main, path, f"{path}:/c2")[:2]
+
+            def getter(dset):
+                return lambda i: unpack_upper(_read(dset, path, i).astype(np.float64), n)
+        else:
+            _check_c2_shape(main.shape, main.dtype, f"{path}:/c2")
+            k, n = (1, main.shape[-1]) if main.ndim == 2 else main.shape[:2]
+
+            def getter(dset):
+                if dset.ndim == 2:
+                    return lambda i: _read(dset, path).astype(np.float64)
+                return lambda i: _read(dset, path, i).astype(np.float64)
+        self.n_rois, self.n_frames, self.dtype = int(k), int(n), main.dtype
+        check_memory(n * n * 8 * 3, f"{path}:/c2: one {n}×{n} 2TCF")
+        self.names = [f"c2_{i + 1:05d}" for i in range(self.n_rois)]
+        self._get = getter(main)
+        for name in ("c2_raw", "c2_std"):
+            if (node := _node(f, name, path)) is not None:
+                if not isinstance(node, h5py.Dataset):
+                    raise XPCSInputError(f"{path}:/{name} is a group, expected a dataset of shape {main.shape}; "
+                                         "write it again")
+                _check_local_dataset(node, path)
+                if node.shape != main.shape:
+                    raise XPCSInputError(f"{path}:/{name} has shape {node.shape}, expected {main.shape}; "
+                                         "write it again")
+                if not is_real_dtype(node.dtype):
+                    raise XPCSInputError(f"{path}:/{name} must hold numbers; got dtype {node.dtype}; write the "
+                                         "file again")
+                self._parts[name[3:]] = getter(node)
+        for name, shape in (("g2", (k, n - 1)), ("q", (k,)), ("phi", (k,)), ("roi", (k,))):
+            node = _node(f, name, path)
+            if node is not None and not isinstance(node, h5py.Dataset):
+                raise XPCSInputError(f"{path}:/{name} is a group, expected a dataset of shape {shape}; write it "
+                                     "again")
+            val = _c2_float(_read(node, path), f"{path}:/{name}") if node is not None else None
+            if val is not None and val.shape != shape:
+                raise XPCSInputError(f"{path}:/{name} has shape {val.shape}, expected {shape}; write it again")
+            if val is not None:
+                setattr(self, "rois" if name == "roi" else name,
+                        val.astype(np.int64) if name == "roi" else val.astype(np.float64))
+
+    has_raw = property(lambda self: "raw" in self._parts)
+    has_std = property(lambda self: "std" in self._parts)
+
+    def _check(self, k: int) -> int:
+        if not 0 <= int(k) < self.n_rois:
+            raise XPCSInputError(f"ROI index {k} out of range 0..{self.n_rois - 1}")
+        return int(k)
+
+    def c2(self, k: int) -> np.ndarray:
+        """2TCF of ROI index ``k`` (0-based), (N, N) float64."""
+        with _external(self._allow_external):
+            return self._get(self._check(k))
+
+    def raw(self, k: int) -> np.ndarray:
+        """Raw (input) 2TCF of ROI index ``k`` kept in a denoised file."""
+        with _external(self._allow_external):
+            return self._parts["raw"](self._check(k))
+
+    def std(self, k: int) -> np.ndarray:
+        """1-σ uncertainty of ROI index ``k`` (our format with ``c2_std``)."""
+        with _external(self._allow_external):
+            return self._parts["std"](self._check(k))
+
+    def roi_labels(self) -> np.ndarray:
+        """The ROI labels as the input numbers them (1..K when it does not say)."""
+        return self.rois if self.rois is not None else np.arange(1, self.n_rois + 1)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> C2Source:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_c2_shape(shape, dtype, where: str) -> None:
+    if not is_real_dtype(dtype) or dtype == np.bool_:
+        raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {dtype}")
+    if len(shape) not in (2, 3):
+        raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {tuple(shape)}")
+    if shape[-1] != shape[-2]:
+        raise XPCSInputError(f"{where}: 2TCF must be square; got {shape[-2]}×{shape[-1]} (crop it to N×N)")
+    if shape[-1] < 2 or int(np.prod(shape)) == 0:
+        raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {tuple(shape)}")
+    if len(shape) == 3:
+        unique_roi_count(shape[0], where)
+
+
+def _node_getter(node, path: Path, where: str, layout: str | None = None):
+    """(K, N, getter(k) → full (N, N) float64, dataset names, stored dtype) of an array, a (N, N) or (K, N, N)
+    dataset, or a group of (N, N) datasets (natural order of names). Members reaching outside the file are
+    refused (:func:`_node`); the memory of one ROI is checked (:func:`~xpcs_denoise.safety.check_memory`)."""
+    h5py = _h5py()
+    if isinstance(node, h5py.Dataset) and _attr_value(node.attrs.get("layout", "")) == _PACKED:
+        return _packed_getter(node, path, where)  # our format's c2 named with dataset=
+    if isinstance(node, np.ndarray) or isinstance(node, h5py.Dataset):
+        _check_c2_shape(node.shape, node.dtype, where)
+        if isinstance(node, h5py.Dataset):
+            _check_local_dataset(node, path)
+        check_memory(node.shape[-1] ** 2 * 8 * 3, f"{where}: one {node.shape[-1]}×{node.shape[-1]} 2TCF")
+        read = (lambda key: np.asarray(node[key])) if isinstance(node, np.ndarray) else \
+            (lambda key: _read(node, path, key))
+        k, n = (1, node.shape[-1]) if node.ndim == 2 else node.shape[:2]
+        names = [f"c2_{i + 1:05d}" for i in range(k)]
+        if node.ndim == 2:
+            return 1, int(n), lambda i: _full_from_half(read(()).astype(np.float64), layout), names, node.dtype
+        return int(k), int(n), lambda i: _full_from_half(read(i).astype(np.float64), layout), names, node.dtype
+    if not isinstance(node, h5py.Group):
+        raise XPCSInputError(f"{where} is neither a dataset nor a group; {_HINT}")
+    unique_roi_count(len(node), where)
+    members = {n: _node(node.file, f"{node.name}/{n}", path) for n in sorted(node, key=_natural_key)}
+    dsets = {n: d for n, d in members.items() if isinstance(d, h5py.Dataset)}
+    if not dsets:
+        raise XPCSInputError(f"{path}:{node.name} holds no dataset, so no 2TCF; {_HINT}")
+    names = list(dsets)
+    first = dsets[names[0]]
+    for dset in dsets.values():
+        _check_c2_shape(dset.shape, dset.dtype, f"{path}:{dset.name}")
+        _check_local_dataset(dset, path)
+        if dset.ndim != 2 or dset.shape != first.shape:
+            raise XPCSInputError(f"{path}:{dset.name} has shape {dset.shape}; expected one (N, N) matrix per ROI")
+    n = int(first.shape[-1])
+    check_memory(n * n * 8 * 3, f"{where}: one {n}×{n} 2TCF")
+    return (len(names), n, lambda i: _full_from_half(_read(dsets[names[i]], path).astype(np.float64), layout),
+            names, first.dtype)
+
+
+def _packed_getter(dset, path: Path, where: str):
+    """As :func:`_node_getter` for a (K, N(N+1)/2) dataset of packed upper triangles (our format v2)."""
+    try:
+        n = int(_attr_value(dset.attrs["n_frames"]))
+    except (KeyError, TypeError, ValueError):
+        raise XPCSInputError(f"{where} is packed but its n_frames attribute is missing or not a whole number; "
+                             "write the file again") from None
+    if not is_real_dtype(dset.dtype) or dset.dtype == np.bool_:
+        raise XPCSInputError(f"{where} must hold numbers; got dtype {dset.dtype}; write the file again")
+    if n < 2 or dset.ndim != 2 or dset.shape[1] != n * (n + 1) // 2:
+        raise XPCSInputError(f"{where} has shape {dset.shape}; expected (K, {n * (n + 1) // 2}) for {n} frames; "
+                             "write it again")
+    _check_local_dataset(dset, path)
+    k = unique_roi_count(dset.shape[0], where)
+    check_memory(n * n * 8 * 3, f"{where}: one {n}×{n} 2TCF")
+    return (int(k), n, lambda i: unpack_upper(_read(dset, path, i).astype(np.float64), n),
+            [f"c2_{i + 1:05d}" for i in range(k)], dset.dtype)
+
+
+def open_c2(path, dataset: str | None = None, *, allow_external: bool = False) -> C2Source:
+    """Open 2TCFs for reading one ROI at a time: the layouts of :func:`read_c2`; peak memory is one (N, N)
+    float64 matrix (8 N² bytes) per ROI read, whatever the number of ROIs. ``allow_external`` as
+    :func:`read_c2` (external links, external storage and virtual datasets refused by default).
+
+    >>> with open_c2("result.hdf") as src:
+    ...     for k in range(src.n_rois):
+    ...         m = src.c2(k)
+    """
+    return C2Source(path, dataset, allow_external=allow_external)
+
+
+class C2Writer:
+    """Write our HDF5 format one ROI at a time, atomically (see :func:`atomic_path`); use it in a ``with``
+    block and call :meth:`write` once per ROI.
+
+    Format version 2: ``c2`` (and ``c2_raw``, ``c2_std``) are (K, N(N+1)/2) arrays of each ROI's upper
+    triangle, diagonal included (the matrices are symmetric; attribute ``layout = "upper_triangle_packed"``,
+    ``n_frames = N``), float32 by default (relative precision 6e-8, far below the noise of a measured 2TCF;
+    ``dtype=np.float64`` keeps float64 exactly), chunked one ROI at a time, shuffle + gzip level 4.
+    """
+
+    def __init__(self, path, n_rois: int, n_frames: int, *, raw: bool = False, std: bool = False, q=None,
+                 phi=None, rois=None, attrs: dict | None = None, overwrite: bool = False, dtype=np.float32):
+        self.path, self.k, self.n = Path(path), int(n_rois), int(n_frames)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise XPCSInputError(f"dtype must be float32 or float64; got {self.dtype}")
+        self.parts = ["c2"] + (["c2_raw"] if raw else []) + (["c2_std"] if std else [])
+        self.extra = {}
+        for name, val, kind in (("q", q, np.float64), ("phi", phi, np.float64), ("roi", rois, np.int64)):
+            if val is not None:
+                self.extra[name] = np.asarray(np.ravel(val)).astype(kind)
+                if self.extra[name].shape != (self.k,):
+                    raise XPCSInputError(f"{name} has shape {np.shape(val)}; expected ({self.k},) to match c2")
+        _encode_attrs(attrs)  # refuse reserved names and unstorable values before anything is written
+        #: Provenance written as root attributes when the file is closed (may be updated until then).
+        self.attrs = dict(attrs or {})
+        self._ctx = self._f = None
+        self._overwrite = bool(overwrite)
+        self.written = np.zeros(self.k, bool)
+
+    def __enter__(self) -> C2Writer:
+        return self.open()
+
+    def open(self) -> C2Writer:
+        """Create the temporary file (renamed onto ``path`` by :meth:`close`)."""
+        self._ctx = atomic_path(self.path, overwrite=self._overwrite)
+        tmp = self._ctx.__enter__()
+        try:
+            f = self._f = _h5py().File(tmp, "w")
+            p = self.n * (self.n + 1) // 2
+            desc = {"c2": "two-time correlation functions C2[k, t1, t2], upper triangles",
+                    "c2_raw": "input 2TCFs, upper triangles", "c2_std": "1-sigma uncertainty of c2, upper triangles"}
+            for name in self.parts:
+                d = f.create_dataset(name, shape=(self.k, p), dtype=self.dtype, chunks=(1, min(p, 2**18)),
+                                     compression="gzip", compression_opts=4, shuffle=True)
+                d.attrs.update({"layout": _PACKED, "n_frames": self.n, "units": "dimensionless",
+                                "description": desc[name]})
+            g = f.create_dataset("g2", shape=(self.k, self.n - 1), dtype=np.float64)
+            g.attrs.update({"units": "dimensionless", "description": "one-time correlation functions at lags 'lag'"})
+            f.create_dataset("lag", data=np.arange(1, self.n, dtype=np.int64)).attrs["units"] = "frames"
+            units = {"q": "1/Angstrom", "phi": "degrees", "roi": "label"}
+            for name, val in self.extra.items():
+                f.create_dataset(name, data=val).attrs["units"] = units[name]
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        return self
+
+    def write(self, k: int, c2, *, raw=None, std=None, g2=None) -> None:
+        """Store ROI index ``k`` (0-based): full (N, N) matrices; the 1TCF is computed unless ``g2`` is given."""
+        for name, m in (("c2", c2), ("c2_raw", raw), ("c2_std", std)):
+            if (m is None) != (name not in self.parts):
+                raise XPCSInputError(f"{name} {'missing' if m is None else 'not declared'} for ROI index {k}")
+            if m is None:
+                continue
+            m = np.asarray(m)
+            if m.shape != (self.n, self.n):
+                raise XPCSInputError(f"{name} has shape {m.shape}; expected {(self.n, self.n)}")
+            packed = pack_upper(m, self.dtype)
+            if self.dtype == np.float32 and np.isinf(packed).any() and _overflows(m, packed):
+                raise XPCSInputError(f"{name} of ROI index {k} holds values beyond the float32 range (|x| > 3.4e38); "
+                                     "write with dtype=np.float64")
+            self._f[name][k] = packed
+        self._f["g2"][k] = one_time_from_two_time(c2) if g2 is None else np.asarray(g2, np.float64)
+        self.written[k] = True
+
+    def _abort(self, exc):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def close(self) -> Path:
+        if not self.written.all():
+            exc = XPCSInputError(f"ROI index {np.flatnonzero(~self.written)[:5].tolist()} not written")
+            self._abort(exc)
+            raise exc
+        try:
+            self._f.attrs.update({**_encode_attrs(self.attrs), "format": FORMAT_NAME,
+                                  "format_version": FORMAT_VERSION, "software": "xpcs-denoise",
+                                  "software_version": _package_version(),
+                                  "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        self._f.close()
+        self._f = None
+        ctx, self._ctx = self._ctx, None
+        ctx.__exit__(None, None, None)
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self._abort(exc)
+        elif self._ctx is not None:
+            self.close()
+
+
+class APSResultWriter:
+    """An APS 8-ID-I result file (boost_corr layout) with its 2TCFs replaced, written one ROI at a time,
+    atomically; use it in a ``with`` block and call :meth:`write` once per ROI.
+
+    The input file is copied whole (qmap, metadata, multitau, temporal and spatial means... every group and
+    attribute). Then ``xpcs/twotime/correlation_map`` moves to ``xpcs/twotime/correlation_map_raw`` and
+    ``normalized_g2``/``normalized_g2_segments`` to ``..._raw`` (``keep_raw=False`` deletes them instead); the
+    new ``correlation_map/c2_*`` (same names, the input's dtype) hold the upper triangles, diagonal included,
+    of the given matrices, lower triangle zero, as boost_corr writes them (lzf); ``normalized_g2`` (N, K) holds
+    their diagonal means at lags 0..N − 1 (column k = ``processed_bins[k]``) and ``normalized_g2_segments``
+    (N // 5, 5, K) the same over 5 equal segments of the diagonal, as boost_corr computes them. Provenance
+    attributes go on ``xpcs/twotime``. If the input already has ``correlation_map_raw`` (a denoised file), that
+    raw group is kept and the current maps are replaced.
+    """
+
+    def __init__(self, source: C2Source, path, *, attrs: dict | None = None, keep_raw: bool = True,
+                 overwrite: bool = False):
+        if source.source_format != "aps-8idi":
+            raise XPCSInputError(f"{source.path} is not an APS 8-ID-I result file (xpcs/twotime/correlation_map); "
+                                 "write our format instead (--format ours)")
+        self.source, self.path, self.keep_raw, self._overwrite = source, Path(path), keep_raw, bool(overwrite)
+        _encode_attrs(attrs)
+        #: Provenance written on ``xpcs/twotime`` when the file is closed (may be updated until then).
+        self.attrs = dict(attrs or {})
+        self.k, self.n = source.n_rois, source.n_frames
+        self.dtype = np.dtype(source.dtype) if np.issubdtype(source.dtype, np.floating) else np.dtype(np.float32)
+        self._ctx = self._f = None
+        self.written = np.zeros(self.k, bool)
+
+    def __enter__(self) -> APSResultWriter:
+        return self.open()
+
+    def open(self) -> APSResultWriter:
+        """Copy the input to the temporary file and move its maps aside."""
+        import shutil
+
+        self._ctx = atomic_path(self.path, overwrite=self._overwrite)
+        tmp = self._ctx.__enter__()
+        try:
+            shutil.copyfile(self.source.path, tmp)
+            f = self._f = _h5py().File(tmp, "r+")
+            with _external(self.source._allow_external):  # the copy's links, checked as the input's
+                present = {name: _node(f, name, self.source.path) is not None
+                           for name in (APS_C2_RAW_GROUP, APS_C2_GROUP, APS_G2, APS_G2_SEGMENTS)}
+                g2 = _node(f, APS_G2, self.source.path)
+            had_raw = present[APS_C2_RAW_GROUP]
+            g2_dtype = g2.dtype if isinstance(g2, _h5py().Dataset) else self.dtype
+            for name in (APS_C2_GROUP, APS_G2, APS_G2_SEGMENTS):
+                if not present[name]:
+                    continue
+                if self.keep_raw and not had_raw:
+                    f.move(name, APS_C2_RAW_GROUP if name == APS_C2_GROUP else name + "_raw")
+                else:
+                    del f[name]
+            f.create_group(APS_C2_GROUP)
+            seg = self.n // APS_N_SEGMENTS
+            self.g2 = np.zeros((self.n, self.k), dtype=g2_dtype)
+            self.g2_segments = np.zeros((seg, APS_N_SEGMENTS, self.k), dtype=g2_dtype)
+            self.raw_group = APS_C2_RAW_GROUP if (self.keep_raw or had_raw) else ""
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        return self
+
+    def write(self, k: int, c2) -> None:
+        """Store ROI index ``k`` (0-based, the k-th of ``processed_bins``): a full symmetric (N, N) matrix."""
+        c2 = np.asarray(c2)
+        if c2.shape != (self.n, self.n):
+            raise XPCSInputError(f"2TCF has shape {c2.shape}; expected {(self.n, self.n)}")
+        half = c2.astype(self.dtype)
+        for i in range(1, self.n):  # lower triangle zero, row by row (no second N×N array)
+            half[i, :i] = 0
+        chunk = (min(self.n, 16384),) * 2
+        self._f.create_dataset(f"{APS_C2_GROUP}/{self.source.names[k]}", data=half, chunks=chunk, compression="lzf")
+        del half
+        self.g2[:, k] = _diag_means(c2)
+        seg = self.g2_segments.shape[0]
+        for s in range(APS_N_SEGMENTS if seg > 1 else 0):
+            sl = slice(s * seg, (s + 1) * seg)
+            self.g2_segments[:, s, k] = _diag_means(c2[sl, sl])
+        self.written[k] = True
+
+    def _abort(self, exc):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def close(self) -> Path:
+        if not self.written.all():
+            exc = XPCSInputError(f"ROI index {np.flatnonzero(~self.written)[:5].tolist()} not written")
+            self._abort(exc)
+            raise exc
+        f = self._f
+        f.create_dataset(APS_G2, data=self.g2, compression="lzf" if self.g2.size > 8192 else None)
+        f.create_dataset(APS_G2_SEGMENTS, data=self.g2_segments,
+                         compression="lzf" if self.g2_segments.size > 8192 else None)
+        f["xpcs/twotime"].attrs.update({**_encode_attrs(self.attrs), "denoised_by": "xpcs-denoise",
+                                        "software_version": _package_version(),
+                                        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                        "raw_group": self.raw_group})
+        f.close()
+        self._f = None
+        ctx, self._ctx = self._ctx, None
+        ctx.__exit__(None, None, None)
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self._abort(exc)
+        elif self._ctx is not None:
+            self.close()
 
 
 class FrameStack:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,10 +23,20 @@ import numpy as np
 from .badframes import apply_exclusion
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .io import atomic_path, read_c2, read_frames, read_labels, write_c2, write_csv
+from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap,
+                 write_csv)
 from .safety import check_int, check_output_not_input, check_seed, json_safe
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
+
+
+def _bar(iterable, progress: bool, desc: str, total=None, unit: str = "ROI"):
+    """``iterable`` wrapped in a tqdm bar on stderr when ``progress`` (suppressed by the CLI's -q)."""
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False)
 
 
 def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, labels_dataset=None, q=None,
@@ -36,9 +47,10 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     Parameters
     ----------
     frames_path : HDF5 file, ``.npy`` file, or folder of TIFFs (frames[T, H, W], photon counts)
-    labels_path : ROI label map (``.npy`` or HDF5), 0 = unused, 1..K = q-ROIs
+    labels_path : ROI label map (``.npy`` or HDF5), 0 = unused, 1..K = q-ROIs; an APS qmap file
+        (``qmap/dynamic_roi_map``) gives its mask, and the q and φ of its labels, which are kept
     output : HDF5 file to write
-    q : (K,) q values of the ROIs in Å⁻¹, optional
+    q : (K,) q values of the ROIs in Å⁻¹, optional (default: the qmap's)
     exclude : frames to exclude (their 2TCF rows and columns are NaN): ``"auto"`` (found by
         :func:`~xpcs_denoise.find_bad_frames` from the 2TCF and the frames' statistics), frame numbers, text
         like ``"12,40-45"``, or a boolean mask (T,) or (K, T). Stored per ROI in the ``excluded_frames`` attribute.
@@ -47,6 +59,11 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     Returns
     -------
     dict summary (output, n_rois, n_frames, excluded_frames (a list of frames per ROI), seconds)
+
+    Notes
+    -----
+    Peak memory: :func:`~xpcs_denoise.correlation.two_time_memory_bytes` (the (K, T, T) float64 result and one
+    pixel block); the file is written one ROI at a time (a float32 triangle, 2 T² bytes, at a time).
     """
     from .badframes import DEFAULT_THRESHOLD, bad_frame_lists, exclusion_mask, find_bad_frames, frame_statistics
 
@@ -58,9 +75,16 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     q = _checked_q(q)
     thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
     auto = isinstance(exclude, str) and exclude.strip().lower() == "auto"
-    labels = read_labels(labels_path, labels_dataset, allow_external=allow_external)
+    labels, info = read_qmap(labels_path, labels_dataset, allow_external=allow_external)
+    present = info["labels"]
+    if info["qmap"] and present.size and (present[0] != 1 or present[-1] != present.size):  # a qmap's gaps
+        dense = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+        dense[present] = np.arange(1, present.size + 1)
+        labels = dense[labels]  # correlated as 1..K; the file keeps the qmap's labels in "roi"
     if q is not None and q.size != int(labels.max()):
         raise XPCSInputError(f"{q.size} q value(s) for {int(labels.max())} ROI(s) in the label map; give one per ROI")
+    if q is None:
+        q = info["q"]
     with read_frames(frames_path, frames_dataset, allow_external=allow_external) as frames:
         if auto:
             # frame statistics first: a frame without photons has no 2TCF row, so it is excluded up front
@@ -72,8 +96,9 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
         else:
             c2 = two_time(frames, labels, block_pixels=block_pixels, progress=progress, exclude=exclude)
             mask = exclusion_mask(exclude, c2.shape[-1], c2.shape[0])
+    k, n = c2.shape[:2]
     attrs = {"method": "none", "source_frames": str(frames_path), "source_labels": str(labels_path)}
-    lists = bad_frame_lists(mask) if mask is not None else [[] for _ in range(c2.shape[0])]
+    lists = bad_frame_lists(mask) if mask is not None else [[] for _ in range(k)]
     if mask is not None and mask.any():
         apply_exclusion(c2, mask, copy=False)
     if exclude is not None:
@@ -81,9 +106,11 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
         attrs["exclude_frames"] = "auto" if auto else "given"
         if auto:
             attrs["bad_frame_threshold"] = thr
-    write_c2(output, c2, q=q, overwrite=overwrite, attrs=attrs)
-    return {"output": str(output), "n_rois": int(c2.shape[0]), "n_frames": int(c2.shape[-1]),
-            "excluded_frames": lists, "seconds": round(time.time() - t0, 2)}
+    with C2Writer(output, k, n, q=q, phi=info["phi"], rois=present, attrs=attrs, overwrite=overwrite) as w:
+        for i in _bar(range(k), progress, "write"):
+            w.write(i, c2[i])
+    return {"output": str(output), "n_rois": int(k), "n_frames": int(n), "excluded_frames": lists,
+            "seconds": round(time.time() - t0, 2)}
 
 
 def _checked_q(q):
@@ -107,19 +134,117 @@ def _model(model):
     return Denoiser.from_directory(model)
 
 
+FORMATS = ("aps", "ours", "npy")
+
+
+def _output_format(output: Path, source_format: str, fmt: str | None) -> str:
+    is_npy = output.suffix.lower() == ".npy"
+    if fmt is None:
+        return "npy" if is_npy else ("aps" if source_format == "aps-8idi" else "ours")
+    if fmt not in FORMATS:
+        raise XPCSInputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if is_npy != (fmt == "npy"):
+        raise XPCSInputError(f"output {output.name}: a .npy name holds a .npy array of the denoised 2TCFs only; "
+                             f"name the output .h5/.hdf for --format {fmt}" if is_npy else
+                             f"--format npy needs an output name ending in .npy; got {output.name}")
+    if fmt == "aps" and source_format != "aps-8idi":
+        raise XPCSInputError(f"--format aps copies an APS 8-ID-I result file (boost_corr layout) and the input is "
+                             f"{source_format}; use --format ours")
+    return fmt
+
+
+class _NpyWriter:
+    """A (K, N, N) float64 ``.npy`` written one ROI at a time, atomically."""
+
+    def __init__(self, path, k, n, overwrite):
+        self.path, self.k, self.n, self.overwrite, self.attrs = Path(path), k, n, overwrite, {}
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path, overwrite=self.overwrite)
+        tmp = self._ctx.__enter__()
+        self._fh = open(tmp, "wb")
+        np.lib.format.write_array_header_1_0(self._fh, {"descr": np.dtype("<f8").str, "fortran_order": False,
+                                                        "shape": (self.k, self.n, self.n)})
+        return self
+
+    def write(self, k, c2, **_):
+        np.ascontiguousarray(c2, dtype="<f8").tofile(self._fh)
+
+    def __exit__(self, exc_type, exc, tb):
+        self._fh.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+#: Diagonal block (frames) of :func:`denoise_banded`.
+BAND_BLOCK = 512
+
+
+def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step: int = 5, block: int = BAND_BLOCK,
+                   **options):
+    """Denoise one (N, N) 2TCF as :func:`~xpcs_denoise.denoising.denoise` does, in diagonal blocks.
+
+    The patch methods (``cned``, ``pca``) change only the band of lags below the window size n (the sliding
+    window, METHOD §4). For N > 3 ``block``, the contrast and baseline are taken from the whole matrix (Eq. 7),
+    then overlapping diagonal blocks of about ``block + 2 n`` frames, aligned to the window grid of the whole
+    matrix (starts on multiples of ``step``, ends ≡ N mod ``step``), are denoised with them, and each block's
+    core rows are kept: every band pixel sees exactly the windows it sees in the whole matrix, with other lag-0
+    replacement draws (seeded per block). Pixels outside the band keep their input values, as in the whole
+    matrix. Peak memory is the input, the output and its spread plus one block, not ~10 N × N arrays.
+    The image filters (gaussian, median, tv, bm3d) and small matrices run on the whole matrix.
+
+    Returns
+    -------
+    (denoised, spread), each (N, N) float64.
+    """
+    from .denoising import denoise
+    from .preprocessing import scale_parameters
+
+    c2 = np.asarray(c2, dtype=np.float64)
+    n_big = c2.shape[-1]
+    if method == "cned":
+        from .denoising import _pretrained
+
+        model = model or _pretrained()
+        size = model.size
+    else:
+        size = 50
+    if method not in ("cned", "pca") or c2.ndim != 2 or n_big <= 3 * int(block) or not np.all(np.isfinite(c2)):
+        return denoise(c2, method, model=model, return_std=True, seed=seed, step=step, **options)
+    step, block = int(step), int(block)
+    if step < 1:
+        raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
+    beta, base = scale_parameters(c2, size)  # the whole matrix's Eq. 7 contrast and baseline
+    out, spread = c2.copy(), np.zeros_like(c2)
+    for b, c0 in enumerate(range(0, n_big, block)):
+        c1 = min(n_big, c0 + block)
+        s0 = max(0, c0 - size) // step * step
+        e0 = min(n_big, c1 + size)
+        e0 = min(n_big, e0 + (n_big - e0) % step)  # e0 ≡ N (mod step): the backward windows' grid
+        m, sd = denoise(c2[s0:e0, s0:e0], method, model=model, return_std=True, seed=seed + b, step=step,
+                        beta=beta, baseline=base, **options)
+        out[c0:c1, s0:e0] = m[c0 - s0:c1 - s0]
+        spread[c0:c1, s0:e0] = sd[c0 - s0:c1 - s0]
+    return out, spread
+
+
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
                  seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
                  overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
+                 output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
                  allow_external: bool = False, **options) -> dict:
-    """Denoise every ROI of a 2TCF file and write our HDF5 format (denoised, raw, 1TCFs, spread, q, provenance).
+    """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
     ----------
     input_path : ``.npy``, our HDF5, APS 8-ID-I HDF5 (either layout) or any HDF5 with ``dataset``
+    output : output file; its format is ``output_format``, by default: ``.npy`` name → a (K, N, N) float64
+        ``.npy`` of the denoised 2TCFs; APS 8-ID-I result input → an APS result file (:class:`APSResultWriter`:
+        the input copied, maps replaced, raw kept in ``xpcs/twotime/correlation_map_raw``); otherwise our format
     method : ``"cned"`` or a peer (see :data:`xpcs_denoise.denoising.METHODS`)
     model : model folder for ``"cned"`` (default: the shipped ensemble)
-    uncertainty : also store the ensemble's per-pixel spread (``c2_std``)
-    seed, step : lag-0 replacement seed; sliding-window step (frames)
+    uncertainty : also store the ensemble's per-pixel spread (``c2_std``, our format only)
+    seed, step : lag-0 replacement seed (the same for every ROI); sliding-window step (frames)
+    keep_raw : store the input 2TCFs too (our format's ``c2_raw``; APS: ``correlation_map_raw``)
     frame_time : seconds per frame, stored as the output's ``frame_time`` attribute (default: the input's, e.g.
         from an APS 8-ID-I file) so that fits of the output give Γ in s⁻¹
     exclude : frames to exclude: ``"auto"`` (:func:`~xpcs_denoise.find_bad_frames` on the input 2TCF), frame
@@ -129,77 +254,137 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         denoised 2TCF stays finite there, its 1TCF ``g2`` leaves them out, and the file lists them per ROI
         (``excluded_frames``), which ``fit`` honours.
     bad_frame_threshold : robust z-score of ``"auto"``
-    model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
-        that denoised the file, checked by its SHA-256)
-    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
+    output_format : ``"aps"``, ``"ours"`` or ``"npy"``
+    progress : a progress bar over ROIs on stderr
+    block : diagonal block size (frames) of :func:`denoise_banded`
 
-    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
-    the photon noise (residual bootstrap) and, for a file denoised by the ensemble whose raw 2TCF is kept, the
-    model's own spread; ``path`` says per ROI what was fitted (the denoised 2TCF, a binned one, or the raw one
-    where the model cannot help). A denoised file without its raw 2TCF is fitted as it is, with a warning that
-    its errors are the fit's alone.
+    Notes
+    -----
+    ROI labels (APS ``processed_bins``), q and φ of the input are kept. One ROI is in memory at a time, and the
+    patch methods (cned, pca) work on diagonal blocks of it (:func:`denoise_banded`): peak memory is about
+    3 × 8 N² bytes (input, output, spread) plus the model and the libraries (~300 MB), whatever K.
     """
-    from .badframes import DEFAULT_THRESHOLD, fill_excluded
-    from .denoising import denoise
-    from .fitting import _check_frame_time
-
-    if frame_time is not None:
-        frame_time = _check_frame_time(frame_time)
-
     t0 = time.time()
     output = Path(output)
     check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
-    seed = check_seed(seed)
-    check_int(step, "step (frames)", 1)
-    data = read_c2(input_path, dataset, allow_external=allow_external)
-    thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
-    mask = _exclusion(data, exclude, thr)
-    c2_in = data.c2 if mask is None else fill_excluded(data.c2, mask)
-    den = _model(model) if method == "cned" else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", XPCSNoContrastWarning)
-        clean, spread = denoise(c2_in, method, model=den, return_std=True, seed=seed, step=step, **options)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    # ROIs without contrast come back unchanged: say which, in the file and the summary.
-    skipped = []
-    if method != "none" and any(issubclass(w.category, XPCSNoContrastWarning) for w in caught):
-        from .preprocessing import scale_parameters
+    from .badframes import DEFAULT_THRESHOLD, fill_excluded
+    from .fitting import _check_frame_time
 
-        sym = 0.5 * (c2_in + np.swapaxes(c2_in, -1, -2))
-        skipped = np.flatnonzero(~np.isfinite(scale_parameters(sym, 50, partial=True)[0])).tolist()
-    attrs = {"method": method, "seed": int(seed), "window": 50, "step": int(step),
-             "source_file": str(input_path), "source_format": data.source_format,
-             "not_denoised_rois": json.dumps(skipped)}
-    if den is not None:
-        attrs["window"] = den.size
-        attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
-        attrs["model_members"] = den.n_members
-    if options:
-        attrs["options"] = json.dumps(options)
-    frame_time = frame_time if frame_time is not None else data.frame_time
+    seed = check_seed(seed)
+    step = check_int(step, "step (frames)", 1)
+    block = check_int(block, "block (frames)", 1)
+
     if frame_time is not None:
-        attrs["frame_time"] = float(frame_time)
-    lists = _lists(mask, data.c2.shape[0])
-    g2 = None
-    if mask is not None:
-        attrs["excluded_frames"] = lists
-        attrs["exclude_frames"] = "auto" if _is_auto(exclude) else "given"
-        g2 = one_time_from_two_time(clean, exclude=mask)
-    # A file denoised before keeps its original raw 2TCFs as c2_raw (never the denoised input).
-    raw = data.raw if data.raw is not None else data.c2
-    write_c2(output, clean, raw=raw if keep_raw else None, std=spread if uncertainty else None, q=data.q,
-             g2=g2, attrs={**{f"source_{k}": v for k, v in data.attrs.items() if _scalar(v)}, **attrs},
-             overwrite=overwrite)
-    return {"input": str(input_path), "output": str(output), "method": method, "n_rois": int(data.c2.shape[0]),
-            "n_frames": int(data.c2.shape[-1]), "not_denoised_rois": skipped, "excluded_frames": lists,
+        frame_time = _check_frame_time(frame_time)
+    with open_c2(input_path, dataset, allow_external=allow_external) as src:
+        fmt = _output_format(output, src.source_format, output_format)
+        if uncertainty and fmt != "ours":
+            raise XPCSInputError("--uncertainty is stored in our format only; add --format ours")
+        thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
+        excl = _Exclusion(src, exclude, thr)
+        den = _model(model) if method == "cned" else None
+        size = den.size if den is not None else 50
+        from .denoising import _check_step
+
+        step = _check_step(step, size)  # before any ROI is read or written
+        attrs = {**{f"source_{k}": v for k, v in src.attrs.items() if _scalar(v)},
+                 "method": method, "seed": int(seed), "window": size, "step": int(step),
+                 "source_file": str(input_path), "source_format": src.source_format}
+        if den is not None:
+            attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
+            attrs["model_members"] = den.n_members
+        if options:
+            attrs["options"] = json.dumps(options)
+        frame_time = frame_time if frame_time is not None else src.frame_time
+        if frame_time is not None:
+            attrs["frame_time"] = float(frame_time)
+        k_rois, n = src.n_rois, src.n_frames
+        if fmt == "aps":
+            writer = APSResultWriter(src, output, attrs=attrs, keep_raw=keep_raw, overwrite=overwrite)
+        elif fmt == "ours":
+            writer = C2Writer(output, k_rois, n, raw=keep_raw, std=uncertainty, q=src.q, phi=src.phi,
+                              rois=src.roi_labels(), attrs=attrs, overwrite=overwrite)
+        else:
+            writer = _NpyWriter(output, k_rois, n, overwrite)
+        skipped, first_error = [], None
+        with writer:
+            for k in _bar(range(k_rois), progress, "denoise"):
+                raw = src.c2(k)
+                row = excl.roi(k, raw)
+                c_in = raw if row is None else fill_excluded(raw, row)
+                try:  # a 2TCF without contrast cannot be scaled (Eq. 5/7): kept unchanged, reported
+                    clean, spread = denoise_banded(c_in, method, model=den, seed=seed, step=step,
+                                                   block=block, **options)
+                except XPCSInputError as exc:
+                    if "contrast" not in str(exc):
+                        raise
+                    first_error = first_error or exc
+                    skipped.append(k)
+                    clean, spread = c_in, np.zeros_like(c_in)
+                if fmt == "aps":
+                    writer.write(k, clean)
+                else:
+                    g2 = None if row is None else one_time_from_two_time(clean, exclude=row)
+                    # a file denoised before keeps its original raw 2TCFs (never the denoised input)
+                    keep = (src.raw(k) if src.has_raw else raw) if keep_raw else None
+                    writer.write(k, clean, raw=keep, std=spread if uncertainty else None, g2=g2)
+                del raw, c_in, clean, spread
+            if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
+                raise first_error
+            if skipped:
+                warnings.warn(f"{len(skipped)} of {k_rois} 2TCFs have no contrast (mean lag-1 value not "
+                              f"significantly above the baseline, or flat), e.g. index {skipped[:5]}: returned "
+                              "unchanged, not denoised",
+                              XPCSNoContrastWarning, stacklevel=2)
+            writer.attrs["not_denoised_rois"] = json.dumps(skipped)
+            lists = excl.lists()
+            if excl.mask.any():
+                writer.attrs["excluded_frames"] = lists
+                writer.attrs["exclude_frames"] = "auto" if _is_auto(exclude) else "given"
+    return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
+            "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped, "excluded_frames": lists,
             "frame_time_s": frame_time, "seconds": round(time.time() - t0, 2)}
 
 
 def _is_auto(exclude) -> bool:
     return isinstance(exclude, str) and exclude.strip().lower() == "auto"
+
+
+class _Exclusion:
+    """Frames to exclude from an open 2TCF file, ROI by ROI: ``exclude`` ("auto": found on the raw 2TCF), the
+    frames the file lists, and the frames whose rows are NaN."""
+
+    def __init__(self, src, exclude, threshold):
+        from .badframes import exclusion_mask, stored_exclusion
+
+        self.src, self.threshold, self.auto = src, threshold, _is_auto(exclude)
+        k, n = src.n_rois, src.n_frames
+        self.given = None if self.auto else exclusion_mask(exclude, n, k)
+        self.stored = stored_exclusion(src.attrs, k, n)
+        self.mask = np.zeros((k, n), bool)
+
+    def roi(self, k: int, c2) -> np.ndarray | None:
+        """(N,) frames of ROI index ``k`` (its 2TCF ``c2``) to exclude, or None."""
+        from .badframes import find_bad_frames, unusable_rows
+
+        row = self.mask[k]
+        if self.auto:
+            ref = self.src.raw(k) if self.src.has_raw else c2
+            row |= np.atleast_2d(find_bad_frames(ref, threshold=self.threshold))[0]
+        for m in (self.given, self.stored):
+            if m is not None:
+                row |= m[k]
+        row |= unusable_rows(c2)[0]
+        if row.sum() > c2.shape[-1] - 2:
+            raise XPCSInputError("the exclusion leaves fewer than 2 frames in a ROI; nothing to denoise or fit")
+        return row.copy() if row.any() else None
+
+    def lists(self) -> list:
+        from .badframes import bad_frame_lists
+
+        return bad_frame_lists(self.mask)
 
 
 def _lists(mask, n_rois):
@@ -236,7 +421,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
              cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
              weighted: bool = True, overwrite: bool = False, exclude=None,
              bad_frame_threshold: float | None = None, model=None, n_boot: int = 16, seed: int = 0,
-             allow_external: bool = False) -> dict:
+             progress: bool = False, allow_external: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
@@ -249,7 +434,9 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     weighted : weight 1TCF points by their standard error from the 2TCF (whole-series fits; cuts are
         unweighted)
     output : ``.csv`` path; a ``.json`` with the same rows is written beside it (an output ending in ``.json``
-        is the JSON, with the CSV beside it). Non-finite numbers are ``null`` in the JSON.
+        is the JSON, with the CSV beside it). Non-finite numbers are ``null`` in the JSON. Columns ``roi`` (the
+        input's label: APS ``processed_bins``, qmap label), ``q`` (Å⁻¹), ``phi`` (degrees; NaN without φ bins), ...
+    progress : a progress bar over the ROIs' cuts on stderr
     exclude : frames left out of the 1TCFs and cuts that are fitted: ``"auto"``
         (:func:`~xpcs_denoise.find_bad_frames` on the file's raw 2TCF), frame numbers, text like ``"12,40-45"``,
         or a boolean mask (N,) or (K, N); the frames the file lists (``excluded_frames``) and those whose rows
@@ -294,6 +481,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if frame_time is None:
         frame_time = data.frame_time
     c2, n = data.c2, data.c2.shape[-1]
+    labels = data.rois if data.rois is not None else np.arange(1, c2.shape[0] + 1)  # the input's ROI labels
     if cut_width is not None and cut_width > n:
         raise XPCSInputError(f"--cut-width {cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
     mask = _exclusion(data, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
@@ -311,8 +499,9 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
             fix["beta"] = _beta_or_nan(c2)
         fit, extra = _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed)
         q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
-        rows = fit_rows(fit, np.arange(1, c2.shape[0] + 1), index_name="roi",
-                        columns={"q": q_col, "age": float("nan"), **age_cols, **extra})
+        phi_col = np.array([_q(data.phi, k) for k in range(c2.shape[0])])
+        rows = fit_rows(fit, labels, index_name="roi",
+                        columns={"q": q_col, "phi": phi_col, "age": float("nan"), **age_cols, **extra})
         if fix_beta:
             for k in np.flatnonzero(~np.isfinite(fix["beta"])):
                 rows[k]["message"] = "no positive beta*(lag=1) to fix (lag-1 values at or below the baseline)"
@@ -328,7 +517,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
             except XPCSInputError as exc:
                 diffusion = {"error": str(exc)}
     else:
-        for k in range(c2.shape[0]):
+        for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
             lag_max = max_lag or min(49, n - 1)
             if flat[k]:
                 rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
@@ -339,10 +528,10 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                 r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
                      if fix_beta else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix, frame_time))
             except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
-                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
-                             "message": str(exc)})
+                rows.append({"roi": int(labels[k]), "q": _q(data.q, k), "phi": _q(data.phi, k),
+                             "age": float("nan"), "success": False, "message": str(exc)})
                 continue
-            cols = {"roi": k + 1, "q": _q(data.q, k), **age_cols}
+            cols = {"roi": int(labels[k]), "q": _q(data.q, k), "phi": _q(data.phi, k), **age_cols}
             if frame_time is not None:
                 cols["age_s"] = r["ages"] * frame_time
             rows += fit_rows(r["fit"], r["ages"], index_name="age", columns=cols)
@@ -439,20 +628,36 @@ def _py(v):
     return v.item() if hasattr(v, "item") else v
 
 
+class _LazyC2:
+    """(K, N, N) view of one part ("c2", "raw") of an open :class:`~xpcs_denoise.io.C2Source`: ``[k]`` reads
+    ROI index k, so a report holds one matrix at a time."""
+
+    def __init__(self, src, part: str = "c2"):
+        self.src, self.part = src, part
+        self.shape = (src.n_rois, src.n_frames, src.n_frames)
+
+    def __getitem__(self, k):
+        return getattr(self.src, self.part)(int(k))
+
+
 def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
                 frame_time: float | None = None, weighted: bool = True, overwrite: bool = False,
-                allow_external: bool = False) -> dict:
+                progress: bool = False, allow_external: bool = False) -> dict:
     """Report folder (PNG figures, tables, ``index.html``) for a 2TCF file.
 
-    A file written by :func:`denoise_file` (with its raw 2TCFs) is reported as is; any other 2TCF file is
-    denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the raw data.
-    ``frame_time`` (s per frame; default the file's) puts Γ in s⁻¹; ``weighted`` weights 1TCF points by their
-    standard errors from the 2TCF.
+    A file written by :func:`denoise_file` (with its raw 2TCFs, our format or APS) is reported as is; any other
+    2TCF file is denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the
+    raw data. ROI labels, q and φ of the input label the tables and figures. Denoised versions go to a
+    temporary file beside the report, and the figures read one ROI at a time (the fits of the raw and cned
+    entries, with bootstrap errors, take whole arrays). ``frame_time`` (s per frame; default the file's) puts Γ
+    in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF.
     ``out_dir`` must not be or contain the input; with ``overwrite`` only a report folder written before is
     replaced, file by file (see :func:`~xpcs_denoise.report.write_report`).
     """
-    from .denoising import METHODS, denoise
+    import tempfile
+
+    from .denoising import METHODS
     from .fitting import _check_frame_time
     from .report import write_report
 
@@ -462,37 +667,64 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     for m in compare:
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in --compare; choose from {', '.join(METHODS)}")
-    out = Path(out_dir).resolve()
-    if Path(input_path).resolve() == out or out in Path(input_path).resolve().parents:
+    out = Path(out_dir)
+    resolved = out.resolve()
+    if Path(input_path).resolve() == resolved or resolved in Path(input_path).resolve().parents:
         raise XPCSInputError(f"report folder {out_dir} is or contains the input {input_path}; choose another folder")
     seed = check_seed(seed)
     cut_width = check_int(cut_width, "--cut-width (frames)", 1)
-    data = read_c2(input_path, dataset, allow_external=allow_external)
-    if cut_width > data.c2.shape[-1]:
-        raise XPCSInputError(f"--cut-width {cut_width} is wider than the {data.c2.shape[-1]}-frame 2TCF; use "
-                             f"1..{data.c2.shape[-1]}")
-    frame_time = frame_time if frame_time is not None else data.frame_time
-    provenance = {"input": str(input_path), "format": data.source_format, "seed": seed}
-    den = None
-    if data.raw is not None:
-        raw, main_name = data.raw, str(data.attrs.get("method", "denoised"))
-        c2s = {"raw": raw, main_name: data.c2}
-        provenance.update({k: v for k, v in data.attrs.items() if _scalar(v)})
-        if main_name == "cned":
-            den = _model(model)
-    else:
-        raw = data.c2
-        den = _model(model) if method == "cned" else None
-        c2s = {"raw": raw, method: denoise(raw, method, model=den, seed=seed, step=step)}
-        provenance["method"] = method
-        if den is not None:
-            provenance["model_weights_sha256"] = den.card.get("weights_sha256", "")
-    for m in compare:
-        if m not in c2s:
-            c2s[m] = denoise(raw, m, seed=seed, step=step)
-    index = write_report(out_dir, c2s, q=data.q, title=f"xpcs-denoise report: {Path(input_path).name}",
-                         provenance=provenance, cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
-                         frame_time=frame_time, weighted=weighted, overwrite=overwrite, model=den)
+    if out.exists() and not overwrite:
+        raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
+    if out.exists():
+        from .report import _own_files
+
+        _own_files(out)  # --overwrite: only a report folder written before, checked before any work
+    opened = []
+    parent = out.parent if out.parent.is_dir() else Path(".")
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.work.", dir=parent) as work:
+        try:
+            src = open_c2(input_path, dataset, allow_external=allow_external)
+            opened.append(src)
+            if cut_width > src.n_frames:
+                raise XPCSInputError(f"--cut-width {cut_width} is wider than the {src.n_frames}-frame 2TCF; use "
+                                     f"1..{src.n_frames}")
+            provenance = {"input": str(input_path), "format": src.source_format, "seed": seed}
+
+            def denoised(m):
+                path = Path(work) / f"{m}.h5"
+                denoise_file(input_path, path, method=m, model=model if m == "cned" else None, dataset=dataset,
+                             seed=seed, step=step, keep_raw=False, output_format="ours", progress=progress,
+                             allow_external=allow_external)
+                opened.append(open_c2(path))
+                return _LazyC2(opened[-1])
+
+            window, den = 50, None
+            ft = frame_time if frame_time is not None else src.frame_time
+            if src.has_raw:
+                raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
+                c2s = {"raw": raw, main_name: _LazyC2(src)}
+                provenance.update({k: v for k, v in src.attrs.items() if _scalar(v)})
+                window = int(src.attrs.get("window", 50))
+                if main_name == "cned":
+                    den = _model(model)
+            else:
+                c2s = {"raw": _LazyC2(src)}
+                c2s[method] = denoised(method)
+                provenance.update({k: v for k, v in opened[-1].attrs.items() if _scalar(v)
+                                   and k in ("method", "window", "step", "model_weights_sha256")})
+                window = int(opened[-1].attrs.get("window", 50))
+                den = _model(model) if method == "cned" else None
+            for m in compare:
+                if m not in c2s:
+                    c2s[m] = denoised(m)
+            index = write_report(out_dir, c2s, q=src.q, phi=src.phi, rois=src.roi_labels(),
+                                 title=f"xpcs-denoise report: {Path(input_path).name}", provenance=provenance,
+                                 cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
+                                 overwrite=overwrite, band=window, progress=progress, frame_time=ft,
+                                 weighted=weighted, model=den)
+        finally:
+            for o in opened:
+                o.close()
     return {"input": str(input_path), "report": str(index), "methods": list(c2s)}
 
 

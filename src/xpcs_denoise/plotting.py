@@ -84,10 +84,12 @@ def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict |
 
     Converged fits are drawn filled, fits with a parameter at its bound open; failed fits are left out (they
     have no value). ``truth`` maps parameter names to arrays drawn as a dashed line; ``diffusion`` maps method
-    names to :class:`~xpcs_denoise.fitting.DiffusionFit` drawn as lines Γ = D qⁿ on the Γ panel.
+    names to :class:`~xpcs_denoise.fitting.DiffusionFit` drawn as lines Γ = D qⁿ on the Γ panel. ``x`` may be a
+    dict of name → x when the methods' points sit at different x (e.g. one entry per φ bin).
     """
     plt = _pyplot()
-    x = np.asarray(x, dtype=float)
+    xs = {name: np.asarray(x[name] if isinstance(x, dict) else x, dtype=float) for name in fits}
+    x = np.concatenate(list(xs.values())) if isinstance(x, dict) else np.asarray(x, dtype=float)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), constrained_layout=True)
     g_unit = "1/frame"
     for i, (name, fit) in enumerate(fits.items()):
@@ -100,13 +102,13 @@ def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict |
             st = _style(name, i)
             for sel, extra in ((ok & ~bound, {}), (ok & bound, {"mfc": "none"})):
                 if sel.any():
-                    ax.errorbar(x[sel], np.asarray(getattr(fit, p))[sel],
+                    ax.errorbar(xs[name][sel], np.asarray(getattr(fit, p))[sel],
                                 yerr=np.asarray(getattr(fit, p + "_err"))[sel], ls="none", ms=4, capsize=2,
                                 label=name if not extra else f"{name} (at a bound)", **{**st, **extra})
         if diffusion and name in diffusion:
             d = diffusion[name]
-            xs = np.geomspace(np.nanmin(x[x > 0]), np.nanmax(x), 50) if np.any(x > 0) else x
-            axes[0].plot(xs, d.model(xs), "-", lw=1, color=_style(name, i)["color"],
+            line = np.geomspace(np.nanmin(x[x > 0]), np.nanmax(x), 50) if np.any(x > 0) else x
+            axes[0].plot(line, d.model(line), "-", lw=1, color=_style(name, i)["color"],
                          label=f"{name}: D = {d.D:.3g} {d.D_unit}")
     for ax, p in zip(axes, _LABELS, strict=True):
         if truth and p in truth:
@@ -117,9 +119,9 @@ def plot_parameters(x, fits: dict, *, xlabel: str = "q (Å⁻¹)", truth: dict |
         axes[0].set_xscale("log")
         axes[0].set_yscale("log")
         log_ticks(axes[0], max_labels=4)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     return _finish(fig, path)
 
 

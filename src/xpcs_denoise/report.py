@@ -68,16 +68,21 @@ def default_max_lag(n_frames: int) -> int:
     return n_frames - 1 if n_frames <= 100 else n_frames // 2
 
 
-def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None,
-              frame_time: float | None = None, weighted: bool = True, model=None) -> tuple[list, dict]:
+def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None, phi=None, rois=None,
+              progress: bool = False, frame_time: float | None = None, weighted: bool = True,
+              model=None) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
     ----------
-    c2s : dict of name → (K, N, N) 2TCFs
+    c2s : dict of name → (K, N, N) 2TCFs (arrays, or anything with ``shape`` whose ``[k]`` is one (N, N)
+        matrix: read one ROI at a time where the fit allows)
     q : (K,) q values in Å⁻¹, optional
     max_lag : lags fitted (frames); default :func:`default_max_lag`
     fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
+    phi : (K,) φ of each ROI in degrees, optional (q×φ bins)
+    rois : (K,) ROI labels as the input numbers them (APS ``processed_bins``); default 1..K
+    progress : a progress bar on stderr
     frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
     weighted : weight each 1TCF point by its standard error from the 2TCF
     model : the ensemble behind a ``"cned"`` entry (default: the shipped one)
@@ -88,121 +93,234 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
 
     Returns
     -------
-    rows : list of dict, one per (method, ROI): values, standard errors, ``gamma_unit``, reduced χ², status
+    rows : list of dict, one per (method, ROI): ``roi``, ``q``, ``phi``, values, standard errors,
+        ``gamma_unit``, reduced χ², status
     fits : dict of name → :class:`~xpcs_denoise.fitting.FitResult`
     """
-    from .workflows import fit_one_times
-
-    rows, fits = [], {}
     import warnings
 
+    from .fitting import fit_g2, sigma_for_fit
     from .uncertainty import fit_two_time
 
+    def whole(c2):
+        if isinstance(c2, np.ndarray):
+            return np.asarray(c2, dtype=np.float64)
+        return np.stack([np.asarray(c2[k], dtype=np.float64)
+                         for k in _progress(range(c2.shape[0]), progress, "read")])
+
+    rows, fits = [], {}
+    raw_whole = None
     for name, c2 in c2s.items():
-        c2 = np.asarray(c2, dtype=np.float64)
-        lag_max = max_lag or default_max_lag(c2.shape[-1])
-        k_rois = c2.shape[0]
+        k_rois, n = c2.shape[0], c2.shape[-1]
+        lag_max = max_lag or default_max_lag(n)
         paths = np.full(k_rois, "")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            if name == "raw" and np.all(np.isfinite(c2)):
-                fit = fit_two_time(c2, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
+            if name == "raw":
+                raw_whole = whole(c2)
+            if name == "raw" and np.all(np.isfinite(raw_whole)):
+                fit = fit_two_time(raw_whole, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
                 paths = np.full(k_rois, "raw")
-            elif name == "cned" and "raw" in c2s and np.all(np.isfinite(c2s["raw"])):
-                tf = fit_two_time(np.asarray(c2s["raw"], dtype=np.float64), method="cned", model=model,
-                                  max_lag=min(lag_max, 49), fix=fix, frame_time=frame_time)
+            elif name == "cned" and raw_whole is not None and np.all(np.isfinite(raw_whole)):
+                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=min(lag_max, 49), fix=fix,
+                                  frame_time=frame_time)
                 fit, paths = tf.fit, np.atleast_1d(tf.path)
-            else:
-                fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted)
+            else:  # 1TCFs one ROI at a time
+                g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max,
+                                                       return_err=True)
+                                for k in _progress(range(k_rois), progress, f"1TCF {name}")))
+                fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
+                             frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
         fits[name] = fit
         q_col = np.asarray(q, dtype=float) if q is not None else np.full(k_rois, np.nan)
-        rows += [{"method": name, **r} for r in fit_rows(fit, np.arange(1, k_rois + 1), index_name="roi",
-                                                          columns={"q": q_col, "path": paths})]
+        phi_col = np.asarray(phi, dtype=float) if phi is not None else np.full(k_rois, np.nan)
+        labels = np.asarray(rois) if rois is not None else np.arange(1, k_rois + 1)
+        rows += [{"method": name, **r} for r in fit_rows(fit, labels, index_name="roi",
+                                                          columns={"q": q_col, "phi": phi_col, "path": paths})]
+    del raw_whole
     return rows, fits
 
 
-def _clim(c2: np.ndarray) -> tuple[float, float]:
-    off = c2[~np.eye(c2.shape[-1], dtype=bool)]
-    off = off[np.isfinite(off)]
-    if off.size == 0:
+def _progress(iterable, progress: bool, desc: str, unit: str = "ROI"):
+    if not progress:
+        return iterable
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+
+#: Largest image drawn per panel (pixels a side); larger 2TCFs are shown block-averaged.
+_MAX_IMAGE = 800
+
+
+def _display(m: np.ndarray) -> tuple[np.ndarray, int]:
+    """(image, frames per image pixel): ``m`` itself up to :data:`_MAX_IMAGE` frames, else its mean over
+    f × f blocks (the last N mod f frames left out), so a figure never holds N × N arrays."""
+    n = m.shape[-1]
+    f = -(-n // _MAX_IMAGE)
+    if f == 1:
+        return m, 1
+    k = n // f
+    return m[:k * f, :k * f].reshape(k, f, k, f).mean(axis=(1, 3)), f
+
+
+def _roi_label(k: int, q=None, phi=None, rois=None) -> str:
+    """"ROI 5: q = 0.006 Å⁻¹, φ = 45°" for ROI index k."""
+    text = f"ROI {int(rois[k]) if rois is not None else k + 1}"
+    if q is not None and np.isfinite(q[k]):
+        text += f": q = {q[k]:.4g} Å⁻¹"
+    if phi is not None and np.isfinite(phi[k]):
+        text += f", φ = {phi[k]:.4g}°"
+    return text
+
+
+#: Methods that denoise with the sliding window, so only within its band (the image filters act everywhere).
+_BANDED = ("cned", "pca")
+_FONTS = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 10,
+          "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.titlesize": 12}
+
+
+def _clim(c2s: dict, k: int, band: int) -> tuple[float, float]:
+    """One robust colour scale for ROI ``k`` shared by every panel: percentiles 1–99 of the off-diagonal band
+    (lags 1..``band`` − 1 frames) of the first denoised entry (of the raw one if there is none), widened to
+    include the raw band's median."""
+    names = list(c2s)
+    ref = np.asarray(c2s[names[1] if len(names) > 1 else names[0]][k], dtype=np.float64)
+    n = ref.shape[-1]
+    band = max(2, min(int(band), n))
+    vals = np.concatenate([np.diagonal(ref, d) for d in range(1, band)])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(off, [1, 99.5])
+    lo, hi = np.percentile(vals, [1, 99])
     return float(lo), float(hi if hi > lo else lo + 1e-12)
 
 
-def _fig_maps(path, c2s, rois, q):
+def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None, span=None):
+    """The 2TCF maps; ``span``: only the first ``span`` frames (a zoom on the band of a long series)."""
     import matplotlib.pyplot as plt
 
     names = list(c2s)
-    fig, axes = plt.subplots(len(rois), len(names), figsize=(3.3 * len(names) + 1, 3.0 * len(rois)),
-                             constrained_layout=True, squeeze=False)
-    for i, k in enumerate(rois):
-        vmin, vmax = _clim(c2s[names[0]][k])  # one colour scale per ROI, set by the raw 2TCF
-        for j, name in enumerate(names):
-            ax = axes[i, j]
-            im = ax.imshow(c2s[name][k], origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
-            qs = f", q = {q[k]:.4g} Å⁻¹" if q is not None else ""
-            ax.set_title(f"ROI {k + 1}{qs}: {name}", fontsize=8)
-            ax.set_xlabel("t₁ (frames)")
-            ax.set_ylabel("t₂ (frames)")
-        fig.colorbar(im, ax=axes[i, :], shrink=0.8, label="C₂(t₁, t₂)")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    n = c2s[names[0]].shape[-1] if span is None else int(span)
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(len(rois), len(names), figsize=(4.2 * len(names) + 1.2, 3.9 * len(rois)),
+                                 constrained_layout=True, squeeze=False)
+        for i, k in enumerate(rois):
+            vmin, vmax = _clim(c2s, k, band or 50)
+            for j, name in enumerate(names):
+                ax = axes[i, j]
+                img, f = _display(np.asarray(c2s[name][k], dtype=np.float64)[:n, :n])
+                im = ax.imshow(img, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis",
+                               interpolation="nearest" if n <= 400 else "antialiased",
+                               extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5))
+                del img
+                ax.set_title(f"{_roi_label(k, q, phi, labels)}\n{name}"
+                             + (f", frames 0–{n - 1}" if span is not None else ""))
+                ax.set_xlabel("t₁ (frames)")
+                ax.set_ylabel("t₂ (frames)")
+                if band and name in _BANDED and n > band:  # where the sliding window's band ends
+                    t = np.array([0, n - 1 - band])
+                    for sign in (1, -1):
+                        ax.plot(t if sign > 0 else t + band, t + band if sign > 0 else t, "w--", lw=0.9)
+                    ax.set_xlim(-0.5, n - 0.5)
+                    ax.set_ylim(-0.5, n - 0.5)
+            fig.colorbar(im, ax=axes[i, :], shrink=0.85, label="C₂(t₁, t₂)")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
 
 
-def _fig_g2(path, c2s, fits, rois, q):
+def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(rois), figsize=(3.4 * len(rois) + 0.5, 5.6), constrained_layout=True,
-                             squeeze=False, gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
-    for j, k in enumerate(rois):
-        for i, (name, fit) in enumerate(fits.items()):
-            lags = fit.lags
-            g = one_time_from_two_time(c2s[name][k], max_lag=len(lags))
-            color = "0.55" if i == 0 else f"C{i - 1}"
-            axes[0, j].plot(lags, g, ".", ms=3, color=color, label=name)
-            if fit.success[k]:
-                model = fit.model()[k]
-                axes[0, j].plot(lags, model, "-", lw=1.2, color=color)
-                axes[1, j].plot(lags, g - model, ".", ms=3, color=color)
-        axes[0, j].set_xscale("log")
-        axes[0, j].set_title(f"ROI {k + 1}" + (f", q = {q[k]:.4g} Å⁻¹" if q is not None else ""), fontsize=8)
-        axes[1, j].axhline(0, color="k", lw=0.7)
-        axes[1, j].set_xlabel(f"lag ({fit.lag_unit})")
-    axes[0, 0].set_ylabel("C₁ (1TCF), lines: Eq. 3 fits")
-    axes[1, 0].set_ylabel("1TCF − fit")
-    axes[0, 0].legend(fontsize=7)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(2, len(rois), figsize=(4.3 * len(rois) + 0.8, 6.2), constrained_layout=True,
+                                 squeeze=False, gridspec_kw={"height_ratios": [3, 1.3]}, sharex="col")
+        for j, k in enumerate(rois):
+            for i, (name, fit) in enumerate(fits.items()):
+                lags = fit.lags
+                g = one_time_from_two_time(np.asarray(c2s[name][k], dtype=np.float64), max_lag=len(lags))
+                color = "0.55" if i == 0 else f"C{i - 1}"
+                axes[0, j].plot(lags, g, ".", ms=3, color=color, label=name)
+                if fit.success[k]:
+                    model = fit.model()[k]
+                    axes[0, j].plot(lags, model, "-", lw=1.2, color=color)
+                    axes[1, j].plot(lags, g - model, ".", ms=3, color=color)
+            axes[0, j].set_xscale("log")
+            axes[0, j].set_title(_roi_label(k, q, phi, labels))
+            axes[1, j].axhline(0, color="k", lw=0.7)
+            axes[1, j].set_xlabel(f"lag ({fit.lag_unit})")
+        axes[0, 0].set_ylabel("C₁ (1TCF); lines: Eq. 3 fits")
+        axes[1, 0].set_ylabel("1TCF − fit")
+        axes[0, 0].legend()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
 
 
-def _fig_ageing(path, c2s, rois, width, frame_time=None):
+def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None):
     import matplotlib.pyplot as plt
 
     from .plotting import log_ticks, plot_cut_gammas
     from .workflows import ageing_analysis
 
-    fig, axes = plt.subplots(1, len(rois), figsize=(3.4 * len(rois) + 0.5, 3.4), constrained_layout=True,
-                             squeeze=False)
     unit = "1/frame"
-    for j, k in enumerate(rois):
-        ax = axes[0, j]
-        beta = None
-        for i, (name, c2) in enumerate(c2s.items()):
-            n = c2.shape[-1]
-            r = ageing_analysis(c2[k], width=width, max_lag=min(49, n - 1), beta=beta, frame_time=frame_time)
-            beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
-            unit = r["fit"].gamma_unit
-            plot_cut_gammas(ax, r["ages"], r["fit"], color="0.55" if i == 0 else f"C{i - 1}", label=name,
-                            legend_marks=(j == 0 and i == 0))
-        ax.set_yscale("log")
-        log_ticks(ax, "y", max_labels=4)
-        ax.set_xlabel("age t_a (frames)")
-        ax.set_title(f"ROI {k + 1}: Γ(t_a), cuts of {width} frame(s)", fontsize=8)
-    axes[0, 0].set_ylabel(f"Γ ({unit})")
-    axes[0, 0].legend(fontsize=6)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(1, len(rois), figsize=(4.3 * len(rois) + 0.8, 4.0), constrained_layout=True,
+                                 squeeze=False)
+        for j, k in enumerate(rois):
+            ax = axes[0, j]
+            beta = None
+            for i, (name, c2) in enumerate(c2s.items()):
+                n = c2.shape[-1]
+                try:
+                    r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
+                                        beta=beta, frame_time=frame_time)
+                except XPCSInputError as exc:  # e.g. no contrast: say so on the panel, draw the others
+                    ax.text(0.5, 0.5 - 0.1 * i, f"{name}: {str(exc).split(':')[0]}", transform=ax.transAxes,
+                            ha="center", fontsize=9, wrap=True)
+                    continue
+                beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
+                unit = r["fit"].gamma_unit
+                plot_cut_gammas(ax, r["ages"], r["fit"], color="0.55" if i == 0 else f"C{i - 1}", label=name,
+                                legend_marks=(j == 0 and i == 0))
+            ax.set_yscale("log")
+            log_ticks(ax, "y", max_labels=4)
+            ax.set_xlabel("age t_a (frames)")
+            ax.set_title(_roi_label(k, q, phi, labels))
+        axes[0, 0].set_ylabel(f"Γ ({unit}), cuts of {width} frame(s)")
+        axes[0, 0].legend()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+
+def _fig_gamma_q(path, q, phi, fits, diffusion=None):
+    """Eq. 3 parameters against q, one marker series per φ bin (q×φ bins would otherwise overlap)."""
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_parameters
+
+    groups = [None] if phi is None or not np.all(np.isfinite(phi)) else list(np.unique(phi))
+    split = {}
+    for name, fit in fits.items():
+        for p in groups:
+            idx = np.arange(len(q)) if p is None else np.flatnonzero(phi == p)
+            sub = {f.name: (getattr(fit, f.name)[idx] if isinstance(getattr(fit, f.name), np.ndarray)
+                            and getattr(fit, f.name).shape[:1] == (len(q),) else getattr(fit, f.name))
+                   for f in dataclasses.fields(fit)}
+            split[(name, p)] = (idx, dataclasses.replace(fit, **sub))
+    label = {key: key[0] if key[1] is None else f"{key[0]}, φ = {key[1]:.4g}°" for key in split}
+    with plt.rc_context(_FONTS):
+        diff = {label[key]: diffusion[key[0]] for key in split if diffusion and key[0] in diffusion
+                and key[1] == next(k[1] for k in split if k[0] == key[0])}  # each method's D line once
+        fig = plot_parameters({label[key]: q[idx] for key, (idx, _) in split.items()},
+                              {label[key]: sub for key, (_, sub) in split.items()},
+                              title="Eq. 3 parameters against q (1σ error bars; lines: Γ = D q²)",
+                              diffusion=diff)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
 
 
 def _html_table(rows: list[dict], columns: list[str]) -> str:
@@ -218,23 +336,31 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
-                 provenance: dict | None = None, frame_time: float | None = None, weighted: bool = True,
-                 overwrite: bool = False, model=None) -> Path:
+                 provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
+                 band: int | None = 50, progress: bool = False, frame_time: float | None = None,
+                 weighted: bool = True, model=None) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N > 50), ``fits.csv``, ``summary.json`` and ``index.html``.
 
     Parameters
     ----------
     out_dir : path of the report folder (must not exist unless ``overwrite``)
-    c2s : dict of name → (K, N, N) 2TCFs, raw first (it sets each ROI's colour scale), e.g.
-        ``{"raw": c2, "cned": denoised, "gaussian": ...}``
+    c2s : dict of name → (K, N, N) 2TCFs, raw first, e.g. ``{"raw": c2, "cned": denoised, "gaussian": ...}``;
+        arrays, or objects with ``shape`` whose ``[k]`` reads one ROI (the report then holds one matrix at a
+        time)
     q : (K,) q values in Å⁻¹, optional
     max_lag, fix : passed to :func:`fit_table`; with denoised entries the default is at most 49 frames, the
         lags the 50-frame window denoises (longer lags keep the raw values)
     cut_width : cut width (frames) of the Γ(t_a) figure
     provenance : recorded in ``summary.json`` and shown on the page (method, model hash, seed, …)
+    phi : (K,) φ of each ROI in degrees (q×φ bins), optional
+    rois : (K,) ROI labels as the input numbers them (APS ``processed_bins``), optional
+    band : sliding-window size (frames): its band edge is drawn on the denoised maps and sets the band whose
+        percentiles 1–99 give each ROI's colour scale; None: no edge drawn
+    progress : progress bars on stderr
     frame_time : seconds per frame: Γ in s⁻¹ and lags in s (else frames)
     weighted : weight 1TCF points by their standard errors from the 2TCF
+    model : the ensemble behind a ``"cned"`` entry (its fits' errors include the model's spread)
 
     Returns
     -------
@@ -245,36 +371,53 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
     if out.exists():
         _own_files(out)  # --overwrite: only a report folder, before any work
-    c2s = {k: np.asarray(v, dtype=np.float64).reshape((-1,) + np.shape(v)[-2:]) for k, v in c2s.items()}
-    shapes = {v.shape for v in c2s.values()}
+    c2s = {k: v if hasattr(v, "shape") and len(v.shape) == 3 and not isinstance(v, np.ndarray)
+           else np.asarray(v, dtype=np.float64).reshape((-1,) + np.shape(v)[-2:]) for k, v in c2s.items()}
+    shapes = {tuple(v.shape) for v in c2s.values()}
     if len(shapes) != 1:
         raise XPCSInputError(f"all 2TCFs of a report must have one shape; got {sorted(shapes)}")
     k_rois, n = next(iter(shapes))[:2]
     q = None if q is None else np.asarray(q, dtype=float).ravel()
     if q is not None and q.size != k_rois:
         raise XPCSInputError(f"{q.size} q values for {k_rois} ROIs")
-    rois = list(np.linspace(0, k_rois - 1, min(k_rois, _MAX_ROIS_SHOWN)).round().astype(int))
+    phi = None if phi is None else np.asarray(phi, dtype=float).ravel()
+    if phi is not None and phi.size != k_rois:
+        raise XPCSInputError(f"{phi.size} φ values for {k_rois} ROIs")
+    rois = None if rois is None else np.asarray(rois).ravel()
+    shown = list(np.linspace(0, k_rois - 1, min(k_rois, _MAX_ROIS_SHOWN)).round().astype(int))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
+    band = band if len(c2s) > 1 else None
     try:
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), 49)
-        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, frame_time=frame_time, weighted=weighted,
-                               model=model)
+        rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress,
+                               frame_time=frame_time, weighted=weighted, model=model)
         g_unit = next(iter(fits.values())).gamma_unit
         lag_unit = next(iter(fits.values())).lag_unit
         diffusion = {}
-        figures = [("Two-time correlation functions (one colour scale per ROI, set by the raw 2TCF)",
-                    "c2_maps.png")]
-        _fig_maps(tmp / "c2_maps.png", c2s, rois, q)
+        steps = _progress(range(4), progress, "figures", unit="figure")
+        steps = iter(steps)
+        edge = (f" Dashed white lines on the {' and '.join(m for m in _BANDED if m in c2s)} panels: "
+                f"|t₁ − t₂| = {band} frames, the edge of the sliding window's band; that method changes only the "
+                "pixels between them, pixels farther from the diagonal keep the raw values (hence the sharp "
+                "edge)." if band and n > band and any(m in c2s for m in _BANDED) else "")
+        figures = [("Two-time correlation functions: one colour scale per ROI shared by every panel, percentiles "
+                    "1–99 of the off-diagonal band of the denoised 2TCF." + edge, "c2_maps.png")]
+        _fig_maps(tmp / "c2_maps.png", c2s, shown, q, phi, rois, band)
+        if band and n > 8 * band:  # the band is a sliver of a long series: show its start up close too
+            _fig_maps(tmp / "c2_zoom.png", c2s, shown, q, phi, rois, band, span=8 * band)
+            figures.append((f"Zoom on the first {8 * band} frames: the same maps and colour scales." + edge,
+                            "c2_zoom.png"))
+        next(steps, None)
         figures.append(("1TCFs with Eq. 3 fits (top) and residuals (bottom)", "g2_fits.png"))
-        _fig_g2(tmp / "g2_fits.png", c2s, fits, rois, q)
+        _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
+        next(steps, None)
         if k_rois > 1 and q is not None and np.all(q > 0):
             from .fitting import fit_diffusion
-            from .plotting import plot_parameters
 
             for name, fit in fits.items():
                 ok = fit.success & ~fit.at_bound
@@ -283,18 +426,16 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                                                     np.where(ok, fit.gamma_err, np.nan), gamma_unit=g_unit)
                 except XPCSInputError:
                     pass
-            fig = plot_parameters(q, fits, title="Eq. 3 parameters against q (1σ error bars; lines: Γ = D q²)",
-                                  diffusion=diffusion)
-            fig.savefig(tmp / "gamma_q.png", dpi=90)
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-            figures.append(("Γ(q), β(q), C∞(q), α(q)", "gamma_q.png"))
+            _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits, diffusion)
+            figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
+                            "gamma_q.png"))
+        next(steps, None)
         if n > 50:
-            _fig_ageing(tmp / "gamma_age.png", c2s, rois, cut_width, frame_time)
+            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time)
             figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
                             "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
                             "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
+        next(steps, None)
         write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
                    "gamma_unit": g_unit, "lag_unit": lag_unit, "q_unit": "1/Å", "frame_time_s": frame_time,
@@ -305,15 +446,18 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
 
         summary = json.loads(json.dumps(summary, default=str))  # Paths, numpy values → text/numbers
         (tmp / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
-        cols = ["method", "roi", "q", "gamma", "gamma_err", "gamma_unit", "beta", "beta_err", "baseline",
-                "baseline_err", "alpha", "alpha_err", "redchi", "success", "at_bound", "message"]
+        cols = ["method", "roi", "q", "phi", "gamma", "gamma_err", "gamma_unit", "beta", "beta_err", "baseline",
+                "baseline_err", "alpha", "alpha_err", "redchi", "success", "at_bound", "path", "message"]
         diff_html = "".join(f"<li>{html.escape(m)}: D = {d.D:.4g} ± {d.D_err:.2g} {html.escape(d.D_unit)} "
                             f"(Γ = D q², {d.n_points} ROIs, reduced χ² {d.redchi:.3g})</li>"
                             for m, d in diffusion.items())
         diff_html = f"<h2>Γ(q) = D q²</h2><ul>{diff_html}</ul>" if diff_html else ""
+        if phi is None:
+            cols.remove("phi")
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
                        for k, v in (provenance or {}).items())
-        figs = "".join(f"<h2>{html.escape(t)}</h2><img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
+        figs = "".join(f"<h2>{html.escape(t.split(':')[0].split('.')[0])}</h2><p>{html.escape(t)}</p>"
+                       f"<img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
         (tmp / "index.html").write_text(
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title>"
@@ -323,7 +467,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             f"<h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>"
             f"<p>{k_rois} ROI(s), {n} frames"
             + (f" of {frame_time:.6g} s" if frame_time is not None else "")
-            + f". Γ in {html.escape(g_unit)}, q in Å⁻¹, lags in {html.escape(lag_unit)}. "
+            + f". Γ in {html.escape(g_unit)}, q in Å⁻¹, φ in degrees, lags in {html.escape(lag_unit)}. "
+            "ROI numbers are the input's labels (APS processed bins). "
             "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors"
             + (", 1TCF points weighted by their standard errors from the 2TCF" if weighted else "")
             + f".</p><ul>{prov}</ul>{_html_table(rows, cols)}{diff_html}{figs}</body></html>\n")
