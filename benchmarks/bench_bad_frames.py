@@ -70,12 +70,12 @@ def main():
     fa = {"inj_c2": 0, "inj_fr": 0, "inj_n": 0, "clean_c2": 0, "clean_fr": 0, "clean_n": 0}
     t_all = time.perf_counter()
     secs = []
-    for i in range(n_series):
+    for _i in range(n_series):
         p = draw(rng)
         r = one_series(p, seed=int(rng.integers(2**31)), threshold=a.threshold)
         secs.append(r["seconds"])
         snr = p["beta"] * np.sqrt(p["pixels"] * p["count"])
-        for t, kind in zip(r["bad"], r["kinds"]):
+        for t, kind in zip(r["bad"], r["kinds"], strict=False):
             det[kind]["n"] += 1
             det[kind]["c2"] += bool(r["m_c2"][t])
             det[kind]["fr"] += bool(r["m_fr"][t])

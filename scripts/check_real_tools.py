@@ -189,7 +189,7 @@ def run_checks(work: Path, n_frames: int = 300) -> None:
           f"(frame time {ft} s from boost_corr's file)")
     gam = {(float(r["q"]), float(r["phi"])): float(r["gamma"]) * per_frame for r in rows}
     check([int(r["roi"]) for r in rows] == bins.tolist() and "phi" in rows[0],
-          f"fit table: roi = processed bins, q and φ columns; Γ(q, φ) per frame = "
+          "fit table: roi = processed bins, q and φ columns; Γ(q, φ) per frame = "
           + ", ".join(f"{v:.3g}" for v in gam.values()) + f" (truth {GAMMA.tolist()} per q)")
     ok = all(abs(np.log10(g / GAMMA[list(Q).index(q)])) < 0.3 for (q, _), g in gam.items())
     check(ok, "every fitted Γ within a factor 2 of the simulated one")

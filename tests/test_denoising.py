@@ -4,7 +4,15 @@ preprocessing it rests on (Eq. 5/7 scaling, frame sub-sampling), against known a
 import numpy as np
 import pytest
 
-from xpcs_denoise import METHODS, XPCSInputError, XPCSNoContrastWarning, denoise, one_time_from_two_time, simulate_speckle, subsample_frames
+from xpcs_denoise import (
+    METHODS,
+    XPCSInputError,
+    XPCSNoContrastWarning,
+    denoise,
+    one_time_from_two_time,
+    simulate_speckle,
+    subsample_frames,
+)
 from xpcs_denoise.baselines import PCAFilter
 from xpcs_denoise.denoising import Denoiser, pretrained_directory, sliding_window
 from xpcs_denoise.preprocessing import from_model_units, scale_parameters, to_model_units

@@ -94,7 +94,6 @@ from xpcs_denoise import (  # noqa: E402
     fit_rows,
     one_time_from_two_time,
     sigma_for_fit,
-    time_resolved_cuts,
 )
 
 BOUNDS_CF = ([1e-3 / 49, 0, -np.inf, 0.2], [10, np.inf, np.inf, 3])

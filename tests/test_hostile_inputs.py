@@ -5,7 +5,6 @@ file), refuses up front what would exhaust memory, and never hangs."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,13 +13,12 @@ import h5py
 import numpy as np
 import pytest
 
+import xpcs_denoise
 from xpcs_denoise import XPCSInputError, cli, denoise, fit_g2, time_resolved_cuts, two_time
 from xpcs_denoise.denoising import Denoiser, pretrained_directory
 from xpcs_denoise.io import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
 from xpcs_denoise.pipeline import denoise_file
 from xpcs_denoise.simulation import true_two_time
-
-import xpcs_denoise
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(xpcs_denoise.__file__)))  # the copy under test
 
@@ -316,7 +314,7 @@ def test_fifo_input_refused_before_opening(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_killed_worker_fails_only_its_file(tmp_path, monkeypatch):
-    from distributed import Client, KilledWorker, LocalCluster
+    from distributed import KilledWorker, LocalCluster
 
     import xpcs_denoise.pipeline as pipeline
 

@@ -138,7 +138,7 @@ def test_log_ticks_on_a_narrow_q_range_do_not_pile_up():
         assert 2 <= len(shown) <= 5 and len({t.get_text() for t in shown}) == len(shown)
         assert not [t for t in axis.get_ticklabels(minor=True) if t.get_text()]
         boxes = sorted((t.get_window_extent() for t in shown), key=lambda b: b.x0 if axis is ax.xaxis else b.y0)
-        for a, b in zip(boxes, boxes[1:]):  # neighbouring labels do not overlap on the page
+        for a, b in zip(boxes, boxes[1:], strict=False):  # neighbouring labels do not overlap on the page
             assert (a.x1 < b.x0) if axis is ax.xaxis else (a.y1 < b.y0)
     plt.close(fig)
     fig, ax = plt.subplots()

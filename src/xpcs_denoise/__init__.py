@@ -39,9 +39,9 @@ from .badframes import find_bad_frames
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError, XPCSNoContrastWarning
+from .finetune import finetune
 from .fitting import DiffusionFit, FitResult, cut_trust, fit_diffusion, fit_g2, fit_rows, g2_model, sigma_for_fit
 from .io import C2File, read_c2, read_frames, read_labels, write_c2
-from .finetune import finetune
 from .pipeline import batch_denoise, correlate_file, denoise_file, finetune_file, fit_file, report_file
 from .preprocessing import subsample_frames
 from .simulation import simulate_q_rings, simulate_speckle

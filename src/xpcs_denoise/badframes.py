@@ -570,7 +570,7 @@ def inject_bad_frames(sim, *, fraction: float = 0.01, kinds=BAD_FRAME_KINDS, see
     first = int(rng.integers(len(kinds)))
     bad_kinds = [kinds[(first + i) % len(kinds)] for i in range(bad.size)]
     bright = None
-    for t, kind in zip(bad, bad_kinds):
+    for t, kind in zip(bad, bad_kinds, strict=False):
         if kind == "spike":
             if bright is None:
                 bright = simulate_speckle(n, p, gamma=sim.gamma[0] if sim.gamma.ndim == 1 else sim.gamma,

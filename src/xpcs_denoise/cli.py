@@ -70,9 +70,8 @@ def _cmd_latent_study(a):
 
 
 def _cmd_evaluate(a):
-    from .workflows import evaluate_model
-
     from .safety import check_seed
+    from .workflows import evaluate_model
 
     check_seed(a.seed, "--seed")
     methods = a.methods.split(",") if a.methods else None

@@ -13,8 +13,8 @@ import torch
 
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .model import CNNEDEnsemble, load_ensemble
-from .safety import check_int, check_seed, numeric_array
 from .preprocessing import from_model_units, replace_diagonal, scale_parameters, to_model_units
+from .safety import check_int, check_seed, numeric_array
 
 __all__ = ["Denoiser", "DenoiseResult", "pretrained_directory", "sliding_window", "denoise", "METHODS"]
 

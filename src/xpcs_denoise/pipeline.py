@@ -23,8 +23,7 @@ import numpy as np
 from .badframes import apply_exclusion
 from .correlation import one_time_from_two_time, two_time
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .io import (APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap,
-                 write_csv)
+from .io import APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap, write_csv
 from .safety import check_int, check_output_not_input, check_seed, json_safe
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
@@ -460,7 +459,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     from .fitting import _check_frame_time, fit_diffusion, fit_rows
     from .preprocessing import flat_two_times
     from .report import default_max_lag
-    from .workflows import ageing_analysis, fit_one_times
+    from .workflows import ageing_analysis
 
     output = Path(output)
     if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file
@@ -756,7 +755,7 @@ def batch_outputs(inputs, out_dir) -> list[Path]:
     base = Path(os.path.commonpath([str(p.parent) for p in paths]))
     stems = [(p.parent, p.stem) for p in paths]
     outs = []
-    for p, key in zip(paths, stems):
+    for p, key in zip(paths, stems, strict=False):
         name = f"{p.stem}_{p.suffix.lstrip('.')}" if stems.count(key) > 1 else p.stem
         outs.append(Path(out_dir) / p.parent.relative_to(base) / f"{name}_denoised.h5")
     return outs
@@ -805,8 +804,8 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
             client = Client(cluster)
         try:
             futures = [client.submit(_denoise_one, p, str(o), kwargs, skip_existing, pure=False)
-                       for p, o in zip(inputs, outputs)]
-            source = {f.key: p for f, p in zip(futures, inputs)}
+                       for p, o in zip(inputs, outputs, strict=False)]
+            source = {f.key: p for f, p in zip(futures, inputs, strict=False)}
             rows = []
             bar = None
             if progress:

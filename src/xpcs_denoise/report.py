@@ -128,7 +128,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
             else:  # 1TCFs one ROI at a time
                 g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max,
                                                        return_err=True)
-                                for k in _progress(range(k_rois), progress, f"1TCF {name}")))
+                                for k in _progress(range(k_rois), progress, f"1TCF {name}")), strict=False)
                 fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
                              frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
         fits[name] = fit

@@ -11,8 +11,10 @@ over frames:
    frames (one frame's intensity fluctuation moves its whole row and column), which a permutation of rows and
    columns together keeps, lag 0 staying lag 0;
 3. each replicate goes through the same path as the data (denoised by one of two complementary random halves
-   of the ensemble's members, so that the members' disagreement enters too) and is fitted; the spread of the replicates' Γ, β,
-   C∞, α is combined with the fit's own standard error: ``σ² = σ_fit² + σ_boot²``.
+   of the ensemble's members, so that the members' disagreement enters too) and is fitted; the spread of the
+   replicates' Γ, β, C∞, α is combined with the fit's own standard error: ``σ² = σ_fit² + (s·σ_boot)²``, and
+   for Γ ``+ (r·Γ̂)²``, with the scale s and relative floor r calibrated on simulated data of known truth
+   (:func:`calibrate`; the model card's ``uncertainty``, :data:`RAW_BOOT_SCALE` for raw fits).
 
 :func:`fit_two_time` also decides, per 2TCF, which path gives the best estimate (``path``):
 
@@ -39,7 +41,8 @@ from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
 from .fitting import PARAMETERS, FitResult, _check_frame_time, fit_g2, g2_model, sigma_for_fit
 
-__all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time", "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
+__all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
+           "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
 
 #: Above this rate (frames⁻¹) the contrast halves within ~3 frames and the shipped model measures no better than
 #: the raw fit (METHOD §5; our bias benchmark agrees): the raw fit is returned.
