@@ -343,14 +343,9 @@ def frame_statistics(frames, labels, *, block_pixels: int | None = None) -> dict
     dict: ``sum`` (K, T) photons per frame in each ROI, ``max`` (K, T) largest count of a pixel, ``npix`` (K,)
     pixels per ROI.
     """
-    from .correlation import _read_pixel_block, _validated_labels, auto_block_pixels
+    from .correlation import _frames_and_shape, _read_pixel_block, _validated_labels, auto_block_pixels
 
-    shape = getattr(frames, "shape", None)
-    if shape is None:
-        frames = np.asarray(frames)
-        shape = frames.shape
-    if len(shape) not in (2, 3):
-        raise XPCSInputError(f"frames must have shape (T, H, W) or (T, P); got {tuple(shape)}")
+    frames, shape = _frames_and_shape(frames)
     n_frames = int(shape[0])
     frame_shape = tuple(int(s) for s in shape[1:])
     flat, n_rois = _validated_labels(labels, frame_shape)

@@ -81,6 +81,18 @@ def two_time_memory_bytes(n_frames: int, n_rois: int, block_pixels: int | None =
     return 8 * n_rois * n_frames**2 + 24 * n_frames * block + 16 * n_rois * n_frames
 
 
+def _frames_and_shape(frames):
+    """``frames`` (as an array unless it already has a shape: memmaps and h5py datasets stay lazy) and its
+    shape, checked to be (T, H, W) or (T, P)."""
+    shape = getattr(frames, "shape", None)
+    if shape is None:
+        frames = np.asarray(frames)
+        shape = frames.shape
+    if len(shape) not in (2, 3):
+        raise XPCSInputError(f"frames must have shape (T, H, W) or (T, P); got {tuple(shape)}")
+    return frames, tuple(shape)
+
+
 def two_time(
     frames,
     labels,
@@ -128,12 +140,7 @@ def two_time(
     ``X_k`` (T × n), add ``X_k X_kᵀ`` to the numerator (one triangle, in place) and their row sums to
     ``<I(t)>_k``.
     """
-    shape = getattr(frames, "shape", None)
-    if shape is None:
-        frames = np.asarray(frames)
-        shape = frames.shape
-    if len(shape) not in (2, 3):
-        raise XPCSInputError(f"frames must have shape (T, H, W) or (T, P); got {tuple(shape)}")
+    frames, shape = _frames_and_shape(frames)
     n_frames = int(shape[0])
     if n_frames < 2:
         raise XPCSInputError(f"need at least 2 frames to correlate; got {n_frames}")

@@ -1015,7 +1015,30 @@ def open_c2(path, dataset: str | None = None, *, allow_external: bool = False) -
     return C2Source(path, dataset, allow_external=allow_external)
 
 
-class C2Writer:
+class _StreamWriter:
+    """What both streaming writers share: an open HDF5 file (``_f``) inside an atomic-path context (``_ctx``),
+    one flag per ROI written (``written``)."""
+
+    _f = None
+    _ctx = None
+
+    def _abort(self, exc):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def _check_complete(self):
+        """Refuse to publish a file with ROIs missing (the temporary file is removed)."""
+        if not self.written.all():
+            exc = XPCSInputError(f"ROI index {np.flatnonzero(~self.written)[:5].tolist()} not written")
+            self._abort(exc)
+            raise exc
+
+
+class C2Writer(_StreamWriter):
     """Write our HDF5 format one ROI at a time, atomically (see :func:`atomic_path`); use it in a ``with``
     block and call :meth:`write` once per ROI.
 
@@ -1091,19 +1114,8 @@ class C2Writer:
         self._f["g2"][k] = one_time_from_two_time(c2) if g2 is None else np.asarray(g2, np.float64)
         self.written[k] = True
 
-    def _abort(self, exc):
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            ctx.__exit__(type(exc), exc, exc.__traceback__)
-
     def close(self) -> Path:
-        if not self.written.all():
-            exc = XPCSInputError(f"ROI index {np.flatnonzero(~self.written)[:5].tolist()} not written")
-            self._abort(exc)
-            raise exc
+        self._check_complete()
         try:
             self._f.attrs.update({**_encode_attrs(self.attrs), "format": FORMAT_NAME,
                                   "format_version": FORMAT_VERSION, "software": "xpcs-denoise",
@@ -1125,7 +1137,7 @@ class C2Writer:
             self.close()
 
 
-class APSResultWriter:
+class APSResultWriter(_StreamWriter):
     """An APS 8-ID-I result file (boost_corr layout) with its 2TCFs replaced, written one ROI at a time,
     atomically; use it in a ``with`` block and call :meth:`write` once per ROI.
 
@@ -1207,19 +1219,8 @@ class APSResultWriter:
             self.g2_segments[:, s, k] = _diag_means(c2[sl, sl])
         self.written[k] = True
 
-    def _abort(self, exc):
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            ctx.__exit__(type(exc), exc, exc.__traceback__)
-
     def close(self) -> Path:
-        if not self.written.all():
-            exc = XPCSInputError(f"ROI index {np.flatnonzero(~self.written)[:5].tolist()} not written")
-            self._abort(exc)
-            raise exc
+        self._check_complete()
         f = self._f
         f.create_dataset(APS_G2, data=self.g2, compression="lzf" if self.g2.size > 8192 else None)
         f.create_dataset(APS_G2_SEGMENTS, data=self.g2_segments,
