@@ -759,7 +759,24 @@ def _diag_means(m: np.ndarray) -> np.ndarray:
     return np.concatenate([[np.mean(np.diagonal(m))], one_time_from_two_time(m)])
 
 
-class C2Source:
+class _OpenFile:
+    """Closes the HDF5 file it holds (``_file``) on ``close()`` or at the end of a ``with`` block."""
+
+    _file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class C2Source(_OpenFile):
     """2TCFs opened for reading one ROI at a time (:func:`open_c2`); the file stays open until :meth:`close`
     or the end of a ``with`` block.
 
@@ -920,16 +937,6 @@ class C2Source:
         """The ROI labels as the input numbers them (1..K when it does not say)."""
         return self.rois if self.rois is not None else np.arange(1, self.n_rois + 1)
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> C2Source:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _check_c2_shape(shape, dtype, where: str) -> None:
@@ -1242,7 +1249,7 @@ class APSResultWriter(_StreamWriter):
             self.close()
 
 
-class FrameStack:
+class FrameStack(_OpenFile):
     """A (T, H, W) or (T, P) frame stack for ``two_time``: ``shape``, ``dtype``, ``ndim``, slicing into numpy arrays
     and ``np.asarray``. ``data`` is an h5py dataset (kept open, read-only, until :meth:`close` or the end of a
     ``with`` block), a memory map (.npy) or an array (TIFFs)."""
@@ -1272,16 +1279,6 @@ class FrameStack:
     def __array__(self, dtype=None, copy=None):
         return self[...] if dtype is None else self[...].astype(dtype)
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __enter__(self) -> FrameStack:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _tiff_reader():
