@@ -35,6 +35,7 @@ if _sys.argv and _os.path.basename(_sys.argv[0]).startswith("xpcs-denoise"):  # 
     _signal.signal(_signal.SIGINT, _stopped_at_start_up)
     _signal.signal(_signal.SIGTERM, _stopped_at_start_up)
 
+from .anomaly import anomaly_scores
 from .badframes import find_bad_frames
 from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from .denoising import METHODS, Denoiser, denoise
@@ -88,5 +89,6 @@ __all__ = [
     "fit_two_time",
     "cut_fits",
     "TwoTimeFit",
+    "anomaly_scores",
     "__version__",
 ]

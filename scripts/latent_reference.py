@@ -1,0 +1,41 @@
+"""Store the training crops' latent distribution in a model card (for xpcs_denoise.anomaly_scores).
+
+    python scripts/latent_reference.py MODEL_DIR [--data ../shared/data/cned_train.h5]
+
+Uses the crops of the training split the card names (every target not in ``split.val_target_names``), in
+model units as stored. The weights are not touched, so their SHA-256 still holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from xpcs_denoise import Denoiser
+from xpcs_denoise.anomaly import latent_reference
+from xpcs_denoise.preprocessing import load_prepared
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("--data", default="../shared/data/cned_train.h5")
+    a = p.parse_args()
+    den = Denoiser.from_directory(a.model)
+    ds = load_prepared(a.data)
+    val = set(den.card["split"]["val_target_names"])
+    tr = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm not in val])
+    ref = latent_reference(den, tr.inputs)
+    path = Path(a.model) / "model_card.json"
+    card = json.loads(path.read_text())
+    card["latent_reference"] = {**ref, "data_sha256": ds.source_sha256, "split": "training",
+                                "command": "python scripts/latent_reference.py MODEL_DIR"}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"{ref['n_crops']} training crops; median residual {ref['median_residual']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
