@@ -1037,6 +1037,20 @@ class _StreamWriter:
             ctx, self._ctx = self._ctx, None
             ctx.__exit__(type(exc), exc, exc.__traceback__)
 
+    def _publish(self):
+        """Close the finished file and move it into place (the atomic-path context's end)."""
+        self._f.close()
+        self._f = None
+        ctx, self._ctx = self._ctx, None
+        ctx.__exit__(None, None, None)
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self._abort(exc)
+        elif self._ctx is not None:
+            self.close()
+
     def _check_complete(self):
         """Refuse to publish a file with ROIs missing (the temporary file is removed)."""
         if not self.written.all():
@@ -1131,17 +1145,7 @@ class C2Writer(_StreamWriter):
         except BaseException as exc:
             self._abort(exc)
             raise
-        self._f.close()
-        self._f = None
-        ctx, self._ctx = self._ctx, None
-        ctx.__exit__(None, None, None)
-        return self.path
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None:
-            self._abort(exc)
-        elif self._ctx is not None:
-            self.close()
+        return self._publish()
 
 
 class APSResultWriter(_StreamWriter):
@@ -1236,17 +1240,7 @@ class APSResultWriter(_StreamWriter):
                                         "software_version": _package_version(),
                                         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                         "raw_group": self.raw_group})
-        f.close()
-        self._f = None
-        ctx, self._ctx = self._ctx, None
-        ctx.__exit__(None, None, None)
-        return self.path
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None:
-            self._abort(exc)
-        elif self._ctx is not None:
-            self.close()
+        return self._publish()
 
 
 class FrameStack(_OpenFile):
