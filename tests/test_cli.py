@@ -214,3 +214,15 @@ def test_quickstart_example_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "report" / "index.html").exists() and (tmp_path / "c2_denoised.h5").exists()
     assert r.stdout.count("denoised  q =") == 3
+
+
+def test_import_and_help_load_no_torch():
+    """`import xpcs_denoise` and the CLI's parser are lazy: torch (and the model) load only when a command needs
+    them, so --version/--help start in a fraction of a second."""
+    code = ("import sys, xpcs_denoise as xd\n"
+            "from xpcs_denoise.cli import build_parser\n"
+            "build_parser()\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert callable(xd.fit_two_time) and callable(xd.Denoiser) and 'torch' in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -35,19 +35,42 @@ if _sys.argv and _os.path.basename(_sys.argv[0]).startswith("xpcs-denoise"):  # 
     _signal.signal(_signal.SIGINT, _stopped_at_start_up)
     _signal.signal(_signal.SIGTERM, _stopped_at_start_up)
 
-from .anomaly import anomaly_scores
-from .badframes import find_bad_frames
-from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
-from .denoising import METHODS, Denoiser, denoise
 from .errors import XPCSInputError, XPCSNoContrastWarning
-from .finetune import finetune
-from .fitting import DiffusionFit, FitResult, cut_trust, fit_diffusion, fit_g2, fit_rows, g2_model, sigma_for_fit
-from .io import C2File, read_c2, read_frames, read_labels, write_c2
-from .pipeline import batch_denoise, correlate_file, denoise_file, finetune_file, fit_file, report_file
-from .preprocessing import subsample_frames
-from .simulation import simulate_q_rings, simulate_speckle
-from .uncertainty import TwoTimeFit, cut_fits, fit_two_time
-from .workflows import ageing, q_dependence
+
+# Everything else loads on first use (as scikit-image does), so that ``import xpcs_denoise`` and
+# ``xpcs-denoise --version/--help`` do not pay for torch, scipy or matplotlib.
+_EXPORTS = {
+    "anomaly": ("anomaly_scores",),
+    "badframes": ("find_bad_frames",),
+    "correlation": ("one_time_from_two_time", "time_resolved_cuts", "two_time"),
+    "denoising": ("METHODS", "Denoiser", "denoise"),
+    "finetune": ("finetune",),
+    "fitting": ("DiffusionFit", "FitResult", "cut_trust", "fit_diffusion", "fit_g2", "fit_rows", "g2_model",
+                "sigma_for_fit"),
+    "io": ("C2File", "read_c2", "read_frames", "read_labels", "write_c2"),
+    "pipeline": ("batch_denoise", "correlate_file", "denoise_file", "finetune_file", "fit_file", "report_file"),
+    "preprocessing": ("subsample_frames",),
+    "simulation": ("simulate_q_rings", "simulate_speckle"),
+    "uncertainty": ("TwoTimeFit", "cut_fits", "fit_two_time"),
+    "workflows": ("ageing", "q_dependence"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xpcs_denoise' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __version__ = "0.1.0"
 

@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.set_defaults(func=_cmd_demo)
 
-    from .training import TrainConfig
+    from .config import TrainConfig
 
     t = sub.add_parser("train", help="train a CNN-ED ensemble on a prepared dataset (cned_train.h5 layout)")
     t.add_argument("data", help="prepared dataset (HDF5)")
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    from .denoising import METHODS
+    from .config import METHODS
 
     def method_opts(sp, default="cned"):
         sp.add_argument("--method", choices=METHODS, default=default, help=f"denoiser (default {default})")

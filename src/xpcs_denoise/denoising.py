@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import METHODS
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .model import CNNEDEnsemble, load_ensemble
 from .preprocessing import from_model_units, replace_diagonal, scale_parameters, to_model_units
@@ -237,7 +238,6 @@ def _denoise_scaled(x, single, size, beta, baseline, model_units):
     return out, spread, b, base
 
 
-METHODS = ("cned", "gaussian", "median", "tv", "pca", "bm3d", "none")
 _PRETRAINED: dict = {}
 
 

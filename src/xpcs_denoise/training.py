@@ -12,12 +12,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .config import TrainConfig
 from .errors import XPCSInputError
 from .model import PARAM_NAMES, CNNEDEnsemble, ModelConfig, save_ensemble
 from .preprocessing import (
@@ -31,44 +32,6 @@ from .preprocessing import (
 )
 
 __all__ = ["TrainConfig", "train_ensemble", "evaluate_members", "latent_study", "simulated_pairs"]
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters. Paper values: batch 8, lr 2.5e-6–4e-5, decay 0.9995/epoch, 100 members,
-    keep 10. Our default learning rate is higher (1e-4) so that training converges within a 2-core CPU budget;
-    early stopping on the validation cost still decides when each member stops."""
-
-    n_members: int = 20
-    keep: int = 10
-    batch_size: int = 8
-    lr: float = 1e-4
-    lr_decay: float = 0.9995
-    max_epochs: int = 60
-    patience: int = 6
-    seed: int = 0
-    split_seed: int = 0
-    val_fraction: float = 0.2
-    split_by: str = "series"
-    max_hours: float | None = None
-    threads: int | None = None
-    #: Simulated crops (:func:`simulated_pairs`) added to the training split, and a fifth as many (another
-    #: seed) to the validation split, so that members learn Eq. 3 shapes beyond the real data's and are
-    #: selected on both.
-    simulated: int = 0
-    #: How simulated crops are brought to model units: "true" β (Eq. 4) or "estimated" from the crop (Eq. 5).
-    simulated_contrast: str = "true"
-    #: Re-scale the real crops (given in Eq. 4 units) by their own Eq. 5 contrast estimate, inputs and targets
-    #: alike, so that training sees exactly what inference sees.
-    rescale_real: bool = False
-    #: Simulated crops over :data:`SIMULATED_RANGES` with real-like baseline offsets (:data:`BASELINE_OFFSET`)
-    #: instead of :func:`simulate_crops`' defaults. Measured this round (see the README): less bias on simulated
-    #: data in some Γ bins, but a higher MRE(Γ) on the real validation series than the shipped ensemble, so
-    #: not the default.
-    simulated_realistic: bool = False
-    #: End the run once fewer than this share of the members are still improving: the stragglers are slow
-    #: starters that rarely reach the kept set, and every member costs the same batched compute.
-    min_active_fraction: float = 0.25
 
 
 #: Simulated training dynamics and noise: wider than the range the tool is judged on (Γ 0.003–0.4 frames⁻¹,
