@@ -49,7 +49,8 @@ def one_series(p, seed, threshold):
     k_fr = find_bad_frames(clean_c2, frames=sim.frames, labels=sim.labels, threshold=threshold)[0]
     good = np.ones(p["n"], bool)
     good[bad] = False
-    return {"bad": bad, "kinds": kinds, "m_c2": m_c2, "m_fr": m_fr, "good": good, "k_c2": k_c2, "k_fr": k_fr,
+    gamma_t = np.broadcast_to(np.asarray(gamma, dtype=float), (p["n"],))
+    return {"gamma_t": gamma_t, "bad": bad, "kinds": kinds, "m_c2": m_c2, "m_fr": m_fr, "good": good, "k_c2": k_c2, "k_fr": k_fr,
             "seconds": t_c2}
 
 
@@ -66,6 +67,10 @@ def main():
     # β √S (S photons per frame in the ROI): the signal-to-noise of a frame's correlation with its neighbours
     snr_bins = [(0, 3), (3, 6), (6, 10), (10, np.inf)]
     dec_bins = {b: {"c2": 0, "n": 0} for b in snr_bins}
+    # regime of the dynamics at the bad frame: Γ(t) in frames⁻¹; a neighbour one frame away keeps e^{-2Γ} of β
+    regimes = {"slow, Γ < 0.02": (0, 0.02), "medium, 0.02–0.1": (0.02, 0.1), "fast, Γ > 0.1": (0.1, np.inf)}
+    by_regime = {(k, r): {"c2": 0, "fr": 0, "n": 0} for k in BAD_FRAME_KINDS for r in regimes}
+    fa_regime = {r: {"fa": 0, "n": 0} for r in regimes}
     ageing = {"bad": 0, "found": 0, "fa": 0, "frames": 0}
     fa = {"inj_c2": 0, "inj_fr": 0, "inj_n": 0, "clean_c2": 0, "clean_fr": 0, "clean_n": 0}
     t_all = time.perf_counter()
@@ -75,14 +80,23 @@ def main():
         r = one_series(p, seed=int(rng.integers(2**31)), threshold=a.threshold)
         secs.append(r["seconds"])
         snr = p["beta"] * np.sqrt(p["pixels"] * p["count"])
+        g_t = r["gamma_t"]
+        reg_of = [next(name for name, (lo, hi) in regimes.items() if lo <= g < hi) for g in g_t]
         for t, kind in zip(r["bad"], r["kinds"], strict=False):
             det[kind]["n"] += 1
             det[kind]["c2"] += bool(r["m_c2"][t])
             det[kind]["fr"] += bool(r["m_fr"][t])
+            cell = by_regime[(kind, reg_of[t])]
+            cell["n"] += 1
+            cell["c2"] += bool(r["m_c2"][t])
+            cell["fr"] += bool(r["m_fr"][t])
             if kind == "decorrelated":
                 b = next(b for b in snr_bins if b[0] <= snr < b[1])
                 dec_bins[b]["n"] += 1
                 dec_bins[b]["c2"] += bool(r["m_c2"][t])
+        for t in range(p["n"]):  # false alarms (2TCF + frames) of the clean copy, per regime of its frame
+            fa_regime[reg_of[t]]["n"] += 1
+            fa_regime[reg_of[t]]["fa"] += bool(r["k_fr"][t])
         if p["ageing"] > 1:
             ageing["bad"] += r["bad"].size
             ageing["found"] += int(r["m_fr"][r["bad"]].sum())
@@ -119,6 +133,18 @@ def main():
     for (lo, hi), d in dec_bins.items():
         if d["n"]:
             print(f"| {lo:g}–{hi:g} | {d['n']} | {100 * d['c2'] / d['n']:.1f} % |")
+    print()
+    print("| kind × regime of Γ at the frame (frames⁻¹) | injected | detected, 2TCF only | detected, 2TCF + frames |")
+    print("| --- | ---: | ---: | ---: |")
+    for (kind, reg), d in by_regime.items():
+        if d["n"]:
+            print(f"| {kind}, {reg} | {d['n']} | {100 * d['c2'] / d['n']:.1f} % | {100 * d['fr'] / d['n']:.1f} % |")
+    print()
+    print("| clean series, regime of Γ | frames | false alarms per 1,000 (2TCF + frames) |")
+    print("| --- | ---: | ---: |")
+    for reg, d in fa_regime.items():
+        if d["n"]:
+            print(f"| {reg} | {d['n']} | {1000 * d['fa'] / d['n']:.2f} |")
     if ageing["bad"]:
         print()
         print(f"ageing series only: {100 * ageing['found'] / ageing['bad']:.1f} % of {ageing['bad']} bad frames "

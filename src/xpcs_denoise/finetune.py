@@ -30,7 +30,8 @@ __all__ = ["half_split_two_times", "noise2noise_pairs", "finetune"]
 def half_split_two_times(frames, labels, *, n_splits: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """2TCFs of two disjoint random halves of every ROI's pixels, for ``n_splits`` random splits.
 
-    Returns (A, B), each (n_splits, K, T, T) float64 (Eq. 1 of each half).
+    Returns (A, B), each (n_splits, K, T, T) float64 (Eq. 1 of each half). A frame without a photon in a half
+    gives that half's row and column NaN (instead of an error); :func:`noise2noise_pairs` drops crops across it.
     """
     labels = np.asarray(labels)
     flat = labels.reshape(-1)
@@ -45,11 +46,18 @@ def half_split_two_times(frames, labels, *, n_splits: int = 2, seed: int = 0) ->
     out_a, out_b = [], []
     for _ in range(int(n_splits)):
         half = rng.random(flat.size) < 0.5
-        la = np.where(half, flat, 0).reshape(labels.shape)
-        lb = np.where(~half, flat, 0).reshape(labels.shape)
-        out_a.append(two_time(frames, la))
-        out_b.append(two_time(frames, lb))
+        for part, out in ((half, out_a), (~half, out_b)):
+            lab = np.where(part, flat, 0)
+            out.append(two_time(frames, lab.reshape(labels.shape), exclude=_dark_frames(frames, lab, k)))
     return np.stack(out_a), np.stack(out_b)
+
+
+def _dark_frames(frames, flat_labels, k):
+    """(K, T) mask of the frames without a photon in a part of an ROI (their 2TCF rows are NaN), or None."""
+    fr = np.asarray(frames).reshape(np.shape(frames)[0], -1)
+    sums = np.stack([fr[:, flat_labels == j].sum(axis=1) for j in range(1, k + 1)])
+    dark = sums <= 0
+    return dark if dark.any() else None
 
 
 def noise2noise_pairs(c2_a, c2_b, size: int = 50, *, step: int = 10, every=(1, 2), seed: int = 0,
@@ -78,7 +86,8 @@ def noise2noise_pairs(c2_a, c2_b, size: int = 50, *, step: int = 10, every=(1, 2
         raise XPCSInputError(f"the series is shorter than the model's window ({size} frames)")
     x, y = np.concatenate(xs), np.concatenate(ys)
     beta, _ = scale_parameters(x, size, partial=True) if len(x) else (np.zeros(0), None)
-    ok = np.isfinite(beta)
+    # crops across a frame without photons in a part (NaN rows) are dropped
+    ok = np.isfinite(beta) & np.isfinite(x).all(axis=(1, 2)) & np.isfinite(y).all(axis=(1, 2))
     if not ok.any():
         raise XPCSInputError("no crop of the series shows contrast: nothing to fine-tune on")
     x = replace_diagonal(to_model_units(x[ok], beta[ok]), rng)
@@ -92,7 +101,7 @@ def _dataset(x, y, name):
                            target_names=[f"{name}_{i}" for i in range(len(x))])
 
 
-def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float = 5e-5, batch_size: int = 16,
+def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float = 2e-4, batch_size: int = 16,
              n_splits: int = 4, val_fraction: float = 0.25, seed: int = 0, threads: int | None = None,
              progress: bool = True):
     """Fine-tune an ensemble on a user's series by Noise2Noise over random pixel halves; save it to ``out_dir``.
