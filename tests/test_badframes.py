@@ -222,3 +222,16 @@ def test_cli_exclude_frames(frames_with_bad):
     assert sorted(p.name for p in d.iterdir()) == before
     r = run("correlate", str(d / "frames.npy"), "--rois", str(d / "rois.npy"), "-o", str(d / "c2b.h5"), "-q")
     assert r.returncode == 2 and "--exclude-frames auto" in r.stderr
+
+
+def test_a_shifted_speckle_is_seen_only_while_its_neighbours_are_still_correlated():
+    """The documented limit: a displaced speckle pattern is found by its lost correlation with its neighbours;
+    where the dynamics already decorrelate the neighbours (e^{-2Γ} ≈ 0), it looks like any good frame."""
+    found = {}
+    for gamma in (0.01, 3.0):
+        sim = xd.simulate_speckle(300, 4000, gamma=gamma, beta=0.25, mean_count=0.5, seed=21)
+        frames = sim.frames.copy()
+        frames[150] = np.roll(frames[150], 11)
+        found[gamma] = np.flatnonzero(find_bad_frames(two_time(frames, sim.labels))[0]).tolist()
+    assert found[0.01] == [150]
+    assert found[3.0] == []          # undetectable, and nothing else flagged either

@@ -443,6 +443,15 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
     one pass. A pure gain change (all counts of a frame × c) leaves the 2TCF unchanged (Eq. 1 divides it out)
     and is found only from the frames. Time and memory O(K N L): N = 5,000 frames, L = 100 lags is about a
     second per ROI and pass.
+
+    A frame whose speckle pattern is displaced (beam or detector jitter, a sample jump) keeps the photon
+    statistics of a good frame: only its lost correlation with its neighbours shows, in its 2TCF row at the
+    lags where the neighbours are still correlated (``match``). The frames add nothing to this: the ROI-averaged
+    correlation with each neighbour is the 2TCF row itself. The evidence grows with the photons per frame S,
+    the contrast β and the correlation the neighbours keep (e^{-2Γ} one frame away): roughly β √S over the
+    correlated lags. Where the dynamics already decorrelate the neighbours (Γ ≳ 0.5 frames⁻¹, or β √S ≲ 3) such a
+    frame is indistinguishable from a good one, and is not found; it then also carries no correlation that a
+    1TCF or fit would miss. Detection per regime: ``benchmarks/bench_bad_frames.py`` and the README.
     """
     if c2 is None and frames is None and stats is None:
         raise XPCSInputError("give a 2TCF, or frames and labels")
