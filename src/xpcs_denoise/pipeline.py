@@ -179,7 +179,7 @@ BAND_BLOCK = 512
 
 
 def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step: int = 5, block: int = BAND_BLOCK,
-                   **options):
+                   anomaly: bool = False, **options):
     """Denoise one (N, N) 2TCF as :func:`~xpcs_denoise.denoising.denoise` does, in diagonal blocks.
 
     The patch methods (``cned``, ``pca``) change only the band of lags below the window size n (the sliding
@@ -191,9 +191,12 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
     matrix. Peak memory is the input, the output and its spread plus one block, not ~10 N × N arrays.
     The image filters (gaussian, median, tv, bm3d) and small matrices run on the whole matrix.
 
+    ``anomaly`` (cned only): also the anomaly scores of every window denoised, from the same ensemble pass
+    (:func:`~xpcs_denoise.anomaly.finish_scores`; windows shared by neighbouring blocks averaged).
+
     Returns
     -------
-    (denoised, spread), each (N, N) float64.
+    (denoised, spread), each (N, N) float64; with ``anomaly`` (denoised, spread, table or None).
     """
     from .denoising import denoise
     from .preprocessing import scale_parameters
@@ -207,23 +210,45 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
         size = model.size
     else:
         size = 50
+    want = bool(anomaly)
+    anomaly = want and method == "cned"
     if method not in ("cned", "pca") or c2.ndim != 2 or n_big <= 3 * int(block) or not np.all(np.isfinite(c2)):
-        return denoise(c2, method, model=model, return_std=True, seed=seed, step=step, **options)
+        if anomaly:
+            res = model.denoise_full(c2, seed=seed, step=step, anomaly=True)
+            return res.c2, res.std, res.anomaly
+        out = denoise(c2, method, model=model, return_std=True, seed=seed, step=step, **options)
+        return (*out, None) if want else out
     step, block = int(step), int(block)
     if step < 1:
         raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
     beta, base = scale_parameters(c2, size)  # the whole matrix's Eq. 7 contrast and baseline
     out, spread = c2.copy(), np.zeros_like(c2)
+    starts, dist, resid = [], [], []
     for b, c0 in enumerate(range(0, n_big, block)):
         c1 = min(n_big, c0 + block)
         s0 = max(0, c0 - size) // step * step
         e0 = min(n_big, c1 + size)
         e0 = min(n_big, e0 + (n_big - e0) % step)  # e0 ≡ N (mod step): the backward windows' grid
-        m, sd = denoise(c2[s0:e0, s0:e0], method, model=model, return_std=True, seed=seed + b, step=step,
-                        beta=beta, baseline=base, **options)
+        if anomaly:
+            res = model.denoise_full(c2[s0:e0, s0:e0], seed=seed + b, step=step, beta=beta, baseline=base,
+                                     anomaly=True)
+            m, sd = res.c2, res.std
+            starts.append(res.anomaly["starts"] + s0)
+            dist.append(res.anomaly["latent_distance"])
+            resid.append(res.anomaly["residual"])
+        else:
+            m, sd = denoise(c2[s0:e0, s0:e0], method, model=model, return_std=True, seed=seed + b, step=step,
+                            beta=beta, baseline=base, **options)
         out[c0:c1, s0:e0] = m[c0 - s0:c1 - s0]
         spread[c0:c1, s0:e0] = sd[c0 - s0:c1 - s0]
-    return out, spread
+    if not want:
+        return out, spread
+    if not anomaly:
+        return out, spread, None
+    from .anomaly import finish_scores, merge_windows
+
+    u, d, r = merge_windows(np.concatenate(starts), np.concatenate(dist), np.concatenate(resid))
+    return out, spread, finish_scores(u, d, r, model.card, size, step)
 
 
 def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
