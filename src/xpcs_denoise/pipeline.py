@@ -255,7 +255,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                  seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
                  overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
                  output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
-                 allow_external: bool = False, **options) -> dict:
+                 allow_external: bool = False, anomaly: bool = True, **options) -> dict:
     """Denoise every ROI of a 2TCF file, one ROI at a time, and write the result.
 
     Parameters
@@ -281,6 +281,12 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     output_format : ``"aps"``, ``"ours"`` or ``"npy"``
     progress : a progress bar over ROIs on stderr
     block : diagonal block size (frames) of :func:`denoise_banded`
+    anomaly : with cned and a model card holding ``latent_reference`` and ``anomaly_threshold``, store the
+        anomaly scores of every window denoised, taken from the same ensemble pass (no second pass; time +~0 %):
+        our format's group ``anomaly``, the APS file's ``xpcs/twotime/denoise_anomaly`` (datasets
+        ``window_start`` (W,), ``score``, ``flagged``, ``latent_distance``, ``residual`` (K, W); attributes
+        ``window``, ``step``, ``threshold``, the calibration; see :mod:`xpcs_denoise.anomaly`). Not stored with
+        ``--format npy`` (an array of the denoised 2TCFs only) nor for the peer methods.
 
     Notes
     -----
@@ -321,6 +327,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
             attrs["model_members"] = den.n_members
         if options:
             attrs["options"] = json.dumps(options)
+        scores = _anomaly_attrs(den, size, step) if anomaly and den is not None and fmt != "npy" else None
         frame_time = frame_time if frame_time is not None else src.frame_time
         if frame_time is not None:
             attrs["frame_time"] = float(frame_time)
@@ -332,28 +339,36 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                               rois=src.roi_labels(), attrs=attrs, overwrite=overwrite)
         else:
             writer = _NpyWriter(output, k_rois, n, overwrite)
-        skipped, first_error = [], None
+        if scores is not None:
+            writer.anomaly_attrs = scores
+        skipped, first_error, flag_share = [], None, np.full(k_rois, np.nan)
+        table = None
         with writer:
             for k in _bar(range(k_rois), progress, "denoise"):
                 raw = src.c2(k)
                 row = excl.roi(k, raw)
                 c_in = raw if row is None else fill_excluded(raw, row)
                 try:  # a 2TCF without contrast cannot be scaled (Eq. 5/7): kept unchanged, reported
-                    clean, spread = denoise_banded(c_in, method, model=den, seed=seed, step=step,
-                                                   block=block, **options)
+                    res = denoise_banded(c_in, method, model=den, seed=seed, step=step, block=block,
+                                         anomaly=scores is not None, **options)
+                    clean, spread, table = res if scores is not None else (*res, None)
                 except XPCSInputError as exc:
                     if "contrast" not in str(exc):
                         raise
                     first_error = first_error or exc
                     skipped.append(k)
-                    clean, spread = c_in, np.zeros_like(c_in)
+                    clean, spread, table = c_in, np.zeros_like(c_in), None
+                if table is not None:
+                    flag_share[k] = float(np.mean(table["flagged"]))
                 if fmt == "aps":
+                    writer.write(k, clean, anomaly=table)
+                elif fmt == "npy":
                     writer.write(k, clean)
                 else:
                     g2 = None if row is None else one_time_from_two_time(clean, exclude=row)
                     # a file denoised before keeps its original raw 2TCFs (never the denoised input)
                     keep = (src.raw(k) if src.has_raw else raw) if keep_raw else None
-                    writer.write(k, clean, raw=keep, std=spread if uncertainty else None, g2=g2)
+                    writer.write(k, clean, raw=keep, std=spread if uncertainty else None, g2=g2, anomaly=table)
                 del raw, c_in, clean, spread
             if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
                 raise first_error
@@ -369,7 +384,26 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                 writer.attrs["exclude_frames"] = "auto" if _is_auto(exclude) else "given"
     return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
             "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped, "excluded_frames": lists,
+            "anomalous_share": [None if not np.isfinite(v) else round(float(v), 4) for v in flag_share]
+            if scores is not None else None,
             "frame_time_s": frame_time, "seconds": round(time.time() - t0, 2)}
+
+
+def _anomaly_attrs(den, size: int, step: int) -> dict | None:
+    """Attributes of the stored anomaly group, or None when the model's card cannot score windows (no
+    ``latent_reference`` or ``anomaly_threshold``, e.g. a fine-tuned model: its latent space moved)."""
+    ref, cal = den.card.get("latent_reference"), den.card.get("anomaly_threshold")
+    if not ref or not cal:
+        return None
+    return {"window": int(size), "step": int(step), "threshold": float(cal["threshold"]),
+            "latent_scale": float(cal["latent_scale"]), "residual_scale": float(cal["residual_scale"]),
+            "threshold_quantile": float(cal["quantile"]),
+            "threshold_source": f"{cal['quantile']:.0%} quantile of the scores of {cal['n_crops']} held-out real "
+                                f"crops ({cal['n_targets']} validation 2TCFs the ensemble never saw); "
+                                "scripts/anomaly_threshold.py; never from the user's data",
+            "map_rule": "pixel (t1, t2) gets the largest score of the windows [s, s + window)^2 covering it; "
+                        "NaN outside (lags >= window)",
+            "model_weights_sha256": den.card.get("weights_sha256", "")}
 
 
 def _is_auto(exclude) -> bool:
