@@ -24,7 +24,8 @@ import numpy as np
 from .errors import XPCSInputError
 from .preprocessing import replace_diagonal, scale_parameters, to_model_units
 
-__all__ = ["anomaly_scores", "anomaly_map", "latent_reference", "window_scores", "combined_score"]
+__all__ = ["anomaly_scores", "anomaly_map", "latent_reference", "window_scores", "combined_score",
+           "flagged_share"]
 
 
 def _encode(den, x):
@@ -88,6 +89,15 @@ def finish_scores(starts, latent_distance, residual, card: dict, size: int, step
         with np.errstate(invalid="ignore"):
             out.update(score=score, flagged=score > cal["threshold"], threshold=float(cal["threshold"]))
     return out
+
+
+def flagged_share(flagged, score) -> np.ndarray:
+    """Share of each ROI's windows flagged, (K,) from (K, W) (or () from (W,)); NaN for a ROI without scores
+    (not denoised)."""
+    flagged, score = np.asarray(flagged, bool), np.asarray(score, np.float64)
+    scored = np.isfinite(score).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scored > 0, (flagged & np.isfinite(score)).sum(axis=-1) / scored, np.nan)
 
 
 def anomaly_map(starts, window: int, score, n_frames: int) -> np.ndarray:

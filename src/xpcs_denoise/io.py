@@ -107,6 +107,8 @@ class C2File:
     #: Seconds between the 2TCF's frames where the file says (APS 8-ID-I: detector frame time × averaged ×
     #: strided frames; ours: the ``frame_time`` attribute), else None (times in frames).
     frame_time: float | None = None
+    #: Stored anomaly scores of the denoised windows (:meth:`C2Source.anomaly`), or None.
+    anomaly: dict | None = None
 
 
 def _h5py():
@@ -451,7 +453,7 @@ def read_c2(path, dataset: str | None = None, *, allow_external: bool = False) -
 
         return C2File(stack(src.c2), q=src.q, g2=src.g2, attrs=src.attrs, source_format=src.source_format,
                       raw=stack(src.raw) if src.has_raw else None, std=stack(src.std) if src.has_std else None,
-                      phi=src.phi, rois=src.rois, frame_time=src.frame_time)
+                      phi=src.phi, rois=src.rois, frame_time=src.frame_time, anomaly=src.anomaly())
 
 
 #: Detector frame time (s) in APS 8-ID-I result files: NeXus layout (boost_corr for APS-U, read by pyXpcsViewer

@@ -359,7 +359,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                     skipped.append(k)
                     clean, spread, table = c_in, np.zeros_like(c_in), None
                 if table is not None:
-                    flag_share[k] = float(np.mean(table["flagged"]))
+                    from .anomaly import flagged_share
+
+                    flag_share[k] = flagged_share(table["flagged"], table["score"])
                 if fmt == "aps":
                     writer.write(k, clean, anomaly=table)
                 elif fmt == "npy":
@@ -595,6 +597,13 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
             rows += fit_rows(r["fit"], r["ages"], index_name="age", columns=cols)
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
+    if data.anomaly is not None:  # share of the ROI's windows outside what the model learned (denoise, cned)
+        from .anomaly import flagged_share
+
+        share = dict(zip(labels.tolist(), flagged_share(data.anomaly["flagged"], data.anomaly["score"]).tolist(),
+                         strict=True))
+        for r in rows:
+            r["anomalous_share"] = share.get(r.get("roi"), float("nan"))
     write_csv(output, rows, overwrite=overwrite)
     lists = _lists(mask, c2.shape[0])
     units = {"gamma_unit": "1/s" if frame_time is not None else "1/frame", "q_unit": "1/Å", "age_unit": "frames",
@@ -756,7 +765,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 opened.append(open_c2(path))
                 return _LazyC2(opened[-1])
 
-            window, den = 50, None
+            window, den, anomaly = 50, None, None
             ft = frame_time if frame_time is not None else src.frame_time
             if src.has_raw:
                 raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
@@ -765,6 +774,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 window = int(src.attrs.get("window", 50))
                 if main_name == "cned":
                     den = _model(model)
+                    anomaly = src.anomaly()
             else:
                 c2s = {"raw": _LazyC2(src)}
                 c2s[method] = denoised(method)
@@ -772,6 +782,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                                    and k in ("method", "window", "step", "model_weights_sha256")})
                 window = int(opened[-1].attrs.get("window", 50))
                 den = _model(model) if method == "cned" else None
+                anomaly = opened[-1].anomaly() if method == "cned" else None
             for m in compare:
                 if m not in c2s:
                     c2s[m] = denoised(m)
@@ -779,7 +790,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                                  title=f"xpcs-denoise report: {Path(input_path).name}", provenance=provenance,
                                  cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
                                  overwrite=overwrite, band=window, progress=progress, frame_time=ft,
-                                 weighted=weighted, model=den)
+                                 weighted=weighted, model=den, anomaly=anomaly)
         finally:
             for o in opened:
                 o.close()
