@@ -183,3 +183,18 @@ def test_report_and_fit_show_the_flagged_share(pair, tmp_path):
 
     rows = list(csv.DictReader((tmp_path / "fits.csv").open()))
     assert [float(r["anomalous_share"]) for r in rows] == pytest.approx(list(share))
+
+
+@pytest.mark.slow
+def test_cli_denoise_names_flagged_rois_and_no_anomaly_skips_the_scores(pair, tmp_path):
+    from .test_cli import run
+
+    np.save(tmp_path / "c2.npy", pair)
+    r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "out.h5"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "ROI index [1] have windows outside what the model learned" in r.stdout
+    r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "bare.h5"), "-q", "--no-anomaly")
+    assert r.returncode == 0, r.stderr
+    assert "outside" not in r.stdout
+    with open_c2(tmp_path / "out.h5") as a, open_c2(tmp_path / "bare.h5") as b:
+        assert a.anomaly()["flagged"][1].any() and b.anomaly() is None

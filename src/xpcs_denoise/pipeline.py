@@ -328,6 +328,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         if options:
             attrs["options"] = json.dumps(options)
         scores = _anomaly_attrs(den, size, step) if anomaly and den is not None and fmt != "npy" else None
+        if anomaly and den is not None and fmt != "npy" and scores is None:
+            attrs["anomaly_scores"] = ("not stored: the model card has no anomaly calibration (a fine-tuned model; "
+                                       "run scripts/latent_reference.py and scripts/anomaly_threshold.py on it)")
         frame_time = frame_time if frame_time is not None else src.frame_time
         if frame_time is not None:
             attrs["frame_time"] = float(frame_time)
