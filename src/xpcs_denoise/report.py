@@ -238,8 +238,7 @@ def _fig_anomaly(path, c2, anomaly, rois, q, phi=None, labels=None, name="cned")
     thr = float(anomaly["attrs"]["threshold"])
     vmax = max(2.0 * thr, float(np.nanmax(anomaly["score"])) if np.isfinite(anomaly["score"]).any() else 0.0)
     norm = TwoSlopeNorm(vcenter=thr, vmin=0.0, vmax=vmax)
-    cmap = plt.get_cmap("RdYlBu_r").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("RdYlBu_r").with_extremes(bad="0.85")
     with plt.rc_context(_FONTS):
         fig, axes = plt.subplots(len(rois), 3, figsize=(15.5, 4.2 * len(rois)), constrained_layout=True,
                                  squeeze=False)
@@ -265,11 +264,12 @@ def _fig_anomaly(path, c2, anomaly, rois, q, phi=None, labels=None, name="cned")
             im = ax.imshow(img, origin="lower", cmap=cmap, norm=norm,
                            extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5),
                            interpolation="nearest")
-            if np.nanmax(amap, initial=-np.inf) > thr:
+            if (amap > thr).any():
                 ax.contour(np.nan_to_num(img, nan=0.0), levels=[thr], colors="k", linewidths=1.0,
                            extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5))
-            ax.set_title(f"anomaly score map; {share:.0%} of windows flagged\n(black contour: threshold "
-                         f"{thr:.2f}; grey: outside the {win}-frame band)")
+            what = f"{share:.0%} of windows flagged" if np.isfinite(share) else "none (ROI not denoised)"
+            ax.set_title(f"anomaly score map; {what}\n(black contour: threshold {thr:.2f}; grey: outside the "
+                         f"{win}-frame band)")
             cb = fig.colorbar(im, ax=ax, shrink=0.85, label="anomaly score (max over covering windows)")
             cb.ax.axhline(thr, color="k", lw=1.5)
             for a in axes[i, :2]:
@@ -284,7 +284,8 @@ def _fig_anomaly(path, c2, anomaly, rois, q, phi=None, labels=None, name="cned")
             ax.set_ylim(0, vmax * 1.05)
             ax.set_xlabel("window centre = age t_a (frames)")
             ax.set_ylabel("anomaly score")
-            ax.set_title(f"score per window (max {np.nanmax(score, initial=np.nan):.2f})")
+            top = float(np.max(score[np.isfinite(score)])) if np.isfinite(score).any() else np.nan
+            ax.set_title(f"score per window (max {top:.2f})" if np.isfinite(top) else "not denoised: no scores")
             ax.legend(loc="upper right")
         fig.savefig(path, dpi=90)
         plt.close(fig)
