@@ -122,7 +122,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
                 fit = fit_two_time(raw_whole, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
                 paths = np.full(k_rois, "raw")
             elif name == "cned" and raw_whole is not None and np.all(np.isfinite(raw_whole)):
-                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=min(lag_max, 49), fix=fix,
+                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=lag_max, fix=fix,
                                   frame_time=frame_time)
                 fit, paths = tf.fit, np.atleast_1d(tf.path)
             else:  # 1TCFs one ROI at a time
