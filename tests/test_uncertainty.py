@@ -64,16 +64,20 @@ def _series(gamma, n_frames, seed, n_pixels=3000, mean_count=0.3):
 
 @pytest.mark.slow
 def test_paths_follow_the_dynamics():
-    """Fast dynamics → raw fit; slow dynamics in a long series → binned; in range → denoised."""
+    """Fast dynamics → raw fit; slow dynamics in a long series → binned; long in range → raw; else denoised."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fast = fit_two_time(_series(0.35, 50, 1), n_boot=4)
         mid = fit_two_time(_series(0.05, 50, 2, n_pixels=500, mean_count=0.2), n_boot=4)
         slow = fit_two_time(_series(0.0015, 400, 3), n_boot=4)
+        long = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), n_boot=4)
+        long_raw = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), method="none", n_boot=4)
     assert str(fast.path) == "raw: fast"
     assert str(mid.path) == "denoised"
-    assert str(slow.path).startswith("binned")
-    for r, g in ((fast, 0.35), (mid, 0.05), (slow, 0.0015)):
+    assert str(slow.path).startswith("binned")  # degenerate raw fit: little decay within the lags
+    assert str(long.path) == "raw: long series"  # in range, long: the raw fit of every frame pair is kept
+    assert float(long.fit.gamma) == float(long_raw.fit.gamma)
+    for r, g in ((fast, 0.35), (mid, 0.05), (slow, 0.0015), (long, 0.05)):
         assert r.fit.success
         assert abs(float(r.fit.gamma) - g) < 4 * float(r.fit.gamma_err) + 0.3 * g
 
@@ -105,3 +109,23 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
     sig = np.sqrt((s * b) ** 2 + (r * value) ** 2)
     assert r > 0 and np.mean(np.abs(resid) < sig) == pytest.approx(0.683, abs=0.01)
     assert np.mean(np.abs(resid) < 2 * sig) >= 0.93
+
+
+def test_raw_fits_at_a_bound_carry_the_bound_floor():
+    """A raw fit ending at a parameter bound gets σ(Γ) ≥ RAW_BOUND_FLOOR·Γ̂; the others keep their own σ."""
+    from xpcs_denoise.simulation import simulate_crops
+    from xpcs_denoise.uncertainty import RAW_BOUND_FLOOR
+
+    crops, _, _ = simulate_crops(40, 50, seed=3, gamma_range=(0.004, 0.03), count_range=(0.02, 0.1),
+                                 pixel_range=(200, 600))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(crops, method="none", n_boot=4, seed=1)
+    ok = r.fit.success
+    bound = ok & r.fit.at_bound
+    assert bound.sum() >= 3 and (ok & ~r.fit.at_bound).sum() >= 3  # slow noisy crops: both kinds occur
+    g, e = r.fit.gamma, r.fit.gamma_err
+    assert np.all(e[bound] >= RAW_BOUND_FLOOR * np.abs(g[bound]) * (1 - 1e-9))
+    free = ok & ~r.fit.at_bound
+    own = np.hypot(r.fit_error["gamma"][free], r.boot_error["gamma"][free])
+    np.testing.assert_allclose(e[free], own, rtol=1e-9)

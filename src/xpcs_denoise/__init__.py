@@ -40,7 +40,7 @@ from .errors import XPCSInputError, XPCSNoContrastWarning
 # Everything else loads on first use (as scikit-image does), so that ``import xpcs_denoise`` and
 # ``xpcs-denoise --version/--help`` do not pay for torch, scipy or matplotlib.
 _EXPORTS = {
-    "anomaly": ("anomaly_scores",),
+    "anomaly": ("anomaly_map", "anomaly_scores"),
     "badframes": ("find_bad_frames",),
     "correlation": ("one_time_from_two_time", "time_resolved_cuts", "two_time"),
     "denoising": ("METHODS", "Denoiser", "denoise"),
@@ -113,5 +113,6 @@ __all__ = [
     "cut_fits",
     "TwoTimeFit",
     "anomaly_scores",
+    "anomaly_map",
     "__version__",
 ]

@@ -58,6 +58,9 @@ class DenoiseResult:
     std: np.ndarray
     beta: np.ndarray
     baseline: np.ndarray
+    #: Anomaly scores of the windows denoised (``denoise_full(anomaly=True)``), else None; see
+    #: :func:`xpcs_denoise.anomaly.finish_scores`.
+    anomaly: dict | None = None
 
 
 class Denoiser:
@@ -94,22 +97,29 @@ class Denoiser:
         return self.model.n_members
 
     @torch.no_grad()
-    def predict_model_units(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean and standard deviation of (B, n, n) inputs already in model units (Eq. 4/5)."""
+    def predict_model_units(self, x: np.ndarray, *, latent: bool = False):
+        """Ensemble mean and standard deviation of (B, n, n) inputs already in model units (Eq. 4/5), and with
+        ``latent`` the members' latent vectors (M, B, L) of the same pass (for the anomaly scores)."""
         x = np.asarray(x, dtype=np.float32)
         single = x.ndim == 2
         x = x[None] if single else x
         mean = np.empty(x.shape, dtype=np.float64)
         std = np.empty(x.shape, dtype=np.float64)
+        zs = np.empty((self.n_members, x.shape[0], self.model.config.latent), np.float64) if latent else None
         for s in range(0, x.shape[0], self.batch_size):
             xt = self.model.to_triangle(torch.as_tensor(x[s:s + self.batch_size]))
-            out = self.model.predict_tri(xt, self._weights)  # (M, b, P)
+            out = self.model.predict_tri(xt, self._weights, return_latent=latent)  # (M, b, P)
+            if latent:
+                out, z = out
+                zs[:, s:s + self.batch_size] = z.double().numpy()
             mu = out.mean(dim=0)
             # Two-pass variance by hand: torch's std over a leading axis is ~40× slower on the CPU.
             dev = out - mu
             var = (dev * dev).mean(dim=0)
             mean[s:s + self.batch_size] = self.model.to_full(mu).double().numpy()
             std[s:s + self.batch_size] = self.model.to_full(var.sqrt()).double().numpy()
+        if latent:
+            return (mean[0], std[0], zs[:, 0]) if single else (mean, std, zs)
         return (mean[0], std[0]) if single else (mean, std)
 
     def denoise(self, c2, *, return_std: bool = False, seed: int = 0, beta=None, baseline=None,
@@ -150,21 +160,50 @@ class Denoiser:
         res = self.denoise_full(c2, seed=seed, beta=beta, baseline=baseline, step=step)
         return (res.c2, res.std) if return_std else res.c2
 
-    def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5) -> DenoiseResult:
-        """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used."""
+    def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5,
+                     anomaly: bool = False) -> DenoiseResult:
+        """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used.
+
+        With ``anomaly``, also the anomaly scores of every window denoised, from the same ensemble pass
+        (``result.anomaly``, see :func:`xpcs_denoise.anomaly.finish_scores`; NaN for a 2TCF not denoised).
+        The model card must hold a ``latent_reference``.
+        """
+        from .anomaly import finish_scores, merge_windows, window_scores
+
         x, single = _check_two_times(c2, self.size)
         seed = check_seed(seed)
         step = _check_step(step, self.size)
+        ref = self.card.get("latent_reference") if anomaly else None
+        if anomaly and not ref:
+            raise XPCSInputError("this model's card has no latent_reference; run scripts/latent_reference.py on it")
+        scores = []
+
+        def predict(w):
+            if not anomaly:
+                return self.predict_model_units(w)
+            mean, std, z = self.predict_model_units(w, latent=True)
+            scores.append(window_scores(ref, z, w, mean))
+            return mean, std
 
         def model_units(scaled):
             if scaled.shape[-1] == self.size:
-                return self.predict_model_units(replace_diagonal(scaled, seed))
-            return sliding_window(scaled, self.predict_model_units, self.size, int(step), seed)
+                return predict(replace_diagonal(scaled, seed))
+            return sliding_window(scaled, predict, self.size, int(step), seed)
 
         out, spread, b, base = _denoise_scaled(x, single, self.size, beta, baseline, model_units)
+        table = None
+        if anomaly:
+            starts = window_starts(x.shape[-1], self.size, step)[0]
+            ok = np.isfinite(b)
+            dist, resid = (np.full((x.shape[0], starts.size), np.nan) for _ in range(2))
+            dist[ok] = scores[0][0].reshape(-1, starts.size)
+            resid[ok] = scores[0][1].reshape(-1, starts.size)
+            starts, dist, resid = merge_windows(starts, dist, resid)
+            table = finish_scores(starts, dist[0] if single else dist, resid[0] if single else resid, self.card,
+                                  self.size, step)
         if single:
-            return DenoiseResult(out[0], spread[0], b[0], base[0])
-        return DenoiseResult(out, spread, b, base)
+            return DenoiseResult(out[0], spread[0], b[0], base[0], table)
+        return DenoiseResult(out, spread, b, base, table)
 
 
 def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int = 0):
@@ -177,9 +216,7 @@ def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int
     """
     step = _check_step(step, n)
     nb, big = x.shape[0], x.shape[-1]
-    fwd = np.arange(0, big - n + 1, step)
-    bwd = np.arange(big - n, -1, -step)
-    starts = np.concatenate([fwd, bwd])
+    starts, n_fwd = window_starts(big, n, step)
     ar = np.arange(n)
     rows = starts[:, None, None] + ar[None, :, None]  # (W, n, 1)
     cols = starts[:, None, None] + ar[None, None, :]  # (W, 1, n)
@@ -192,7 +229,7 @@ def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int
     out_m = np.zeros((nb, big * big))
     out_s = np.zeros((nb, big * big))
     n_pass = np.zeros(big * big)
-    for passes in (slice(0, len(fwd)), slice(len(fwd), nw)):
+    for passes in (slice(0, n_fwd), slice(n_fwd, nw)):
         idx = flat_idx[passes].ravel()
         cnt = np.bincount(idx, minlength=big * big)
         cover = cnt > 0
@@ -208,6 +245,16 @@ def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int
     out_m = np.where(band[None], out_m, x)
     out_s = np.where(band[None], out_s, 0.0)
     return out_m, out_s
+
+
+def window_starts(big: int, n: int, step: int) -> tuple[np.ndarray, int]:
+    """First frames of the sliding window's positions on a ``big``-frame 2TCF: the forward pass (0, step, ...)
+    then the backward pass (big − n, big − n − step, ...); and the number of forward positions. A 2TCF of the
+    window's size has one position, 0."""
+    if big == n:
+        return np.zeros(1, np.int64), 1
+    fwd = np.arange(0, big - n + 1, step)
+    return np.concatenate([fwd, np.arange(big - n, -1, -step)]), len(fwd)
 
 
 def _check_step(step, n: int) -> int:
