@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time
-from xpcs_denoise.evaluation import GAMMA_BAND, available_methods, fit_metrics, truth_from_targets
-from xpcs_denoise.preprocessing import load_prepared
-from xpcs_denoise.simulation import simulate_crops
+from xpcs_denoise.analysis.evaluation import GAMMA_BAND, available_methods, fit_metrics, truth_from_targets
+from xpcs_denoise.core.scaling import load_prepared
+from xpcs_denoise.core.simulation import simulate_crops
 
 PARAMS = ("gamma", "beta", "baseline", "alpha")
 

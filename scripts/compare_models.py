@@ -14,9 +14,9 @@ import json
 import numpy as np
 
 from xpcs_denoise import Denoiser, fit_g2, one_time_from_two_time
-from xpcs_denoise.evaluation import compare_denoisers, format_table
-from xpcs_denoise.preprocessing import load_prepared
-from xpcs_denoise.simulation import simulate_crops
+from xpcs_denoise.analysis.evaluation import compare_denoisers, format_table
+from xpcs_denoise.core.scaling import load_prepared
+from xpcs_denoise.core.simulation import simulate_crops
 
 
 def load(name):

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.anomaly import latent_reference
-from xpcs_denoise.preprocessing import load_prepared
+from xpcs_denoise.nn.anomaly import latent_reference
+from xpcs_denoise.core.scaling import load_prepared
 
 
 def main():

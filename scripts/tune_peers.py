@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 
-from xpcs_denoise import baselines
-from xpcs_denoise.denoising import Denoiser
-from xpcs_denoise.evaluation import compare_methods, format_table
-from xpcs_denoise.preprocessing import load_prepared, split_by_target
+from xpcs_denoise.restoration import baselines
+from xpcs_denoise.restoration.denoise import Denoiser
+from xpcs_denoise.analysis.evaluation import compare_methods, format_table
+from xpcs_denoise.core.scaling import load_prepared, split_by_target
 
 
 def main(path, max_crops=1500):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle
-from xpcs_denoise.anomaly import anomaly_scores
+from xpcs_denoise.nn.anomaly import anomaly_scores
 
 
 def test_residual_rises_where_the_2tcf_holds_unlearned_structure():

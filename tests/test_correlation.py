@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, one_time_from_two_time, time_resolved_cuts, two_time
-from xpcs_denoise.correlation import lag_average_matrix, two_time_memory_bytes
+from xpcs_denoise.core.correlation import lag_average_matrix, two_time_memory_bytes
 
 
 def naive_two_time(frames, labels):

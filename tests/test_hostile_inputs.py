@@ -15,10 +15,10 @@ import pytest
 
 import xpcs_denoise
 from xpcs_denoise import XPCSInputError, cli, denoise, fit_g2, time_resolved_cuts, two_time
-from xpcs_denoise.denoising import Denoiser, pretrained_directory
-from xpcs_denoise.io import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
-from xpcs_denoise.pipeline import denoise_file
-from xpcs_denoise.simulation import true_two_time
+from xpcs_denoise.restoration.denoise import Denoiser, pretrained_directory
+from xpcs_denoise.io.formats import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
+from xpcs_denoise.app.pipeline import denoise_file
+from xpcs_denoise.core.simulation import true_two_time
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(xpcs_denoise.__file__)))  # the copy under test
 
@@ -102,7 +102,7 @@ def test_report_overwrite_replaces_only_its_own_files(tmp_path, capsys):
 
 
 def test_batch_outputs_keep_the_relative_layout(tmp_path):
-    from xpcs_denoise.pipeline import batch_outputs
+    from xpcs_denoise.app.pipeline import batch_outputs
 
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
@@ -178,7 +178,7 @@ def test_overwrite_never_replaces_a_fifo(c2_file, tmp_path, capsys):
 def test_concurrent_writers_only_one_succeeds(tmp_path, monkeypatch):
     """Another run publishes the same output in the last instant before ours (after every check): ours must
     fail and leave theirs, not replace it."""
-    import xpcs_denoise.io as io
+    import xpcs_denoise.io.formats as io
 
     target = tmp_path / "out.h5"
     real_fsync = os.fsync
@@ -200,9 +200,9 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     np.save(tmp_path / "in.npy", good_c2())
     script = textwrap.dedent(f"""
         import os, signal, sys, time
-        import xpcs_denoise.pipeline as p
-        from xpcs_denoise import cli
-        from xpcs_denoise.io import C2Writer
+        import xpcs_denoise.app.pipeline as p
+        from xpcs_denoise.app import cli
+        from xpcs_denoise.io.formats import C2Writer
 
         write = C2Writer.write
 
@@ -316,7 +316,7 @@ def test_fifo_input_refused_before_opening(tmp_path, capsys):
 def test_killed_worker_fails_only_its_file(tmp_path, monkeypatch):
     from distributed import KilledWorker, LocalCluster
 
-    import xpcs_denoise.pipeline as pipeline
+    import xpcs_denoise.app.pipeline as pipeline
 
     real = pipeline._denoise_one
 
@@ -428,7 +428,7 @@ def test_packed_c2_of_our_format_read_with_dataset(tmp_path):
 def test_nan_weights_refused_at_load(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from xpcs_denoise.model import file_sha256
+    from xpcs_denoise.nn.model import file_sha256
 
     d = _model_copy(tmp_path)
     t = load_file(str(d / "model.safetensors"))
@@ -442,8 +442,8 @@ def test_nan_weights_refused_at_load(tmp_path):
 
 
 def test_train_with_one_target_refused(tmp_path):
-    from xpcs_denoise.preprocessing import PreparedDataset
-    from xpcs_denoise.training import TrainConfig, train_ensemble
+    from xpcs_denoise.core.scaling import PreparedDataset
+    from xpcs_denoise.nn.training import TrainConfig, train_ensemble
 
     x = np.ones((4, 50, 50), np.float32)
     data = PreparedDataset(x, x[:1], np.zeros(4, int), [f"s_1_{i}" for i in range(4)], ["s_1"])
@@ -478,7 +478,7 @@ def test_contrast_within_the_tolerance_is_no_contrast():
 
 def test_noisy_but_real_contrast_is_still_denoised():
     """A noisy ROI (β/SE of the lag-1 mean below 1) is the data the method is for: denoised, not refused."""
-    from xpcs_denoise.simulation import simulate_q_rings
+    from xpcs_denoise.core.simulation import simulate_q_rings
 
     sim = simulate_q_rings(80, 3, pixels_at_qmin=300, count_at_qmin=1.0, seed=0)
     c2 = two_time(sim.frames, sim.labels)
@@ -582,7 +582,7 @@ def test_fit_cuts_fixed_beta_with_one_roi_without_contrast(c2_file, tmp_path, ca
 
 
 def _prepared(path, n_targets=4):
-    from xpcs_denoise.preprocessing import PreparedDataset, write_prepared
+    from xpcs_denoise.core.scaling import PreparedDataset, write_prepared
 
     rng = np.random.default_rng(0)
     t = (1 + rng.random((n_targets, 50, 50))).astype(np.float32)
@@ -665,7 +665,7 @@ def test_cli_clear_messages(tmp_path, capsys, case):
 
 
 def test_train_resumed_with_other_members_is_a_clear_error(tmp_path):
-    from xpcs_denoise.training import TrainConfig, train_ensemble
+    from xpcs_denoise.nn.training import TrainConfig, train_ensemble
 
     data = _prepared(tmp_path / "d.h5")
     cfg = TrainConfig(n_members=2, keep=1, max_epochs=1, patience=1)
@@ -732,7 +732,7 @@ def test_ctrl_c_while_the_console_script_imports(tmp_path):
             return real_import(name, *a, **k)
 
         builtins.__import__ = imp
-        from xpcs_denoise.cli import main
+        from xpcs_denoise.app.cli import main
         sys.exit(main())
     """))
     # --version no longer loads torch (lazy imports); a command that needs the model does

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle
-from xpcs_denoise.uncertainty import bin_two_time, calibration_scale, fit_two_time, residual_bootstrap
+from xpcs_denoise.analysis.uncertainty import bin_two_time, calibration_scale, fit_two_time, residual_bootstrap
 
 
 def _lag_matrix(n):
@@ -90,7 +90,7 @@ def test_no_contrast_is_recorded_not_denoised():
 
 
 def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
-    from xpcs_denoise.uncertainty import calibrate
+    from xpcs_denoise.analysis.uncertainty import calibrate
 
     rng = np.random.default_rng(5)
     n = 20000

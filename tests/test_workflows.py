@@ -20,11 +20,11 @@ from xpcs_denoise import (  # noqa: E402
     simulate_speckle,
     two_time,
 )
-from xpcs_denoise.evaluation import available_methods, compare_denoisers, fit_metrics  # noqa: E402
-from xpcs_denoise.fitting import fit_g2, sigma_for_fit  # noqa: E402
-from xpcs_denoise.plotting import plot_ageing, plot_comparison, plot_parameters  # noqa: E402
-from xpcs_denoise.simulation import true_two_time  # noqa: E402
-from xpcs_denoise.workflows import ageing_analysis, pixel_subset_two_times  # noqa: E402
+from xpcs_denoise.analysis.evaluation import available_methods, compare_denoisers, fit_metrics  # noqa: E402
+from xpcs_denoise.core.fitting import fit_g2, sigma_for_fit  # noqa: E402
+from xpcs_denoise.analysis.plotting import plot_ageing, plot_comparison, plot_parameters  # noqa: E402
+from xpcs_denoise.core.simulation import true_two_time  # noqa: E402
+from xpcs_denoise.analysis.workflows import ageing_analysis, pixel_subset_two_times  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -204,7 +204,7 @@ def test_ageing_result_fields(ageing_experiment):
     np.testing.assert_array_equal(res.c2["raw"], low)
     assert res.c2["cned"].shape == low.shape and res.std.shape == low.shape and np.all(res.std >= 0)
     # β and C∞* are Eq. 7's estimates from the low-SNR 2TCF; every fit holds β fixed to that value.
-    from xpcs_denoise.preprocessing import scale_parameters
+    from xpcs_denoise.core.scaling import scale_parameters
 
     b, base = scale_parameters(low, 0)
     assert res.beta == pytest.approx(b[0]) and res.baseline == pytest.approx(base[0])
@@ -406,7 +406,7 @@ def test_plot_comparison_writes_a_png(tmp_path):
 
 
 def test_q_dependence_goes_on_past_an_roi_without_contrast():
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.core.simulation import true_two_time
 
     rng = np.random.default_rng(0)
     flat = 0.998 + rng.normal(0, 1e-4, (50, 50))  # lag-1 values below the baseline 1: no contrast

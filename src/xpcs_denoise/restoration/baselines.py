@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .errors import XPCSInputError
+from ..core.errors import XPCSInputError
 
 __all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter", "BASELINES"]
 
@@ -74,7 +74,7 @@ class PCAFilter:
     @classmethod
     def fit(cls, targets: np.ndarray, n_components: int = 8, meta: dict | None = None) -> PCAFilter:
         """Principal components of (T, n, n) targets in model units."""
-        from .preprocessing import matrix_to_triu
+        from ..core.scaling import matrix_to_triu
 
         tri = matrix_to_triu(np.asarray(targets, dtype=np.float64))
         mean = tri.mean(axis=0)
@@ -83,7 +83,7 @@ class PCAFilter:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Reconstruction of (…, n, n) crops from their first k components."""
-        from .preprocessing import matrix_to_triu, triu_to_matrix
+        from ..core.scaling import matrix_to_triu, triu_to_matrix
 
         x = _batched(x)
         if x.shape[-1] != self.size:
@@ -113,7 +113,7 @@ class PCAFilter:
     @classmethod
     def pretrained(cls) -> PCAFilter:
         """The PCA filter fitted on the training split of the shipped ensemble."""
-        from .denoising import pretrained_directory
+        from .denoise import pretrained_directory
 
         return cls.load(pretrained_directory() / "pca.safetensors")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import METHODS
-from .errors import XPCSInputError, XPCSNoContrastWarning
-from .model import CNNEDEnsemble, load_ensemble
-from .preprocessing import from_model_units, replace_diagonal, scale_parameters, to_model_units
-from .safety import check_int, check_seed, numeric_array
+from ..nn.config import METHODS
+from ..core.errors import XPCSInputError, XPCSNoContrastWarning
+from ..nn.model import CNNEDEnsemble, load_ensemble
+from ..core.scaling import from_model_units, replace_diagonal, scale_parameters, to_model_units
+from ..core.validation import check_int, check_seed, numeric_array
 
 __all__ = ["Denoiser", "DenoiseResult", "pretrained_directory", "sliding_window", "denoise", "METHODS"]
 

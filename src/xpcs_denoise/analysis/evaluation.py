@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
-from .fitting import PARAMETERS, FitResult, fit_g2
+from ..core.correlation import one_time_from_two_time
+from ..core.fitting import PARAMETERS, FitResult, fit_g2
 
 __all__ = [
     "fit_metrics",
@@ -90,7 +90,7 @@ def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.nd
 
 def available_methods() -> tuple[str, ...]:
     """Every denoising method usable here: all of ``denoising.METHODS`` but ``"bm3d"`` without its package."""
-    from .denoising import METHODS
+    from ..restoration.denoise import METHODS
 
     try:
         import bm3d  # noqa: F401
@@ -117,7 +117,7 @@ def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, 
     -------
     ``{method: metrics}`` as in :func:`fit_metrics`.
     """
-    from .denoising import denoise
+    from ..restoration.denoise import denoise
 
     inputs = np.asarray(inputs, dtype=np.float64)
     if (targets is None) == (truth is None):

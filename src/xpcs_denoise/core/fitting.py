@@ -441,7 +441,7 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     FitResult
         Never raises for noisy data: a fit that fails has NaN parameters, ``success=False`` and a message.
     """
-    from .safety import numeric_array
+    from .validation import numeric_array
 
     y = numeric_array(g2, "g2").astype(np.float64)
     if y.ndim < 1:

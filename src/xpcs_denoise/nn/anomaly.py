@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import XPCSInputError
-from .preprocessing import replace_diagonal, scale_parameters, to_model_units
+from ..core.errors import XPCSInputError
+from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
 
 __all__ = ["anomaly_scores", "latent_reference"]
 
@@ -60,7 +60,7 @@ def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
     dict with ``starts`` (W,) first frame of each window, ``latent_distance`` and ``residual`` (B, W) (or (W,)
     for one 2TCF), and ``size`` (the window, frames).
     """
-    from .denoising import _check_two_times, _pretrained
+    from ..restoration.denoise import _check_two_times, _pretrained
 
     den = model or _pretrained()
     ref = den.card.get("latent_reference")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import two_time
-from .errors import XPCSInputError
-from .preprocessing import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
+from ..core.correlation import two_time
+from ..core.errors import XPCSInputError
+from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
 
 __all__ = ["half_split_two_times", "noise2noise_pairs", "finetune"]
 
@@ -116,7 +116,7 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
     (Denoiser, card) : the fine-tuned ensemble and its model card (base model hash, data hash, seeds,
     validation cost before and after).
     """
-    from .denoising import Denoiser, _pretrained
+    from ..restoration.denoise import Denoiser, _pretrained
     from .training import TrainConfig, train_ensemble
 
     if model is None:

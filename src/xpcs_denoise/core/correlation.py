@@ -20,7 +20,7 @@ __all__ = [
 
 
 def _validated_labels(labels: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    from .safety import MAX_ROIS, numeric_array
+    from .validation import MAX_ROIS, numeric_array
 
     labels = numeric_array(labels, "ROI label map")
     if labels.shape != tuple(frame_shape):
@@ -153,7 +153,7 @@ def two_time(
     if dtype.kind != "f" or dtype.itemsize > 8:
         raise XPCSInputError(f"dtype must be float32 or float64; got {dtype}")
     flat_labels, n_rois = _validated_labels(labels, frame_shape)
-    from .safety import check_memory
+    from .validation import check_memory
 
     check_memory(two_time_memory_bytes(n_frames, n_rois, block_pixels),
                  f"2TCFs of {n_rois} ROI(s) × {n_frames} frames")
@@ -377,7 +377,7 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
         raise XPCSInputError(f"time_resolved_cuts needs one square 2TCF (T, T); got {c2.shape}")
-    from .safety import check_int, check_memory
+    from .validation import check_int, check_memory
 
     n = c2.shape[0]
     width = check_int(width, "cut width (frames)", 1, n)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import one_time_from_two_time, time_resolved_cuts, two_time
-from .errors import XPCSInputError, XPCSNoContrastWarning
-from .fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
-from .io import write_csv
+from ..core.correlation import one_time_from_two_time, time_resolved_cuts, two_time
+from ..core.errors import XPCSInputError, XPCSNoContrastWarning
+from ..core.fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
+from ..io.formats import write_csv
 from .uncertainty import cut_fits, fit_two_time
 
 __all__ = [
@@ -51,7 +51,7 @@ def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: 
     dict with ``ages`` (frames), the :class:`FitResult` ``fit`` (with ``fit.trusted``: the cut resolves its
     decay, see :func:`~xpcs_denoise.fitting.cut_trust`) and the ``beta`` used.
     """
-    from .preprocessing import scale_parameters
+    from ..core.scaling import scale_parameters
 
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 2:
@@ -69,7 +69,7 @@ def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: 
 
 def _method_outputs(c2, methods, *, model=None, seed=0, step=5, beta=None, baseline=None):
     """{method: denoised 2TCFs} with ``"raw"`` meaning the input itself, and the ensemble's spread."""
-    from .denoising import denoise
+    from ..restoration.denoise import denoise
 
     out, spread = {}, None
     for m in methods:
@@ -312,7 +312,7 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, be
     frame_time : seconds per frame: Γ (and ``gamma_true``) in s⁻¹ instead of frames⁻¹; ages stay in frames
         (the table adds ``age_s``).
     """
-    from .preprocessing import scale_parameters
+    from ..core.scaling import scale_parameters
 
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
@@ -369,7 +369,7 @@ def pixel_subset_two_times(frames, labels, roi: int = 1, fraction: float = 0.26,
 
 
 def _demo_experiment(seed: int):
-    from .simulation import simulate_speckle
+    from ..core.simulation import simulate_speckle
 
     t_frames, n_rois = 250, 4
     q = np.array([0.004, 0.005, 0.006, 0.007])  # Å⁻¹
@@ -386,8 +386,8 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
     fit, and write a report (PNG figures, CSV/JSON tables, index.html) into ``out_dir``.
 
     An existing ``out_dir`` is refused unless ``overwrite``; even then only the demo's own files are replaced."""
-    from .denoising import Denoiser
-    from .safety import check_seed
+    from ..restoration.denoise import Denoiser
+    from ..core.validation import check_seed
 
     t0 = time.time()
     seed = check_seed(seed)
@@ -524,9 +524,9 @@ def evaluate_model(model, data, *, split: str = "validation", methods=None, seed
     the model card, ``"all"`` every crop of ``data`` (your own held-out data). ``methods`` defaults to every
     available method (BM3D only where its package is installed).
     """
-    from .denoising import Denoiser
+    from ..restoration.denoise import Denoiser
     from .evaluation import compare_denoisers
-    from .preprocessing import load_prepared
+    from ..core.scaling import load_prepared
 
     den = Denoiser.pretrained() if str(model) == "pretrained" else Denoiser.from_directory(model)
     ds = load_prepared(data)

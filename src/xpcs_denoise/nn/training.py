@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .errors import XPCSInputError
+from ..core.errors import XPCSInputError
 from .model import PARAM_NAMES, CNNEDEnsemble, ModelConfig, save_ensemble
-from .preprocessing import (
+from ..core.scaling import (
     PreparedDataset,
     load_prepared,
     matrix_to_triu,
@@ -71,7 +71,7 @@ def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "esti
     the noise-free lag-1 value; crops without contrast (β̂ ≤ 0) are dropped. With ``offset`` both get the
     same baseline offset C∞ − 1 (:data:`BASELINE_OFFSET`), as real 2TCFs have.
     """
-    from .simulation import simulate_crops
+    from ..core.simulation import simulate_crops
 
     if contrast not in ("true", "estimated"):
         raise XPCSInputError(f"contrast must be 'true' or 'estimated'; got {contrast!r}")
@@ -193,7 +193,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     -------
     model, card : the selected ensemble (eval mode) and its model card.
     """
-    from .safety import check_int, check_seed
+    from ..core.validation import check_int, check_seed
 
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
@@ -439,7 +439,7 @@ def latent_study(data: str | Path | PreparedDataset, out_dir: str | Path, latent
     0.01 < Γ < 0.15) and the MSE of β, C∞, α from Eq. 3 fits of the ensemble's mean 1TCF against the
     target's fit. Writes ``latent_study.csv``, ``latent_study.json`` and ``latent_study.png`` to ``out_dir``.
     """
-    from .evaluation import compare_methods
+    from ..analysis.evaluation import compare_methods
 
     config = config or TrainConfig()
     out_dir = Path(out_dir)

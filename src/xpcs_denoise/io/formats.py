@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
-from .errors import XPCSInputError
-from .safety import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
+from ..core.correlation import one_time_from_two_time
+from ..core.errors import XPCSInputError
+from ..core.validation import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
            "write_aps_c2", "write_aps_legacy", "read_frames", "read_labels", "atomic_path", "write_csv",
