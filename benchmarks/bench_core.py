@@ -93,7 +93,7 @@ def bench_fits(rows, quick):
 
 
 def bench_inference(rows, quick):
-    from xpcs_denoise.restoration.denoise import Denoiser
+    from xpcs_denoise.nn.denoiser import Denoiser
     from xpcs_denoise.nn.model import CNNEDEnsemble, to_reference_modules
 
     n = 500 if quick else 3000
@@ -118,7 +118,7 @@ def bench_inference(rows, quick):
 
 
 def bench_sliding_window(rows, quick):
-    from xpcs_denoise.restoration.denoise import Denoiser
+    from xpcs_denoise.nn.denoiser import Denoiser
     from xpcs_denoise.core.simulation import true_two_time
 
     n_frames = 400 if quick else 1000

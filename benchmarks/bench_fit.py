@@ -119,7 +119,7 @@ def quality_table(ds, lags, denoised):
     sets = [("validation crops (raw)", one_time_from_two_time(ds.inputs[crops])),
             ("validation targets", one_time_from_two_time(ds.targets[val]))]
     if denoised:
-        from xpcs_denoise.restoration.denoise import Denoiser
+        from xpcs_denoise.nn.denoiser import Denoiser
 
         den = Denoiser.pretrained().predict_model_units(ds.inputs[crops])[0]
         sets.append(("validation crops (denoised)", one_time_from_two_time(den)))

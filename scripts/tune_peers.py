@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from xpcs_denoise.restoration import baselines
-from xpcs_denoise.restoration.denoise import Denoiser
+from xpcs_denoise.nn.denoiser import Denoiser
 from xpcs_denoise.analysis.evaluation import compare_methods, format_table
 from xpcs_denoise.core.scaling import load_prepared, split_by_target
 

@@ -14,7 +14,8 @@ from xpcs_denoise import (
     subsample_frames,
 )
 from xpcs_denoise.restoration.baselines import PCAFilter
-from xpcs_denoise.restoration.denoise import Denoiser, pretrained_directory, sliding_window
+from xpcs_denoise.core.window import sliding_window
+from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
 from xpcs_denoise.core.scaling import from_model_units, scale_parameters, to_model_units
 from xpcs_denoise.core.simulation import true_two_time
 

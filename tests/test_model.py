@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from xpcs_denoise import XPCSInputError
-from xpcs_denoise.restoration.denoise import Denoiser
+from xpcs_denoise.nn.denoiser import Denoiser
 from xpcs_denoise.nn.model import CNNEDEnsemble, ModelConfig, load_ensemble, save_ensemble, to_reference_modules
 from xpcs_denoise.core.scaling import (
     PreparedDataset,
@@ -185,7 +185,7 @@ def test_sliding_window_covers_the_band_and_keeps_the_rest():
 
 @pytest.mark.slow
 def test_latent_study_writes_table_and_plot(tmp_path):
-    from xpcs_denoise.nn.training import latent_study
+    from xpcs_denoise.analysis.latent import latent_study
 
     data = _synthetic_prepared(n_targets=8, crops=4)
     cfg = TrainConfig(max_epochs=1, lr=1e-3, val_fraction=0.25, seed=2)

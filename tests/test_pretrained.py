@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import Denoiser, fit_g2, one_time_from_two_time, simulate_speckle
-from xpcs_denoise.restoration.denoise import pretrained_directory
+from xpcs_denoise.nn.denoiser import pretrained_directory
 
 
 @pytest.fixture(scope="module")

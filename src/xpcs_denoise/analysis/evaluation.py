@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.correlation import one_time_from_two_time
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
+from ..restoration.denoise import METHODS, denoise
 
 __all__ = [
     "fit_metrics",
@@ -90,8 +91,6 @@ def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.nd
 
 def available_methods() -> tuple[str, ...]:
     """Every denoising method usable here: all of ``denoising.METHODS`` but ``"bm3d"`` without its package."""
-    from ..restoration.denoise import METHODS
-
     try:
         import bm3d  # noqa: F401
     except ImportError:
@@ -117,8 +116,6 @@ def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, 
     -------
     ``{method: metrics}`` as in :func:`fit_metrics`.
     """
-    from ..restoration.denoise import denoise
-
     inputs = np.asarray(inputs, dtype=np.float64)
     if (targets is None) == (truth is None):
         raise ValueError("give either targets (with target_index) or truth")

@@ -37,9 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.correlation import one_time_from_two_time
+from ..core.correlation import one_time_from_two_time, time_resolved_cuts
 from ..core.errors import XPCSInputError
-from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, fit_g2, g2_model, sigma_for_fit
+from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, g2_model, sigma_for_fit
+from ..core.scaling import scale_parameters
+from ..core.window import check_two_times
+from ..restoration.denoise import denoise
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
            "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE"]
@@ -237,7 +240,7 @@ def _model_matrix(fit: FitResult, i: int, n: int, lag_unit=1.0) -> np.ndarray | 
 def _half_ensembles(den, rng):
     """Two denoisers of complementary random halves of the members: replicates alternate between them, so that
     the members' disagreement enters the bootstrap spread."""
-    from ..restoration.denoise import Denoiser
+    from ..nn.denoiser import Denoiser  # defers torch
 
     m = den.n_members
     if m < 2:
@@ -278,7 +281,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     TwoTimeFit
         Γ in frames⁻¹, or s⁻¹ with ``frame_time``.
     """
-    from ..restoration.denoise import _check_two_times, _pretrained, denoise
+    from ..nn.denoiser import _pretrained  # defers torch
 
     if method not in ("cned", "none"):
         raise XPCSInputError(f"fit_two_time supports method 'cned' or 'none'; got {method!r}")
@@ -296,7 +299,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         single = x.ndim == 2
         x = x[None] if single else x
     else:
-        x, single = _check_two_times(c2, size)
+        x, single = check_two_times(c2, size)
     nb, n = x.shape[0], x.shape[-1]
     rng = np.random.default_rng(seed)
     raw_lag = max_lag or (n - 1 if n <= 100 else n // 2)
@@ -407,8 +410,6 @@ def _fix_of(fix, i, nb):
 
 
 def _contrast(c2, size):
-    from ..core.scaling import scale_parameters
-
     try:
         return float(scale_parameters(c2[None], size)[0][0])
     except XPCSInputError:
@@ -441,8 +442,6 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
         return out
     reps = residual_bootstrap(c2, centre, n_boot, int(rng.integers(2**31)))
     if den is not None:
-        from ..restoration.denoise import denoise
-
         halves = _half_ensembles(den, rng)
         try:
             with warnings.catch_warnings():
@@ -474,9 +473,7 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     dict with ``ages`` (frames), ``fit`` (:class:`FitResult`, combined errors), ``beta``, ``denoised``
     (the denoised 2TCF or None) and ``boot_error`` (dict of arrays over ages).
     """
-    from ..core.correlation import time_resolved_cuts
-    from ..restoration.denoise import _pretrained, denoise
-    from ..core.scaling import scale_parameters
+    from ..nn.denoiser import _pretrained  # defers torch
 
     x = np.asarray(c2, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
@@ -486,8 +483,6 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     lag_max = min(int(max_lag), x.shape[0] - 1)
 
     def fit_cuts(m):
-        from ..core.fitting import cut_trust
-
         ages, lags, g = time_resolved_cuts(m, width=width, max_lag=lag_max)
         f = fit_g2(g, lags, fix={**(fix or {}), "beta": beta}, frame_time=frame_time)
         f.trusted = cut_trust(f, g)

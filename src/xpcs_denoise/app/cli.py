@@ -11,7 +11,7 @@ from ..core.errors import XPCSInputError
 
 
 def _cmd_demo(a):
-    from ..analysis.workflows import run_demo
+    from .demo import run_demo
 
     summary = run_demo(a.out, seed=a.seed, progress=not a.quiet, overwrite=a.overwrite)
     if a.json:
@@ -45,7 +45,8 @@ def _cmd_train(a):
 
 
 def _cmd_latent_study(a):
-    from ..nn.training import TrainConfig, latent_study
+    from ..analysis.latent import latent_study
+    from ..nn.config import TrainConfig
 
     try:
         latents = [int(v) for v in a.latents.split(",")]
@@ -71,7 +72,7 @@ def _cmd_latent_study(a):
 
 def _cmd_evaluate(a):
     from ..core.validation import check_seed
-    from ..analysis.workflows import evaluate_model
+    from .demo import evaluate_model
 
     check_seed(a.seed, "--seed")
     methods = a.methods.split(",") if a.methods else None

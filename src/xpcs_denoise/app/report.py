@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
+from ..analysis.uncertainty import fit_two_time
+from ..analysis.workflows import ageing_analysis
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
-from ..core.fitting import fit_rows
+from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
+from ..core.validation import json_safe
 from ..io.formats import write_csv
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
@@ -99,8 +103,6 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     """
     import warnings
 
-    from ..core.fitting import fit_g2, sigma_for_fit
-    from ..analysis.uncertainty import fit_two_time
 
     def whole(c2):
         if isinstance(c2, np.ndarray):
@@ -261,8 +263,6 @@ def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
 def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None):
     import matplotlib.pyplot as plt
 
-    from ..analysis.plotting import log_ticks, plot_cut_gammas
-    from ..analysis.workflows import ageing_analysis
 
     unit = "1/frame"
     with plt.rc_context(_FONTS):
@@ -300,7 +300,6 @@ def _fig_gamma_q(path, q, phi, fits, diffusion=None):
 
     import matplotlib.pyplot as plt
 
-    from ..analysis.plotting import plot_parameters
 
     groups = [None] if phi is None or not np.all(np.isfinite(phi)) else list(np.unique(phi))
     split = {}
@@ -417,8 +416,6 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
         next(steps, None)
         if k_rois > 1 and q is not None and np.all(q > 0):
-            from ..core.fitting import fit_diffusion
-
             for name, fit in fits.items():
                 ok = fit.success & ~fit.at_bound
                 try:
@@ -442,7 +439,6 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                    "weighted": bool(weighted), "provenance": provenance or {}, "fits": rows,
                    "diffusion": {m: d.to_dict() for m, d in diffusion.items()},
                    "figures": [f for _, f in figures]}
-        from ..core.validation import json_safe
 
         summary = json.loads(json.dumps(summary, default=str))  # Paths, numpy values → text/numbers
         (tmp / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")

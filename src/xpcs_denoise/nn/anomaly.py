@@ -16,6 +16,8 @@ import numpy as np
 
 from ..core.errors import XPCSInputError
 from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
+from ..core.window import check_two_times
+from .denoiser import _pretrained
 
 __all__ = ["anomaly_scores", "latent_reference"]
 
@@ -60,14 +62,12 @@ def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
     dict with ``starts`` (W,) first frame of each window, ``latent_distance`` and ``residual`` (B, W) (or (W,)
     for one 2TCF), and ``size`` (the window, frames).
     """
-    from ..restoration.denoise import _check_two_times, _pretrained
-
     den = model or _pretrained()
     ref = den.card.get("latent_reference")
     if not ref:
         raise XPCSInputError("this model's card has no latent_reference; run scripts/latent_reference.py on it")
     n = den.size
-    x, single = _check_two_times(c2, n)
+    x, single = check_two_times(c2, n)
     if int(step) < 1:
         raise XPCSInputError(f"step must be >= 1 frame; got {step}")
     b, base = scale_parameters(x, n if x.shape[-1] == n else 0, partial=True)

@@ -23,6 +23,8 @@ import numpy as np
 from ..core.correlation import two_time
 from ..core.errors import XPCSInputError
 from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
+from .denoiser import Denoiser, _pretrained
+from .training import TrainConfig, train_ensemble
 
 __all__ = ["half_split_two_times", "noise2noise_pairs", "finetune"]
 
@@ -116,9 +118,6 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
     (Denoiser, card) : the fine-tuned ensemble and its model card (base model hash, data hash, seeds,
     validation cost before and after).
     """
-    from ..restoration.denoise import Denoiser, _pretrained
-    from .training import TrainConfig, train_ensemble
-
     if model is None:
         base = _pretrained()
     elif isinstance(model, Denoiser):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..core.errors import XPCSInputError
+from ..core.validation import check_memory
 
 __all__ = ["ModelConfig", "CNNEDEnsemble", "save_ensemble", "load_ensemble", "to_reference_modules"]
 
@@ -288,8 +289,6 @@ CARD_LIMITS = {"size": (2, 512), "channels": (1, 256), "latent": (1, 4096), "n_m
 def _checked_card(directory: Path, card_path: Path) -> tuple[dict, dict, Path]:
     """(card, architecture, weights path) of a model card, validated: size, JSON text, schema and limits,
     the weights' memory estimate, and a ``weights_file`` inside ``directory``."""
-    from ..core.validation import check_memory
-
     def bad(why):
         return XPCSInputError(f"model card {card_path} is unreadable ({why}); retrain or restore it")
 
