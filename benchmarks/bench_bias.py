@@ -24,8 +24,8 @@ import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time
 from xpcs_denoise.analysis.evaluation import GAMMA_BAND, bias_table, format_bias_table, truth_from_targets
-from xpcs_denoise.core.simulation import simulate_crops
 from xpcs_denoise.analysis.uncertainty import fit_two_time
+from xpcs_denoise.core.simulation import simulate_crops
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
@@ -92,12 +92,12 @@ def _stack(fits):
 
 def real_validation(den, data, n_boot, max_crops, seed, peers):
     from xpcs_denoise.analysis.evaluation import fit_metrics
-    from xpcs_denoise.core.scaling import load_prepared, split_by_target
+    from xpcs_denoise.core.scaling import card_split, split_by_target
+    from xpcs_denoise.io.prepared import load_prepared
 
     ds = load_prepared(data)
-    names = den.card.get("split", {}).get("val_target_names")
-    if names:
-        val = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm in set(names)])
+    if den.card.get("split", {}).get("val_target_names"):
+        val = card_split(ds, den.card)
     else:
         val = ds.subset_targets(split_by_target(ds)[1])
     rng = np.random.default_rng(seed)

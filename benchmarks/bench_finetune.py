@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, simulate_speckle
-from xpcs_denoise.nn.finetune import finetune
 from xpcs_denoise.analysis.workflows import ageing_analysis
+from xpcs_denoise.nn.finetune import finetune
 
 PROFILES = {"inside 0.03→0.12": (0.03, 0.12), "slow 0.004→0.012": (0.004, 0.012), "fast 0.15→0.35": (0.15, 0.35)}
 PIXELS = (300, 700, 1500, 3000, 6000)

@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--only", choices=["quality", "speed"], default=None, help="one of the two tables")
     args = ap.parse_args()
 
-    from xpcs_denoise.core.scaling import load_prepared
+    from xpcs_denoise.io.prepared import load_prepared
 
     ds = load_prepared(args.data)
     lags = np.arange(1, 50, dtype=float)

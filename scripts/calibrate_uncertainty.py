@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.core.simulation import simulate_crops
 from xpcs_denoise.analysis.uncertainty import calibrate, fit_two_time
+from xpcs_denoise.core.simulation import simulate_crops
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from xpcs_denoise import Denoiser
+from xpcs_denoise.core.scaling import card_split
+from xpcs_denoise.io.prepared import load_prepared
 from xpcs_denoise.nn.anomaly import latent_reference
-from xpcs_denoise.core.scaling import load_prepared
 
 
 def main():
@@ -24,8 +25,7 @@ def main():
     a = p.parse_args()
     den = Denoiser.from_directory(a.model)
     ds = load_prepared(a.data)
-    val = set(den.card["split"]["val_target_names"])
-    tr = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm not in val])
+    tr = card_split(ds, den.card, "training")
     ref = latent_reference(den, tr.inputs)
     path = Path(a.model) / "model_card.json"
     card = json.loads(path.read_text())

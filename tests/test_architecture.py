@@ -117,3 +117,23 @@ def test_the_checker_sees_what_it_checks():
     assert ("xpcs_denoise.core.errors" in {t for t, *_ in GRAPH["xpcs_denoise.core.correlation"]})
     assert any(fn for _, _, fn, _ in GRAPH["xpcs_denoise.app.cli"])
     assert _layer("xpcs_denoise.app.cli") > _layer("xpcs_denoise.core.fitting")
+
+
+def test_every_public_name_resolves_lazily():
+    """Each name of ``xpcs_denoise.__all__`` comes from the module ``_EXPORTS`` names, and the old flat module
+    paths still import (the same module object, with a DeprecationWarning)."""
+    import importlib
+    import sys
+    import warnings
+
+    import xpcs_denoise as xd
+
+    for name in xd.__all__:
+        assert getattr(xd, name) is not None, name
+    for old, new in xd._MOVED.items():
+        sys.modules.pop(f"xpcs_denoise.{old}", None)  # as a first import would, so that it warns
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mod = importlib.import_module(f"xpcs_denoise.{old}")
+        assert mod is importlib.import_module(f"xpcs_denoise.{new}")
+        assert any(issubclass(w.category, DeprecationWarning) for w in caught), old

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, denoise, fit_g2, one_time_from_two_time, two_time
-from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
-from xpcs_denoise.io.formats import read_c2, write_c2
 from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.io.formats import read_c2, write_c2
+from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

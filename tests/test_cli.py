@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from xpcs_denoise.core.scaling import write_prepared
+from xpcs_denoise.io.prepared import write_prepared
 
 from .test_model import _synthetic_prepared
 
@@ -142,8 +142,8 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
 
 
 def test_denoise_reads_both_aps_layouts(tmp_path):
-    from xpcs_denoise.io.formats import read_c2, write_aps_c2, write_aps_legacy
     from xpcs_denoise.core.simulation import true_two_time
+    from xpcs_denoise.io.formats import read_c2, write_aps_c2, write_aps_legacy
 
     rng = np.random.default_rng(0)
     c2 = np.stack([true_two_time(60, g, 0.2) for g in (0.02, 0.05)])
@@ -166,8 +166,8 @@ def test_denoise_reads_both_aps_layouts(tmp_path):
 
 
 def test_denoise_keeps_an_roi_without_contrast_and_says_so(tmp_path):
-    from xpcs_denoise.io.formats import read_c2
     from xpcs_denoise.core.simulation import true_two_time
+    from xpcs_denoise.io.formats import read_c2
 
     rng = np.random.default_rng(1)
     flat = true_two_time(60, 0.05, -0.01) + rng.normal(0, 1e-4, (60, 60))  # lag 1 below the baseline (Eq. 7)

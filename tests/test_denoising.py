@@ -13,11 +13,11 @@ from xpcs_denoise import (
     simulate_speckle,
     subsample_frames,
 )
-from xpcs_denoise.restoration.baselines import PCAFilter
-from xpcs_denoise.core.window import sliding_window
-from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
 from xpcs_denoise.core.scaling import from_model_units, scale_parameters, to_model_units
 from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.core.window import sliding_window
+from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
+from xpcs_denoise.restoration.baselines import PCAFilter
 
 N = 50
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError
-from xpcs_denoise.io.formats import open_c2, read_c2
 from xpcs_denoise.app.pipeline import correlate_file, denoise_file, fit_file
 from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.io.formats import open_c2, read_c2
 
 N = 60
 BINS = np.array([2, 5, 6])  # processed dynamic bins, 1-based, not 1..K: they must be kept, never renumbered
@@ -219,8 +219,8 @@ def test_report_of_an_aps_file_labels_bins_q_phi_and_scales_colours_on_the_denoi
 
 def test_report_goes_on_past_an_roi_without_contrast_and_zooms_on_long_series(tmp_path, monkeypatch):
     import xpcs_denoise.app.report as rep
-    from xpcs_denoise.core.errors import XPCSNoContrastWarning
     from xpcs_denoise.app.pipeline import report_file
+    from xpcs_denoise.core.errors import XPCSNoContrastWarning
 
     rng = np.random.default_rng(4)
     n = 450  # > 8 windows of 50 frames: the report adds a zoom on the band

@@ -15,10 +15,10 @@ import pytest
 
 import xpcs_denoise
 from xpcs_denoise import XPCSInputError, cli, denoise, fit_g2, time_resolved_cuts, two_time
-from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
-from xpcs_denoise.io.formats import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
 from xpcs_denoise.app.pipeline import denoise_file
 from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.io.formats import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
+from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(xpcs_denoise.__file__)))  # the copy under test
 
@@ -178,7 +178,7 @@ def test_overwrite_never_replaces_a_fifo(c2_file, tmp_path, capsys):
 def test_concurrent_writers_only_one_succeeds(tmp_path, monkeypatch):
     """Another run publishes the same output in the last instant before ours (after every check): ours must
     fail and leave theirs, not replace it."""
-    import xpcs_denoise.io.formats as io
+    import xpcs_denoise.io.files as io
 
     target = tmp_path / "out.h5"
     real_fsync = os.fsync
@@ -428,7 +428,7 @@ def test_packed_c2_of_our_format_read_with_dataset(tmp_path):
 def test_nan_weights_refused_at_load(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from xpcs_denoise.nn.model import file_sha256
+    from xpcs_denoise.io.files import file_sha256
 
     d = _model_copy(tmp_path)
     t = load_file(str(d / "model.safetensors"))
@@ -582,7 +582,8 @@ def test_fit_cuts_fixed_beta_with_one_roi_without_contrast(c2_file, tmp_path, ca
 
 
 def _prepared(path, n_targets=4):
-    from xpcs_denoise.core.scaling import PreparedDataset, write_prepared
+    from xpcs_denoise.core.scaling import PreparedDataset
+    from xpcs_denoise.io.prepared import write_prepared
 
     rng = np.random.default_rng(0)
     t = (1 + rng.random((n_targets, 50, 50))).astype(np.float32)

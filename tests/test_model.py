@@ -5,19 +5,18 @@ import pytest
 import torch
 
 from xpcs_denoise import XPCSInputError
-from xpcs_denoise.nn.denoiser import Denoiser
-from xpcs_denoise.nn.model import CNNEDEnsemble, ModelConfig, load_ensemble, save_ensemble, to_reference_modules
 from xpcs_denoise.core.scaling import (
     PreparedDataset,
     diagonal_crops,
-    load_prepared,
     matrix_to_triu,
     prepare_two_times,
     replace_diagonal,
     split_by_target,
     triu_to_matrix,
-    write_prepared,
 )
+from xpcs_denoise.io.prepared import load_prepared, write_prepared
+from xpcs_denoise.nn.denoiser import Denoiser
+from xpcs_denoise.nn.model import CNNEDEnsemble, ModelConfig, load_ensemble, save_ensemble, to_reference_modules
 from xpcs_denoise.nn.training import TrainConfig, train_ensemble
 
 

@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from xpcs_denoise import XPCSInputError, read_c2, write_c2  # noqa: E402
-from xpcs_denoise.io.formats import write_aps_c2  # noqa: E402
 from xpcs_denoise.app.pipeline import fit_file, report_file  # noqa: E402
+from xpcs_denoise.io.formats import write_aps_c2  # noqa: E402
 
 Q = np.array([0.004, 0.005, 0.006, 0.007])
 D_FRAMES = 2500.0  # Å² per frame: Γ = D q², frames⁻¹
@@ -121,8 +121,8 @@ def test_log_ticks_on_a_narrow_q_range_do_not_pile_up():
     import matplotlib.pyplot as plt
 
     from xpcs_denoise import fit_g2, g2_model
-    from xpcs_denoise.core.fitting import fit_diffusion
     from xpcs_denoise.analysis.plotting import log_ticks, plot_parameters
+    from xpcs_denoise.core.fitting import fit_diffusion
 
     q = np.linspace(0.0041, 0.0089, 7)  # less than a decade: matplotlib's default labels every 0.001 here
     lags = np.arange(1, 50.0)

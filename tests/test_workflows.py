@@ -21,10 +21,10 @@ from xpcs_denoise import (  # noqa: E402
     two_time,
 )
 from xpcs_denoise.analysis.evaluation import available_methods, compare_denoisers, fit_metrics  # noqa: E402
-from xpcs_denoise.core.fitting import fit_g2, sigma_for_fit  # noqa: E402
 from xpcs_denoise.analysis.plotting import plot_ageing, plot_comparison, plot_parameters  # noqa: E402
-from xpcs_denoise.core.simulation import true_two_time  # noqa: E402
 from xpcs_denoise.analysis.workflows import ageing_analysis, pixel_subset_two_times  # noqa: E402
+from xpcs_denoise.core.fitting import fit_g2, sigma_for_fit  # noqa: E402
+from xpcs_denoise.core.simulation import true_two_time  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

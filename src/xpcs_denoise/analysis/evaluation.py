@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core.correlation import one_time_from_two_time
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
-from ..restoration.denoise import METHODS, denoise
+from ..restoration.denoise import available_methods, denoise
 
 __all__ = [
     "fit_metrics",
@@ -87,15 +87,6 @@ def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.nd
     for name, fn in methods.items():
         table[name] = fit_metrics(fn(inputs), t, g2t, band)
     return table
-
-
-def available_methods() -> tuple[str, ...]:
-    """Every denoising method usable here: all of ``denoising.METHODS`` but ``"bm3d"`` without its package."""
-    try:
-        import bm3d  # noqa: F401
-    except ImportError:
-        return tuple(m for m in METHODS if m not in ("bm3d", "none"))
-    return tuple(m for m in METHODS if m != "none")
 
 
 def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, target_index=None,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.scaling import PreparedDataset, load_prepared, split_by_target
+from ..core.scaling import PreparedDataset, split_by_target
+from ..io.prepared import load_prepared
 from ..nn.config import TrainConfig
 from ..nn.model import ModelConfig
 from ..nn.training import train_ensemble

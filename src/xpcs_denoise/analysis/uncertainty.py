@@ -42,6 +42,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, g2_model, sigma_for_fit
 from ..core.scaling import scale_parameters
 from ..core.window import check_two_times
+from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
@@ -65,7 +66,7 @@ SLOW_SHARE = 0.4
 SLOW_TARGET = 0.7
 
 
-def slow_bin_factor(c2, size: int = 50) -> int:
+def slow_bin_factor(c2, size: int = WINDOW) -> int:
     """Block size k ≥ 1 that brings slow dynamics into an n-frame window (n = ``size``) of a long 2TCF.
 
     From the 1TCF over all lags: the share of the decay seen over the series (lag 1..3 mean minus the median of
@@ -458,7 +459,7 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
     return out
 
 
-def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int = 49, beta=None,
+def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int | None = None, beta=None,
              baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
              frame_time: float | None = None):
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one (N, N) 2TCF, β fixed, with honest errors.
@@ -478,9 +479,13 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     x = np.asarray(c2, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
         raise XPCSInputError(f"cut_fits takes one square (N, N) 2TCF; got shape {x.shape}")
+    if method not in ("cned", "none"):
+        raise XPCSInputError(f"cut_fits supports method 'cned' or 'none'; got {method!r}")
     b, base = scale_parameters(x, 0, beta, baseline)
     beta, baseline = float(b[0]), float(base[0])
-    lag_max = min(int(max_lag), x.shape[0] - 1)
+    den = (model or _pretrained()) if method == "cned" else None
+    window = den.size if den is not None else getattr(model, "size", WINDOW)  # lags the model's band holds
+    lag_max = min(int(max_lag) if max_lag else window - 1, x.shape[0] - 1)
 
     def fit_cuts(m):
         ages, lags, g = time_resolved_cuts(m, width=width, max_lag=lag_max)
@@ -492,9 +497,6 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
         ages, fit = fit_cuts(x)
         return {"ages": ages, "fit": fit, "beta": beta, "denoised": None,
                 "boot_error": {k: np.zeros_like(fit.gamma) for k in PARAMETERS}}
-    if method != "cned":
-        raise XPCSInputError(f"cut_fits supports method 'cned' or 'none'; got {method!r}")
-    den = model or _pretrained()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         d = denoise(x, "cned", model=den, seed=seed, step=step, beta=beta, baseline=baseline)

@@ -14,6 +14,7 @@ from ..core.errors import XPCSInputError, XPCSNoContrastWarning
 from ..core.fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.scaling import scale_parameters
 from ..io.formats import write_csv
+from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
 from .plotting import plot_ageing, plot_parameters
 from .uncertainty import cut_fits, fit_two_time
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = 49, beta: float | None = None,
+def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = WINDOW - 1, beta: float | None = None,
                     baseline: float | None = None, ages=None, fix: dict | None = None,
                     frame_time: float | None = None) -> dict:
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one 2TCF, fitted with β fixed.
@@ -158,7 +159,7 @@ class QDependenceResult:
         return bool(self.fits and not np.array_equal(self.q, np.arange(1, len(self.q) + 1)))
 
 
-def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: int = 0, n_frames: int = 50,
+def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: int = 0, n_frames: int | None = None,
                  alpha_free: bool = True, gamma_true=None, model=None, seed: int = 0,
                  frame_time: float | None = None, weighted: bool = True) -> QDependenceResult:
     """Γ(q), β(q), C∞(q), α(q) from a short stretch of each ROI's 2TCF, raw and denoised (paper Fig. 5).
@@ -170,7 +171,8 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     methods : names from :data:`xpcs_denoise.denoising.METHODS` and ``"raw"``.
     targets : optional (K, M, M) high-SNR 2TCFs (e.g. the whole long series); their 1TCFs are fitted too, as
         the ``"target"`` entry.
-    start, n_frames : the stretch of frames used (the shipped ensemble needs n_frames ≥ 50; 50 is Eq. 5).
+    start, n_frames : the stretch of frames used (default n_frames: the model's window, 50 for the shipped
+        ensemble; Eq. 5 at the window, Eq. 7 above it).
     alpha_free : fit α (else fixed to 1).
     gamma_true : optional (K,) true Γ (frames⁻¹), for simulated data.
     model : a :class:`Denoiser` (default: the shipped ensemble); seed : lag-0 replacement draws.
@@ -181,7 +183,7 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 3:
         raise XPCSInputError(f"q-dependence takes (K, N, N) 2TCFs, one per ROI; got shape {c2.shape}")
-    stop = int(start) + int(n_frames)
+    stop = int(start) + int(n_frames or getattr(model, "size", WINDOW))
     if start < 0 or stop > c2.shape[-1]:
         raise XPCSInputError(f"frames {start}..{stop - 1} are outside the {c2.shape[-1]}-frame 2TCFs")
     k_rois = c2.shape[0]
@@ -281,7 +283,7 @@ class AgeingResult:
         return plot_ageing(self, path=path)
 
 
-def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, beta: float | None = None,
+def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None = None, beta: float | None = None,
            baseline: float | None = None, fix: dict | None = None, gamma_true=None, model=None, step: int = 5,
            seed: int = 0, frame_time: float | None = None) -> AgeingResult:
     """Non-equilibrium analysis of one long 2TCF (paper Fig. 6).
@@ -293,7 +295,8 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, be
     ----------
     c2 : (N, N) raw 2TCF, N ≥ 50.
     methods : ``"raw"`` and names from :data:`xpcs_denoise.denoising.METHODS`.
-    width, max_lag : cut width and longest lag fitted, frames (the denoised band spans lags < 50).
+    width, max_lag : cut width and longest lag fitted, frames (default the model's window − 1: the denoised band
+        spans lags below the window, 50 frames for the shipped ensemble).
     beta, baseline : β and C∞* of Eq. 7 (estimated from the 2TCF if not given); β is the fixed contrast.
     fix : other parameters to hold fixed, e.g. ``{"alpha": 1.0}``.
     gamma_true : optional (N,) true Γ(t) in frames⁻¹ (simulations).
@@ -307,6 +310,7 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int = 49, be
     b, base = scale_parameters(c2, 0, beta, baseline)
     b, base = float(b[0]), float(base[0])
     outputs, spread = _method_outputs(c2, methods, model=model, seed=seed, step=step, beta=b, baseline=base)
+    max_lag = max_lag or getattr(model, "size", WINDOW) - 1
     fits, ages = {}, None
     for m, x in outputs.items():
         if m == "cned":

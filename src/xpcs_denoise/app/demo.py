@@ -16,10 +16,11 @@ from ..analysis.uncertainty import fit_two_time
 from ..analysis.workflows import ageing_analysis
 from ..core.correlation import one_time_from_two_time, two_time
 from ..core.errors import XPCSInputError
-from ..core.scaling import load_prepared
+from ..core.scaling import card_split
 from ..core.simulation import simulate_speckle
 from ..core.validation import check_seed
 from ..io.formats import write_csv
+from ..io.prepared import load_prepared
 
 __all__ = ["run_demo", "evaluate_model"]
 
@@ -58,15 +59,16 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
     clean = res.c2
     k_rois = c2.shape[0]
     rows = []
-    first = slice(0, 50)
-    # Fits of the first 50 frames with errors that include the noise and the model (uncertainty.fit_two_time):
+    w = den.size  # the model's window: the first w frames are fitted, as the model sees them
+    first = slice(0, w)
+    # Fits of the first w frames with errors that include the noise and the model (uncertainty.fit_two_time):
     # the denoised value comes from the path the tool chooses per ROI (raw where the model cannot help).
     fr = fit_two_time(c2[:, first, first], method="none", fix={"alpha": 1.0}, seed=seed)
     fd = fit_two_time(c2[:, first, first], method="cned", model=den, fix={"alpha": 1.0}, seed=seed)
     f_raw, f_den = fr.fit, fd.fit
     g_raw = one_time_from_two_time(c2[:, first, first])
     g_den = one_time_from_two_time(fd.denoised)
-    truth_first = sim.gamma[:, :50].mean(axis=1)
+    truth_first = sim.gamma[:, :w].mean(axis=1)
     age_results = {}
     for k in range(k_rois):
         rows.append({"roi": k + 1, "q": float(sim.q[k]), "gamma_true": float(truth_first[k]),
@@ -86,7 +88,7 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
                "model": {"members": den.n_members, "weights_sha256": den.card.get("weights_sha256")},
                "seconds": round(time.time() - t0, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _write_html(out / "index.html", rows, figures, summary)
+    _write_html(out / "index.html", rows, figures, summary, w)
     return summary
 
 
@@ -113,7 +115,8 @@ def _demo_figures(out, sim, c2, clean, g_raw, g_den, f_raw, f_den, age_results):
     fig.savefig(out / "c2_maps.png", dpi=90)
     plt.close(fig)
 
-    lags = np.arange(1, 50)
+    w = g_raw.shape[-1] + 1  # the model's window
+    lags = np.arange(1, w)
     fig, axes = plt.subplots(1, k_rois, figsize=(3.2 * k_rois, 3.2), constrained_layout=True, sharey=True)
     for k in range(k_rois):
         ax = axes[k]
@@ -123,14 +126,14 @@ def _demo_figures(out, sim, c2, clean, g_raw, g_den, f_raw, f_den, age_results):
             ax.plot(lags, f_raw.model()[k], "-", color="0.4", lw=1, label="fit raw")
         if np.isfinite(f_den.gamma[k]):
             ax.plot(lags, f_den.model()[k], "-", color="C0", lw=1.5, label="fit denoised")
-        true = 1 + sim.beta[k] * np.exp(-2 * sim.gamma[k, :50].mean() * lags)
+        true = 1 + sim.beta[k] * np.exp(-2 * sim.gamma[k, :w].mean() * lags)
         ax.plot(lags, true, "--", color="k", lw=1, label="truth")
         ax.set_xscale("log")
         ax.set_xlabel("lag (frames)")
-        ax.set_title(f"ROI {k + 1}, first 50 frames", fontsize=8)
+        ax.set_title(f"ROI {k + 1}, first {w} frames", fontsize=8)
     axes[0].set_ylabel("C₁ (1TCF)")
     axes[0].legend(fontsize=7)
-    files.append(("1TCFs of the first 50 frames with Eq. 3 fits (α = 1)", "g2_fits.png"))
+    files.append((f"1TCFs of the first {w} frames with Eq. 3 fits (α = 1)", "g2_fits.png"))
     fig.savefig(out / "g2_fits.png", dpi=90)
     plt.close(fig)
 
@@ -152,7 +155,7 @@ def _demo_figures(out, sim, c2, clean, g_raw, g_den, f_raw, f_den, age_results):
     return files
 
 
-def _write_html(path, rows, figures, summary):
+def _write_html(path, rows, figures, summary, window):
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{v}</td>"
                                     for v in r.values()) + "</tr>" for r in rows)
@@ -164,7 +167,7 @@ def _write_html(path, rows, figures, summary):
         "<h1>xpcs-denoise demo: simulated ageing experiment, 4 q-ROIs</h1>"
         f"<p>Seed {summary['seed']}; ensemble of {summary['model']['members']} CNN-ED members "
         f"(weights SHA-256 {html.escape(str(summary['model']['weights_sha256']))[:16]}…). Γ in frames⁻¹, "
-        "fits of the first 50 frames with α = 1; truth = mean simulated Γ over those frames. Errors (±1σ) "
+        f"fits of the first {window} frames with α = 1; truth = mean simulated Γ over those frames. Errors (±1σ) "
         "include the photon noise and the model's spread (residual bootstrap); z = (Γ̂ − Γ)/σ; path = what "
         "was fitted for the denoised column (raw where the model cannot help).</p>"
         f"<table><tr>{head}</tr>{body}</table>{figs}</body></html>\n")
@@ -182,11 +185,7 @@ def evaluate_model(model, data, *, split: str = "validation", methods=None, seed
     den = Denoiser.pretrained() if str(model) == "pretrained" else Denoiser.from_directory(model)
     ds = load_prepared(data)
     if split == "validation":
-        names = set(den.card.get("split", {}).get("val_target_names", []))
-        ids = [i for i, nm in enumerate(ds.target_names) if nm in names]
-        if not ids:
-            raise XPCSInputError("none of the model card's validation targets is in this file; use --split all")
-        ds = ds.subset_targets(ids)
+        ds = card_split(ds, den.card)
     elif split != "all":
         raise XPCSInputError(f"split must be 'validation' or 'all'; got {split!r}")
     return compare_denoisers(ds.inputs, targets=ds.targets, target_index=ds.target_index, methods=methods,

@@ -50,6 +50,7 @@ from ..io.formats import (
     read_qmap,
     write_csv,
 )
+from ..nn.config import WINDOW
 from ..restoration.denoise import METHODS, denoise
 from .report import _own_files, default_max_lag, write_report
 
@@ -228,7 +229,7 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
         model = model or _pretrained()
         size = model.size
     else:
-        size = 50
+        size = getattr(model, "size", WINDOW)
     if method not in ("cned", "pca") or c2.ndim != 2 or n_big <= 3 * int(block) or not np.all(np.isfinite(c2)):
         return denoise(c2, method, model=model, return_std=True, seed=seed, step=step, **options)
     step, block = int(step), int(block)
@@ -304,7 +305,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
         excl = _Exclusion(src, exclude, thr)
         den = _model(model) if method == "cned" else None
-        size = den.size if den is not None else 50
+        size = den.size if den is not None else WINDOW
 
         step = check_step(step, size)  # before any ROI is read or written
         attrs = {**{f"source_{k}": v for k, v in src.attrs.items() if _scalar(v)},
@@ -520,7 +521,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                 diffusion = {"error": str(exc)}
     else:
         for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
-            lag_max = max_lag or min(49, n - 1)
+            lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
             if flat[k]:
                 rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
                              "message": "flat 2TCF: no contrast, nothing to fit"})
@@ -650,7 +651,6 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     """
     import tempfile
 
-
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
 
@@ -686,13 +686,13 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 opened.append(open_c2(path))
                 return _LazyC2(opened[-1])
 
-            window, den = 50, None
+            window, den = WINDOW, None
             ft = frame_time if frame_time is not None else src.frame_time
             if src.has_raw:
                 raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
                 c2s = {"raw": raw, main_name: _LazyC2(src)}
                 provenance.update({k: v for k, v in src.attrs.items() if _scalar(v)})
-                window = int(src.attrs.get("window", 50))
+                window = int(src.attrs.get("window", WINDOW))
                 if main_name == "cned":
                     den = _model(model)
             else:
@@ -700,7 +700,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 c2s[method] = denoised(method)
                 provenance.update({k: v for k, v in opened[-1].attrs.items() if _scalar(v)
                                    and k in ("method", "window", "step", "model_weights_sha256")})
-                window = int(opened[-1].attrs.get("window", 50))
+                window = int(opened[-1].attrs.get("window", WINDOW))
                 den = _model(model) if method == "cned" else None
             for m in compare:
                 if m not in c2s:

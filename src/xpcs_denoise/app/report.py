@@ -25,6 +25,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.validation import json_safe
 from ..io.formats import write_csv
+from ..nn.config import WINDOW
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
 
@@ -103,7 +104,6 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     """
     import warnings
 
-
     def whole(c2):
         if isinstance(c2, np.ndarray):
             return np.asarray(c2, dtype=np.float64)
@@ -112,6 +112,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
 
     rows, fits = [], {}
     raw_whole = None
+    window = getattr(model, "size", WINDOW)  # the denoised lags: below the model's window
     for name, c2 in c2s.items():
         k_rois, n = c2.shape[0], c2.shape[-1]
         lag_max = max_lag or default_max_lag(n)
@@ -124,7 +125,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
                 fit = fit_two_time(raw_whole, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
                 paths = np.full(k_rois, "raw")
             elif name == "cned" and raw_whole is not None and np.all(np.isfinite(raw_whole)):
-                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=min(lag_max, 49), fix=fix,
+                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=min(lag_max, window - 1), fix=fix,
                                   frame_time=frame_time)
                 fit, paths = tf.fit, np.atleast_1d(tf.path)
             else:  # 1TCFs one ROI at a time
@@ -210,7 +211,7 @@ def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None, span=None):
         fig, axes = plt.subplots(len(rois), len(names), figsize=(4.2 * len(names) + 1.2, 3.9 * len(rois)),
                                  constrained_layout=True, squeeze=False)
         for i, k in enumerate(rois):
-            vmin, vmax = _clim(c2s, k, band or 50)
+            vmin, vmax = _clim(c2s, k, band or WINDOW)
             for j, name in enumerate(names):
                 ax = axes[i, j]
                 img, f = _display(np.asarray(c2s[name][k], dtype=np.float64)[:n, :n])
@@ -260,9 +261,8 @@ def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
         plt.close(fig)
 
 
-def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None):
+def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None, window=WINDOW):
     import matplotlib.pyplot as plt
-
 
     unit = "1/frame"
     with plt.rc_context(_FONTS):
@@ -274,8 +274,8 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_tim
             for i, (name, c2) in enumerate(c2s.items()):
                 n = c2.shape[-1]
                 try:
-                    r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
-                                        beta=beta, frame_time=frame_time)
+                    r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width,
+                                        max_lag=min(window - 1, n - 1), beta=beta, frame_time=frame_time)
                 except XPCSInputError as exc:  # e.g. no contrast: say so on the panel, draw the others
                     ax.text(0.5, 0.5 - 0.1 * i, f"{name}: {str(exc).split(':')[0]}", transform=ax.transAxes,
                             ha="center", fontsize=9, wrap=True)
@@ -299,7 +299,6 @@ def _fig_gamma_q(path, q, phi, fits, diffusion=None):
     import dataclasses
 
     import matplotlib.pyplot as plt
-
 
     groups = [None] if phi is None or not np.all(np.isfinite(phi)) else list(np.unique(phi))
     split = {}
@@ -336,10 +335,10 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
-                 band: int | None = 50, progress: bool = False, frame_time: float | None = None,
+                 band: int | None = WINDOW, progress: bool = False, frame_time: float | None = None,
                  weighted: bool = True, model=None) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
-    ``gamma_age.png`` (N > 50), ``fits.csv``, ``summary.json`` and ``index.html``.
+    ``gamma_age.png`` (N above the window), ``fits.csv``, ``summary.json`` and ``index.html``.
 
     Parameters
     ----------
@@ -389,10 +388,11 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
+    window = band or getattr(model, "size", WINDOW)  # the model's window: its lags are the denoised ones
     band = band if len(c2s) > 1 else None
     try:
         if max_lag is None and len(c2s) > 1:
-            max_lag = min(default_max_lag(n), 49)
+            max_lag = min(default_max_lag(n), window - 1)
         rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress,
                                frame_time=frame_time, weighted=weighted, model=model)
         g_unit = next(iter(fits.values())).gamma_unit
@@ -427,8 +427,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
                             "gamma_q.png"))
         next(steps, None)
-        if n > 50:
-            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time)
+        if n > window:
+            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time, window)
             figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
                             "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
                             "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))

@@ -23,6 +23,7 @@ import numpy as np
 from ..core.correlation import two_time
 from ..core.errors import XPCSInputError
 from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
+from ..io.files import atomic_path
 from .denoiser import Denoiser, _pretrained
 from .training import TrainConfig, train_ensemble
 
@@ -166,9 +167,8 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
     if "uncertainty" in base_card:
         card["uncertainty"] = base_card["uncertainty"]
     path = Path(out_dir) / "model_card.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
     for f in Path(out_dir).glob("checkpoint.safetensors"):
         f.unlink()
     return Denoiser.from_directory(out_dir), card

@@ -20,7 +20,6 @@ import torch
 from ..core.errors import XPCSInputError
 from ..core.scaling import (
     PreparedDataset,
-    load_prepared,
     matrix_to_triu,
     replace_diagonal,
     scale_parameters,
@@ -29,6 +28,8 @@ from ..core.scaling import (
 )
 from ..core.simulation import simulate_crops
 from ..core.validation import check_int, check_seed
+from ..io.files import atomic_path
+from ..io.prepared import load_prepared
 from .config import TrainConfig
 from .model import PARAM_NAMES, CNNEDEnsemble, ModelConfig, save_ensemble
 
@@ -99,9 +100,8 @@ def _cached_pairs(out_dir: Path, n: int, size: int, seed: int, contrast: str, re
             return z["x"], z["y"]
     x, y = (simulated_pairs(n, size, seed=seed, contrast=contrast) if realistic else
             simulated_pairs(n, size, seed=seed, contrast=contrast, ranges={}, offset=False))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, x=x, y=y)
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        np.savez(tmp, x=x, y=y)
     return x, y
 
 
@@ -138,9 +138,8 @@ def _save_checkpoint(path: Path, model, best, opt, state: dict):
             tensors[f"adam.{i}.exp_avg"] = st["exp_avg"].contiguous()
             tensors[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
             tensors[f"adam.{i}.step"] = st["step"].reshape(1).contiguous()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
 
 
 def _load_checkpoint(path: Path, model, best, opt) -> dict:

@@ -16,7 +16,7 @@ from ..core.errors import XPCSInputError
 from ..core.scaling import matrix_to_triu, triu_to_matrix
 from ..nn.config import pretrained_directory
 
-__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter", "BASELINES"]
+__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter"]
 
 
 def _batched(x):
@@ -113,5 +113,3 @@ class PCAFilter:
         """The PCA filter fitted on the training split of the shipped ensemble."""
         return cls.load(pretrained_directory() / "pca.safetensors")
 
-
-BASELINES = {"gaussian": gaussian_denoise, "median": median_denoise, "tv": tv_denoise, "bm3d": bm3d_denoise}
