@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -8,18 +7,13 @@ import pytest
 
 from xpcs_denoise.io.prepared import write_prepared
 
+from .conftest import ENV
+from .conftest import run_cli as run
 from .test_model import _synthetic_prepared
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "xpcs_denoise.app.cli", *args], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=600)
 
 
 def test_version_and_help(capsys):
-    r = run("--version")
+    r = run("--version", subprocess_=True)  # the installed entry point, started as a user starts it
     assert r.returncode == 0 and "xpcs-denoise" in r.stdout
     from xpcs_denoise.app.cli import main
 
