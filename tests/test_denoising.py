@@ -16,7 +16,7 @@ from xpcs_denoise import (
 from xpcs_denoise.core.scaling import from_model_units, scale_parameters, to_model_units
 from xpcs_denoise.core.simulation import true_two_time
 from xpcs_denoise.core.window import sliding_window
-from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
+from xpcs_denoise.nn.denoiser import Denoiser
 from xpcs_denoise.restoration.baselines import PCAFilter
 
 N = 50
@@ -323,9 +323,7 @@ def test_pca_wrong_size_is_an_error(pca_filter):
         pca_filter.predict(np.ones((40, 40)))
 
 
-@pytest.mark.skipif(not (pretrained_directory() / "pca.safetensors").is_file(),
-                    reason="pretrained PCA filter not shipped yet")
-def test_pretrained_pca_filter_denoises(crops):
+def test_pretrained_pca_filter_denoises(crops):  # shipped with the package: never skipped
     f = PCAFilter.pretrained()
     assert f.size == N and f.components.shape[1] == N * (N + 1) // 2
     np.testing.assert_allclose(f.components @ f.components.T, np.eye(len(f.components)), atol=1e-6)
