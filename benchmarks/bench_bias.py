@@ -26,6 +26,7 @@ from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time
 from xpcs_denoise.analysis.evaluation import GAMMA_BAND, bias_table, format_bias_table, truth_from_targets
 from xpcs_denoise.analysis.uncertainty import fit_two_time
 from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.files import atomic_path
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
@@ -182,9 +183,8 @@ def main(argv=None):
         path = Path(a.model) / "model_card.json"
         card = json.loads(path.read_text())
         card["bias"] = _rounded(report)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(card, indent=1) + "\n")
-        tmp.replace(path)
+        with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
+            tmp.write_text(json.dumps(card, indent=1) + "\n")
 
 
 def _rounded(v):

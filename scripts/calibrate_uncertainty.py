@@ -22,6 +22,7 @@ import numpy as np
 from xpcs_denoise import Denoiser
 from xpcs_denoise.analysis.uncertainty import calibrate, fit_two_time
 from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.files import atomic_path
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
@@ -77,9 +78,8 @@ def main():
         card["uncertainty"] = {**out["den"], "method": "residual frame-permutation bootstrap (n_boot "
                                f"{a.n_boot}), half-ensembles; scale measured on simulated data, seed {a.seed}"}
         path = Path(a.model) / "model_card.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(card, indent=1) + "\n")
-        tmp.replace(path)
+        with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
+            tmp.write_text(json.dumps(card, indent=1) + "\n")
         print("written to", path)
 
 

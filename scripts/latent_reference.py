@@ -14,6 +14,7 @@ from pathlib import Path
 
 from xpcs_denoise import Denoiser
 from xpcs_denoise.core.scaling import card_split
+from xpcs_denoise.io.files import atomic_path
 from xpcs_denoise.io.prepared import load_prepared
 from xpcs_denoise.nn.anomaly import latent_reference
 
@@ -31,9 +32,8 @@ def main():
     card = json.loads(path.read_text())
     card["latent_reference"] = {**ref, "data_sha256": ds.source_sha256, "split": "training",
                                 "command": "python scripts/latent_reference.py MODEL_DIR"}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
     print(f"{ref['n_crops']} training crops; median residual {ref['median_residual']:.4f}")
 
 

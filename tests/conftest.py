@@ -36,7 +36,9 @@ def run_cli(*args, cwd=None, subprocess_=False) -> subprocess.CompletedProcess:
         if cwd is not None:
             os.chdir(cwd)
         with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
-            warnings.simplefilter("default")
+            warnings.simplefilter("default")  # Python's own defaults, as a terminal shows them
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=quiet)
             warnings.showwarning = lambda msg, cat, fn, ln, file=None, line=None: err.write(
                 warnings.formatwarning(msg, cat, fn, ln, line))
             try:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import xpcs_denoise
-from xpcs_denoise import XPCSInputError, cli, denoise, fit_g2, time_resolved_cuts, two_time
+from xpcs_denoise import XPCSInputError, denoise, fit_g2, time_resolved_cuts, two_time
+from xpcs_denoise.app import cli
 from xpcs_denoise.app.pipeline import denoise_file
 from xpcs_denoise.core.simulation import true_two_time
 from xpcs_denoise.io.formats import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2

@@ -90,11 +90,13 @@ class _MovedModules:
     def create_module(spec):
         import importlib
 
-        return importlib.import_module(spec.origin)
+        module = importlib.import_module(spec.origin)
+        spec.loader_state = module.__spec__  # the import system sets __spec__ to this alias spec: put it back
+        return module
 
     @staticmethod
     def exec_module(module):
-        pass
+        module.__spec__ = module.__spec__.loader_state
 
 
 if not any(isinstance(f, type) and f.__name__ == "_MovedModules" for f in _sys.meta_path):

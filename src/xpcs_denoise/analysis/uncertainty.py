@@ -41,6 +41,7 @@ from ..core.correlation import one_time_from_two_time, time_resolved_cuts
 from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, g2_model, sigma_for_fit
 from ..core.scaling import scale_parameters
+from ..core.validation import check_square
 from ..core.window import check_two_times
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
@@ -295,8 +296,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     if den is None and not np.all(np.isfinite(np.asarray(c2, dtype=np.float64))):
         # raw fits ignore NaN (excluded frames' rows and columns): only the shape is checked
         x = np.asarray(c2, dtype=np.float64)
-        if x.ndim not in (2, 3) or x.shape[-1] != x.shape[-2] or x.shape[-1] < 3:
-            raise XPCSInputError(f"2TCF must be square, shape (N, N) or (B, N, N), N >= 3; got {x.shape}")
+        check_square(x.shape, min_n=3)
         single = x.ndim == 2
         x = x[None] if single else x
     else:
@@ -477,8 +477,7 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     from ..nn.denoiser import _pretrained  # defers torch
 
     x = np.asarray(c2, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] != x.shape[1]:
-        raise XPCSInputError(f"cut_fits takes one square (N, N) 2TCF; got shape {x.shape}")
+    check_square(x.shape, "cut_fits: the 2TCF", ndim=(2,))
     if method not in ("cned", "none"):
         raise XPCSInputError(f"cut_fits supports method 'cned' or 'none'; got {method!r}")
     b, base = scale_parameters(x, 0, beta, baseline)

@@ -13,6 +13,7 @@ from ..core.correlation import one_time_from_two_time, time_resolved_cuts, two_t
 from ..core.errors import XPCSInputError, XPCSNoContrastWarning
 from ..core.fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.scaling import scale_parameters
+from ..core.validation import check_square
 from ..io.formats import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
@@ -23,6 +24,7 @@ __all__ = [
     "ageing_analysis",
     "ageing",
     "AgeingResult",
+    "WorkflowResult",
     "q_dependence",
     "QDependenceResult",
     "pixel_subset_two_times",
@@ -97,8 +99,23 @@ def _per_roi_outputs(c2, methods, **kwargs):
     return {m: np.concatenate([p[m] for p in parts]) for m in methods}, None
 
 
+class WorkflowResult:
+    """What every workflow returns: :meth:`table` (one dict a row, the columns of the CSV), :meth:`to_csv` and
+    :meth:`plot` (a figure, saved to ``path`` if given)."""
+
+    def table(self) -> list[dict]:
+        raise NotImplementedError
+
+    def plot(self, path=None):
+        raise NotImplementedError
+
+    def to_csv(self, path, *, overwrite: bool = False) -> Path:
+        """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
+        return write_csv(path, self.table(), overwrite=overwrite)
+
+
 @dataclass
-class QDependenceResult:
+class QDependenceResult(WorkflowResult):
     """Eq. 3 fits of each ROI's 1TCF per method (``"raw"``, ``"cned"``, peers, ``"target"``).
 
     ``q`` is in Å⁻¹ (ROI numbers 1..K if no q was given); Γ in frames⁻¹ of the input's frames, or s⁻¹ with a
@@ -134,10 +151,6 @@ class QDependenceResult:
         ok = np.asarray(fit.success) & ~np.asarray(fit.at_bound if fit.at_bound is not None else False)
         return fit_diffusion(self.q, np.where(ok, fit.gamma, np.nan), np.where(ok, fit.gamma_err, np.nan),
                              power=power, gamma_unit=fit.gamma_unit)
-
-    def to_csv(self, path, *, overwrite: bool = False) -> Path:
-        """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
-        return write_csv(path, self.table(), overwrite=overwrite)
 
     def relative_error(self, method: str) -> np.ndarray:
         """|Γ − Γ_true| / Γ_true per ROI (NaN where the fit failed); needs ``gamma_true``."""
@@ -242,7 +255,7 @@ def fit_one_times(c2, *, max_lag: int | None = None, fix: dict | None = None, fr
 
 
 @dataclass
-class AgeingResult:
+class AgeingResult(WorkflowResult):
     """Γ(t_a), C∞(t_a), α(t_a) per method from cuts of width ``width`` (β fixed to ``beta``)."""
 
     ages: np.ndarray
@@ -265,10 +278,6 @@ class AgeingResult:
         if self.gamma_true is not None:
             extra["gamma_true"] = self.gamma_true[self.ages]
         return fit_rows(self.fits, self.ages, index_name="age", columns=extra)
-
-    def to_csv(self, path, *, overwrite: bool = False) -> Path:
-        """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
-        return write_csv(path, self.table(), overwrite=overwrite)
 
     def relative_error(self, method: str) -> np.ndarray:
         """|Γ(t_a) − Γ_true(t_a)| / Γ_true(t_a) per age, NaN where the fit failed; needs ``gamma_true``."""
@@ -305,8 +314,7 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
         (the table adds ``age_s``).
     """
     c2 = np.asarray(c2, dtype=np.float64)
-    if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
-        raise XPCSInputError(f"ageing takes one square (N, N) 2TCF; got shape {c2.shape}")
+    check_square(c2.shape, "ageing: the 2TCF", ndim=(2,))
     b, base = scale_parameters(c2, 0, beta, baseline)
     b, base = float(b[0]), float(base[0])
     outputs, spread = _method_outputs(c2, methods, model=model, seed=seed, step=step, beta=b, baseline=base)

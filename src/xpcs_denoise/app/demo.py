@@ -21,6 +21,7 @@ from ..core.simulation import simulate_speckle
 from ..core.validation import check_seed
 from ..io.formats import write_csv
 from ..io.prepared import load_prepared
+from ..nn.denoiser import Denoiser
 
 __all__ = ["run_demo", "evaluate_model"]
 
@@ -41,8 +42,6 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
     fit, and write a report (PNG figures, CSV/JSON tables, index.html) into ``out_dir``.
 
     An existing ``out_dir`` is refused unless ``overwrite``; even then only the demo's own files are replaced."""
-    from ..nn.denoiser import Denoiser  # defers torch
-
     t0 = time.time()
     seed = check_seed(seed)
     out = Path(out_dir)
@@ -180,8 +179,6 @@ def evaluate_model(model, data, *, split: str = "validation", methods=None, seed
     the model card, ``"all"`` every crop of ``data`` (your own held-out data). ``methods`` defaults to every
     available method (BM3D only where its package is installed).
     """
-    from ..nn.denoiser import Denoiser  # defers torch
-
     den = Denoiser.pretrained() if str(model) == "pretrained" else Denoiser.from_directory(model)
     ds = load_prepared(data)
     if split == "validation":

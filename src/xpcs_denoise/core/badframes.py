@@ -19,6 +19,7 @@ from .correlation import _frames_and_shape, _read_pixel_block, _validated_labels
 from .errors import XPCSInputError
 from .exclusion import apply_exclusion, exclusion_mask, parse_frame_list
 from .simulation import simulate_speckle
+from .validation import check_square
 
 __all__ = [
     "find_bad_frames",
@@ -352,8 +353,7 @@ def find_bad_frames(c2=None, *, frames=None, labels=None, threshold: float = DEF
     c = None
     if c2 is not None:
         c = np.asarray(c2, dtype=np.float64)
-        if c.ndim not in (2, 3) or c.shape[-1] != c.shape[-2]:
-            raise XPCSInputError(f"2TCF must be square, shape (N, N) or (K, N, N); got {c.shape}")
+        check_square(c.shape, batch="K")
         if c.shape[-1] < 8:
             raise XPCSInputError(f"need at least 8 frames to find bad frames; got {c.shape[-1]}")
         c = c[None] if c.ndim == 2 else c

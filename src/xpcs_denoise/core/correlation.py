@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import XPCSInputError
 from .exclusion import apply_exclusion, exclusion_mask
-from .validation import MAX_ROIS, check_int, check_memory, numeric_array
+from .validation import MAX_ROIS, check_int, check_memory, check_square, numeric_array
 
 __all__ = [
     "two_time",
@@ -290,8 +290,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, retu
         Standard error of each point (same unit as ``c2``).
     """
     c2 = np.asarray(c2, dtype=np.float64)
-    if c2.ndim not in (2, 3) or c2.shape[-1] != c2.shape[-2]:
-        raise XPCSInputError(f"2TCF must be square, shape (T, T) or (B, T, T); got {c2.shape}")
+    check_square(c2.shape)
     n = c2.shape[-1]
     if n < 2:
         raise XPCSInputError(f"2TCF must be at least 2×2 to have a lag; got {c2.shape}")
@@ -371,8 +370,7 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
         The 1TCF of each age; NaN where that lag does not exist at that age (the cut leaves the matrix).
     """
     c2 = np.asarray(c2, dtype=np.float64)
-    if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
-        raise XPCSInputError(f"time_resolved_cuts needs one square 2TCF (T, T); got {c2.shape}")
+    check_square(c2.shape, "time_resolved_cuts: the 2TCF", ndim=(2,))
 
     n = c2.shape[0]
     width = check_int(width, "cut width (frames)", 1, n)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .correlation import one_time_from_two_time
 from .errors import XPCSInputError
+from .validation import check_square
 
 __all__ = [
     "PreparedDataset",
@@ -336,8 +337,7 @@ def subsample_frames(c2, every: int, offset: int = 0) -> np.ndarray:
     """
     c2 = np.asarray(c2)
     every, offset = int(every), int(offset)
-    if c2.ndim < 2 or c2.shape[-1] != c2.shape[-2]:
-        raise XPCSInputError(f"2TCF must be square, shape (…, N, N); got {c2.shape}")
+    check_square(c2.shape, ndim=None)
     if every < 1 or not 0 <= offset < c2.shape[-1]:
         raise XPCSInputError(f"need every >= 1 and 0 <= offset < N = {c2.shape[-1]}; got every={every}, "
                              f"offset={offset}")
@@ -365,9 +365,8 @@ def from_model_units(x, beta, baseline=1.0) -> np.ndarray:
 def diagonal_crops(c2: np.ndarray, size: int = 50, step: int = 25) -> np.ndarray:
     """Square crops centred on the (1,1) diagonal, from the first frame, moving ``step`` frames: (n, size, size)."""
     c2 = np.asarray(c2)
+    check_square(c2.shape, ndim=(2,))
     n = c2.shape[-1]
-    if c2.ndim != 2 or c2.shape[0] != n:
-        raise XPCSInputError(f"need one square 2TCF; got shape {c2.shape}")
     if n < size:
         raise XPCSInputError(f"2TCF has {n} frames, fewer than the crop size {size}")
     starts = np.arange(0, n - size + 1, int(step))

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .scaling import from_model_units, replace_diagonal, scale_parameters, to_model_units
-from .validation import check_int, numeric_array
+from .validation import check_int, check_square, numeric_array
 
 __all__ = ["check_two_times", "check_step", "sliding_window", "denoise_scaled"]
 
@@ -21,8 +21,7 @@ def check_two_times(c2, size: int) -> tuple[np.ndarray, bool]:
     c2 = numeric_array(c2, "2TCF")
     if c2.dtype == np.bool_:
         raise XPCSInputError(f"2TCF must be numeric; got dtype {c2.dtype}")
-    if c2.ndim not in (2, 3) or c2.shape[-1] != c2.shape[-2]:
-        raise XPCSInputError(f"2TCF must be square, shape (N, N) or (B, N, N); got {c2.shape}")
+    check_square(c2.shape)
     if c2.shape[-1] < size:
         raise XPCSInputError(
             f"2TCF is {c2.shape[-1]}×{c2.shape[-1]} but the model needs at least {size}×{size} frames; "

@@ -43,7 +43,14 @@ import numpy as np
 
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
-from ..core.validation import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
+from ..core.validation import (
+    check_memory,
+    check_regular_input,
+    check_square,
+    is_real_dtype,
+    numeric_array,
+    unique_roi_count,
+)
 from .files import _one_line, atomic_path, write_csv
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
@@ -852,10 +859,7 @@ class C2Source(_OpenFile):
 def _check_c2_shape(shape, dtype, where: str) -> None:
     if not is_real_dtype(dtype) or dtype == np.bool_:
         raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {dtype}")
-    if len(shape) not in (2, 3):
-        raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {tuple(shape)}")
-    if shape[-1] != shape[-2]:
-        raise XPCSInputError(f"{where}: 2TCF must be square; got {shape[-2]}×{shape[-1]} (crop it to N×N)")
+    check_square(shape, f"{where}: 2TCF", batch="K")
     if shape[-1] < 2 or int(np.prod(shape)) == 0:
         raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {tuple(shape)}")
     if len(shape) == 3:
