@@ -657,12 +657,32 @@ def _frames(t, shape=(20, 4, 4)):
     return t / "f.npy"
 
 
+#: What each case's one line must say: the thing that is wrong, not just "error:".
+CLI_SAYS = {
+    "seed -1": ("seed", "0..9223372036854775807", "got -1"),
+    "seed 2**70": ("--seed", "got 1180591620717411303424"),
+    "batch size 0": ("--batch-size", ">= 1", "got 0"),
+    "pickled q": ("--q file", "not a .npy of numbers", "numpy.save"),
+    "latents a": ("--latents", "whole numbers", "got 'a'"),
+    "bad scheduler": ("--scheduler", "tcp://host:8786", "not a scheduler"),
+    "bins as text": ("processed_bins", "must hold numbers", "--dataset"),
+    "format_version v1": ("format_version 'v1'", "not a whole number"),
+    "q as group": ("/q is a group", "dataset"),
+    "c2 as group": ("/c2 is a group", "(K, N, N) dataset"),
+    "nested card": ("model_card.json", "unreadable", "recursion"),
+    "binary card": ("model_card.json", "unreadable", "decode"),
+    "40000 ROIs": ("label 40000", "10000 q-ROIs"),
+    "40000 ROIs in a file": ("40000 q-ROIs", "10000 supported"),
+}
+
+
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_cli_clear_messages(tmp_path, capsys, case):
     argv = CLI_CASES[case](tmp_path)
     before = tree(tmp_path)
     rc, err = run_cli(capsys, *argv, "-q")
-    assert_one_line_error(rc, err, "error:")
+    assert rc == 2  # bad input, not a crash (1) or success
+    assert_one_line_error(rc, err, f"xpcs-denoise {argv[0]}: error:", *CLI_SAYS[case])
     assert tree(tmp_path) == before  # inputs byte-identical, no output, no temp file
 
 
