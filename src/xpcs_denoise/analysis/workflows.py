@@ -302,7 +302,7 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
 
     Parameters
     ----------
-    c2 : (N, N) raw 2TCF, N ≥ 50.
+    c2 : (N, N) raw 2TCF, N ≥ the model's window (50 for the shipped ensemble).
     methods : ``"raw"`` and names from :data:`xpcs_denoise.denoising.METHODS`.
     width, max_lag : cut width and longest lag fitted, frames (default the model's window − 1: the denoised band
         spans lags below the window, 50 frames for the shipped ensemble).

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .. import __version__
+from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 
 
@@ -270,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rescale-real", action="store_true",
                    help="scale each real crop and its target by the crop's own Eq. 5 contrast, as at inference")
     t.add_argument("--threads", type=int, default=None, help="torch threads")
-    t.add_argument("--size", type=int, default=50, help="input size n (n×n crops)")
+    t.add_argument("--size", type=int, default=WINDOW, help=f"input size n (n×n crops; default {WINDOW})")
     t.add_argument("--channels", type=int, default=10)
     t.add_argument("--latent", type=int, default=8)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -353,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output format (default: aps for an APS 8-ID-I input, npy for a .npy name, else ours)")
     method_opts(dn)
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
-    dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")
+    dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N above the model's window)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
     time_opts(dn, fits=False)
     exclude_opts(dn)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .correlation import one_time_from_two_time
+from .defaults import WINDOW
 from .errors import XPCSInputError
 from .validation import check_square
 
@@ -248,7 +249,7 @@ def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0, *
     return (b, floored) if return_floored else b
 
 
-def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *,
+def scale_parameters(c2: np.ndarray, size: int = WINDOW, beta=None, baseline=None, *,
                      partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contrast β and baseline C∞ used to bring (B, N, N) 2TCFs to model units.
 
@@ -362,7 +363,7 @@ def from_model_units(x, beta, baseline=1.0) -> np.ndarray:
     return (np.asarray(x, dtype=np.float64) - 1.0) * beta + baseline
 
 
-def diagonal_crops(c2: np.ndarray, size: int = 50, step: int = 25) -> np.ndarray:
+def diagonal_crops(c2: np.ndarray, size: int = WINDOW, step: int = 25) -> np.ndarray:
     """Square crops centred on the (1,1) diagonal, from the first frame, moving ``step`` frames: (n, size, size)."""
     c2 = np.asarray(c2)
     check_square(c2.shape, ndim=(2,))
@@ -374,7 +375,7 @@ def diagonal_crops(c2: np.ndarray, size: int = 50, step: int = 25) -> np.ndarray
     return c2[idx[:, :, None], idx[:, None, :]]
 
 
-def prepare_two_times(c2s, names, *, betas=None, size: int = 50, step: int = 25, seed: int = 0,
+def prepare_two_times(c2s, names, *, betas=None, size: int = WINDOW, step: int = 25, seed: int = 0,
                       every: tuple[int, ...] = (1,)) -> PreparedDataset:
     """Prepare raw 2TCFs for training, as the paper did (METHOD §2).
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .correlation import two_time
+from .defaults import WINDOW
 from .errors import XPCSInputError
 
 __all__ = ["SpeckleSeries", "simulate_speckle", "simulate_q_rings", "simulate_crops", "true_two_time"]
@@ -232,7 +233,7 @@ def simulate_q_rings(n_frames: int = 200, n_rois: int = 10, *, q_min: float = 0.
                          meta={"ageing": False, "diffusion_A2_per_frame": diffusion})
 
 
-def simulate_crops(n: int, size: int = 50, *, seed: int = 0, gamma_range=(0.003, 0.5), beta_range=(0.05, 0.5),
+def simulate_crops(n: int, size: int = WINDOW, *, seed: int = 0, gamma_range=(0.003, 0.5), beta_range=(0.05, 0.5),
                    alpha_range=(0.5, 2.0), count_range=(0.05, 2.0), pixels=(500, 1000, 3000),
                    pixel_range: tuple[int, int] | None = None, min_photons: float = 60.0,
                    group: int = 64) -> tuple[np.ndarray, np.ndarray, dict]:

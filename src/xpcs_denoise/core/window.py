@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from .defaults import WINDOW
 from .errors import XPCSInputError, XPCSNoContrastWarning
 from .scaling import from_model_units, replace_diagonal, scale_parameters, to_model_units
 from .validation import check_int, check_square, numeric_array
@@ -42,7 +43,7 @@ def check_two_times(c2, size: int) -> tuple[np.ndarray, bool]:
 
 
 
-def sliding_window(x: np.ndarray, predict, n: int = 50, step: int = 5, seed: int = 0):
+def sliding_window(x: np.ndarray, predict, n: int = WINDOW, step: int = 5, seed: int = 0):
     """Apply an n×n patch denoiser to (B, N, N) model-unit 2TCFs by the paper's sliding window.
 
     ``predict`` maps (W, n, n) patches (lag 0 replaced) to (mean, spread) arrays of the same shape. The window

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..core.defaults import WINDOW  # noqa: F401  (re-exported: the peers' window without a model)
+
 __all__ = ["TrainConfig", "METHODS", "WINDOW", "pretrained_directory"]
 
 #: Every denoising method of :func:`xpcs_denoise.denoise` (the registry's names, importable without torch).
 METHODS = ("cned", "gaussian", "median", "tv", "pca", "bm3d", "none")
 
-#: Window (frames) of the shipped ensemble (its card's ``architecture.size``); what the classical peers use when
-#: no model is given. Every other window, lag range and crop size is read from the model (``Denoiser.size``).
-WINDOW = 50
 
 
 def pretrained_directory() -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.correlation import two_time
+from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
 from ..io.files import atomic_path
@@ -55,7 +56,7 @@ def half_split_two_times(frames, labels, *, n_splits: int = 2, seed: int = 0) ->
     return np.stack(out_a), np.stack(out_b)
 
 
-def noise2noise_pairs(c2_a, c2_b, size: int = 50, *, step: int = 10, every=(1, 2), seed: int = 0,
+def noise2noise_pairs(c2_a, c2_b, size: int = WINDOW, *, step: int = 10, every=(1, 2), seed: int = 0,
                       frames: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) in model units from pairs of half-pixel 2TCFs, both directions (A→B and B→A).
 

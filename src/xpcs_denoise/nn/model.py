@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 from ..core.validation import check_memory
 from ..io.files import atomic_path, file_sha256
@@ -35,7 +36,7 @@ PARAM_NAMES = ("c1_w", "c1_b", "c2_w", "c2_b", "enc_w", "enc_b", "dec_w", "dec_b
 class ModelConfig:
     """Hyper-parameters of one CNN-ED member (defaults: the paper's)."""
 
-    size: int = 50
+    size: int = WINDOW
     channels: int = 10
     kernel: int = 1
     latent: int = 8

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 from ..core.scaling import (
     PreparedDataset,
@@ -63,7 +64,7 @@ def rescale_pairs(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> tup
     return x.astype(np.float32), y.astype(np.float32), ok
 
 
-def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "estimated",
+def simulated_pairs(n: int, size: int = WINDOW, seed: int = 0, contrast: str = "estimated",
                     ranges: dict | None = None, offset: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each (m ≤ n, size, size) float32 in model units, from simulated speckle series.
 

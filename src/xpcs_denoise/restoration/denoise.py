@@ -90,9 +90,9 @@ def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_s
 
     Notes
     -----
-    Every method sees the same input: Eq. 5 (N = 50) or Eq. 7 (N > 50) scaling to contrast 1 and baseline 1,
+    Every method sees the same input: Eq. 5 (N = n) or Eq. 7 (N > n) scaling to contrast 1 and baseline 1,
     lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6). Image filters act on the whole
-    matrix; the patch methods (cned, pca) use the sliding window for N > 50.
+    matrix; the patch methods (cned, pca) use the sliding window for N > n.
     """
     if method not in REGISTRY:
         raise XPCSInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
