@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle
-from xpcs_denoise.nn.anomaly import anomaly_scores
+from xpcs_denoise.nn.denoiser import anomaly_scores
 
 
 def test_residual_rises_where_the_2tcf_holds_unlearned_structure():
@@ -35,3 +35,166 @@ def test_a_model_without_reference_is_refused():
     bare = Denoiser(den.model, {k: v for k, v in den.card.items() if k != "latent_reference"})
     with pytest.raises(XPCSInputError, match="latent_reference"):
         anomaly_scores(np.ones((50, 50)) + np.eye(50), model=bare)
+
+
+# --- scores stored with denoise outputs and shown in the report (issue 18 item 3) ---
+
+import json  # noqa: E402
+
+import h5py  # noqa: E402
+
+from xpcs_denoise.app import pipeline  # noqa: E402
+from xpcs_denoise.io.formats import APS_ANOMALY_GROUP, open_c2, write_aps_c2, write_c2  # noqa: E402
+from xpcs_denoise.nn.anomaly import anomaly_map, flagged_share  # noqa: E402
+from xpcs_denoise.nn.denoiser import _pretrained  # noqa: E402
+
+T0, T1 = 100, 150  # frames of the injected oscillation
+
+
+def _series(inject: bool, gamma=0.05, seed=1, n=200):
+    c2 = simulate_speckle(n, 2000, gamma=gamma, beta=0.2, mean_count=0.3, seed=seed).two_time()[0]
+    if inject:  # an oscillation of 7.5x the contrast in frames 100-150: nothing like the training data
+        t = np.arange(n)
+        blk = (t[:, None] >= T0) & (t[:, None] < T1) & (t[None, :] >= T0) & (t[None, :] < T1)
+        c2[blk] += (1.5 * np.cos(2 * np.pi * (t[:, None] - t[None, :]) / 6))[blk]
+    return c2
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """Two ROIs: a series like the training data, the same with the injected oscillation."""
+    return np.stack([_series(False), _series(True)])
+
+
+def test_the_threshold_is_calibrated_on_held_out_real_crops_not_the_users_data():
+    cal = _pretrained().card["anomaly_threshold"]
+    assert cal["split"].startswith("validation") and cal["quantile"] == 0.99 and cal["n_crops"] > 1000
+    assert abs(cal["held_out_flagged_share"] - 0.01) < 0.002  # the 99th percentile, by construction
+    assert "scripts/anomaly_threshold.py" in cal["command"]
+
+
+def test_denoise_scores_the_windows_it_denoises_in_the_same_pass(pair):
+    den = _pretrained()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = den.denoise_full(pair, step=5)
+        res = den.denoise_full(pair, step=5, anomaly=True)
+    np.testing.assert_array_equal(res.c2, plain.c2)  # scoring does not change the denoised values
+    a = res.anomaly
+    # forward starts 0, 5, ..., 150 and backward 150, 145, ...: the same 31 positions, each once
+    np.testing.assert_array_equal(a["starts"], np.arange(0, 151, 5))
+    assert a["score"].shape == a["flagged"].shape == (2, 31) and a["threshold"] > 1
+    # the clean series: no window outside what the model learned
+    assert not a["flagged"][0].any() and a["score"][0].max() < 0.5 * a["threshold"]
+    # the injected one: flagged windows, and every flagged window overlaps frames 100-150
+    hit = a["starts"][a["flagged"][1]]
+    assert hit.size >= 2 and np.all((hit + 50 > T0) & (hit < T1))
+    far = (a["starts"] + 50 <= T0 - 10) | (a["starts"] >= T1 + 10)
+    np.testing.assert_allclose(a["score"][1][far], a["score"][0][far], rtol=0.3)
+
+
+def test_inside_range_series_are_not_flagged():
+    den = _pretrained()
+    c2 = np.stack([_series(False, gamma=g, seed=s) for g, s in ((0.01, 2), (0.05, 3), (0.2, 4))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = den.denoise_full(c2, step=5, anomaly=True).anomaly
+    assert flagged_share(a["flagged"], a["score"]).max() == 0.0
+
+
+def test_banded_denoising_scores_the_same_windows(pair):
+    from xpcs_denoise.app.pipeline import denoise_banded
+
+    den = _pretrained()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = denoise_banded(pair[1], model=den, anomaly=True)[2]  # 200 <= 3 x 512: one piece
+        banded = denoise_banded(pair[1], model=den, anomaly=True, block=60)[2]  # four diagonal blocks
+    np.testing.assert_array_equal(banded["starts"], whole["starts"])
+    # other lag-0 draws per block: the scores agree to a few per cent, the flags exactly here
+    np.testing.assert_allclose(banded["score"], whole["score"], rtol=0.1)
+    np.testing.assert_array_equal(banded["flagged"], whole["flagged"])
+
+
+def test_anomaly_map_known_answer():
+    m = anomaly_map([0, 2], 3, [1.0, 5.0], 6)
+    assert m[0, 0] == 1.0 and m[2, 2] == 5.0 and m[4, 4] == 5.0 and m[1, 2] == 1.0 and m[3, 2] == 5.0
+    assert np.isnan(m[0, 5]) and np.isnan(m[5, 0]) and np.isnan(m[0, 3])  # outside every window
+    np.testing.assert_array_equal(np.isnan(anomaly_map([0], 3, [np.nan], 4)), np.ones((4, 4), bool))
+
+
+def test_scores_round_trip_through_our_format_and_the_aps_file(pair, tmp_path):
+    write_c2(tmp_path / "in.h5", pair, q=[0.01, 0.02])
+    write_aps_c2(tmp_path / "aps.h5", pair, q=[0.01, 0.02])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # denoise_file works one ROI at a time on the file's float32 values: the reference does the same
+        one = [_pretrained().denoise_full(c, step=5, anomaly=True).anomaly for c in pair.astype(np.float32)]
+        ref = {k: np.stack([o[k] for o in one]) for k in ("score", "flagged")}
+        ref.update(starts=one[0]["starts"], threshold=one[0]["threshold"])
+        s1 = pipeline.denoise_file(tmp_path / "in.h5", tmp_path / "out.h5")
+        s2 = pipeline.denoise_file(tmp_path / "aps.h5", tmp_path / "out_aps.h5")
+    assert s1["anomalous_share"][0] == 0 and s1["anomalous_share"][1] > 0.05
+    assert s2["anomalous_share"] == s1["anomalous_share"]
+    for name in ("out.h5", "out_aps.h5"):
+        with open_c2(tmp_path / name) as src:
+            a = src.anomaly()
+            assert src.n_rois == 2 and src.has_raw  # the file still reads as a 2TCF file
+            np.testing.assert_allclose(src.raw(1), pair[1], rtol=1e-6)
+        np.testing.assert_array_equal(a["window_start"], ref["starts"])
+        np.testing.assert_allclose(a["score"], ref["score"], rtol=1e-5)
+        np.testing.assert_array_equal(a["flagged"], ref["flagged"])
+        assert a["attrs"]["window"] == 50 and a["attrs"]["step"] == 5
+        assert a["attrs"]["threshold"] == ref["threshold"] and "held-out" in a["attrs"]["threshold_source"]
+    with h5py.File(tmp_path / "out_aps.h5") as f:  # our own group; boost_corr's maps where readers expect them
+        assert sorted(f["xpcs/twotime/correlation_map"]) == ["c2_00001", "c2_00002"]
+        assert f[APS_ANOMALY_GROUP]["score"].shape == (2, 31)
+    with warnings.catch_warnings():  # denoising the APS output again replaces its scores, no error
+        warnings.simplefilter("ignore")
+        pipeline.denoise_file(tmp_path / "out_aps.h5", tmp_path / "again.h5", anomaly=False)
+        pipeline.denoise_file(tmp_path / "out.h5", tmp_path / "x.npy")
+    with open_c2(tmp_path / "again.h5") as src:
+        assert not src.has_anomaly  # the old scores belonged to the maps replaced
+    with open_c2(tmp_path / "x.npy") as src:
+        assert src.anomaly() is None
+
+
+@pytest.mark.slow
+def test_report_and_fit_show_the_flagged_share(pair, tmp_path):
+    write_c2(tmp_path / "in.h5", pair, q=[0.01, 0.02])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.denoise_file(tmp_path / "in.h5", tmp_path / "out.h5")
+        pipeline.report_file(tmp_path / "out.h5", tmp_path / "rep")
+        pipeline.fit_file(tmp_path / "out.h5", tmp_path / "fits.csv")
+    with open_c2(tmp_path / "out.h5") as src:
+        a = src.anomaly()
+    share = flagged_share(a["flagged"], a["score"])
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert "anomaly.png" in summary["figures"] and (tmp_path / "rep" / "anomaly.png").stat().st_size > 10_000
+    got = {r["roi"]: r for r in summary["anomaly"]["rois"]}
+    assert got[1]["anomalous_share"] == 0 and got[2]["anomalous_share"] == pytest.approx(share[1])
+    assert got[2]["anomaly_score_max"] == pytest.approx(np.nanmax(a["score"][1]))
+    assert summary["anomaly"]["rois_with_flagged_windows"] == [2]
+    assert "anomalous_share" in (tmp_path / "rep" / "fits.csv").read_text().splitlines()[0]
+    html_text = (tmp_path / "rep" / "index.html").read_text()
+    assert "anomaly.png" in html_text and "ROI(s) 2 have windows outside" in html_text
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "fits.csv").open()))
+    assert [float(r["anomalous_share"]) for r in rows] == pytest.approx(list(share))
+
+
+@pytest.mark.slow
+def test_cli_denoise_names_flagged_rois_and_no_anomaly_skips_the_scores(pair, tmp_path):
+    from .test_cli import run
+
+    np.save(tmp_path / "c2.npy", pair)
+    r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "out.h5"), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "ROI index [1] have windows outside what the model learned" in r.stdout
+    r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "bare.h5"), "-q", "--no-anomaly")
+    assert r.returncode == 0, r.stderr
+    assert "outside" not in r.stdout
+    with open_c2(tmp_path / "out.h5") as a, open_c2(tmp_path / "bare.h5") as b:
+        assert a.anomaly()["flagged"][1].any() and b.anomaly() is None

@@ -105,3 +105,23 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
     sig = np.sqrt((s * b) ** 2 + (r * value) ** 2)
     assert r > 0 and np.mean(np.abs(resid) < sig) == pytest.approx(0.683, abs=0.01)
     assert np.mean(np.abs(resid) < 2 * sig) >= 0.93
+
+
+def test_raw_fits_at_a_bound_carry_the_bound_floor():
+    """A raw fit ending at a parameter bound gets σ(Γ) ≥ RAW_BOUND_FLOOR·Γ̂; the others keep their own σ."""
+    from xpcs_denoise.analysis.uncertainty import RAW_BOUND_FLOOR
+    from xpcs_denoise.core.simulation import simulate_crops
+
+    crops, _, _ = simulate_crops(40, 50, seed=3, gamma_range=(0.004, 0.03), count_range=(0.02, 0.1),
+                                 pixel_range=(200, 600))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(crops, method="none", n_boot=4, seed=1)
+    ok = r.fit.success
+    bound = ok & r.fit.at_bound
+    assert bound.sum() >= 3 and (ok & ~r.fit.at_bound).sum() >= 3  # slow noisy crops: both kinds occur
+    g, e = r.fit.gamma, r.fit.gamma_err
+    assert np.all(e[bound] >= RAW_BOUND_FLOOR * np.abs(g[bound]) * (1 - 1e-9))
+    free = ok & ~r.fit.at_bound
+    own = np.hypot(r.fit_error["gamma"][free], r.boot_error["gamma"][free])
+    np.testing.assert_allclose(e[free], own, rtol=1e-9)

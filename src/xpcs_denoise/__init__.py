@@ -41,11 +41,11 @@ from .core.errors import XPCSInputError, XPCSNoContrastWarning
 # ``xpcs-denoise --version/--help`` do not pay for torch, scipy or matplotlib. Module paths are relative to
 # this package; the layers (core → io → nn → restoration → analysis → app) are described in the README.
 _EXPORTS = {
-    "nn.anomaly": ("anomaly_scores",),
+    "nn.anomaly": ("anomaly_map",),
     "core.badframes": ("find_bad_frames",),
     "core.correlation": ("one_time_from_two_time", "time_resolved_cuts", "two_time"),
     "nn.config": ("METHODS", "TrainConfig"),
-    "nn.denoiser": ("Denoiser", "DenoiseResult"),
+    "nn.denoiser": ("Denoiser", "DenoiseResult", "anomaly_scores"),
     "restoration.denoise": ("denoise",),
     "nn.finetune": ("finetune",),
     "core.fitting": ("DiffusionFit", "FitResult", "cut_trust", "fit_diffusion", "fit_g2", "fit_rows", "g2_model",
@@ -164,5 +164,6 @@ __all__ = [
     "cut_fits",
     "TwoTimeFit",
     "anomaly_scores",
+    "anomaly_map",
     "__version__",
 ]

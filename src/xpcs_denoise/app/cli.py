@@ -157,9 +157,14 @@ def _cmd_denoise(a):
                      uncertainty=a.uncertainty, seed=a.seed, step=a.step, keep_raw=not a.no_raw,
                      frame_time=a.frame_time, overwrite=a.overwrite, output_format=a.format,
                      progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
-                     bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
+                     bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external,
+                     anomaly=not a.no_anomaly)
     skipped = s["not_denoised_rois"]
     note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
+    flagged = [i for i, v in enumerate(s.get("anomalous_share") or []) if v]
+    if flagged:
+        note += (f"; ROI index {flagged[:10]} have windows outside what the model learned (anomaly scores stored; "
+                 "see the report)")
     _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}"
                          f"{_excluded_note(s)}")
     return 0
@@ -356,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N above the model's window)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
+    dn.add_argument("--no-anomaly", action="store_true",
+                    help="do not store the per-window anomaly scores (cned; stored by default, not with npy)")
     time_opts(dn, fits=False)
     exclude_opts(dn)
     input_opts(dn)

@@ -25,6 +25,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.validation import json_safe
 from ..io.formats import write_csv
+from ..nn.anomaly import anomaly_map, flagged_share
 from ..nn.config import WINDOW
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
@@ -190,15 +191,7 @@ def _clim(c2s: dict, k: int, band: int) -> tuple[float, float]:
     (lags 1..``band`` − 1 frames) of the first denoised entry (of the raw one if there is none), widened to
     include the raw band's median."""
     names = list(c2s)
-    ref = np.asarray(c2s[names[1] if len(names) > 1 else names[0]][k], dtype=np.float64)
-    n = ref.shape[-1]
-    band = max(2, min(int(band), n))
-    vals = np.concatenate([np.diagonal(ref, d) for d in range(1, band)])
-    vals = vals[np.isfinite(vals)]
-    if vals.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(vals, [1, 99])
-    return float(lo), float(hi if hi > lo else lo + 1e-12)
+    return _band_clim(np.asarray(c2s[names[1] if len(names) > 1 else names[0]][k], dtype=np.float64), band)
 
 
 def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None, span=None):
@@ -232,6 +225,93 @@ def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None, span=None):
             fig.colorbar(im, ax=axes[i, :], shrink=0.85, label="C₂(t₁, t₂)")
         fig.savefig(path, dpi=90)
         plt.close(fig)
+
+
+def _fig_anomaly(path, c2, anomaly, rois, q, phi=None, labels=None, name="cned"):
+    """Where the model is outside what it learned, per ROI: the denoised 2TCF with the flagged windows outlined
+    (red squares), the anomaly score map (each pixel: the largest score of the windows covering it; grey:
+    outside the band) with the threshold as a contour and on the colour bar, and the score of each window
+    against its age."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
+
+    starts, win = anomaly["window_start"], int(anomaly["attrs"].get("window", 50))
+    thr = float(anomaly["attrs"]["threshold"])
+    vmax = max(2.0 * thr, float(np.nanmax(anomaly["score"])) if np.isfinite(anomaly["score"]).any() else 0.0)
+    norm = TwoSlopeNorm(vcenter=thr, vmin=0.0, vmax=vmax)
+    cmap = plt.get_cmap("RdYlBu_r").with_extremes(bad="0.85")
+    with plt.rc_context(_FONTS):
+        fig, axes = plt.subplots(len(rois), 3, figsize=(15.5, 4.2 * len(rois)), constrained_layout=True,
+                                 squeeze=False)
+        for i, k in enumerate(rois):
+            m = np.asarray(c2[k], dtype=np.float64)
+            n = m.shape[-1]
+            score, flag = anomaly["score"][k], anomaly["flagged"][k]
+            share = np.mean(flag[np.isfinite(score)]) if np.isfinite(score).any() else np.nan
+            head = _roi_label(k, q, phi, labels)
+            ax = axes[i, 0]
+            vmin, vmax_c = _band_clim(m, win)
+            img, f = _display(m)
+            im = ax.imshow(img, origin="lower", vmin=vmin, vmax=vmax_c, cmap="gray",
+                           extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5),
+                           interpolation="nearest" if n <= 400 else "antialiased")
+            for s0 in starts[flag]:
+                ax.add_patch(Rectangle((s0 - 0.5, s0 - 0.5), win, win, fill=False, ec="red", lw=1.3))
+            ax.set_title(f"{head}\n{name} 2TCF; red squares: flagged windows")
+            fig.colorbar(im, ax=ax, shrink=0.85, label="C₂(t₁, t₂)")
+            ax = axes[i, 1]
+            amap = anomaly_map(starts, win, score, n)
+            img = amap if f == 1 else _display_max(amap, f)
+            im = ax.imshow(img, origin="lower", cmap=cmap, norm=norm,
+                           extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5),
+                           interpolation="nearest")
+            if (amap > thr).any():
+                ax.contour(np.nan_to_num(img, nan=0.0), levels=[thr], colors="k", linewidths=1.0,
+                           extent=(-0.5, img.shape[-1] * f - 0.5, -0.5, img.shape[-1] * f - 0.5))
+            what = f"{share:.0%} of windows flagged" if np.isfinite(share) else "none (ROI not denoised)"
+            ax.set_title(f"anomaly score map; {what}\n(black contour: threshold {thr:.2f}; grey: outside the "
+                         f"{win}-frame band)")
+            cb = fig.colorbar(im, ax=ax, shrink=0.85, label="anomaly score (max over covering windows)")
+            cb.ax.axhline(thr, color="k", lw=1.5)
+            for a in axes[i, :2]:
+                a.set_xlabel("t₁ (frames)")
+                a.set_ylabel("t₂ (frames)")
+            ax = axes[i, 2]
+            age = starts + (win - 1) / 2
+            ax.plot(age, score, "-", color="0.4", lw=1)
+            ax.plot(age[~flag], score[~flag], "o", ms=3, color="C0", label="inside")
+            ax.plot(age[flag], score[flag], "o", ms=4, color="red", label="flagged")
+            ax.axhline(thr, color="k", ls="--", lw=1, label=f"threshold {thr:.2f}")
+            ax.set_ylim(0, vmax * 1.05)
+            ax.set_xlabel("window centre = age t_a (frames)")
+            ax.set_ylabel("anomaly score")
+            top = float(np.max(score[np.isfinite(score)])) if np.isfinite(score).any() else np.nan
+            ax.set_title(f"score per window (max {top:.2f})" if np.isfinite(top) else "not denoised: no scores")
+            ax.legend(loc="upper right")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+
+
+def _band_clim(m, band):
+    """Percentiles 1–99 of the off-diagonal band (lags 1..band − 1) of one matrix."""
+    vals = np.concatenate([np.diagonal(m, d) for d in range(1, max(2, min(int(band), m.shape[-1])))])
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(vals, [1, 99])
+    return float(lo), float(hi if hi > lo else lo + 1e-12)
+
+
+def _display_max(m, f):
+    """Max over f × f blocks, NaN-aware (a flagged window stays visible when a long map is shrunk)."""
+    k = m.shape[-1] // f
+    b = m[:k * f, :k * f].reshape(k, f, k, f)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks (outside the band) stay NaN
+        return np.nanmax(b, axis=(1, 3))
 
 
 def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
@@ -321,6 +401,25 @@ def _fig_gamma_q(path, q, phi, fits, diffusion=None):
         plt.close(fig)
 
 
+def _anomaly_rows(anomaly, rows, rois, k_rois) -> dict:
+    """Add each ROI's ``anomalous_share`` and ``anomaly_score_max`` to its table rows; the summary's entry."""
+    import warnings
+
+    share = flagged_share(anomaly["flagged"], anomaly["score"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a ROI not denoised: NaN
+        top = np.nanmax(anomaly["score"], axis=1)
+    labels = rois if rois is not None else np.arange(1, k_rois + 1)
+    per = {int(lb): (float(sh), float(tp)) for lb, sh, tp in zip(labels, share, top, strict=True)}
+    for r in rows:
+        r["anomalous_share"], r["anomaly_score_max"] = per.get(int(r["roi"]), (np.nan, np.nan))
+    return {"threshold": float(anomaly["attrs"]["threshold"]), "window": int(anomaly["attrs"].get("window", 50)),
+            "step": int(anomaly["attrs"].get("step", 0)),
+            "threshold_source": str(anomaly["attrs"].get("threshold_source", "")),
+            "rois": [{"roi": lb, "anomalous_share": sh, "anomaly_score_max": tp} for lb, (sh, tp) in per.items()],
+            "rois_with_flagged_windows": [lb for lb, (sh, _) in per.items() if sh > 0]}
+
+
 def _html_table(rows: list[dict], columns: list[str]) -> str:
     def cell(v):
         if isinstance(v, float):
@@ -336,9 +435,10 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
                  band: int | None = WINDOW, progress: bool = False, frame_time: float | None = None,
-                 weighted: bool = True, model=None) -> Path:
+                 weighted: bool = True, model=None, anomaly: dict | None = None) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
-    ``gamma_age.png`` (N above the window), ``fits.csv``, ``summary.json`` and ``index.html``.
+    ``gamma_age.png`` (N above the window), ``anomaly.png`` (with ``anomaly``), ``fits.csv``, ``summary.json``
+    and ``index.html``.
 
     Parameters
     ----------
@@ -359,6 +459,10 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     frame_time : seconds per frame: Γ in s⁻¹ and lags in s (else frames)
     weighted : weight 1TCF points by their standard errors from the 2TCF
     model : the ensemble behind a ``"cned"`` entry (its fits' errors include the model's spread)
+    anomaly : stored anomaly scores of the ``"cned"`` entry (:meth:`~xpcs_denoise.io.C2Source.anomaly`:
+        ``window_start`` (W,), ``score`` and ``flagged`` (K, W), ``attrs`` with ``window`` and ``threshold``):
+        the figure ``anomaly.png``, columns ``anomalous_share`` and ``anomaly_score_max`` in the table, and
+        ``summary.json["anomaly"]``
 
     Returns
     -------
@@ -382,6 +486,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     if phi is not None and phi.size != k_rois:
         raise XPCSInputError(f"{phi.size} φ values for {k_rois} ROIs")
     rois = None if rois is None else np.asarray(rois).ravel()
+    if anomaly is not None and np.shape(anomaly["score"])[0] != k_rois:
+        raise XPCSInputError(f"anomaly scores for {np.shape(anomaly['score'])[0]} ROIs, 2TCFs for {k_rois}")
     shown = list(np.linspace(0, k_rois - 1, min(k_rois, _MAX_ROIS_SHOWN)).round().astype(int))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -433,12 +539,25 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                             "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
                             "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
         next(steps, None)
+        anom_summary = None
+        if anomaly is not None:
+            anom_summary = _anomaly_rows(anomaly, rows, rois, k_rois)
+            main = next((m for m in c2s if m != "raw"), "raw")
+            _fig_anomaly(tmp / "anomaly.png", c2s[main], anomaly, shown, q, phi, rois, main)
+            figures.append((f"Where the model is outside what it learned: {main} 2TCF with the flagged windows "
+                            f"outlined, the anomaly score map and the score of each window against its age. A "
+                            f"window is flagged when its score exceeds {anom_summary['threshold']:.3g}, the "
+                            f"{anomaly['attrs'].get('threshold_quantile', 0.99):.0%} quantile of the scores of "
+                            "held-out real crops; its denoised values (and fits resting on them) deserve "
+                            "a check against the raw 2TCF.", "anomaly.png"))
         write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
                    "gamma_unit": g_unit, "lag_unit": lag_unit, "q_unit": "1/Å", "frame_time_s": frame_time,
                    "weighted": bool(weighted), "provenance": provenance or {}, "fits": rows,
                    "diffusion": {m: d.to_dict() for m, d in diffusion.items()},
                    "figures": [f for _, f in figures]}
+        if anom_summary is not None:
+            summary["anomaly"] = anom_summary
 
         summary = json.loads(json.dumps(summary, default=str))  # Paths, numpy values → text/numbers
         (tmp / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
@@ -450,6 +569,16 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         diff_html = f"<h2>Γ(q) = D q²</h2><ul>{diff_html}</ul>" if diff_html else ""
         if phi is None:
             cols.remove("phi")
+        anom_html = ""
+        if anom_summary is not None:
+            cols += ["anomalous_share", "anomaly_score_max"]
+            bad = anom_summary["rois_with_flagged_windows"]
+            anom_html = ("<p><b>Anomaly:</b> " + (
+                f"ROI(s) {', '.join(map(str, bad))} have windows outside what the model learned (score above "
+                f"{anom_summary['threshold']:.3g}; see the anomaly figure): compare the denoised and raw 2TCFs "
+                "there, and prefer the raw fit (or exclude those frames) where they disagree." if bad else
+                f"no window scores above the threshold {anom_summary['threshold']:.3g}: the data look like "
+                "what the model learned.") + "</p>")
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
                        for k, v in (provenance or {}).items())
         figs = "".join(f"<h2>{html.escape(t.split(':')[0].split('.')[0])}</h2><p>{html.escape(t)}</p>"
@@ -467,7 +596,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             "ROI numbers are the input's labels (APS processed bins). "
             "Fits: Eq. 3, C₁ = C∞ + β exp(−2 (Γt)^α), one-sigma standard errors"
             + (", 1TCF points weighted by their standard errors from the 2TCF" if weighted else "")
-            + f".</p><ul>{prov}</ul>{_html_table(rows, cols)}{diff_html}{figs}</body></html>\n")
+            + f".</p><ul>{prov}</ul>{anom_html}{_html_table(rows, cols)}{diff_html}{figs}</body></html>\n")
         files = sorted(p.name for p in tmp.iterdir())
         (tmp / MANIFEST).write_text(json.dumps({"files": files}) + "\n")
         _publish_report(tmp, out)

@@ -12,7 +12,7 @@ from .errors import XPCSInputError, XPCSNoContrastWarning
 from .scaling import from_model_units, replace_diagonal, scale_parameters, to_model_units
 from .validation import check_int, check_square, numeric_array
 
-__all__ = ["check_two_times", "check_step", "sliding_window", "denoise_scaled"]
+__all__ = ["check_two_times", "check_step", "sliding_window", "window_starts", "denoise_scaled"]
 
 
 def check_two_times(c2, size: int) -> tuple[np.ndarray, bool]:
@@ -53,9 +53,7 @@ def sliding_window(x: np.ndarray, predict, n: int = WINDOW, step: int = 5, seed:
     """
     step = check_step(step, n)
     nb, big = x.shape[0], x.shape[-1]
-    fwd = np.arange(0, big - n + 1, step)
-    bwd = np.arange(big - n, -1, -step)
-    starts = np.concatenate([fwd, bwd])
+    starts, n_fwd = window_starts(big, n, step)
     ar = np.arange(n)
     rows = starts[:, None, None] + ar[None, :, None]  # (W, n, 1)
     cols = starts[:, None, None] + ar[None, None, :]  # (W, 1, n)
@@ -68,7 +66,7 @@ def sliding_window(x: np.ndarray, predict, n: int = WINDOW, step: int = 5, seed:
     out_m = np.zeros((nb, big * big))
     out_s = np.zeros((nb, big * big))
     n_pass = np.zeros(big * big)
-    for passes in (slice(0, len(fwd)), slice(len(fwd), nw)):
+    for passes in (slice(0, n_fwd), slice(n_fwd, nw)):
         idx = flat_idx[passes].ravel()
         cnt = np.bincount(idx, minlength=big * big)
         cover = cnt > 0
@@ -84,6 +82,16 @@ def sliding_window(x: np.ndarray, predict, n: int = WINDOW, step: int = 5, seed:
     out_m = np.where(band[None], out_m, x)
     out_s = np.where(band[None], out_s, 0.0)
     return out_m, out_s
+
+
+def window_starts(big: int, n: int, step: int) -> tuple[np.ndarray, int]:
+    """First frames of the sliding window's positions on a ``big``-frame 2TCF: the forward pass (0, step, ...)
+    then the backward pass (big − n, big − n − step, ...); and the number of forward positions. A 2TCF of the
+    window's size has one position, 0."""
+    if big == n:
+        return np.zeros(1, np.int64), 1
+    fwd = np.arange(0, big - n + 1, step)
+    return np.concatenate([fwd, np.arange(big - n, -1, -step)]), len(fwd)
 
 
 def check_step(step, n: int) -> int:

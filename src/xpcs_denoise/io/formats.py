@@ -18,6 +18,9 @@ name        shape       meaning
 ``q``       (K,)        optional: q of each ROI, Å⁻¹ (attribute ``units = "1/Angstrom"``)
 ``phi``     (K,)        optional: φ of each ROI (q×φ bins), degrees
 ``roi``     (K,)        optional: label of each ROI in the input (APS ``processed_bins``, qmap labels)
+``anomaly`` group       optional (``denoise`` with cned): anomaly scores of the W sliding-window positions,
+                        see :data:`ANOMALY_PARTS`; APS result files hold the same under
+                        ``xpcs/twotime/denoise_anomaly``
 ==========  ==========  ================================================================================
 
 Version 1 files (``c2``, ``c2_raw``, ``c2_std`` as full (K, N, N) float64 matrices) are still read.
@@ -72,6 +75,16 @@ _RESERVED = {"format", "format_version", "software", "software_version", "create
 APS_C2_GROUP, APS_BINS = "xpcs/twotime/correlation_map", "xpcs/twotime/processed_bins"
 APS_QLIST, APS_PHILIST = "xpcs/qmap/dynamic_v_list_dim0", "xpcs/qmap/dynamic_v_list_dim1"
 APS_INDEX_MAP = "xpcs/qmap/dynamic_index_mapping"
+#: Anomaly scores of the denoised windows: the group in our format and in an APS result file (our own group,
+#: beside boost_corr's datasets, which readers of that layout do not look at).
+ANOMALY_GROUP, APS_ANOMALY_GROUP = "anomaly", "xpcs/twotime/denoise_anomaly"
+#: Datasets of the anomaly group: (K, W) per ROI and window (NaN / 0 for a ROI not denoised) and (W,) starts.
+ANOMALY_PARTS = {
+    "score": "combined anomaly score max(latent_distance/latent_scale, residual/residual_scale), dimensionless",
+    "flagged": "1 where score > threshold: the window is outside what the model learned",
+    "latent_distance": "Mahalanobis distance of the window's latent vector from the training crops', members' mean",
+    "residual": "RMS reconstruction residual (lag 0 left out) in units of the training crops' median",
+}
 LEGACY_C2, LEGACY_QLIST, LEGACY_BINS = "exchange/C2T_all", "xpcs/dqlist", "xpcs/qphi_bin_to_process"
 #: Frame stacks tried in order when no dataset is named: NeXus / APS-U detector data, APS data exchange.
 FRAME_DATASETS = ("entry/data/data", "exchange/data", "entry/instrument/detector/data", "data")
@@ -99,6 +112,8 @@ class C2File:
     #: Seconds between the 2TCF's frames where the file says (APS 8-ID-I: detector frame time × averaged ×
     #: strided frames; ours: the ``frame_time`` attribute), else None (times in frames).
     frame_time: float | None = None
+    #: Stored anomaly scores of the denoised windows (:meth:`C2Source.anomaly`), or None.
+    anomaly: dict | None = None
 
 
 def _h5py():
@@ -439,7 +454,7 @@ def read_c2(path, dataset: str | None = None, *, allow_external: bool = False) -
 
         return C2File(stack(src.c2), q=src.q, g2=src.g2, attrs=src.attrs, source_format=src.source_format,
                       raw=stack(src.raw) if src.has_raw else None, std=stack(src.std) if src.has_std else None,
-                      phi=src.phi, rois=src.rois, frame_time=src.frame_time)
+                      phi=src.phi, rois=src.rois, frame_time=src.frame_time, anomaly=src.anomaly())
 
 
 #: Detector frame time (s) in APS 8-ID-I result files: NeXus layout (boost_corr for APS-U, read by pyXpcsViewer
@@ -715,6 +730,7 @@ class C2Source(_OpenFile):
         self.q = self.phi = self.g2 = self._file = None
         self.rois = self.frame_time = None
         self._parts: dict = {}
+        self._anomaly_group = None
         if kind == "npy":
             arr = _load_npy(self.path, mmap_mode="r", dataset=dataset)
             self._setup("npy", arr, str(self.path))
@@ -742,6 +758,8 @@ class C2Source(_OpenFile):
                                                 APS_INDEX_MAP)
             if (raw := _node(f, APS_C2_RAW_GROUP, path)) is not None:
                 self._parts["raw"] = _node_getter(raw, path, f"{path}:/{APS_C2_RAW_GROUP}", layout="upper")[2]
+            if _node(f, APS_ANOMALY_GROUP, path) is not None:
+                self._anomaly_group = APS_ANOMALY_GROUP
             if (tt := _node(f, "xpcs/twotime", path)) is not None:
                 self.attrs.update({k: v for k, v in _decode_attrs(tt.attrs).items()})
         elif (node := _node(f, LEGACY_C2, path)) is not None:
@@ -815,6 +833,8 @@ class C2Source(_OpenFile):
                     raise XPCSInputError(f"{path}:/{name} must hold numbers; got dtype {node.dtype}; write the "
                                          "file again")
                 self._parts[name[3:]] = getter(node)
+        if _node(f, ANOMALY_GROUP, path) is not None:
+            self._anomaly_group = ANOMALY_GROUP
         for name, shape in (("g2", (k, n - 1)), ("q", (k,)), ("phi", (k,)), ("roi", (k,))):
             node = _node(f, name, path)
             if node is not None and not isinstance(node, h5py.Dataset):
@@ -853,6 +873,31 @@ class C2Source(_OpenFile):
     def roi_labels(self) -> np.ndarray:
         """The ROI labels as the input numbers them (1..K when it does not say)."""
         return self.rois if self.rois is not None else np.arange(1, self.n_rois + 1)
+
+    has_anomaly = property(lambda self: self._anomaly_group is not None)
+
+    def anomaly(self) -> dict | None:
+        """The stored anomaly scores (``denoise`` with cned), or None: ``window_start`` (W,) frames, ``score``,
+        ``latent_distance``, ``residual`` (K, W) float64, ``flagged`` (K, W) bool, and ``attrs`` (window, step,
+        threshold, calibration). Small (K × W numbers), read whole."""
+        if self._anomaly_group is None:
+            return None
+        h5py = _h5py()
+        where = f"{self.path}:/{self._anomaly_group}"
+        with _external(self._allow_external):
+            g = _node(self._file, self._anomaly_group, self.path)
+            if not isinstance(g, h5py.Group) or not isinstance(g.get("window_start"), h5py.Dataset):
+                raise XPCSInputError(f"{where} is not an anomaly group with window_start; write the file again")
+            out = {"window_start": _read(g["window_start"], self.path).astype(np.int64).ravel()}
+            for name in ANOMALY_PARTS:
+                node = g.get(name)
+                if not isinstance(node, h5py.Dataset) or node.shape != (self.n_rois, out["window_start"].size):
+                    raise XPCSInputError(f"{where}/{name} is missing or not of shape ({self.n_rois}, "
+                                         f"{out['window_start'].size}); write the file again")
+                val = _read(node, self.path)
+                out[name] = val.astype(bool) if name == "flagged" else val.astype(np.float64)
+            out["attrs"] = _decode_attrs(g.attrs)
+        return out
 
 
 
@@ -973,6 +1018,29 @@ class _StreamWriter:
             raise exc
 
 
+def _write_anomaly(f, group: str, k: int, n_rois: int, table: dict, attrs: dict) -> None:
+    """Store one ROI's anomaly table (:func:`~xpcs_denoise.anomaly.finish_scores`, (W,) arrays) as row ``k`` of
+    the (K, W) datasets of ``group``, created at the first ROI with ``attrs`` (window, step, threshold...)."""
+    starts = np.asarray(table["starts"], np.int64)
+    if group not in f:
+        g = f.create_group(group)
+        g.create_dataset("window_start", data=starts).attrs.update(
+            {"units": "frames", "description": "first frame of each window; it covers frames [start, start + "
+                                               "window) on both time axes (t1, t2), ages start + (window - 1)/2"})
+        for name, desc in ANOMALY_PARTS.items():
+            flag = name == "flagged"
+            d = g.create_dataset(name, shape=(n_rois, starts.size), dtype=np.uint8 if flag else np.float64,
+                                 fillvalue=0 if flag else np.nan)
+            d.attrs.update({"units": "1 = flagged" if flag else "dimensionless", "description": desc})
+        g.attrs.update(_encode_attrs(attrs))
+    g = f[group]
+    if not np.array_equal(g["window_start"][()], starts):
+        raise XPCSInputError(f"anomaly windows of ROI index {k} differ from the first ROI's")
+    for name in ANOMALY_PARTS:
+        if name in table:
+            g[name][k] = np.asarray(table[name]).astype(g[name].dtype)
+
+
 class C2Writer(_StreamWriter):
     """Write our HDF5 format one ROI at a time, atomically (see :func:`atomic_path`); use it in a ``with``
     block and call :meth:`write` once per ROI.
@@ -999,6 +1067,8 @@ class C2Writer(_StreamWriter):
         _encode_attrs(attrs)  # refuse reserved names and unstorable values before anything is written
         #: Provenance written as root attributes when the file is closed (may be updated until then).
         self.attrs = dict(attrs or {})
+        #: Attributes of the ``anomaly`` group (window, step, threshold, calibration), set before the first write.
+        self.anomaly_attrs: dict = {}
         self._ctx = self._f = None
         self._overwrite = bool(overwrite)
         self.written = np.zeros(self.k, bool)
@@ -1031,8 +1101,10 @@ class C2Writer(_StreamWriter):
             raise
         return self
 
-    def write(self, k: int, c2, *, raw=None, std=None, g2=None) -> None:
-        """Store ROI index ``k`` (0-based): full (N, N) matrices; the 1TCF is computed unless ``g2`` is given."""
+    def write(self, k: int, c2, *, raw=None, std=None, g2=None, anomaly=None) -> None:
+        """Store ROI index ``k`` (0-based): full (N, N) matrices; the 1TCF is computed unless ``g2`` is given;
+        ``anomaly``: the ROI's window table (:func:`~xpcs_denoise.anomaly.finish_scores`) into group ``anomaly``,
+        whose attributes are :attr:`anomaly_attrs`."""
         for name, m in (("c2", c2), ("c2_raw", raw), ("c2_std", std)):
             if (m is None) != (name not in self.parts):
                 raise XPCSInputError(f"{name} {'missing' if m is None else 'not declared'} for ROI index {k}")
@@ -1047,6 +1119,8 @@ class C2Writer(_StreamWriter):
                                      "write with dtype=np.float64")
             self._f[name][k] = packed
         self._f["g2"][k] = one_time_from_two_time(c2) if g2 is None else np.asarray(g2, np.float64)
+        if anomaly is not None:
+            _write_anomaly(self._f, ANOMALY_GROUP, k, self.k, anomaly, self.anomaly_attrs)
         self.written[k] = True
 
     def close(self) -> Path:
@@ -1086,6 +1160,8 @@ class APSResultWriter(_StreamWriter):
         _encode_attrs(attrs)
         #: Provenance written on ``xpcs/twotime`` when the file is closed (may be updated until then).
         self.attrs = dict(attrs or {})
+        #: Attributes of ``xpcs/twotime/denoise_anomaly`` (window, step, threshold...), set before the first write.
+        self.anomaly_attrs: dict = {}
         self.k, self.n = source.n_rois, source.n_frames
         self.dtype = np.dtype(source.dtype) if np.issubdtype(source.dtype, np.floating) else np.dtype(np.float32)
         self._ctx = self._f = None
@@ -1117,6 +1193,8 @@ class APSResultWriter(_StreamWriter):
                 else:
                     del f[name]
             f.create_group(APS_C2_GROUP)
+            if APS_ANOMALY_GROUP in f:  # a file denoised before: its scores belong to the maps replaced
+                del f[APS_ANOMALY_GROUP]
             seg = self.n // APS_N_SEGMENTS
             self.g2 = np.zeros((self.n, self.k), dtype=g2_dtype)
             self.g2_segments = np.zeros((seg, APS_N_SEGMENTS, self.k), dtype=g2_dtype)
@@ -1126,8 +1204,9 @@ class APSResultWriter(_StreamWriter):
             raise
         return self
 
-    def write(self, k: int, c2) -> None:
-        """Store ROI index ``k`` (0-based, the k-th of ``processed_bins``): a full symmetric (N, N) matrix."""
+    def write(self, k: int, c2, *, anomaly=None) -> None:
+        """Store ROI index ``k`` (0-based, the k-th of ``processed_bins``): a full symmetric (N, N) matrix;
+        ``anomaly``: its window table, into ``xpcs/twotime/denoise_anomaly`` (row k)."""
         c2 = np.asarray(c2)
         if c2.shape != (self.n, self.n):
             raise XPCSInputError(f"2TCF has shape {c2.shape}; expected {(self.n, self.n)}")
@@ -1142,6 +1221,8 @@ class APSResultWriter(_StreamWriter):
         for s in range(APS_N_SEGMENTS if seg > 1 else 0):
             sl = slice(s * seg, (s + 1) * seg)
             self.g2_segments[:, s, k] = _diag_means(c2[sl, sl])
+        if anomaly is not None:
+            _write_anomaly(self._f, APS_ANOMALY_GROUP, k, self.k, anomaly, self.anomaly_attrs)
         self.written[k] = True
 
     def close(self) -> Path:

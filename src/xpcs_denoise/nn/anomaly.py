@@ -8,18 +8,22 @@ latent distribution (mean and covariance per member, stored in the model card by
 training data, much more outside it. ``residual`` is the RMS difference between the scaled window and its
 reconstruction (lag 0 left out), in units of the training crops' median residual: noise the model removes
 gives ~1, structure it cannot represent gives more.
+
+``score`` combines the two: max(latent_distance / latent_scale, residual / residual_scale), the scales being
+the medians of the held-out validation crops (targets the ensemble never saw); a window is flagged "outside
+what the model learned" where its score exceeds the card's ``anomaly_threshold`` (the 99th percentile of the
+held-out crops' scores, written by ``scripts/anomaly_threshold.py``; never computed from the user's data).
+:func:`~xpcs_denoise.nn.denoiser.anomaly_scores` scores any 2TCF; ``denoise_file`` stores the scores
+of the very windows it denoises (one ensemble pass); :func:`anomaly_map`
+spreads them over the 2TCF.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..core.errors import XPCSInputError
-from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
-from ..core.window import check_two_times
-from .denoiser import _pretrained
-
-__all__ = ["anomaly_scores", "latent_reference"]
+__all__ = ["anomaly_map", "latent_reference", "window_scores", "combined_score",
+           "flagged_share"]
 
 
 def _encode(den, x):
@@ -39,6 +43,75 @@ def _residual(x, out):
     return np.sqrt(np.mean((x - out)[:, off] ** 2, axis=-1))
 
 
+def window_scores(ref: dict, z, x, out) -> tuple[np.ndarray, np.ndarray]:
+    """Latent distance (B,) and residual (B,) of windows from their latents and reconstructions.
+
+    Parameters
+    ----------
+    ref : the card's ``latent_reference`` (member means, inverse covariances, median residual)
+    z : (M, B, L) latent vectors of the B windows, one set per member
+    x, out : (B, n, n) windows in model units (lag 0 replaced) and the ensemble mean reconstruction
+    """
+    d = np.asarray(z, np.float64) - np.asarray(ref["mean"])[:, None, :]
+    dist = np.sqrt(np.einsum("mbl,mlk,mbk->mb", d, np.asarray(ref["cov_inv"]), d)).mean(axis=0)
+    return dist, _residual(np.asarray(x, np.float64), np.asarray(out, np.float64)) / ref["median_residual"]
+
+
+def combined_score(latent_distance, residual, calibration: dict) -> np.ndarray:
+    """max(latent_distance / latent_scale, residual / residual_scale) (dimensionless), with the scales of the
+    card's ``anomaly_threshold`` (medians of the held-out validation crops); NaN stays NaN."""
+    return np.fmax(np.asarray(latent_distance) / calibration["latent_scale"],
+                   np.asarray(residual) / calibration["residual_scale"])
+
+
+def merge_windows(starts, *values):
+    """Unique window starts (U,) and each of ``values`` (..., W) averaged over the windows that share a start
+    (the sliding window's two passes, or neighbouring diagonal blocks, meet on the same positions)."""
+    starts = np.asarray(starts, np.int64)
+    u, inv = np.unique(starts, return_inverse=True)
+    avg = np.zeros((starts.size, u.size))
+    avg[np.arange(starts.size), inv] = 1.0
+    avg /= avg.sum(axis=0)
+    return (u, *(np.asarray(v, np.float64) @ avg for v in values))
+
+
+def finish_scores(starts, latent_distance, residual, card: dict, size: int, step: int) -> dict:
+    """The anomaly table of windows: ``starts`` (W,) first frames, ``latent_distance`` and ``residual``
+    ((W,) or (B, W)), ``size`` and ``step`` (frames); with the card's ``anomaly_threshold`` also ``score``
+    (:func:`combined_score`), ``flagged`` (score > threshold; False where the score is NaN) and ``threshold``."""
+    out = {"starts": np.asarray(starts, np.int64), "size": int(size), "step": int(step),
+           "latent_distance": latent_distance, "residual": residual}
+    cal = card.get("anomaly_threshold")
+    if cal:
+        score = combined_score(latent_distance, residual, cal)
+        with np.errstate(invalid="ignore"):
+            out.update(score=score, flagged=score > cal["threshold"], threshold=float(cal["threshold"]))
+    return out
+
+
+def flagged_share(flagged, score) -> np.ndarray:
+    """Share of each ROI's windows flagged, (K,) from (K, W) (or () from (W,)); NaN for a ROI without scores
+    (not denoised)."""
+    flagged, score = np.asarray(flagged, bool), np.asarray(score, np.float64)
+    scored = np.isfinite(score).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scored > 0, (flagged & np.isfinite(score)).sum(axis=-1) / scored, np.nan)
+
+
+def anomaly_map(starts, window: int, score, n_frames: int) -> np.ndarray:
+    """Per-pixel map (N, N) of window scores in 2TCF coordinates: each pixel gets the largest score of the
+    windows [s, s + window)² that cover it; NaN where no window does (lags ≥ window, or no score).
+
+    ``score`` is (W,) for the W window start frames ``starts`` (NaN scores are ignored).
+    """
+    out = np.full((int(n_frames), int(n_frames)), np.nan)
+    for s, v in zip(np.asarray(starts, np.int64), np.asarray(score, np.float64), strict=True):
+        if np.isfinite(v):
+            blk = out[s:s + window, s:s + window]
+            np.fmax(blk, v, out=blk)
+    return out
+
+
 def latent_reference(den, crops, *, chunk: int = 512) -> dict:
     """Latent mean and inverse covariance per member, and the median reconstruction residual, of (B, n, n)
     training crops in model units: the card's ``latent_reference``."""
@@ -52,38 +125,3 @@ def latent_reference(den, crops, *, chunk: int = 512) -> dict:
     cov_inv = np.stack([np.linalg.pinv(np.cov(z[m].T)) for m in range(z.shape[0])])
     return {"n_crops": int(z.shape[1]), "mean": mean.tolist(), "cov_inv": cov_inv.tolist(),
             "median_residual": float(np.median(np.concatenate(res)))}
-
-
-def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
-    """Latent distance and reconstruction residual of every window of (N, N) or (B, N, N) raw 2TCFs.
-
-    Returns
-    -------
-    dict with ``starts`` (W,) first frame of each window, ``latent_distance`` and ``residual`` (B, W) (or (W,)
-    for one 2TCF), and ``size`` (the window, frames).
-    """
-    den = model or _pretrained()
-    ref = den.card.get("latent_reference")
-    if not ref:
-        raise XPCSInputError("this model's card has no latent_reference; run scripts/latent_reference.py on it")
-    n = den.size
-    x, single = check_two_times(c2, n)
-    if int(step) < 1:
-        raise XPCSInputError(f"step must be >= 1 frame; got {step}")
-    b, base = scale_parameters(x, n if x.shape[-1] == n else 0, partial=True)
-    starts = np.arange(0, x.shape[-1] - n + 1, int(step))
-    idx = starts[:, None] + np.arange(n)[None, :]
-    mean = np.asarray(ref["mean"])
-    cov_inv = np.asarray(ref["cov_inv"])
-    dist = np.full((x.shape[0], starts.size), np.nan)
-    resid = np.full((x.shape[0], starts.size), np.nan)
-    for i in np.flatnonzero(np.isfinite(b)):
-        w = x[i][idx[:, :, None], idx[:, None, :]]
-        w = replace_diagonal(to_model_units(w, b[i], base[i]), seed)
-        z, out = _encode(den, w)
-        d = z - mean[:, None, :]
-        dist[i] = np.sqrt(np.einsum("mbl,mlk,mbk->mb", d, cov_inv, d)).mean(axis=0)
-        resid[i] = _residual(w, out) / ref["median_residual"]
-    if single:
-        dist, resid = dist[0], resid[0]
-    return {"starts": starts, "size": n, "latent_distance": dist, "residual": resid}

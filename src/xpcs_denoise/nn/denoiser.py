@@ -8,13 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.scaling import replace_diagonal
+from ..core.errors import XPCSInputError
+from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
 from ..core.validation import check_int, check_seed
-from ..core.window import check_step, check_two_times, denoise_scaled, sliding_window
+from ..core.window import check_step, check_two_times, denoise_scaled, sliding_window, window_starts
+from .anomaly import _encode, finish_scores, merge_windows, window_scores
 from .config import pretrained_directory
 from .model import CNNEDEnsemble, load_ensemble
 
-__all__ = ["Denoiser", "DenoiseResult", "pretrained_directory"]
+__all__ = ["Denoiser", "DenoiseResult", "anomaly_scores", "pretrained_directory"]
 
 
 @dataclass
@@ -25,6 +27,9 @@ class DenoiseResult:
     std: np.ndarray
     beta: np.ndarray
     baseline: np.ndarray
+    #: Anomaly scores of the windows denoised (``denoise_full(anomaly=True)``), else None; see
+    #: :func:`xpcs_denoise.nn.anomaly.finish_scores`.
+    anomaly: dict | None = None
 
 
 class Denoiser:
@@ -61,22 +66,29 @@ class Denoiser:
         return self.model.n_members
 
     @torch.no_grad()
-    def predict_model_units(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean and standard deviation of (B, n, n) inputs already in model units (Eq. 4/5)."""
+    def predict_model_units(self, x: np.ndarray, *, latent: bool = False):
+        """Ensemble mean and standard deviation of (B, n, n) inputs already in model units (Eq. 4/5), and with
+        ``latent`` the members' latent vectors (M, B, L) of the same pass (for the anomaly scores)."""
         x = np.asarray(x, dtype=np.float32)
         single = x.ndim == 2
         x = x[None] if single else x
         mean = np.empty(x.shape, dtype=np.float64)
         std = np.empty(x.shape, dtype=np.float64)
+        zs = np.empty((self.n_members, x.shape[0], self.model.config.latent), np.float64) if latent else None
         for s in range(0, x.shape[0], self.batch_size):
             xt = self.model.to_triangle(torch.as_tensor(x[s:s + self.batch_size]))
-            out = self.model.predict_tri(xt, self._weights)  # (M, b, P)
+            out = self.model.predict_tri(xt, self._weights, return_latent=latent)  # (M, b, P)
+            if latent:
+                out, z = out
+                zs[:, s:s + self.batch_size] = z.double().numpy()
             mu = out.mean(dim=0)
             # Two-pass variance by hand: torch's std over a leading axis is ~40× slower on the CPU.
             dev = out - mu
             var = (dev * dev).mean(dim=0)
             mean[s:s + self.batch_size] = self.model.to_full(mu).double().numpy()
             std[s:s + self.batch_size] = self.model.to_full(var.sqrt()).double().numpy()
+        if latent:
+            return (mean[0], std[0], zs[:, 0]) if single else (mean, std, zs)
         return (mean[0], std[0]) if single else (mean, std)
 
     def denoise(self, c2, *, return_std: bool = False, seed: int = 0, beta=None, baseline=None,
@@ -117,21 +129,48 @@ class Denoiser:
         res = self.denoise_full(c2, seed=seed, beta=beta, baseline=baseline, step=step)
         return (res.c2, res.std) if return_std else res.c2
 
-    def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5) -> DenoiseResult:
-        """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used."""
+    def denoise_full(self, c2, *, seed: int = 0, beta=None, baseline=None, step: int = 5,
+                     anomaly: bool = False) -> DenoiseResult:
+        """As :meth:`denoise`, returning a :class:`DenoiseResult` with the contrast and baseline used.
+
+        With ``anomaly``, also the anomaly scores of every window denoised, from the same ensemble pass
+        (``result.anomaly``, see :func:`xpcs_denoise.nn.anomaly.finish_scores`; NaN for a 2TCF not denoised).
+        The model card must hold a ``latent_reference``.
+        """
         x, single = check_two_times(c2, self.size)
         seed = check_seed(seed)
         step = check_step(step, self.size)
+        ref = self.card.get("latent_reference") if anomaly else None
+        if anomaly and not ref:
+            raise XPCSInputError("this model's card has no latent_reference; run scripts/latent_reference.py on it")
+        scores = []
+
+        def predict(w):
+            if not anomaly:
+                return self.predict_model_units(w)
+            mean, std, z = self.predict_model_units(w, latent=True)
+            scores.append(window_scores(ref, z, w, mean))
+            return mean, std
 
         def model_units(scaled):
             if scaled.shape[-1] == self.size:
-                return self.predict_model_units(replace_diagonal(scaled, seed))
-            return sliding_window(scaled, self.predict_model_units, self.size, int(step), seed)
+                return predict(replace_diagonal(scaled, seed))
+            return sliding_window(scaled, predict, self.size, int(step), seed)
 
         out, spread, b, base = denoise_scaled(x, single, self.size, beta, baseline, model_units)
+        table = None
+        if anomaly:
+            starts = window_starts(x.shape[-1], self.size, step)[0]
+            ok = np.isfinite(b)
+            dist, resid = (np.full((x.shape[0], starts.size), np.nan) for _ in range(2))
+            dist[ok] = scores[0][0].reshape(-1, starts.size)
+            resid[ok] = scores[0][1].reshape(-1, starts.size)
+            starts, dist, resid = merge_windows(starts, dist, resid)
+            table = finish_scores(starts, dist[0] if single else dist, resid[0] if single else resid, self.card,
+                                  self.size, step)
         if single:
-            return DenoiseResult(out[0], spread[0], b[0], base[0])
-        return DenoiseResult(out, spread, b, base)
+            return DenoiseResult(out[0], spread[0], b[0], base[0], table)
+        return DenoiseResult(out, spread, b, base, table)
 
 
 _PRETRAINED: dict = {}
@@ -141,3 +180,37 @@ def _pretrained() -> Denoiser:
     if "cned" not in _PRETRAINED:
         _PRETRAINED["cned"] = Denoiser.pretrained()
     return _PRETRAINED["cned"]
+
+
+def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
+    """Latent distance and reconstruction residual of every window of (N, N) or (B, N, N) raw 2TCFs.
+
+    Returns
+    -------
+    dict with ``starts`` (W,) first frame of each window, ``latent_distance`` and ``residual`` (B, W) (or (W,)
+    for one 2TCF), ``size`` (the window, frames), ``step``; and where the card holds the calibrated
+    ``anomaly_threshold``: ``score`` (:func:`~xpcs_denoise.nn.anomaly.combined_score`), ``flagged`` and ``threshold``.
+    Forward windows only, with their own lag-0 draws; ``denoise_file`` stores the scores of the very windows it
+    denoises (both passes of the sliding window), which differ a little.
+    """
+    den = model or _pretrained()
+    ref = den.card.get("latent_reference")
+    if not ref:
+        raise XPCSInputError("this model's card has no latent_reference; run scripts/latent_reference.py on it")
+    n = den.size
+    x, single = check_two_times(c2, n)
+    if int(step) < 1:
+        raise XPCSInputError(f"step must be >= 1 frame; got {step}")
+    b, base = scale_parameters(x, n if x.shape[-1] == n else 0, partial=True)
+    starts = np.arange(0, x.shape[-1] - n + 1, int(step))
+    idx = starts[:, None] + np.arange(n)[None, :]
+    dist = np.full((x.shape[0], starts.size), np.nan)
+    resid = np.full((x.shape[0], starts.size), np.nan)
+    for i in np.flatnonzero(np.isfinite(b)):
+        w = x[i][idx[:, :, None], idx[:, None, :]]
+        w = replace_diagonal(to_model_units(w, b[i], base[i]), seed)
+        z, out = _encode(den, w)
+        dist[i], resid[i] = window_scores(ref, z, w, out)
+    if single:
+        dist, resid = dist[0], resid[0]
+    return finish_scores(starts, dist, resid, den.card, n, step)

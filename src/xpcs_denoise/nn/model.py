@@ -174,8 +174,9 @@ class CNNEDEnsemble(nn.Module):
         return out
 
     @torch.no_grad()
-    def predict_tri(self, x: torch.Tensor, weights: list | None = None) -> torch.Tensor:
-        """Inference on triangles (B, P) → (M, B, P), member by member with plain 2-D matrix products.
+    def predict_tri(self, x: torch.Tensor, weights: list | None = None, *, return_latent: bool = False):
+        """Inference on triangles (B, P) → (M, B, P), member by member with plain 2-D matrix products
+        (and the latent vectors (M, B, L) if ``return_latent``, for the anomaly scores at no extra pass).
 
         Faster than :meth:`forward_tri` on a CPU: the per-pixel 1×1 layers become (C×C)·(C×B·P) products
         and the decoder's 1×1 layer is folded into its linear layer. Same outputs to float32 rounding.
@@ -183,15 +184,16 @@ class CNNEDEnsemble(nn.Module):
         weights = weights or self.inference_weights()
         b, p, c = x.shape[0], self.n_tri, self.config.channels
         xf = x.reshape(1, b * p)
-        outs = []
+        outs, zs = [], []
         for w in weights:
             h = torch.relu(torch.addcmul(w["c1_b"], w["c1_w"], xf))  # (C, B·P)
             h = torch.relu(torch.addmm(w["c2_b"], w["c2_wt"], h))
             h = h.view(c, b, p).transpose(0, 1).reshape(b, c * p)
             z = torch.addmm(w["enc_b"], h, w["enc_w"])
+            zs.append(z)
             d = torch.relu(torch.addmm(w["dec_b"], z, w["dec_w"])).view(b, c, p)
             outs.append(torch.matmul(w["d2_w"], d).view(b, p) + w["d2_b"])
-        return torch.stack(outs)
+        return (torch.stack(outs), torch.stack(zs)) if return_latent else torch.stack(outs)
 
     def one_time_tri(self, tri: torch.Tensor) -> torch.Tensor:
         """1TCF (lags 1..n−1) of (…, P) triangles, one matrix product."""
