@@ -64,16 +64,20 @@ def _series(gamma, n_frames, seed, n_pixels=3000, mean_count=0.3):
 
 @pytest.mark.slow
 def test_paths_follow_the_dynamics():
-    """Fast dynamics → raw fit; slow dynamics in a long series → binned; in range → denoised."""
+    """Fast dynamics → raw fit; slow dynamics in a long series → binned; long in range → raw; else denoised."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fast = fit_two_time(_series(0.35, 50, 1), n_boot=4)
         mid = fit_two_time(_series(0.05, 50, 2, n_pixels=500, mean_count=0.2), n_boot=4)
         slow = fit_two_time(_series(0.0015, 400, 3), n_boot=4)
+        long = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), n_boot=4)
+        long_raw = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), method="none", n_boot=4)
     assert str(fast.path) == "raw: fast"
     assert str(mid.path) == "denoised"
-    assert str(slow.path).startswith("binned")
-    for r, g in ((fast, 0.35), (mid, 0.05), (slow, 0.0015)):
+    assert str(slow.path).startswith("binned")  # degenerate raw fit: little decay within the lags
+    assert str(long.path) == "raw: long series"  # in range, long: the raw fit of every frame pair is kept
+    assert float(long.fit.gamma) == float(long_raw.fit.gamma)
+    for r, g in ((fast, 0.35), (mid, 0.05), (slow, 0.0015), (long, 0.05)):
         assert r.fit.success
         assert abs(float(r.fit.gamma) - g) < 4 * float(r.fit.gamma_err) + 0.3 * g
 

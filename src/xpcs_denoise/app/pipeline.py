@@ -640,7 +640,7 @@ def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             tf = fit_two_time(_fill_for_model(raw), method="cned", model=den, n_boot=n_boot, seed=seed,
-                              max_lag=min(lag_max, den.size - 1), fix=fix, frame_time=frame_time)
+                              max_lag=lag_max, fix=fix, frame_time=frame_time)
         return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
     if method in ("none", "raw"):
         tf = fit_two_time(c2, method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,

@@ -113,7 +113,6 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
 
     rows, fits = [], {}
     raw_whole = None
-    window = getattr(model, "size", WINDOW)  # the denoised lags: below the model's window
     for name, c2 in c2s.items():
         k_rois, n = c2.shape[0], c2.shape[-1]
         lag_max = max_lag or default_max_lag(n)
@@ -126,7 +125,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
                 fit = fit_two_time(raw_whole, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
                 paths = np.full(k_rois, "raw")
             elif name == "cned" and raw_whole is not None and np.all(np.isfinite(raw_whole)):
-                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=min(lag_max, window - 1), fix=fix,
+                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=lag_max, fix=fix,
                                   frame_time=frame_time)
                 fit, paths = tf.fit, np.atleast_1d(tf.path)
             else:  # 1TCFs one ROI at a time
