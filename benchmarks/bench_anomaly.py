@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import pipeline, simulate_speckle
-from xpcs_denoise.denoising import _pretrained
-from xpcs_denoise.io import write_c2
+from xpcs_denoise.io.formats import write_c2
+from xpcs_denoise.nn.denoiser import _pretrained
 
 
 def timing(repeats: int):

@@ -3,7 +3,7 @@
 Each series is drawn at random: Γ log-uniform in [0.005, 0.3] frames⁻¹, mean count log-uniform in
 [0.05, 1] photons per pixel per frame, ROI size log-uniform in [500, 20,000] pixels, N in {200, 500, 1000}
 frames, contrast β uniform in [0.1, 0.3]; a third of the series age: Γ(t) falls 3–10× over the series to
-the drawn Γ. 1 % of its frames are made bad (xpcs_denoise.badframes.inject_bad_frames:
+the drawn Γ. 1 % of its frames are made bad (xpcs_denoise.core.badframes.inject_bad_frames:
 intensity spike ×3–10, zero frame, cosmic ray of 50–500 counts in 1–4 pixels, speckle shifted by 1–50 pixels,
 in turn), and xpcs_denoise.find_bad_frames runs on the 2TCF alone and on the 2TCF with the frames. False alarms
 are counted on the frames not made bad, and on the same series without any bad frame.
@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import xpcs_denoise as xd
-from xpcs_denoise.badframes import BAD_FRAME_KINDS, DEFAULT_THRESHOLD, find_bad_frames, inject_bad_frames
+from xpcs_denoise.core.badframes import BAD_FRAME_KINDS, DEFAULT_THRESHOLD, find_bad_frames, inject_bad_frames
 
 
 def draw(rng):
@@ -50,7 +50,8 @@ def one_series(p, seed, threshold):
     good = np.ones(p["n"], bool)
     good[bad] = False
     gamma_t = np.broadcast_to(np.asarray(gamma, dtype=float), (p["n"],))
-    return {"gamma_t": gamma_t, "bad": bad, "kinds": kinds, "m_c2": m_c2, "m_fr": m_fr, "good": good, "k_c2": k_c2, "k_fr": k_fr,
+    return {"gamma_t": gamma_t, "bad": bad, "kinds": kinds, "m_c2": m_c2, "m_fr": m_fr, "good": good,
+            "k_c2": k_c2, "k_fr": k_fr,
             "seconds": t_c2}
 
 

@@ -5,7 +5,7 @@
 Simulated data with realistic noise (Γ log-uniform 0.003–0.4 frames⁻¹, 0.01–1 photons per pixel per frame,
 100–20,000 pixels, at least 60 photons per frame per ROI, β 0.05–0.5, α 0.6–1.8), seeds disjoint from
 training's: 50-frame crops, and long series (200–1000 frames). Raw and ensemble parameters come from
-:func:`xpcs_denoise.uncertainty.fit_two_time` (errors include the bootstrap; the ensemble's path chosen per
+:func:`xpcs_denoise.analysis.uncertainty.fit_two_time` (errors include the bootstrap; the ensemble's path chosen per
 2TCF), the peers from :func:`denoise` + :func:`fit_g2` (fit errors only). Four free parameters, lags 1–49 for
 denoised fits. Real: the held-out validation series of the model card (crops rescaled by Eq. 5 from each
 crop, as a user's data), truth = the Eq. 3 fit of each target; MRE(Γ) in 0.01–0.15 and MSE(1TCF) as the paper.
@@ -23,9 +23,10 @@ from collections import Counter
 import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time
-from xpcs_denoise.evaluation import GAMMA_BAND, bias_table, format_bias_table, truth_from_targets
-from xpcs_denoise.simulation import simulate_crops
-from xpcs_denoise.uncertainty import fit_two_time
+from xpcs_denoise.analysis.evaluation import GAMMA_BAND, bias_table, format_bias_table, truth_from_targets
+from xpcs_denoise.analysis.uncertainty import fit_two_time
+from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.files import atomic_path
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
@@ -81,7 +82,7 @@ def long_series(den, n, seed, n_boot):
 
 
 def _stack(fits):
-    from xpcs_denoise.fitting import PARAMETERS, FitResult
+    from xpcs_denoise.core.fitting import PARAMETERS, FitResult
 
     cols = {k: np.array([float(getattr(f, k)) for f in fits]) for k in PARAMETERS}
     errs = {k + "_err": np.array([float(getattr(f, k + "_err")) for f in fits]) for k in PARAMETERS}
@@ -91,13 +92,13 @@ def _stack(fits):
 
 
 def real_validation(den, data, n_boot, max_crops, seed, peers):
-    from xpcs_denoise.evaluation import fit_metrics
-    from xpcs_denoise.preprocessing import load_prepared, split_by_target
+    from xpcs_denoise.analysis.evaluation import fit_metrics
+    from xpcs_denoise.core.scaling import card_split, split_by_target
+    from xpcs_denoise.io.prepared import load_prepared
 
     ds = load_prepared(data)
-    names = den.card.get("split", {}).get("val_target_names")
-    if names:
-        val = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm in set(names)])
+    if den.card.get("split", {}).get("val_target_names"):
+        val = card_split(ds, den.card)
     else:
         val = ds.subset_targets(split_by_target(ds)[1])
     rng = np.random.default_rng(seed)
@@ -119,7 +120,7 @@ def real_validation(den, data, n_boot, max_crops, seed, peers):
     sub = {k: v[ok] for k, v in truth.items()}
 
     def _sel(f):
-        from xpcs_denoise.fitting import PARAMETERS, FitResult
+        from xpcs_denoise.core.fitting import PARAMETERS, FitResult
 
         return FitResult(**{k: np.asarray(getattr(f, k))[ok] for k in PARAMETERS},
                          **{k + "_err": np.asarray(getattr(f, k + "_err"))[ok] for k in PARAMETERS},
@@ -182,9 +183,8 @@ def main(argv=None):
         path = Path(a.model) / "model_card.json"
         card = json.loads(path.read_text())
         card["bias"] = _rounded(report)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(card, indent=1) + "\n")
-        tmp.replace(path)
+        with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
+            tmp.write_text(json.dumps(card, indent=1) + "\n")
 
 
 def _rounded(v):

@@ -26,9 +26,9 @@ import warnings
 import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time, sigma_for_fit
-from xpcs_denoise.evaluation import truth_from_targets
-from xpcs_denoise.preprocessing import load_prepared
-from xpcs_denoise.simulation import simulate_crops
+from xpcs_denoise.analysis.evaluation import truth_from_targets
+from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.prepared import load_prepared
 
 try:  # run from the repository root or from benchmarks/
     from bench_bias import JUDGED
@@ -41,7 +41,7 @@ EDGES = (0.003, 0.01, 0.03, 0.06, 0.1, 0.15, 0.3, 1.0)
 def _row(name, gamma, success, truth):
     err = np.asarray(gamma) / truth - 1
     cells = []
-    for lo, hi in zip(EDGES[:-1], EDGES[1:]):
+    for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
         m = (truth >= lo) & (truth < hi) & np.asarray(success) & np.isfinite(err)
         cells.append(f"{np.median(err[m]):+6.0%}/{np.median(np.abs(err[m])):4.0%}" if m.any() else " " * 11)
     band = (truth > 0.01) & (truth < 0.15) & np.asarray(success) & np.isfinite(err)
@@ -61,8 +61,9 @@ def table(title, inputs, truth, den, clean=None):
     hybrid = g_den.copy()
     hybrid[:, :2] = g_raw[:, :2]
     rows["raw lags 1–2"] = fit_g2(hybrid)
-    head = " ".join(f"{f'{lo:g}–{hi:g}':>11s}" for lo, hi in zip(EDGES[:-1], EDGES[1:]))
-    n = " ".join(f"{int(((truth >= lo) & (truth < hi)).sum()):>11d}" for lo, hi in zip(EDGES[:-1], EDGES[1:]))
+    bins = list(zip(EDGES[:-1], EDGES[1:], strict=True))
+    head = " ".join(f"{f'{lo:g}–{hi:g}':>11s}" for lo, hi in bins)
+    n = " ".join(f"{int(((truth >= lo) & (truth < hi)).sum()):>11d}" for lo, hi in bins)
     print(f"\n## {title}: median signed/abs relative error of Γ per true-Γ bin; MRE = mean |error| in 0.01–0.15")
     print(f"{'':15s} {'MRE':>6s} {head}\n{'crops':15s} {'':6s} {n}")
     for name, f in rows.items():

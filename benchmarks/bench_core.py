@@ -93,8 +93,8 @@ def bench_fits(rows, quick):
 
 
 def bench_inference(rows, quick):
-    from xpcs_denoise.denoising import Denoiser
-    from xpcs_denoise.model import CNNEDEnsemble, to_reference_modules
+    from xpcs_denoise.nn.denoiser import Denoiser
+    from xpcs_denoise.nn.model import CNNEDEnsemble, to_reference_modules
 
     n = 500 if quick else 3000
     rng = np.random.default_rng(2)
@@ -118,8 +118,8 @@ def bench_inference(rows, quick):
 
 
 def bench_sliding_window(rows, quick):
-    from xpcs_denoise.denoising import Denoiser
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.core.simulation import true_two_time
+    from xpcs_denoise.nn.denoiser import Denoiser
 
     n_frames = 400 if quick else 1000
     rng = np.random.default_rng(3)
@@ -139,9 +139,9 @@ def bench_batch(rows, quick):
     import tempfile
     from pathlib import Path
 
-    from xpcs_denoise.io import write_c2
-    from xpcs_denoise.pipeline import batch_denoise
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.app.pipeline import batch_denoise
+    from xpcs_denoise.core.simulation import true_two_time
+    from xpcs_denoise.io.formats import write_c2
 
     n_files, n_frames = (4, 200) if quick else (12, 400)
     rng = np.random.default_rng(4)
@@ -164,7 +164,7 @@ def bench_batch(rows, quick):
 
 
 def bench_training(rows, quick):
-    from xpcs_denoise.model import CNNEDEnsemble
+    from xpcs_denoise.nn.model import CNNEDEnsemble
 
     members, batch = 20, 8
     ens = CNNEDEnsemble(members, seed=0)

@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, simulate_speckle
-from xpcs_denoise.finetune import finetune
-from xpcs_denoise.workflows import ageing_analysis
+from xpcs_denoise.analysis.workflows import ageing_analysis
+from xpcs_denoise.nn.finetune import finetune
 
 PROFILES = {"inside 0.03→0.12": (0.03, 0.12), "slow 0.004→0.012": (0.004, 0.012), "fast 0.15→0.35": (0.15, 0.35)}
 PIXELS = (300, 700, 1500, 3000, 6000)
@@ -79,7 +79,8 @@ def main(argv=None):
                 e_tuned = _errors(denoise(c2, model=tuned), gamma_t)
             print(f"{name:18s}{seed:5d}{e_raw[0]:10.3f}{e_base[0]:10.3f}{e_tuned[0]:10.3f}{e_base[1]:+10.3f}"
                   f"{e_tuned[1]:+11.3f}{dt:8.0f}", flush=True)
-            summary.setdefault(name, []).append((e_raw[0], e_base[0], e_tuned[0], e_raw[1], e_base[1], e_tuned[1]))
+            summary.setdefault(name, []).append((e_raw[0], e_base[0], e_tuned[0],
+                                                 e_raw[1], e_base[1], e_tuned[1]))
             pooled.setdefault("raw", []).append(e_raw[3])
             pooled.setdefault("base", []).append(e_base[3])
             pooled.setdefault("tuned", []).append(e_tuned[3])

@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--only", choices=["quality", "speed"], default=None, help="one of the two tables")
     args = ap.parse_args()
 
-    from xpcs_denoise.preprocessing import load_prepared
+    from xpcs_denoise.io.prepared import load_prepared
 
     ds = load_prepared(args.data)
     lags = np.arange(1, 50, dtype=float)
@@ -112,14 +112,14 @@ def main():
 
 def quality_table(ds, lags, denoised):
     from xpcs_denoise import one_time_from_two_time
-    from xpcs_denoise.preprocessing import split_by_target
+    from xpcs_denoise.core.scaling import split_by_target
 
     _, val = split_by_target(ds)
     crops = np.isin(ds.target_index, val)
     sets = [("validation crops (raw)", one_time_from_two_time(ds.inputs[crops])),
             ("validation targets", one_time_from_two_time(ds.targets[val]))]
     if denoised:
-        from xpcs_denoise.denoising import Denoiser
+        from xpcs_denoise.nn.denoiser import Denoiser
 
         den = Denoiser.pretrained().predict_model_units(ds.inputs[crops])[0]
         sets.append(("validation crops (denoised)", one_time_from_two_time(den)))

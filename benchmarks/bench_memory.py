@@ -41,10 +41,10 @@ def main():
     p.add_argument("--rois", type=int, default=5)
     p.add_argument("--method", default="cned")
     a = p.parse_args()
-    from xpcs_denoise.correlation import two_time_memory_bytes
-    from xpcs_denoise.simulation import simulate_q_rings
+    from xpcs_denoise.core.correlation import two_time_memory_bytes
+    from xpcs_denoise.core.simulation import simulate_q_rings
 
-    cli = [sys.executable, "-m", "xpcs_denoise.cli"]
+    cli = [sys.executable, "-m", "xpcs_denoise.app.cli"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -71,7 +71,7 @@ def main():
             for f in (c2, den, npy):
                 f.unlink()
     # The baseline every command pays (Python, numpy, h5py, torch), in a fresh process.
-    base, _ = peak_rss_of([sys.executable, "-c", "import xpcs_denoise.cli, xpcs_denoise.pipeline"])
+    base, _ = peak_rss_of([sys.executable, "-c", "import xpcs_denoise.app.cli, xpcs_denoise.app.pipeline"])
     print(f"{a.rois} ROIs, method {a.method}; RSS = peak resident memory of the process (MB = 2^20 bytes); "
           f"importing xpcs_denoise alone: {base:.0f} MB")
     print("| frames | correlate RSS | two_time_memory_bytes | correlate s | c2 file | denoise RSS | denoise s "

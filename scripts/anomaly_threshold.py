@@ -4,7 +4,7 @@
 
 Needs the card's ``latent_reference`` (scripts/latent_reference.py, training crops). Uses the crops of the
 validation targets the card names (``split.val_target_names``: whole 2TCFs the ensemble was never trained on),
-in model units as stored. The scales of ``xpcs_denoise.anomaly.combined_score`` are the medians of their latent
+in model units as stored. The scales of ``xpcs_denoise.nn.anomaly.combined_score`` are the medians of their latent
 distances and residuals; the threshold is the ``quantile`` of their combined scores, so that share of held-out
 real windows is flagged by construction. The user's data never enter it. The weights are not touched.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.anomaly import _encode, combined_score, window_scores
-from xpcs_denoise.preprocessing import load_prepared
+from xpcs_denoise.io.prepared import load_prepared
+from xpcs_denoise.nn.anomaly import _encode, combined_score, window_scores
 
 
 def main():

@@ -4,7 +4,7 @@
 
 Simulated data with known truth and seeds disjoint from training and from benchmarks/bench_bias.py: 50-frame
 crops and long series (200–1000 frames) with the judged ranges of realistic noise. σ² = σ_fit² + (s·σ_boot)²
-+ (r·Γ̂)² (:func:`xpcs_denoise.uncertainty.calibrate`). For denoised fits (paths "denoised" and "binned") s and
++ (r·Γ̂)² (:func:`xpcs_denoise.analysis.uncertainty.calibrate`). For denoised fits (paths "denoised" and "binned") s and
 r go into the model card (``uncertainty.boot_scale``, ``uncertainty.rel_floor``, with the coverage reached);
 for raw fits they are printed, to be set as ``uncertainty.RAW_BOOT_SCALE`` and ``RAW_REL_FLOOR``. The
 weights are not touched, so their SHA-256 still holds.
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.simulation import simulate_crops
-from xpcs_denoise.uncertainty import calibrate, fit_two_time
+from xpcs_denoise.analysis.uncertainty import calibrate, fit_two_time
+from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.files import atomic_path
 
 JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
@@ -77,9 +78,8 @@ def main():
         card["uncertainty"] = {**out["den"], "method": "residual frame-permutation bootstrap (n_boot "
                                f"{a.n_boot}), half-ensembles; scale measured on simulated data, seed {a.seed}"}
         path = Path(a.model) / "model_card.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(card, indent=1) + "\n")
-        tmp.replace(path)
+        with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
+            tmp.write_text(json.dumps(card, indent=1) + "\n")
         print("written to", path)
 
 

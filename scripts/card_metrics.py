@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time
-from xpcs_denoise.evaluation import GAMMA_BAND, available_methods, fit_metrics, truth_from_targets
-from xpcs_denoise.preprocessing import load_prepared
-from xpcs_denoise.simulation import simulate_crops
+from xpcs_denoise.analysis.evaluation import GAMMA_BAND, available_methods, fit_metrics, truth_from_targets
+from xpcs_denoise.core.scaling import card_split
+from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.prepared import load_prepared
 
 PARAMS = ("gamma", "beta", "baseline", "alpha")
 
@@ -54,8 +55,7 @@ def main():
         methods = [m for m in methods if m != "bm3d"]
         old = json.loads(Path(a.bm3d_from).read_text())["validation_metrics"]["table"]
     ds = load_prepared(a.data)
-    names = set(den.card["split"]["val_target_names"])
-    val = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm in names])
+    val = card_split(ds, den.card)
     fit_t = truth_from_targets(val.targets)
     truth = {k: np.asarray(getattr(fit_t, k))[val.target_index] for k in PARAMS}
     g2t = one_time_from_two_time(val.targets)[val.target_index]

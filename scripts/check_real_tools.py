@@ -49,7 +49,7 @@ def simulate(folder: Path, n_frames: int = 300, size: int = 48, seed: int = 0, s
 
     ``split_static``: each dynamic bin holds two static bins (inner and outer half ring) whose pixels have mean
     counts 1.5 and 4.5 photons per frame (a steep SAXS slope), to show boost_corr's static-bin normalisation."""
-    from xpcs_denoise.simulation import simulate_speckle
+    from xpcs_denoise.core.simulation import simulate_speckle
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -119,7 +119,7 @@ def run(cmd, **kw):
 
 
 def run_checks(work: Path, n_frames: int = 300) -> None:
-    from xpcs_denoise.io import read_c2
+    from xpcs_denoise.io.formats import read_c2
 
     work.mkdir(parents=True, exist_ok=True)
     sim = simulate(work, n_frames)
@@ -140,7 +140,7 @@ def run_checks(work: Path, n_frames: int = 300) -> None:
           f"read_c2: APS layout, processed_bins {bins.tolist()}")
     check(np.allclose(bc.q, Q[(bins - 1) // 2]) and np.allclose(bc.phi, PHI[(bins - 1) % 2]),
           f"read_c2: q {bc.q.tolist()} Å⁻¹, φ {bc.phi.tolist()}°")
-    cli = [sys.executable, "-m", "xpcs_denoise.cli"]
+    cli = [sys.executable, "-m", "xpcs_denoise.app.cli"]
     np.save(work / "frames.npy", sim["frames"])
     run([*cli, "correlate", work / "frames.npy", "--rois", sim["qmap"], "-o", work / "ours_c2.h5", "-q"])
     ours = read_c2(work / "ours_c2.h5")
@@ -221,7 +221,7 @@ def compare_smoothing(work: Path, n_frames: int) -> None:
     """boost_corr's default per-frame static-bin normalisation against Eq. 1, with two static sub-rings of
     different intensity (1.5 and 4.5 photons) in every dynamic bin."""
     from xpcs_denoise import two_time
-    from xpcs_denoise.io import read_c2
+    from xpcs_denoise.io.formats import read_c2
 
     work.mkdir(parents=True, exist_ok=True)
     sim = simulate(work, n_frames, split_static=True)

@@ -14,9 +14,10 @@ import json
 import numpy as np
 
 from xpcs_denoise import Denoiser, fit_g2, one_time_from_two_time
-from xpcs_denoise.evaluation import compare_denoisers, format_table
-from xpcs_denoise.preprocessing import load_prepared
-from xpcs_denoise.simulation import simulate_crops
+from xpcs_denoise.analysis.evaluation import compare_denoisers, format_table
+from xpcs_denoise.core.scaling import card_split
+from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.io.prepared import load_prepared
 
 
 def load(name):
@@ -46,8 +47,7 @@ def main():
     ds = load_prepared(a.data)
     dens = {m: load(m) for m in a.models}
     first = next(iter(dens.values()))
-    names = set(first.card["split"]["val_target_names"])
-    val = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm in names])
+    val = card_split(ds, first.card)
     measured, true, prm = simulate_crops(a.n_sim, seed=a.sim_seed)
     g2_true = one_time_from_two_time(true)
     truth = {"gamma": prm["gamma"], "beta": prm["beta"], "baseline": np.ones(a.n_sim), "alpha": prm["alpha"]}

@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.anomaly import latent_reference
-from xpcs_denoise.preprocessing import load_prepared
+from xpcs_denoise.core.scaling import card_split
+from xpcs_denoise.io.files import atomic_path
+from xpcs_denoise.io.prepared import load_prepared
+from xpcs_denoise.nn.anomaly import latent_reference
 
 
 def main():
@@ -24,16 +26,14 @@ def main():
     a = p.parse_args()
     den = Denoiser.from_directory(a.model)
     ds = load_prepared(a.data)
-    val = set(den.card["split"]["val_target_names"])
-    tr = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm not in val])
+    tr = card_split(ds, den.card, "training")
     ref = latent_reference(den, tr.inputs)
     path = Path(a.model) / "model_card.json"
     card = json.loads(path.read_text())
     card["latent_reference"] = {**ref, "data_sha256": ds.source_sha256, "split": "training",
                                 "command": "python scripts/latent_reference.py MODEL_DIR"}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
     print(f"{ref['n_crops']} training crops; median residual {ref['median_residual']:.4f}")
 
 

@@ -12,17 +12,17 @@ import sys
 
 import numpy as np
 
-from xpcs_denoise import baselines
-from xpcs_denoise.denoising import Denoiser
-from xpcs_denoise.evaluation import compare_methods, format_table
-from xpcs_denoise.preprocessing import load_prepared, split_by_target
+from xpcs_denoise.analysis.evaluation import compare_methods, format_table
+from xpcs_denoise.core.scaling import card_split, split_by_target
+from xpcs_denoise.io.prepared import load_prepared
+from xpcs_denoise.nn.denoiser import Denoiser
+from xpcs_denoise.restoration import baselines
 
 
 def main(path, max_crops=1500):
     ds = load_prepared(path)
     card = Denoiser.pretrained().card
-    val = set(card["split"]["val_target_names"])
-    train = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm not in val])
+    train = card_split(ds, card, "training")
     inner_tr, inner_va = split_by_target(train, 0.2, 1)
     fit_set, score_set = train.subset_targets(inner_tr), train.subset_targets(inner_va)
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle
-from xpcs_denoise.anomaly import anomaly_scores
+from xpcs_denoise.nn.denoiser import anomaly_scores
 
 
 def test_residual_rises_where_the_2tcf_holds_unlearned_structure():
@@ -43,10 +43,10 @@ import json  # noqa: E402
 
 import h5py  # noqa: E402
 
-from xpcs_denoise import pipeline  # noqa: E402
-from xpcs_denoise.anomaly import anomaly_map, flagged_share  # noqa: E402
-from xpcs_denoise.denoising import _pretrained  # noqa: E402
-from xpcs_denoise.io import APS_ANOMALY_GROUP, open_c2, write_aps_c2, write_c2  # noqa: E402
+from xpcs_denoise.app import pipeline  # noqa: E402
+from xpcs_denoise.io.formats import APS_ANOMALY_GROUP, open_c2, write_aps_c2, write_c2  # noqa: E402
+from xpcs_denoise.nn.anomaly import anomaly_map, flagged_share  # noqa: E402
+from xpcs_denoise.nn.denoiser import _pretrained  # noqa: E402
 
 T0, T1 = 100, 150  # frames of the injected oscillation
 
@@ -103,7 +103,7 @@ def test_inside_range_series_are_not_flagged():
 
 
 def test_banded_denoising_scores_the_same_windows(pair):
-    from xpcs_denoise.pipeline import denoise_banded
+    from xpcs_denoise.app.pipeline import denoise_banded
 
     den = _pretrained()
     with warnings.catch_warnings():

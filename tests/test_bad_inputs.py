@@ -3,8 +3,6 @@ byte-identical and no partial output is left behind."""
 
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 
 import h5py
@@ -12,9 +10,11 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, denoise, fit_g2, one_time_from_two_time, two_time
-from xpcs_denoise.denoising import Denoiser, pretrained_directory
-from xpcs_denoise.io import read_c2, write_c2
-from xpcs_denoise.simulation import true_two_time
+from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.io.formats import read_c2, write_c2
+from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
+
+from .conftest import run_cli
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -89,8 +89,7 @@ DENOISE_CASES = [
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "xpcs_denoise.cli", *args], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+    return run_cli(*args)
 
 
 def _snapshot(folder):

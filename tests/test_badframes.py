@@ -8,14 +8,14 @@ import pytest
 
 import xpcs_denoise as xd
 from xpcs_denoise import XPCSInputError, find_bad_frames, one_time_from_two_time, time_resolved_cuts, two_time
-from xpcs_denoise.badframes import (
+from xpcs_denoise.core.badframes import (
     apply_exclusion,
     exclusion_mask,
     fill_excluded,
     inject_bad_frames,
     parse_frame_list,
 )
-from xpcs_denoise.simulation import true_two_time
+from xpcs_denoise.core.simulation import true_two_time
 
 # (frames, pixels, Γ in frames⁻¹, mean count): a few hundred to a few thousand photons per frame, where every
 # kind is found from the 2TCF (benchmarks/bench_bad_frames.py measures the whole range).
@@ -182,7 +182,7 @@ def frames_with_bad(tmp_path):
 
 
 def test_files_carry_the_exclusion_from_correlate_to_fit(frames_with_bad):
-    from xpcs_denoise.pipeline import correlate_file, denoise_file, fit_file
+    from xpcs_denoise.app.pipeline import correlate_file, denoise_file, fit_file
 
     d = frames_with_bad
     s = correlate_file(d / "frames.npy", d / "rois.npy", d / "c2.h5", exclude="auto")

@@ -1,27 +1,21 @@
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from xpcs_denoise.preprocessing import write_prepared
+from xpcs_denoise.io.prepared import write_prepared
 
+from .conftest import ENV
+from .conftest import run_cli as run
 from .test_model import _synthetic_prepared
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "xpcs_denoise.cli", *args], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=600)
 
 
 def test_version_and_help(capsys):
-    r = run("--version")
+    r = run("--version", subprocess_=True)  # the installed entry point, started as a user starts it
     assert r.returncode == 0 and "xpcs-denoise" in r.stdout
-    from xpcs_denoise.cli import main
+    from xpcs_denoise.app.cli import main
 
     for cmd in ("demo", "train", "evaluate", "latent-study", "correlate", "denoise", "fit", "report", "batch"):
         with pytest.raises(SystemExit) as exc:
@@ -71,7 +65,7 @@ def test_bad_input_gives_one_line_and_exit_code(tmp_path):
 
 
 def _frames_and_rois(tmp_path, n_frames=80, seed=0):
-    from xpcs_denoise.simulation import simulate_q_rings
+    from xpcs_denoise.core.simulation import simulate_q_rings
 
     sim = simulate_q_rings(n_frames, 3, pixels_at_qmin=300, count_at_qmin=1.0, seed=seed)
     # A detector of one row: frames (T, 1, P), labels (1, P).
@@ -83,7 +77,7 @@ def _frames_and_rois(tmp_path, n_frames=80, seed=0):
 @pytest.mark.slow
 def test_correlate_denoise_fit_report_chain(tmp_path):
     from xpcs_denoise import two_time
-    from xpcs_denoise.io import read_c2
+    from xpcs_denoise.io.formats import read_c2
 
     sim = _frames_and_rois(tmp_path)
     frames_before = (tmp_path / "frames.npy").read_bytes()
@@ -142,8 +136,8 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
 
 
 def test_denoise_reads_both_aps_layouts(tmp_path):
-    from xpcs_denoise.io import read_c2, write_aps_c2, write_aps_legacy
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.core.simulation import true_two_time
+    from xpcs_denoise.io.formats import read_c2, write_aps_c2, write_aps_legacy
 
     rng = np.random.default_rng(0)
     c2 = np.stack([true_two_time(60, g, 0.2) for g in (0.02, 0.05)])
@@ -166,8 +160,8 @@ def test_denoise_reads_both_aps_layouts(tmp_path):
 
 
 def test_denoise_keeps_an_roi_without_contrast_and_says_so(tmp_path):
-    from xpcs_denoise.io import read_c2
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.core.simulation import true_two_time
+    from xpcs_denoise.io.formats import read_c2
 
     rng = np.random.default_rng(1)
     flat = true_two_time(60, 0.05, -0.01) + rng.normal(0, 1e-4, (60, 60))  # lag 1 below the baseline (Eq. 7)
@@ -186,7 +180,7 @@ def test_denoise_keeps_an_roi_without_contrast_and_says_so(tmp_path):
 
 @pytest.mark.slow
 def test_batch_reports_and_skips_a_bad_file(tmp_path):
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.core.simulation import true_two_time
 
     rng = np.random.default_rng(1)
     for i in range(2):
@@ -220,7 +214,7 @@ def test_import_and_help_load_no_torch():
     """`import xpcs_denoise` and the CLI's parser are lazy: torch (and the model) load only when a command needs
     them, so --version/--help start in a fraction of a second."""
     code = ("import sys, xpcs_denoise as xd\n"
-            "from xpcs_denoise.cli import build_parser\n"
+            "from xpcs_denoise.app.cli import build_parser\n"
             "build_parser()\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n"
             "assert callable(xd.fit_two_time) and callable(xd.Denoiser) and 'torch' in sys.modules\n")

@@ -13,10 +13,11 @@ from xpcs_denoise import (
     simulate_speckle,
     subsample_frames,
 )
-from xpcs_denoise.baselines import PCAFilter
-from xpcs_denoise.denoising import Denoiser, pretrained_directory, sliding_window
-from xpcs_denoise.preprocessing import from_model_units, scale_parameters, to_model_units
-from xpcs_denoise.simulation import true_two_time
+from xpcs_denoise.core.scaling import from_model_units, scale_parameters, to_model_units
+from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.core.window import sliding_window
+from xpcs_denoise.nn.denoiser import Denoiser
+from xpcs_denoise.restoration.baselines import PCAFilter
 
 N = 50
 
@@ -278,7 +279,7 @@ def test_denoise_full_is_eq5_then_ensemble_then_eq6(crops):
     den = Denoiser.pretrained()
     res = den.denoise_full(c2, seed=1)
     b, base = res.beta, res.baseline
-    from xpcs_denoise.preprocessing import replace_diagonal
+    from xpcs_denoise.core.scaling import replace_diagonal
 
     x = to_model_units(c2, b, base)
     direct = den.predict_model_units(replace_diagonal(x, 1))[0]
@@ -322,9 +323,7 @@ def test_pca_wrong_size_is_an_error(pca_filter):
         pca_filter.predict(np.ones((40, 40)))
 
 
-@pytest.mark.skipif(not (pretrained_directory() / "pca.safetensors").is_file(),
-                    reason="pretrained PCA filter not shipped yet")
-def test_pretrained_pca_filter_denoises(crops):
+def test_pretrained_pca_filter_denoises(crops):  # shipped with the package: never skipped
     f = PCAFilter.pretrained()
     assert f.size == N and f.components.shape[1] == N * (N + 1) // 2
     np.testing.assert_allclose(f.components @ f.components.T, np.eye(len(f.components)), atol=1e-6)
@@ -397,7 +396,7 @@ def test_contrast_is_robust_to_outlier_pixels():
 def test_contrast_is_floored_at_the_noise_of_the_lag_one_mean():
     """A lag-1 mean at the baseline (pure noise): β̂ is raised to 2 standard errors instead of ≈ 0, so that the
     scaled 2TCF stays bounded; a constant 2TCF has no contrast at all."""
-    from xpcs_denoise.preprocessing import contrast_from_two_time
+    from xpcs_denoise.core.scaling import contrast_from_two_time
 
     c2 = _analytic(N, 0.05, 0.2, 1.0)
     i = np.arange(N - 1)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError
-from xpcs_denoise.io import open_c2, read_c2
-from xpcs_denoise.pipeline import correlate_file, denoise_file, fit_file
-from xpcs_denoise.simulation import true_two_time
+from xpcs_denoise.app.pipeline import correlate_file, denoise_file, fit_file
+from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.io.formats import open_c2, read_c2
 
 N = 60
 BINS = np.array([2, 5, 6])  # processed dynamic bins, 1-based, not 1..K: they must be kept, never renumbered
@@ -159,7 +159,7 @@ def test_correlate_with_an_aps_qmap_keeps_its_q_phi_labels_and_mask(tmp_path):
 
 def test_denoise_streams_one_roi_at_a_time(tmp_path, monkeypatch):
     """Never more than one ROI's matrix is read before it is written (peak memory independent of K)."""
-    import xpcs_denoise.io as xio
+    import xpcs_denoise.io.formats as xio
 
     np.save(tmp_path / "c2.npy", noisy_stack())
     events = []
@@ -175,7 +175,7 @@ def test_denoise_streams_one_roi_at_a_time(tmp_path, monkeypatch):
 @pytest.mark.parametrize("method", ["cned", "pca"])
 def test_banded_denoising_equals_whole_matrix_up_to_the_lag0_draws(method):
     from xpcs_denoise import denoise
-    from xpcs_denoise.pipeline import denoise_banded
+    from xpcs_denoise.app.pipeline import denoise_banded
 
     n = 330
     rng = np.random.default_rng(0)
@@ -198,8 +198,8 @@ def test_banded_denoising_equals_whole_matrix_up_to_the_lag0_draws(method):
 
 
 def test_report_of_an_aps_file_labels_bins_q_phi_and_scales_colours_on_the_denoised_band(tmp_path):
-    from xpcs_denoise.pipeline import report_file
-    from xpcs_denoise.report import _clim
+    from xpcs_denoise.app.pipeline import report_file
+    from xpcs_denoise.app.report import _clim
 
     boost_corr_file(tmp_path / "r.hdf", noisy_stack())
     denoise_file(tmp_path / "r.hdf", tmp_path / "d.hdf", method="gaussian")
@@ -218,9 +218,9 @@ def test_report_of_an_aps_file_labels_bins_q_phi_and_scales_colours_on_the_denoi
 
 
 def test_report_goes_on_past_an_roi_without_contrast_and_zooms_on_long_series(tmp_path, monkeypatch):
-    import xpcs_denoise.report as rep
-    from xpcs_denoise.errors import XPCSNoContrastWarning
-    from xpcs_denoise.pipeline import report_file
+    import xpcs_denoise.app.report as rep
+    from xpcs_denoise.app.pipeline import report_file
+    from xpcs_denoise.core.errors import XPCSNoContrastWarning
 
     rng = np.random.default_rng(4)
     n = 450  # > 8 windows of 50 frames: the report adds a zoom on the band
@@ -238,12 +238,12 @@ def test_report_goes_on_past_an_roi_without_contrast_and_zooms_on_long_series(tm
 
 
 def test_display_block_average():
-    from xpcs_denoise.report import _display
+    from xpcs_denoise.app.report import _display
 
     m = np.arange(36.0).reshape(6, 6)
     img, f = _display(m)
     assert f == 1 and img is m
-    import xpcs_denoise.report as rep
+    import xpcs_denoise.app.report as rep
 
     old, rep._MAX_IMAGE = rep._MAX_IMAGE, 2
     try:

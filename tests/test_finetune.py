@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle, two_time
-from xpcs_denoise.finetune import finetune, half_split_two_times, noise2noise_pairs
+from xpcs_denoise.nn.finetune import finetune, half_split_two_times, noise2noise_pairs
 
 
 def test_halves_of_identical_pixels_equal_the_whole():
@@ -59,7 +59,7 @@ def test_too_few_frames_or_pixels_are_refused(tmp_path):
 @pytest.mark.slow
 def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
     from xpcs_denoise import Denoiser, denoise
-    from xpcs_denoise.cli import main
+    from xpcs_denoise.app.cli import main
 
     sim = simulate_speckle(220, 1500, gamma=[0.04, 0.1], beta=0.2, mean_count=0.2, n_rois=2, seed=4)
     np.save(tmp_path / "frames.npy", sim.frames)

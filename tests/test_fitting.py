@@ -292,7 +292,7 @@ def test_cut_trust_flags_decays_too_fast_or_too_slow_for_the_lags():
 
 
 def test_ageing_cuts_carry_trust_flags_in_their_table():
-    from xpcs_denoise.workflows import ageing_analysis
+    from xpcs_denoise.analysis.workflows import ageing_analysis
 
     n = 120
     t = np.arange(n)

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 import xpcs_denoise
-from xpcs_denoise import XPCSInputError, cli, denoise, fit_g2, time_resolved_cuts, two_time
-from xpcs_denoise.denoising import Denoiser, pretrained_directory
-from xpcs_denoise.io import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
-from xpcs_denoise.pipeline import denoise_file
-from xpcs_denoise.simulation import true_two_time
+from xpcs_denoise import XPCSInputError, denoise, fit_g2, time_resolved_cuts, two_time
+from xpcs_denoise.app import cli
+from xpcs_denoise.app.pipeline import denoise_file
+from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.io.formats import APS_C2_GROUP, atomic_path, open_c2, read_c2, read_frames, write_aps_c2, write_c2
+from xpcs_denoise.nn.denoiser import Denoiser, pretrained_directory
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(xpcs_denoise.__file__)))  # the copy under test
 
@@ -102,7 +103,7 @@ def test_report_overwrite_replaces_only_its_own_files(tmp_path, capsys):
 
 
 def test_batch_outputs_keep_the_relative_layout(tmp_path):
-    from xpcs_denoise.pipeline import batch_outputs
+    from xpcs_denoise.app.pipeline import batch_outputs
 
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
@@ -178,7 +179,7 @@ def test_overwrite_never_replaces_a_fifo(c2_file, tmp_path, capsys):
 def test_concurrent_writers_only_one_succeeds(tmp_path, monkeypatch):
     """Another run publishes the same output in the last instant before ours (after every check): ours must
     fail and leave theirs, not replace it."""
-    import xpcs_denoise.io as io
+    import xpcs_denoise.io.files as io
 
     target = tmp_path / "out.h5"
     real_fsync = os.fsync
@@ -200,9 +201,9 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     np.save(tmp_path / "in.npy", good_c2())
     script = textwrap.dedent(f"""
         import os, signal, sys, time
-        import xpcs_denoise.pipeline as p
-        from xpcs_denoise import cli
-        from xpcs_denoise.io import C2Writer
+        import xpcs_denoise.app.pipeline as p
+        from xpcs_denoise.app import cli
+        from xpcs_denoise.io.formats import C2Writer
 
         write = C2Writer.write
 
@@ -316,7 +317,7 @@ def test_fifo_input_refused_before_opening(tmp_path, capsys):
 def test_killed_worker_fails_only_its_file(tmp_path, monkeypatch):
     from distributed import KilledWorker, LocalCluster
 
-    import xpcs_denoise.pipeline as pipeline
+    import xpcs_denoise.app.pipeline as pipeline
 
     real = pipeline._denoise_one
 
@@ -428,7 +429,7 @@ def test_packed_c2_of_our_format_read_with_dataset(tmp_path):
 def test_nan_weights_refused_at_load(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from xpcs_denoise.model import file_sha256
+    from xpcs_denoise.io.files import file_sha256
 
     d = _model_copy(tmp_path)
     t = load_file(str(d / "model.safetensors"))
@@ -442,8 +443,8 @@ def test_nan_weights_refused_at_load(tmp_path):
 
 
 def test_train_with_one_target_refused(tmp_path):
-    from xpcs_denoise.preprocessing import PreparedDataset
-    from xpcs_denoise.training import TrainConfig, train_ensemble
+    from xpcs_denoise.core.scaling import PreparedDataset
+    from xpcs_denoise.nn.training import TrainConfig, train_ensemble
 
     x = np.ones((4, 50, 50), np.float32)
     data = PreparedDataset(x, x[:1], np.zeros(4, int), [f"s_1_{i}" for i in range(4)], ["s_1"])
@@ -478,7 +479,7 @@ def test_contrast_within_the_tolerance_is_no_contrast():
 
 def test_noisy_but_real_contrast_is_still_denoised():
     """A noisy ROI (β/SE of the lag-1 mean below 1) is the data the method is for: denoised, not refused."""
-    from xpcs_denoise.simulation import simulate_q_rings
+    from xpcs_denoise.core.simulation import simulate_q_rings
 
     sim = simulate_q_rings(80, 3, pixels_at_qmin=300, count_at_qmin=1.0, seed=0)
     c2 = two_time(sim.frames, sim.labels)
@@ -582,7 +583,8 @@ def test_fit_cuts_fixed_beta_with_one_roi_without_contrast(c2_file, tmp_path, ca
 
 
 def _prepared(path, n_targets=4):
-    from xpcs_denoise.preprocessing import PreparedDataset, write_prepared
+    from xpcs_denoise.core.scaling import PreparedDataset
+    from xpcs_denoise.io.prepared import write_prepared
 
     rng = np.random.default_rng(0)
     t = (1 + rng.random((n_targets, 50, 50))).astype(np.float32)
@@ -655,17 +657,37 @@ def _frames(t, shape=(20, 4, 4)):
     return t / "f.npy"
 
 
+#: What each case's one line must say: the thing that is wrong, not just "error:".
+CLI_SAYS = {
+    "seed -1": ("seed", "0..9223372036854775807", "got -1"),
+    "seed 2**70": ("--seed", "got 1180591620717411303424"),
+    "batch size 0": ("--batch-size", ">= 1", "got 0"),
+    "pickled q": ("--q file", "not a .npy of numbers", "numpy.save"),
+    "latents a": ("--latents", "whole numbers", "got 'a'"),
+    "bad scheduler": ("--scheduler", "tcp://host:8786", "not a scheduler"),
+    "bins as text": ("processed_bins", "must hold numbers", "--dataset"),
+    "format_version v1": ("format_version 'v1'", "not a whole number"),
+    "q as group": ("/q is a group", "dataset"),
+    "c2 as group": ("/c2 is a group", "(K, N, N) dataset"),
+    "nested card": ("model_card.json", "unreadable", "recursion"),
+    "binary card": ("model_card.json", "unreadable", "decode"),
+    "40000 ROIs": ("label 40000", "10000 q-ROIs"),
+    "40000 ROIs in a file": ("40000 q-ROIs", "10000 supported"),
+}
+
+
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_cli_clear_messages(tmp_path, capsys, case):
     argv = CLI_CASES[case](tmp_path)
     before = tree(tmp_path)
     rc, err = run_cli(capsys, *argv, "-q")
-    assert_one_line_error(rc, err, "error:")
+    assert rc == 2  # bad input, not a crash (1) or success
+    assert_one_line_error(rc, err, f"xpcs-denoise {argv[0]}: error:", *CLI_SAYS[case])
     assert tree(tmp_path) == before  # inputs byte-identical, no output, no temp file
 
 
 def test_train_resumed_with_other_members_is_a_clear_error(tmp_path):
-    from xpcs_denoise.training import TrainConfig, train_ensemble
+    from xpcs_denoise.nn.training import TrainConfig, train_ensemble
 
     data = _prepared(tmp_path / "d.h5")
     cfg = TrainConfig(n_members=2, keep=1, max_epochs=1, patience=1)
@@ -732,7 +754,7 @@ def test_ctrl_c_while_the_console_script_imports(tmp_path):
             return real_import(name, *a, **k)
 
         builtins.__import__ = imp
-        from xpcs_denoise.cli import main
+        from xpcs_denoise.app.cli import main
         sys.exit(main())
     """))
     # --version no longer loads torch (lazy imports); a command that needs the model does

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-import xpcs_denoise.io as xio
+import xpcs_denoise.io.formats as xio
 from xpcs_denoise import XPCSInputError, one_time_from_two_time, two_time
-from xpcs_denoise.io import (
+from xpcs_denoise.io.formats import (
     C2File,
     atomic_path,
     open_c2,
@@ -128,7 +128,7 @@ def test_default_storage_is_float32_triangles_within_float32_precision(tmp_path)
 
 
 def test_pack_unpack_upper_is_triu_order_and_exact():
-    from xpcs_denoise.io import pack_upper, unpack_upper
+    from xpcs_denoise.io.formats import pack_upper, unpack_upper
 
     m = sym_stack(k=1, n=7)[0]
     packed = pack_upper(m, np.float64)
@@ -382,7 +382,7 @@ def test_missing_filter_says_pip_install_hdf5plugin(tmp_path):
         f.create_dataset("entry/data/data", data=np.ones((4, 3, 3)), chunks=(1, 3, 3), **hdf5plugin.Blosc())
     code = (
         "import sys; sys.modules['hdf5plugin'] = None\n"  # as if it were not installed
-        "from xpcs_denoise.io import read_c2, read_frames\n"
+        "from xpcs_denoise.io.formats import read_c2, read_frames\n"
         "for call in (lambda: read_c2(sys.argv[1], dataset='c2'), lambda: read_frames(sys.argv[1])):\n"
         "    try:\n        call()\n    except ValueError as exc:\n        print(type(exc).__name__, exc)\n"
     )

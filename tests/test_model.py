@@ -5,20 +5,19 @@ import pytest
 import torch
 
 from xpcs_denoise import XPCSInputError
-from xpcs_denoise.denoising import Denoiser
-from xpcs_denoise.model import CNNEDEnsemble, ModelConfig, load_ensemble, save_ensemble, to_reference_modules
-from xpcs_denoise.preprocessing import (
+from xpcs_denoise.core.scaling import (
     PreparedDataset,
     diagonal_crops,
-    load_prepared,
     matrix_to_triu,
     prepare_two_times,
     replace_diagonal,
     split_by_target,
     triu_to_matrix,
-    write_prepared,
 )
-from xpcs_denoise.training import TrainConfig, train_ensemble
+from xpcs_denoise.io.prepared import load_prepared, write_prepared
+from xpcs_denoise.nn.denoiser import Denoiser
+from xpcs_denoise.nn.model import CNNEDEnsemble, ModelConfig, load_ensemble, save_ensemble, to_reference_modules
+from xpcs_denoise.nn.training import TrainConfig, train_ensemble
 
 
 def _sym(rng, *shape):
@@ -185,7 +184,7 @@ def test_sliding_window_covers_the_band_and_keeps_the_rest():
 
 @pytest.mark.slow
 def test_latent_study_writes_table_and_plot(tmp_path):
-    from xpcs_denoise.training import latent_study
+    from xpcs_denoise.analysis.latent import latent_study
 
     data = _synthetic_prepared(n_targets=8, crops=4)
     cfg = TrainConfig(max_epochs=1, lr=1e-3, val_fraction=0.25, seed=2)
@@ -196,9 +195,9 @@ def test_latent_study_writes_table_and_plot(tmp_path):
 
 
 def test_simulated_pairs_are_scaled_as_at_inference():
-    from xpcs_denoise.preprocessing import contrast_from_two_time, lag1_values, trimmed_mean
-    from xpcs_denoise.simulation import simulate_crops
-    from xpcs_denoise.training import SIMULATED_RANGES, simulated_pairs
+    from xpcs_denoise.core.scaling import contrast_from_two_time, lag1_values, trimmed_mean
+    from xpcs_denoise.core.simulation import simulate_crops
+    from xpcs_denoise.nn.training import SIMULATED_RANGES, simulated_pairs
 
     x, y = simulated_pairs(64, seed=4, contrast="estimated", offset=False)
     measured, true, _ = simulate_crops(64, seed=4, **SIMULATED_RANGES)

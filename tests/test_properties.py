@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xpcs_denoise import XPCSInputError, denoise, fit_g2, one_time_from_two_time, time_resolved_cuts, two_time
-from xpcs_denoise.io import read_c2, write_c2
-from xpcs_denoise.preprocessing import scale_parameters
+from xpcs_denoise.core.scaling import scale_parameters
+from xpcs_denoise.io.formats import read_c2, write_c2
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

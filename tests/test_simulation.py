@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, fit_g2, one_time_from_two_time
-from xpcs_denoise.simulation import simulate_crops, simulate_q_rings, simulate_speckle, true_two_time
+from xpcs_denoise.core.simulation import simulate_crops, simulate_q_rings, simulate_speckle, true_two_time
 
 
 def test_long_bright_series_recovers_gamma_beta_alpha():
@@ -56,7 +56,7 @@ def test_bad_simulation_parameters():
 
 
 def test_xsvs_contrast_recovers_beta_of_mode_sums():
-    from xpcs_denoise.preprocessing import contrast_xsvs
+    from xpcs_denoise.core.scaling import contrast_xsvs
 
     s = simulate_speckle(20, 20000, gamma=0.05, n_modes=4, mean_count=[0.4, 3.0], n_rois=2, seed=5)
     beta, per_frame = contrast_xsvs(s.frames, s.labels)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle
-from xpcs_denoise.uncertainty import bin_two_time, calibration_scale, fit_two_time, residual_bootstrap
+from xpcs_denoise.analysis.uncertainty import bin_two_time, calibration_scale, fit_two_time, residual_bootstrap
 
 
 def _lag_matrix(n):
@@ -94,7 +94,7 @@ def test_no_contrast_is_recorded_not_denoised():
 
 
 def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
-    from xpcs_denoise.uncertainty import calibrate
+    from xpcs_denoise.analysis.uncertainty import calibrate
 
     rng = np.random.default_rng(5)
     n = 20000
@@ -113,8 +113,8 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
 
 def test_raw_fits_at_a_bound_carry_the_bound_floor():
     """A raw fit ending at a parameter bound gets σ(Γ) ≥ RAW_BOUND_FLOOR·Γ̂; the others keep their own σ."""
-    from xpcs_denoise.simulation import simulate_crops
-    from xpcs_denoise.uncertainty import RAW_BOUND_FLOOR
+    from xpcs_denoise.analysis.uncertainty import RAW_BOUND_FLOOR
+    from xpcs_denoise.core.simulation import simulate_crops
 
     crops, _, _ = simulate_crops(40, 50, seed=3, gamma_range=(0.004, 0.03), count_range=(0.02, 0.1),
                                  pixel_range=(200, 600))

@@ -2,9 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import h5py
 import matplotlib
@@ -15,8 +12,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from xpcs_denoise import XPCSInputError, read_c2, write_c2  # noqa: E402
-from xpcs_denoise.io import write_aps_c2  # noqa: E402
-from xpcs_denoise.pipeline import fit_file, report_file  # noqa: E402
+from xpcs_denoise.app.pipeline import fit_file, report_file  # noqa: E402
+from xpcs_denoise.io.formats import write_aps_c2  # noqa: E402
+
+from .conftest import run_cli  # noqa: E402
 
 Q = np.array([0.004, 0.005, 0.006, 0.007])
 D_FRAMES = 2500.0  # Å² per frame: Γ = D q², frames⁻¹
@@ -92,15 +91,11 @@ def test_cut_tables_carry_trust_and_age_units(tmp_path):
 
 
 def test_cli_frame_time_option_and_bad_value(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     src = _aps(tmp_path / "a.hdf")
-    r = subprocess.run([sys.executable, "-m", "xpcs_denoise.cli", "fit", str(src), "-o", str(tmp_path / "f.csv"),
-                        "--fix-alpha", "--frame-time", "0.01"], capture_output=True, text=True, env=env,
-                       timeout=300)
+    r = run_cli("fit", src, "-o", tmp_path / "f.csv", "--fix-alpha", "--frame-time", "0.01")
     assert r.returncode == 0, r.stderr
     assert "1/s" in r.stdout and "D = " in r.stdout and "Å^2/s" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "xpcs_denoise.cli", "fit", str(src), "-o", str(tmp_path / "g.csv"),
-                        "--frame-time", "0"], capture_output=True, text=True, env=env, timeout=300)
+    r = run_cli("fit", src, "-o", tmp_path / "g.csv", "--frame-time", "0")
     assert r.returncode != 0 and "frame_time" in r.stderr and r.stderr.strip().count("\n") == 0
     assert not (tmp_path / "g.csv").exists()
 
@@ -121,8 +116,8 @@ def test_log_ticks_on_a_narrow_q_range_do_not_pile_up():
     import matplotlib.pyplot as plt
 
     from xpcs_denoise import fit_g2, g2_model
-    from xpcs_denoise.fitting import fit_diffusion
-    from xpcs_denoise.plotting import log_ticks, plot_parameters
+    from xpcs_denoise.analysis.plotting import log_ticks, plot_parameters
+    from xpcs_denoise.core.fitting import fit_diffusion
 
     q = np.linspace(0.0041, 0.0089, 7)  # less than a decade: matplotlib's default labels every 0.001 here
     lags = np.arange(1, 50.0)

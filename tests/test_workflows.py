@@ -20,11 +20,10 @@ from xpcs_denoise import (  # noqa: E402
     simulate_speckle,
     two_time,
 )
-from xpcs_denoise.evaluation import available_methods, compare_denoisers, fit_metrics  # noqa: E402
-from xpcs_denoise.fitting import fit_g2, sigma_for_fit  # noqa: E402
-from xpcs_denoise.plotting import plot_ageing, plot_comparison, plot_parameters  # noqa: E402
-from xpcs_denoise.simulation import true_two_time  # noqa: E402
-from xpcs_denoise.workflows import ageing_analysis, pixel_subset_two_times  # noqa: E402
+from xpcs_denoise.analysis.evaluation import available_methods, compare_denoisers, fit_metrics  # noqa: E402
+from xpcs_denoise.analysis.plotting import plot_ageing, plot_comparison, plot_parameters  # noqa: E402
+from xpcs_denoise.analysis.workflows import ageing_analysis, pixel_subset_two_times  # noqa: E402
+from xpcs_denoise.core.simulation import true_two_time  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -86,15 +85,13 @@ def test_q_dependence_table_has_every_documented_column(q_experiment):
     np.testing.assert_allclose([r["q"] for r in cned_rows], res.q)
     np.testing.assert_allclose([r["gamma"] for r in cned_rows], res.fits["cned"].gamma)
     np.testing.assert_allclose([r["gamma_true"] for r in cned_rows], 2000.0 * res.q**2)
-    # The raw entry is an Eq. 3 fit of the first 50 frames, each point weighted by its standard error.
-    g, err = one_time_from_two_time(c2[:, :50, :50], return_err=True)
-    direct = fit_g2(g, fix={"alpha": 1.0}, sigma=sigma_for_fit(err))
-    np.testing.assert_allclose(res.fits["raw"].gamma, direct.gamma, equal_nan=True)
-    assert res.fits["raw"].weighted
-    # A peer's entry is the fit of that peer's output, through denoise().
-    g, err = one_time_from_two_time(denoise(c2[:, :50, :50], "gaussian"), return_err=True)
-    peer = fit_g2(g, fix={"alpha": 1.0}, sigma=sigma_for_fit(err))
-    np.testing.assert_allclose(res.fits["gaussian"].gamma, peer.gamma, equal_nan=True)
+    # Against the truth (Γ = 2000 q²), not against the functions behind the workflow: the raw entry is a
+    # weighted fit with honest errors (seed 0: 97.5 % within 3σ, median error 8 %); the Gaussian peer's entry
+    # is the fit of a smoothed 2TCF, biased by the smoothing (median error 19 %) but the same rates.
+    z = (res.fits["raw"].gamma - res.gamma_true) / res.fits["raw"].gamma_err
+    assert res.fits["raw"].weighted and np.mean(np.abs(z) < 3) >= 0.9
+    for m, tol in (("raw", 0.12), ("cned", 0.12), ("gaussian", 0.3)):
+        assert np.nanmedian(res.relative_error(m)) < tol, m
     # Γ = D q² through the ROIs that converged, per method; the simulation's D is 2000 frames⁻¹ Å².
     d = res.diffusion["target"]
     assert d.power == 2.0 and d.power_fixed and d.D_unit == "Å^2/frame"
@@ -204,7 +201,7 @@ def test_ageing_result_fields(ageing_experiment):
     np.testing.assert_array_equal(res.c2["raw"], low)
     assert res.c2["cned"].shape == low.shape and res.std.shape == low.shape and np.all(res.std >= 0)
     # β and C∞* are Eq. 7's estimates from the low-SNR 2TCF; every fit holds β fixed to that value.
-    from xpcs_denoise.preprocessing import scale_parameters
+    from xpcs_denoise.core.scaling import scale_parameters
 
     b, base = scale_parameters(low, 0)
     assert res.beta == pytest.approx(b[0]) and res.baseline == pytest.approx(base[0])
@@ -406,7 +403,7 @@ def test_plot_comparison_writes_a_png(tmp_path):
 
 
 def test_q_dependence_goes_on_past_an_roi_without_contrast():
-    from xpcs_denoise.simulation import true_two_time
+    from xpcs_denoise.core.simulation import true_two_time
 
     rng = np.random.default_rng(0)
     flat = 0.998 + rng.normal(0, 1e-4, (50, 50))  # lag-1 values below the baseline 1: no contrast

@@ -35,26 +35,72 @@ if _sys.argv and _os.path.basename(_sys.argv[0]).startswith("xpcs-denoise"):  # 
     _signal.signal(_signal.SIGINT, _stopped_at_start_up)
     _signal.signal(_signal.SIGTERM, _stopped_at_start_up)
 
-from .errors import XPCSInputError, XPCSNoContrastWarning
+from .core.errors import XPCSInputError, XPCSNoContrastWarning
 
 # Everything else loads on first use (as scikit-image does), so that ``import xpcs_denoise`` and
-# ``xpcs-denoise --version/--help`` do not pay for torch, scipy or matplotlib.
+# ``xpcs-denoise --version/--help`` do not pay for torch, scipy or matplotlib. Module paths are relative to
+# this package; the layers (core → io → nn → restoration → analysis → app) are described in the README.
 _EXPORTS = {
-    "anomaly": ("anomaly_map", "anomaly_scores"),
-    "badframes": ("find_bad_frames",),
-    "correlation": ("one_time_from_two_time", "time_resolved_cuts", "two_time"),
-    "denoising": ("METHODS", "Denoiser", "denoise"),
-    "finetune": ("finetune",),
-    "fitting": ("DiffusionFit", "FitResult", "cut_trust", "fit_diffusion", "fit_g2", "fit_rows", "g2_model",
-                "sigma_for_fit"),
-    "io": ("C2File", "read_c2", "read_frames", "read_labels", "write_c2"),
-    "pipeline": ("batch_denoise", "correlate_file", "denoise_file", "finetune_file", "fit_file", "report_file"),
-    "preprocessing": ("subsample_frames",),
-    "simulation": ("simulate_q_rings", "simulate_speckle"),
-    "uncertainty": ("TwoTimeFit", "cut_fits", "fit_two_time"),
-    "workflows": ("ageing", "q_dependence"),
+    "nn.anomaly": ("anomaly_map",),
+    "core.badframes": ("find_bad_frames",),
+    "core.correlation": ("one_time_from_two_time", "time_resolved_cuts", "two_time"),
+    "nn.config": ("METHODS", "TrainConfig"),
+    "nn.denoiser": ("Denoiser", "DenoiseResult", "anomaly_scores"),
+    "restoration.denoise": ("denoise",),
+    "nn.finetune": ("finetune",),
+    "core.fitting": ("DiffusionFit", "FitResult", "cut_trust", "fit_diffusion", "fit_g2", "fit_rows", "g2_model",
+                     "sigma_for_fit"),
+    "io.formats": ("C2File", "read_c2", "read_frames", "read_labels", "write_c2"),
+    "app.pipeline": ("batch_denoise", "correlate_file", "denoise_file", "finetune_file", "fit_file", "report_file"),
+    "core.scaling": ("subsample_frames",),
+    "core.simulation": ("SpeckleSeries", "simulate_q_rings", "simulate_speckle"),
+    "analysis.uncertainty": ("TwoTimeFit", "cut_fits", "fit_two_time"),
+    "analysis.workflows": ("AgeingResult", "QDependenceResult", "ageing", "q_dependence"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+# Module paths of the flat layout before the layers (0.1): still importable, with a DeprecationWarning.
+_MOVED = {
+    "errors": "core.errors", "safety": "core.validation", "correlation": "core.correlation",
+    "preprocessing": "core.scaling", "fitting": "core.fitting", "simulation": "core.simulation",
+    "badframes": "core.badframes", "config": "nn.config", "model": "nn.model", "training": "nn.training",
+    "finetune": "nn.finetune", "anomaly": "nn.anomaly", "denoising": "restoration.denoise",
+    "baselines": "restoration.baselines", "uncertainty": "analysis.uncertainty", "workflows": "analysis.workflows",
+    "evaluation": "analysis.evaluation", "plotting": "analysis.plotting", "pipeline": "app.pipeline",
+    "report": "app.report", "cli": "app.cli",
+}
+
+
+class _MovedModules:
+    """Finds ``xpcs_denoise.<old name>`` and hands back the module at its new place (one module object)."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        prefix, _, name = fullname.partition(".")
+        if prefix != __name__ or name not in _MOVED:
+            return None
+        import importlib.util
+        import warnings
+
+        new = f"{__name__}.{_MOVED[name]}"
+        warnings.warn(f"{fullname} moved to {new}; the old path will go away", DeprecationWarning, stacklevel=2)
+        return importlib.util.spec_from_loader(fullname, _MovedModules, origin=new)
+
+    @staticmethod
+    def create_module(spec):
+        import importlib
+
+        module = importlib.import_module(spec.origin)
+        spec.loader_state = module.__spec__  # the import system sets __spec__ to this alias spec: put it back
+        return module
+
+    @staticmethod
+    def exec_module(module):
+        module.__spec__ = module.__spec__.loader_state
+
+
+if not any(isinstance(f, type) and f.__name__ == "_MovedModules" for f in _sys.meta_path):
+    _sys.meta_path.append(_MovedModules)
 
 
 def __getattr__(name):
@@ -91,11 +137,16 @@ __all__ = [
     "cut_trust",
     "simulate_speckle",
     "simulate_q_rings",
+    "SpeckleSeries",
     "Denoiser",
     "denoise",
     "METHODS",
+    "DenoiseResult",
+    "TrainConfig",
     "q_dependence",
     "ageing",
+    "QDependenceResult",
+    "AgeingResult",
     "subsample_frames",
     "C2File",
     "read_c2",

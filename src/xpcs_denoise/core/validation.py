@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import XPCSInputError
 
-__all__ = ["memory_limit_bytes", "check_memory", "check_int", "check_seed", "numeric_array", "is_real_dtype",
+__all__ = ["check_square", "memory_limit_bytes", "check_memory", "check_int", "check_seed", "numeric_array",
+           "is_real_dtype",
            "check_regular_input", "check_output_not_input", "MAX_ROIS", "MAX_SEED"]
 
 #: Largest number of q-ROIs in one file or label map (APS maps have a few hundred at most).
@@ -81,6 +82,23 @@ def numeric_array(x, what: str) -> np.ndarray:
     if not is_real_dtype(arr.dtype):
         raise XPCSInputError(f"{what} must hold real numbers; got dtype {arr.dtype}")
     return arr
+
+
+_SQUARE_FORMS = {(2,): "one (N, N)", (2, 3): "(N, N) or ({b}, N, N)", (3,): "({b}, N, N)"}
+
+
+def check_square(shape, what: str = "2TCF", ndim=(2, 3), min_n: int = 1, batch: str = "B") -> None:
+    """The one check of a 2TCF's (or a stack's) shape: ``len(shape)`` in ``ndim`` (None: any ≥ 2), the last two
+    axes equal (square in t1, t2) and at least ``min_n`` frames; else :class:`XPCSInputError` saying so.
+    ``batch`` names the leading axis in the message (B 2TCFs, K ROIs)."""
+    shape = tuple(int(s) for s in shape)
+    form = _SQUARE_FORMS.get(tuple(ndim), "(…, N, N)") if ndim is not None else "(…, N, N)"
+    form = form.format(b=batch)
+    ok_dims = len(shape) >= 2 if ndim is None else len(shape) in ndim
+    if not ok_dims or shape[-1] != shape[-2]:
+        raise XPCSInputError(f"{what} must be square, shape {form}; got {shape}")
+    if shape[-1] < min_n:
+        raise XPCSInputError(f"{what} must be square, shape {form}, N >= {min_n}; got {shape}")
 
 
 def check_regular_input(path) -> Path:

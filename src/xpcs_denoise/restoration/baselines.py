@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .errors import XPCSInputError
+from ..core.errors import XPCSInputError
+from ..core.scaling import matrix_to_triu, triu_to_matrix
+from ..nn.config import pretrained_directory
 
-__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter", "BASELINES"]
+__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter"]
 
 
 def _batched(x):
@@ -74,8 +76,6 @@ class PCAFilter:
     @classmethod
     def fit(cls, targets: np.ndarray, n_components: int = 8, meta: dict | None = None) -> PCAFilter:
         """Principal components of (T, n, n) targets in model units."""
-        from .preprocessing import matrix_to_triu
-
         tri = matrix_to_triu(np.asarray(targets, dtype=np.float64))
         mean = tri.mean(axis=0)
         _, _, vt = np.linalg.svd(tri - mean, full_matrices=False)
@@ -83,8 +83,6 @@ class PCAFilter:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Reconstruction of (…, n, n) crops from their first k components."""
-        from .preprocessing import matrix_to_triu, triu_to_matrix
-
         x = _batched(x)
         if x.shape[-1] != self.size:
             raise XPCSInputError(f"PCA filter was fitted on {self.size}×{self.size} crops; got {x.shape[-2:]}")
@@ -113,9 +111,5 @@ class PCAFilter:
     @classmethod
     def pretrained(cls) -> PCAFilter:
         """The PCA filter fitted on the training split of the shipped ensemble."""
-        from .denoising import pretrained_directory
-
         return cls.load(pretrained_directory() / "pca.safetensors")
 
-
-BASELINES = {"gaussian": gaussian_denoise, "median": median_denoise, "tv": tv_denoise, "bm3d": bm3d_denoise}

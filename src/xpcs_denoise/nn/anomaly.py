@@ -13,7 +13,8 @@ gives ~1, structure it cannot represent gives more.
 the medians of the held-out validation crops (targets the ensemble never saw); a window is flagged "outside
 what the model learned" where its score exceeds the card's ``anomaly_threshold`` (the 99th percentile of the
 held-out crops' scores, written by ``scripts/anomaly_threshold.py``; never computed from the user's data).
-``denoise_file`` stores the scores of the very windows it denoises (one ensemble pass); :func:`anomaly_map`
+:func:`~xpcs_denoise.nn.denoiser.anomaly_scores` scores any 2TCF; ``denoise_file`` stores the scores
+of the very windows it denoises (one ensemble pass); :func:`anomaly_map`
 spreads them over the 2TCF.
 """
 
@@ -21,10 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import XPCSInputError
-from .preprocessing import replace_diagonal, scale_parameters, to_model_units
-
-__all__ = ["anomaly_scores", "anomaly_map", "latent_reference", "window_scores", "combined_score",
+__all__ = ["anomaly_map", "latent_reference", "window_scores", "combined_score",
            "flagged_share"]
 
 
@@ -127,39 +125,3 @@ def latent_reference(den, crops, *, chunk: int = 512) -> dict:
     cov_inv = np.stack([np.linalg.pinv(np.cov(z[m].T)) for m in range(z.shape[0])])
     return {"n_crops": int(z.shape[1]), "mean": mean.tolist(), "cov_inv": cov_inv.tolist(),
             "median_residual": float(np.median(np.concatenate(res)))}
-
-
-def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
-    """Latent distance and reconstruction residual of every window of (N, N) or (B, N, N) raw 2TCFs.
-
-    Returns
-    -------
-    dict with ``starts`` (W,) first frame of each window, ``latent_distance`` and ``residual`` (B, W) (or (W,)
-    for one 2TCF), ``size`` (the window, frames), ``step``; and where the card holds the calibrated
-    ``anomaly_threshold``: ``score`` (:func:`combined_score`), ``flagged`` and ``threshold``.
-    Forward windows only, with their own lag-0 draws; ``denoise_file`` stores the scores of the very windows it
-    denoises (both passes of the sliding window), which differ a little.
-    """
-    from .denoising import _check_two_times, _pretrained
-
-    den = model or _pretrained()
-    ref = den.card.get("latent_reference")
-    if not ref:
-        raise XPCSInputError("this model's card has no latent_reference; run scripts/latent_reference.py on it")
-    n = den.size
-    x, single = _check_two_times(c2, n)
-    if int(step) < 1:
-        raise XPCSInputError(f"step must be >= 1 frame; got {step}")
-    b, base = scale_parameters(x, n if x.shape[-1] == n else 0, partial=True)
-    starts = np.arange(0, x.shape[-1] - n + 1, int(step))
-    idx = starts[:, None] + np.arange(n)[None, :]
-    dist = np.full((x.shape[0], starts.size), np.nan)
-    resid = np.full((x.shape[0], starts.size), np.nan)
-    for i in np.flatnonzero(np.isfinite(b)):
-        w = x[i][idx[:, :, None], idx[:, None, :]]
-        w = replace_diagonal(to_model_units(w, b[i], base[i]), seed)
-        z, out = _encode(den, w)
-        dist[i], resid[i] = window_scores(ref, z, w, out)
-    if single:
-        dist, resid = dist[0], resid[0]
-    return finish_scores(starts, dist, resid, den.card, n, step)

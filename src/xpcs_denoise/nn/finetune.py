@@ -22,9 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import two_time
-from .errors import XPCSInputError
-from .preprocessing import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
+from ..core.correlation import two_time
+from ..core.defaults import WINDOW
+from ..core.errors import XPCSInputError
+from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
+from ..io.files import atomic_path
+from .denoiser import Denoiser, _pretrained
+from .training import TrainConfig, train_ensemble
 
 __all__ = ["half_split_two_times", "noise2noise_pairs", "finetune"]
 
@@ -62,7 +66,7 @@ def _dark_frames(frames, flat_labels, k):
     return dark if dark.any() else None
 
 
-def noise2noise_pairs(c2_a, c2_b, size: int = 50, *, step: int = 10, every=(1, 2), seed: int = 0,
+def noise2noise_pairs(c2_a, c2_b, size: int = WINDOW, *, step: int = 10, every=(1, 2), seed: int = 0,
                       frames: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) in model units from pairs of half-pixel 2TCFs, both directions (A→B and B→A).
 
@@ -127,9 +131,6 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
     (Denoiser, card) : the fine-tuned ensemble and its model card (base model hash, data hash, seeds,
     validation cost before and after).
     """
-    from .denoising import Denoiser, _pretrained
-    from .training import TrainConfig, train_ensemble
-
     if model is None:
         base = _pretrained()
     elif isinstance(model, Denoiser):
@@ -178,9 +179,8 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
     if "uncertainty" in base_card:
         card["uncertainty"] = base_card["uncertainty"]
     path = Path(out_dir) / "model_card.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(card, indent=2) + "\n")
     for f in Path(out_dir).glob("checkpoint.safetensors"):
         f.unlink()
     return Denoiser.from_directory(out_dir), card

@@ -17,10 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
-from .errors import XPCSInputError
-from .fitting import fit_rows
-from .io import write_csv
+from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
+from ..analysis.uncertainty import fit_two_time
+from ..analysis.workflows import ageing_analysis
+from ..core.correlation import one_time_from_two_time
+from ..core.errors import XPCSInputError
+from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
+from ..core.validation import json_safe
+from ..io.formats import write_csv
+from ..nn.anomaly import anomaly_map, flagged_share
+from ..nn.config import WINDOW
 
 __all__ = ["fit_table", "write_report", "default_max_lag"]
 
@@ -98,9 +104,6 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     fits : dict of name → :class:`~xpcs_denoise.fitting.FitResult`
     """
     import warnings
-
-    from .fitting import fit_g2, sigma_for_fit
-    from .uncertainty import fit_two_time
 
     def whole(c2):
         if isinstance(c2, np.ndarray):
@@ -200,7 +203,7 @@ def _fig_maps(path, c2s, rois, q, phi=None, labels=None, band=None, span=None):
         fig, axes = plt.subplots(len(rois), len(names), figsize=(4.2 * len(names) + 1.2, 3.9 * len(rois)),
                                  constrained_layout=True, squeeze=False)
         for i, k in enumerate(rois):
-            vmin, vmax = _clim(c2s, k, band or 50)
+            vmin, vmax = _clim(c2s, k, band or WINDOW)
             for j, name in enumerate(names):
                 ax = axes[i, j]
                 img, f = _display(np.asarray(c2s[name][k], dtype=np.float64)[:n, :n])
@@ -231,8 +234,6 @@ def _fig_anomaly(path, c2, anomaly, rois, q, phi=None, labels=None, name="cned")
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
-
-    from .anomaly import anomaly_map
 
     starts, win = anomaly["window_start"], int(anomaly["attrs"].get("window", 50))
     thr = float(anomaly["attrs"]["threshold"])
@@ -339,11 +340,8 @@ def _fig_g2(path, c2s, fits, rois, q, phi=None, labels=None):
         plt.close(fig)
 
 
-def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None):
+def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_time=None, window=WINDOW):
     import matplotlib.pyplot as plt
-
-    from .plotting import log_ticks, plot_cut_gammas
-    from .workflows import ageing_analysis
 
     unit = "1/frame"
     with plt.rc_context(_FONTS):
@@ -355,8 +353,8 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_tim
             for i, (name, c2) in enumerate(c2s.items()):
                 n = c2.shape[-1]
                 try:
-                    r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width, max_lag=min(49, n - 1),
-                                        beta=beta, frame_time=frame_time)
+                    r = ageing_analysis(np.asarray(c2[k], dtype=np.float64), width=width,
+                                        max_lag=min(window - 1, n - 1), beta=beta, frame_time=frame_time)
                 except XPCSInputError as exc:  # e.g. no contrast: say so on the panel, draw the others
                     ax.text(0.5, 0.5 - 0.1 * i, f"{name}: {str(exc).split(':')[0]}", transform=ax.transAxes,
                             ha="center", fontsize=9, wrap=True)
@@ -380,8 +378,6 @@ def _fig_gamma_q(path, q, phi, fits, diffusion=None):
     import dataclasses
 
     import matplotlib.pyplot as plt
-
-    from .plotting import plot_parameters
 
     groups = [None] if phi is None or not np.all(np.isfinite(phi)) else list(np.unique(phi))
     split = {}
@@ -407,8 +403,6 @@ def _fig_gamma_q(path, q, phi, fits, diffusion=None):
 def _anomaly_rows(anomaly, rows, rois, k_rois) -> dict:
     """Add each ROI's ``anomalous_share`` and ``anomaly_score_max`` to its table rows; the summary's entry."""
     import warnings
-
-    from .anomaly import flagged_share
 
     share = flagged_share(anomaly["flagged"], anomaly["score"])
     with warnings.catch_warnings():
@@ -439,11 +433,11 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise report", notes: str = "",
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
-                 band: int | None = 50, progress: bool = False, frame_time: float | None = None,
+                 band: int | None = WINDOW, progress: bool = False, frame_time: float | None = None,
                  weighted: bool = True, model=None, anomaly: dict | None = None) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
-    ``gamma_age.png`` (N > 50), ``anomaly.png`` (with ``anomaly``), ``fits.csv``, ``summary.json`` and
-    ``index.html``.
+    ``gamma_age.png`` (N above the window), ``anomaly.png`` (with ``anomaly``), ``fits.csv``, ``summary.json``
+    and ``index.html``.
 
     Parameters
     ----------
@@ -499,10 +493,11 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
+    window = band or getattr(model, "size", WINDOW)  # the model's window: its lags are the denoised ones
     band = band if len(c2s) > 1 else None
     try:
         if max_lag is None and len(c2s) > 1:
-            max_lag = min(default_max_lag(n), 49)
+            max_lag = min(default_max_lag(n), window - 1)
         rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress,
                                frame_time=frame_time, weighted=weighted, model=model)
         g_unit = next(iter(fits.values())).gamma_unit
@@ -526,8 +521,6 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
         next(steps, None)
         if k_rois > 1 and q is not None and np.all(q > 0):
-            from .fitting import fit_diffusion
-
             for name, fit in fits.items():
                 ok = fit.success & ~fit.at_bound
                 try:
@@ -539,8 +532,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
                             "gamma_q.png"))
         next(steps, None)
-        if n > 50:
-            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time)
+        if n > window:
+            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time, window)
             figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
                             "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
                             "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
@@ -564,7 +557,6 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                    "figures": [f for _, f in figures]}
         if anom_summary is not None:
             summary["anomaly"] = anom_summary
-        from .safety import json_safe
 
         summary = json.loads(json.dumps(summary, default=str))  # Paths, numpy values → text/numbers
         (tmp / "summary.json").write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import XPCSInputError
+from .exclusion import apply_exclusion, exclusion_mask
+from .validation import MAX_ROIS, check_int, check_memory, check_square, numeric_array
 
 __all__ = [
     "two_time",
@@ -20,8 +22,6 @@ __all__ = [
 
 
 def _validated_labels(labels: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    from .safety import MAX_ROIS, numeric_array
-
     labels = numeric_array(labels, "ROI label map")
     if labels.shape != tuple(frame_shape):
         raise XPCSInputError(
@@ -153,12 +153,10 @@ def two_time(
     if dtype.kind != "f" or dtype.itemsize > 8:
         raise XPCSInputError(f"dtype must be float32 or float64; got {dtype}")
     flat_labels, n_rois = _validated_labels(labels, frame_shape)
-    from .safety import check_memory
 
     check_memory(two_time_memory_bytes(n_frames, n_rois, block_pixels),
                  f"2TCFs of {n_rois} ROI(s) × {n_frames} frames")
     n_pix = flat_labels.size
-    from .badframes import exclusion_mask
 
     excl = exclusion_mask(exclude, n_frames, n_rois)
     if block_pixels is None:
@@ -292,8 +290,7 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, retu
         Standard error of each point (same unit as ``c2``).
     """
     c2 = np.asarray(c2, dtype=np.float64)
-    if c2.ndim not in (2, 3) or c2.shape[-1] != c2.shape[-2]:
-        raise XPCSInputError(f"2TCF must be square, shape (T, T) or (B, T, T); got {c2.shape}")
+    check_square(c2.shape)
     n = c2.shape[-1]
     if n < 2:
         raise XPCSInputError(f"2TCF must be at least 2×2 to have a lag; got {c2.shape}")
@@ -303,8 +300,6 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, retu
     single = c2.ndim == 2
     c = c2[None] if single else c2
     if exclude is not None:
-        from .badframes import apply_exclusion
-
         c = apply_exclusion(c, exclude)
     nb = c.shape[0]
     flat = c.reshape(nb, -1)
@@ -375,9 +370,7 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
         The 1TCF of each age; NaN where that lag does not exist at that age (the cut leaves the matrix).
     """
     c2 = np.asarray(c2, dtype=np.float64)
-    if c2.ndim != 2 or c2.shape[0] != c2.shape[1]:
-        raise XPCSInputError(f"time_resolved_cuts needs one square 2TCF (T, T); got {c2.shape}")
-    from .safety import check_int, check_memory
+    check_square(c2.shape, "time_resolved_cuts: the 2TCF", ndim=(2,))
 
     n = c2.shape[0]
     width = check_int(width, "cut width (frames)", 1, n)
@@ -387,8 +380,6 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     check_memory(5 * 8 * len(range(0, n, step)) * max_lag * 2 * width,
                  f"cuts of width {width} at {len(range(0, n, step))} ages × {max_lag} lags")
     if exclude is not None:
-        from .badframes import apply_exclusion
-
         c2 = apply_exclusion(c2, exclude)
     sym = 0.5 * (c2 + c2.T)
     ages = np.arange(0, n, int(step))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .correlation import two_time
+from .defaults import WINDOW
 from .errors import XPCSInputError
 
 __all__ = ["SpeckleSeries", "simulate_speckle", "simulate_q_rings", "simulate_crops", "true_two_time"]
@@ -52,8 +54,6 @@ class SpeckleSeries:
 
     def two_time(self, **kwargs) -> np.ndarray:
         """Measured 2TCFs (K, T, T) of the simulated frames (Eq. 1)."""
-        from .correlation import two_time
-
         return two_time(self.frames, self.labels, **kwargs)
 
     def true_two_time(self) -> np.ndarray:
@@ -233,7 +233,7 @@ def simulate_q_rings(n_frames: int = 200, n_rois: int = 10, *, q_min: float = 0.
                          meta={"ageing": False, "diffusion_A2_per_frame": diffusion})
 
 
-def simulate_crops(n: int, size: int = 50, *, seed: int = 0, gamma_range=(0.003, 0.5), beta_range=(0.05, 0.5),
+def simulate_crops(n: int, size: int = WINDOW, *, seed: int = 0, gamma_range=(0.003, 0.5), beta_range=(0.05, 0.5),
                    alpha_range=(0.5, 2.0), count_range=(0.05, 2.0), pixels=(500, 1000, 3000),
                    pixel_range: tuple[int, int] | None = None, min_photons: float = 60.0,
                    group: int = 64) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -250,8 +250,6 @@ def simulate_crops(n: int, size: int = 50, *, seed: int = 0, gamma_range=(0.003,
     true : (n, size, size) float64, ``1 + β exp(−2 (Γτ)^α)`` (lag 0 included, without the shot-noise term)
     params : dict of arrays of n: ``gamma`` (frames⁻¹), ``beta``, ``alpha``, ``mean_count``, ``pixels``
     """
-    from .correlation import two_time
-
     rng = np.random.default_rng(seed)
     n, size = int(n), int(size)
     gamma = np.exp(rng.uniform(*np.log(gamma_range), n))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import XPCSInputError
+from .validation import numeric_array
 
 __all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "sigma_for_fit", "cut_trust", "DiffusionFit", "fit_diffusion",
            "PARAMETERS", "DEFAULT_BOUNDS"]
@@ -441,8 +442,6 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     FitResult
         Never raises for noisy data: a fit that fails has NaN parameters, ``success=False`` and a message.
     """
-    from .safety import numeric_array
-
     y = numeric_array(g2, "g2").astype(np.float64)
     if y.ndim < 1:
         raise XPCSInputError("g2 must have a lag axis: shape (L,) or (..., L)")

@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 
-from . import __version__
-from .errors import XPCSInputError
+from .. import __version__
+from ..core.defaults import WINDOW
+from ..core.errors import XPCSInputError
 
 
 def _cmd_demo(a):
-    from .workflows import run_demo
+    from .demo import run_demo
 
     summary = run_demo(a.out, seed=a.seed, progress=not a.quiet, overwrite=a.overwrite)
     if a.json:
@@ -26,8 +27,8 @@ def _cmd_demo(a):
 
 
 def _cmd_train(a):
-    from .model import ModelConfig
-    from .training import TrainConfig, train_ensemble
+    from ..nn.model import ModelConfig
+    from ..nn.training import TrainConfig, train_ensemble
 
     cfg = TrainConfig(n_members=a.members, keep=a.keep, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay,
                       max_epochs=a.max_epochs, patience=a.patience, seed=a.seed, split_seed=a.split_seed,
@@ -45,7 +46,8 @@ def _cmd_train(a):
 
 
 def _cmd_latent_study(a):
-    from .training import TrainConfig, latent_study
+    from ..analysis.latent import latent_study
+    from ..nn.config import TrainConfig
 
     try:
         latents = [int(v) for v in a.latents.split(",")]
@@ -54,7 +56,7 @@ def _cmd_latent_study(a):
             from None
     if any(v < 1 for v in latents):
         raise XPCSInputError(f"--latents must be >= 1; got {a.latents!r}")
-    from .safety import check_int, check_seed
+    from ..core.validation import check_int, check_seed
 
     check_seed(a.seed, "--seed")
     check_int(a.members, "--members", 1)
@@ -70,8 +72,8 @@ def _cmd_latent_study(a):
 
 
 def _cmd_evaluate(a):
-    from .safety import check_seed
-    from .workflows import evaluate_model
+    from ..core.validation import check_seed
+    from .demo import evaluate_model
 
     check_seed(a.seed, "--seed")
     methods = a.methods.split(",") if a.methods else None
@@ -79,7 +81,7 @@ def _cmd_evaluate(a):
     if a.json:
         print(json.dumps(table, indent=2))
     else:
-        from .evaluation import format_table
+        from ..analysis.evaluation import format_table
 
         print(format_table(table))
     return 0
@@ -94,7 +96,7 @@ def _parse_q(text):
         return None
     import numpy as np
 
-    from .safety import check_regular_input
+    from ..core.validation import check_regular_input
 
     if text.endswith(".npy"):
         check_regular_input(text)
@@ -117,13 +119,13 @@ def _exclude_arg(text):
     """--exclude-frames: 'auto' or a frame list like 12,40-45 (checked here, before any file is read)."""
     if text is None or text.strip().lower() == "auto":
         return None if text is None else "auto"
-    from .badframes import parse_frame_list
+    from ..core.badframes import parse_frame_list
 
     return parse_frame_list(text)
 
 
 def _excluded_note(s) -> str:
-    from .badframes import describe_exclusion
+    from ..core.badframes import describe_exclusion
 
     lists = s.get("excluded_frames") or []
     if not any(lists):
@@ -246,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(d)
     d.set_defaults(func=_cmd_demo)
 
-    from .config import TrainConfig
+    from ..nn.config import TrainConfig
 
     t = sub.add_parser("train", help="train a CNN-ED ensemble on a prepared dataset (cned_train.h5 layout)")
     t.add_argument("data", help="prepared dataset (HDF5)")
@@ -274,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rescale-real", action="store_true",
                    help="scale each real crop and its target by the crop's own Eq. 5 contrast, as at inference")
     t.add_argument("--threads", type=int, default=None, help="torch threads")
-    t.add_argument("--size", type=int, default=50, help="input size n (n×n crops)")
+    t.add_argument("--size", type=int, default=WINDOW, help=f"input size n (n×n crops; default {WINDOW})")
     t.add_argument("--channels", type=int, default=10)
     t.add_argument("--latent", type=int, default=8)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -306,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    from .config import METHODS
+    from ..nn.config import METHODS
 
     def method_opts(sp, default="cned"):
         sp.add_argument("--method", choices=METHODS, default=default, help=f"denoiser (default {default})")
@@ -357,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output format (default: aps for an APS 8-ID-I input, npy for a .npy name, else ours)")
     method_opts(dn)
     dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
-    dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N > 50)")
+    dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N above the model's window)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
     dn.add_argument("--no-anomaly", action="store_true",
                     help="do not store the per-window anomaly scores (cned; stored by default, not with npy)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
+from ..core.correlation import one_time_from_two_time
 
 __all__ = ["plot_parameters", "plot_ageing", "plot_comparison", "plot_cut_gammas", "log_ticks"]
 

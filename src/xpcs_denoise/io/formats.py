@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import contextvars
 import json
-import os
 import re
-import stat
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,9 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
-from .errors import XPCSInputError
-from .safety import check_memory, check_regular_input, is_real_dtype, numeric_array, unique_roi_count
+from ..core.correlation import one_time_from_two_time
+from ..core.errors import XPCSInputError
+from ..core.validation import (
+    check_memory,
+    check_regular_input,
+    check_square,
+    is_real_dtype,
+    numeric_array,
+    unique_roi_count,
+)
+from .files import _one_line, atomic_path, write_csv
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
            "write_aps_c2", "write_aps_legacy", "read_frames", "read_labels", "atomic_path", "write_csv",
@@ -119,10 +124,6 @@ def _h5py():
     except (ImportError, OSError):
         pass
     return h5py
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _file_kind(path) -> tuple[Path, str]:
@@ -491,90 +492,6 @@ def _c2_float(arr: np.ndarray, where: str) -> np.ndarray:
     if not is_real_dtype(arr.dtype):
         raise XPCSInputError(f"{where} must hold numbers; got dtype {arr.dtype}; write the file again")
     return arr.astype(np.float64)
-
-
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.is_dir():
-        raise XPCSInputError(f"{path} is a folder; give a file name for the output")
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):  # never replace a device, FIFO or socket
-        raise XPCSInputError(f"{path} exists and is not a regular file (a device, FIFO or socket); it is never "
-                             "replaced: choose another output")
-    if path.exists() and not overwrite:
-        raise XPCSInputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    if not path.parent.is_dir():
-        raise XPCSInputError(f"output folder {path.parent} does not exist; create it first")
-
-
-@contextmanager
-def atomic_path(path, overwrite: bool = False):
-    """Write ``path`` atomically: yields a temporary path in the same folder, renamed over ``path`` on success.
-
-    Write the whole output to the yielded path (the file exists, empty: open it with mode ``"w"``). On a normal
-    exit it is flushed to disk and moved onto ``path`` with ``os.replace`` (atomic within a file system); on any
-    exception it is removed and ``path`` is left as it was. The temporary name starts with a dot and keeps the
-    suffix of ``path`` (``.png``, ``.csv``), for writers that choose the format from it.
-
-    Raises
-    ------
-    XPCSInputError
-        ``path`` exists and ``overwrite`` is False, is a folder, or its folder is missing or not writable.
-    """
-    path = Path(path)
-    _check_target(path, overwrite)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    except OSError as exc:
-        raise XPCSInputError(f"cannot write in {path.parent} ({_one_line(exc)}); choose a writable folder") from exc
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        _check_target(path, overwrite)  # created by someone else meanwhile?
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~umask)  # not mkstemp's 0o600
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        _publish(tmp, path, overwrite)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished ``tmp`` onto ``path``: replacing it with ``overwrite``, else exclusively (a hard link
-    fails if ``path`` appeared meanwhile, so of two concurrent writers only one succeeds)."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise XPCSInputError(f"{path} was created by another process meanwhile; pass overwrite=True "
-                             "(--overwrite) to replace it") from None
-    except OSError:  # a file system without hard links: check, then rename
-        _check_target(path, overwrite)
-        os.replace(tmp, path)
-        return
-    tmp.unlink(missing_ok=True)
-
-
-def write_csv(path, rows: list[dict], *, overwrite: bool = False) -> Path:
-    """Write ``rows`` (dicts with the same keys) as a CSV table, atomically (see :func:`atomic_path`)."""
-    import csv
-
-    if not rows:
-        raise XPCSInputError(f"no rows to write to {path}")
-    fields = list(dict.fromkeys(k for r in rows for k in r))  # every column of every row, in first-seen order
-    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    return Path(path)
 
 
 def _json_default(value):
@@ -987,10 +904,7 @@ class C2Source(_OpenFile):
 def _check_c2_shape(shape, dtype, where: str) -> None:
     if not is_real_dtype(dtype) or dtype == np.bool_:
         raise XPCSInputError(f"{where}: 2TCF must be numeric; got dtype {dtype}")
-    if len(shape) not in (2, 3):
-        raise XPCSInputError(f"{where}: 2TCF must have shape (N, N) or (K, N, N); got {tuple(shape)}")
-    if shape[-1] != shape[-2]:
-        raise XPCSInputError(f"{where}: 2TCF must be square; got {shape[-2]}×{shape[-1]} (crop it to N×N)")
+    check_square(shape, f"{where}: 2TCF", batch="K")
     if shape[-1] < 2 or int(np.prod(shape)) == 0:
         raise XPCSInputError(f"{where}: 2TCF must hold at least one 2×2 matrix; got {tuple(shape)}")
     if len(shape) == 3:

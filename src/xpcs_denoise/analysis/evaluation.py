@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
-from .fitting import PARAMETERS, FitResult, fit_g2
+from ..core.correlation import one_time_from_two_time
+from ..core.fitting import PARAMETERS, FitResult, fit_g2
+from ..restoration.denoise import available_methods, denoise
 
 __all__ = [
     "fit_metrics",
@@ -88,17 +89,6 @@ def compare_methods(inputs: np.ndarray, targets: np.ndarray, target_index: np.nd
     return table
 
 
-def available_methods() -> tuple[str, ...]:
-    """Every denoising method usable here: all of ``denoising.METHODS`` but ``"bm3d"`` without its package."""
-    from .denoising import METHODS
-
-    try:
-        import bm3d  # noqa: F401
-    except ImportError:
-        return tuple(m for m in METHODS if m not in ("bm3d", "none"))
-    return tuple(m for m in METHODS if m != "none")
-
-
 def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, target_index=None,
                       truth: dict | None = None, methods=None, model=None, model_units: bool = True,
                       seed: int = 0, band=GAMMA_BAND) -> dict[str, dict[str, float]]:
@@ -117,8 +107,6 @@ def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, 
     -------
     ``{method: metrics}`` as in :func:`fit_metrics`.
     """
-    from .denoising import denoise
-
     inputs = np.asarray(inputs, dtype=np.float64)
     if (targets is None) == (truth is None):
         raise ValueError("give either targets (with target_index) or truth")

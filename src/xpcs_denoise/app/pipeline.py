@@ -20,11 +20,40 @@ from pathlib import Path
 
 import numpy as np
 
-from .badframes import apply_exclusion
-from .correlation import one_time_from_two_time, two_time
-from .errors import XPCSInputError, XPCSNoContrastWarning
-from .io import APSResultWriter, C2Writer, atomic_path, open_c2, read_c2, read_frames, read_labels, read_qmap, write_csv
-from .safety import check_int, check_output_not_input, check_seed, json_safe
+from ..analysis.uncertainty import fit_two_time
+from ..analysis.workflows import ageing_analysis, fit_one_times
+from ..core.badframes import (
+    DEFAULT_THRESHOLD,
+    apply_exclusion,
+    bad_frame_lists,
+    exclusion_mask,
+    fill_excluded,
+    find_bad_frames,
+    frame_statistics,
+    stored_exclusion,
+    unusable_rows,
+)
+from ..core.correlation import one_time_from_two_time, time_resolved_cuts, two_time
+from ..core.errors import XPCSInputError, XPCSNoContrastWarning
+from ..core.fitting import _check_frame_time, cut_trust, fit_diffusion, fit_g2, fit_rows
+from ..core.scaling import flat_two_times, scale_parameters
+from ..core.validation import check_int, check_output_not_input, check_seed, json_safe
+from ..core.window import check_step
+from ..io.formats import (
+    APSResultWriter,
+    C2Writer,
+    atomic_path,
+    open_c2,
+    read_c2,
+    read_frames,
+    read_labels,
+    read_qmap,
+    write_csv,
+)
+from ..nn.anomaly import finish_scores, flagged_share, merge_windows
+from ..nn.config import WINDOW
+from ..restoration.denoise import METHODS, denoise
+from .report import _own_files, default_max_lag, write_report
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
 
@@ -64,8 +93,6 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     Peak memory: :func:`~xpcs_denoise.correlation.two_time_memory_bytes` (the (K, T, T) float64 result and one
     pixel block); the file is written one ROI at a time (a float32 triangle, 2 T² bytes, at a time).
     """
-    from .badframes import DEFAULT_THRESHOLD, bad_frame_lists, exclusion_mask, find_bad_frames, frame_statistics
-
     t0 = time.time()
     output = Path(output)
     check_output_not_input(output, frames_path, labels_path)
@@ -126,7 +153,7 @@ def _checked_q(q):
 
 
 def _model(model):
-    from .denoising import Denoiser
+    from ..nn.denoiser import Denoiser  # defers torch
 
     if model is None or str(model) == "pretrained":
         return Denoiser.pretrained()
@@ -198,18 +225,15 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
     -------
     (denoised, spread), each (N, N) float64; with ``anomaly`` (denoised, spread, table or None).
     """
-    from .denoising import denoise
-    from .preprocessing import scale_parameters
-
     c2 = np.asarray(c2, dtype=np.float64)
     n_big = c2.shape[-1]
     if method == "cned":
-        from .denoising import _pretrained
+        from ..nn.denoiser import _pretrained  # defers torch
 
         model = model or _pretrained()
         size = model.size
     else:
-        size = 50
+        size = getattr(model, "size", WINDOW)
     want = bool(anomaly)
     anomaly = want and method == "cned"
     if method not in ("cned", "pca") or c2.ndim != 2 or n_big <= 3 * int(block) or not np.all(np.isfinite(c2)):
@@ -245,8 +269,6 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
         return out, spread
     if not anomaly:
         return out, spread, None
-    from .anomaly import finish_scores, merge_windows
-
     u, d, r = merge_windows(np.concatenate(starts), np.concatenate(dist), np.concatenate(resid))
     return out, spread, finish_scores(u, d, r, model.card, size, step)
 
@@ -299,8 +321,6 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
-    from .badframes import DEFAULT_THRESHOLD, fill_excluded
-    from .fitting import _check_frame_time
 
     seed = check_seed(seed)
     step = check_int(step, "step (frames)", 1)
@@ -315,10 +335,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
         excl = _Exclusion(src, exclude, thr)
         den = _model(model) if method == "cned" else None
-        size = den.size if den is not None else 50
-        from .denoising import _check_step
+        size = den.size if den is not None else WINDOW
 
-        step = _check_step(step, size)  # before any ROI is read or written
+        step = check_step(step, size)  # before any ROI is read or written
         attrs = {**{f"source_{k}": v for k, v in src.attrs.items() if _scalar(v)},
                  "method": method, "seed": int(seed), "window": size, "step": int(step),
                  "source_file": str(input_path), "source_format": src.source_format}
@@ -362,8 +381,6 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                     skipped.append(k)
                     clean, spread, table = c_in, np.zeros_like(c_in), None
                 if table is not None:
-                    from .anomaly import flagged_share
-
                     flag_share[k] = flagged_share(table["flagged"], table["score"])
                 if fmt == "aps":
                     writer.write(k, clean, anomaly=table)
@@ -420,8 +437,6 @@ class _Exclusion:
     frames the file lists, and the frames whose rows are NaN."""
 
     def __init__(self, src, exclude, threshold):
-        from .badframes import exclusion_mask, stored_exclusion
-
         self.src, self.threshold, self.auto = src, threshold, _is_auto(exclude)
         k, n = src.n_rois, src.n_frames
         self.given = None if self.auto else exclusion_mask(exclude, n, k)
@@ -430,8 +445,6 @@ class _Exclusion:
 
     def roi(self, k: int, c2) -> np.ndarray | None:
         """(N,) frames of ROI index ``k`` (its 2TCF ``c2``) to exclude, or None."""
-        from .badframes import find_bad_frames, unusable_rows
-
         row = self.mask[k]
         if self.auto:
             ref = self.src.raw(k) if self.src.has_raw else c2
@@ -445,22 +458,16 @@ class _Exclusion:
         return row.copy() if row.any() else None
 
     def lists(self) -> list:
-        from .badframes import bad_frame_lists
-
         return bad_frame_lists(self.mask)
 
 
 def _lists(mask, n_rois):
-    from .badframes import bad_frame_lists
-
     return bad_frame_lists(mask) if mask is not None else [[] for _ in range(n_rois)]
 
 
 def _exclusion(data, exclude, threshold):
     """(K, N) frames to exclude from a read 2TCF file: ``exclude`` ("auto": found on the raw 2TCF), the
     frames the file lists, and the frames whose rows are NaN; None when there is none."""
-    from .badframes import exclusion_mask, find_bad_frames, stored_exclusion, unusable_rows
-
     k, n = data.c2.shape[0], data.c2.shape[-1]
     if _is_auto(exclude):
         mask = find_bad_frames(data.raw if data.raw is not None else data.c2, threshold=threshold)
@@ -519,12 +526,6 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     -------
     dict summary; with q known and a whole-series fit, ``diffusion``: Γ = D q² of the converged ROIs.
     """
-    from .badframes import DEFAULT_THRESHOLD
-    from .fitting import _check_frame_time, fit_diffusion, fit_rows
-    from .preprocessing import flat_two_times
-    from .report import default_max_lag
-    from .workflows import ageing_analysis
-
     output = Path(output)
     if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file
         json_path, output = output, output.with_suffix(".csv")
@@ -581,7 +582,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                 diffusion = {"error": str(exc)}
     else:
         for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
-            lag_max = max_lag or min(49, n - 1)
+            lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
             if flat[k]:
                 rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
                              "message": "flat 2TCF: no contrast, nothing to fit"})
@@ -601,8 +602,6 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     if data.anomaly is not None:  # share of the ROI's windows outside what the model learned (denoise, cned)
-        from .anomaly import flagged_share
-
         share = dict(zip(labels.tolist(), flagged_share(data.anomaly["flagged"], data.anomaly["score"]).tolist(),
                          strict=True))
         for r in rows:
@@ -628,9 +627,6 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
 def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed):
     """Fits of each ROI's whole 2TCF with honest errors (:func:`fit_two_time`) and the table columns saying how
     they were obtained."""
-    from .uncertainty import fit_two_time
-    from .workflows import fit_one_times
-
     method = str(data.attrs.get("method", "none"))
     k = c2.shape[0]
     if method == "cned" and data.raw is not None:
@@ -662,15 +658,12 @@ def _fill_for_model(c2):
     """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
     if np.all(np.isfinite(c2)):
         return c2
-    from .badframes import fill_excluded
 
     return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
 
 
 def _beta_or_nan(c2):
     """β*(lag = 1) of each ROI (Eq. 7); NaN (that ROI's fit fails with a reason) where it is not positive."""
-    from .preprocessing import scale_parameters
-
     out = np.full(c2.shape[0], np.nan)
     for k in range(c2.shape[0]):
         try:
@@ -681,9 +674,6 @@ def _beta_or_nan(c2):
 
 
 def _cuts_free_beta(c2, width, max_lag, fix, frame_time=None):
-    from .correlation import time_resolved_cuts
-    from .fitting import cut_trust, fit_g2
-
     ages, lags, g = time_resolved_cuts(c2, width=width, max_lag=max_lag)
     fit = fit_g2(g, lags, fix=fix or None, frame_time=frame_time)
     fit.trusted = cut_trust(fit, g)
@@ -727,10 +717,6 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     """
     import tempfile
 
-    from .denoising import METHODS
-    from .fitting import _check_frame_time
-    from .report import write_report
-
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
 
@@ -746,8 +732,6 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     if out.exists() and not overwrite:
         raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
     if out.exists():
-        from .report import _own_files
-
         _own_files(out)  # --overwrite: only a report folder written before, checked before any work
     opened = []
     parent = out.parent if out.parent.is_dir() else Path(".")
@@ -768,13 +752,13 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 opened.append(open_c2(path))
                 return _LazyC2(opened[-1])
 
-            window, den, anomaly = 50, None, None
+            window, den, anomaly = WINDOW, None, None
             ft = frame_time if frame_time is not None else src.frame_time
             if src.has_raw:
                 raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
                 c2s = {"raw": raw, main_name: _LazyC2(src)}
                 provenance.update({k: v for k, v in src.attrs.items() if _scalar(v)})
-                window = int(src.attrs.get("window", 50))
+                window = int(src.attrs.get("window", WINDOW))
                 if main_name == "cned":
                     den = _model(model)
                     anomaly = src.anomaly()
@@ -783,7 +767,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 c2s[method] = denoised(method)
                 provenance.update({k: v for k, v in opened[-1].attrs.items() if _scalar(v)
                                    and k in ("method", "window", "step", "model_weights_sha256")})
-                window = int(opened[-1].attrs.get("window", 50))
+                window = int(opened[-1].attrs.get("window", WINDOW))
                 den = _model(model) if method == "cned" else None
                 anomaly = opened[-1].anomaly() if method == "cned" else None
             for m in compare:
@@ -920,7 +904,7 @@ def finetune_file(frames_path, labels_path, output, *, frames_dataset=None, labe
     import shutil
     import tempfile
 
-    from .finetune import finetune
+    from ..nn.finetune import finetune  # defers torch
 
     t0 = time.time()
     output = Path(output)

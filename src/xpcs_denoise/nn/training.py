@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
 import sys
 import time
@@ -18,20 +17,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TrainConfig
-from .errors import XPCSInputError
-from .model import PARAM_NAMES, CNNEDEnsemble, ModelConfig, save_ensemble
-from .preprocessing import (
+from ..core.defaults import WINDOW
+from ..core.errors import XPCSInputError
+from ..core.scaling import (
     PreparedDataset,
-    load_prepared,
     matrix_to_triu,
     replace_diagonal,
     scale_parameters,
     split_by_target,
     to_model_units,
 )
+from ..core.simulation import simulate_crops
+from ..core.validation import check_int, check_seed
+from ..io.files import atomic_path
+from ..io.prepared import load_prepared
+from .config import TrainConfig
+from .model import PARAM_NAMES, CNNEDEnsemble, ModelConfig, save_ensemble
 
-__all__ = ["TrainConfig", "train_ensemble", "evaluate_members", "latent_study", "simulated_pairs"]
+__all__ = ["TrainConfig", "train_ensemble", "evaluate_members", "simulated_pairs"]
 
 
 #: Simulated training dynamics and noise: wider than the range the tool is judged on (Γ 0.003–0.4 frames⁻¹,
@@ -61,7 +64,7 @@ def rescale_pairs(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> tup
     return x.astype(np.float32), y.astype(np.float32), ok
 
 
-def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "estimated",
+def simulated_pairs(n: int, size: int = WINDOW, seed: int = 0, contrast: str = "estimated",
                     ranges: dict | None = None, offset: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each (m ≤ n, size, size) float32 in model units, from simulated speckle series.
 
@@ -71,8 +74,6 @@ def simulated_pairs(n: int, size: int = 50, seed: int = 0, contrast: str = "esti
     the noise-free lag-1 value; crops without contrast (β̂ ≤ 0) are dropped. With ``offset`` both get the
     same baseline offset C∞ − 1 (:data:`BASELINE_OFFSET`), as real 2TCFs have.
     """
-    from .simulation import simulate_crops
-
     if contrast not in ("true", "estimated"):
         raise XPCSInputError(f"contrast must be 'true' or 'estimated'; got {contrast!r}")
     measured, true, prm = simulate_crops(n, size, seed=seed, **(SIMULATED_RANGES if ranges is None else ranges))
@@ -100,9 +101,8 @@ def _cached_pairs(out_dir: Path, n: int, size: int, seed: int, contrast: str, re
             return z["x"], z["y"]
     x, y = (simulated_pairs(n, size, seed=seed, contrast=contrast) if realistic else
             simulated_pairs(n, size, seed=seed, contrast=contrast, ranges={}, offset=False))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, x=x, y=y)
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        np.savez(tmp, x=x, y=y)
     return x, y
 
 
@@ -139,9 +139,8 @@ def _save_checkpoint(path: Path, model, best, opt, state: dict):
             tensors[f"adam.{i}.exp_avg"] = st["exp_avg"].contiguous()
             tensors[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
             tensors[f"adam.{i}.step"] = st["step"].reshape(1).contiguous()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
-    tmp.replace(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
 
 
 def _load_checkpoint(path: Path, model, best, opt) -> dict:
@@ -193,8 +192,6 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     -------
     model, card : the selected ensemble (eval mode) and its model card.
     """
-    from .safety import check_int, check_seed
-
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
     check_int(config.n_members, "n_members (--members)", 1)
@@ -407,85 +404,3 @@ class _MeanOf(torch.nn.Module):
 
     def one_time_tri(self, tri):
         return self.ens.one_time_tri(tri)
-
-
-def main(argv=None):  # pragma: no cover - thin wrapper, the CLI is the tested entry point
-    import argparse
-
-    p = argparse.ArgumentParser(description="Train a CNN-ED ensemble on a prepared dataset")
-    p.add_argument("data")
-    p.add_argument("-o", "--out", required=True)
-    for f, v in asdict(TrainConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=type(v) if v is not None else float, default=v)
-    p.add_argument("--latent", type=int, default=8)
-    p.add_argument("--channels", type=int, default=10)
-    a = p.parse_args(argv)
-    cfg = TrainConfig(**{f: getattr(a, f) for f in asdict(TrainConfig())})
-    train_ensemble(a.data, a.out, cfg, ModelConfig(latent=a.latent, channels=a.channels),
-                   command=" ".join(["xpcs-denoise train"] + sys.argv[1:]))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    main()
-
-
-def latent_study(data: str | Path | PreparedDataset, out_dir: str | Path, latents=(1, 2, 4, 8, 16, 32), *,
-                 members: int = 4, config: TrainConfig | None = None, progress: bool = True) -> list[dict]:
-    """The paper's Fig. 3: for each latent size, train ``members`` members and score the ensemble.
-
-    For every latent size the validation split is the same (``config.split_seed``); the metrics are the validation
-    cost (Eq. 8, members' mean), MSE(1TCF) of the ensemble mean, and MRE(Γ) (overall and
-    0.01 < Γ < 0.15) and the MSE of β, C∞, α from Eq. 3 fits of the ensemble's mean 1TCF against the
-    target's fit. Writes ``latent_study.csv``, ``latent_study.json`` and ``latent_study.png`` to ``out_dir``.
-    """
-    from .evaluation import compare_methods
-
-    config = config or TrainConfig()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not isinstance(data, PreparedDataset):
-        data = load_prepared(data)
-    _, val_t = split_by_target(data, config.val_fraction, config.split_seed, config.split_by)
-    va = data.subset_targets(val_t)
-    rows = []
-    for lat in latents:
-        cfg = TrainConfig(**{**asdict(config), "n_members": members, "keep": members})
-        model, card = train_ensemble(data, out_dir / f"latent_{lat}", cfg, ModelConfig(latent=int(lat)),
-                                     progress=progress)
-
-        def mean_output(x, model=model):
-            xt = model.to_triangle(torch.as_tensor(np.asarray(x, np.float32)))
-            return model.to_full(model.predict_tri(xt).mean(dim=0)).double().numpy()
-
-        table = compare_methods(va.inputs, va.targets, va.target_index, {"cned": mean_output})["cned"]
-        rows.append({"latent": int(lat), "members": members,
-                     "val_cost": float(np.mean([m["val_cost"] for m in card["members"]])), **table})
-    keys = list(rows[0])
-    with open(out_dir / "latent_study.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    (out_dir / "latent_study.json").write_text(json.dumps(rows, indent=2) + "\n")
-    _plot_latent_study(rows, out_dir / "latent_study.png")
-    return rows
-
-
-def _plot_latent_study(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lat = [r["latent"] for r in rows]
-    panels = [("val_cost", "validation cost (Eq. 8)"), ("mse_1tcf", "MSE(1TCF)"),
-              ("mre_gamma_band", "MRE(Γ), 0.01<Γ<0.15"), ("mse_beta", "MSE(β)"), ("mse_baseline", "MSE(C∞)"),
-              ("mse_alpha", "MSE(α)")]
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6), constrained_layout=True)
-    for ax, (key, label) in zip(axes.ravel(), panels, strict=False):
-        ax.plot(lat, [r[key] for r in rows], "o-")
-        ax.set_xscale("log")
-        ax.set_xlabel("latent dimension")
-        ax.set_ylabel(label)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

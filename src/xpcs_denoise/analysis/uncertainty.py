@@ -40,9 +40,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .correlation import one_time_from_two_time
-from .errors import XPCSInputError
-from .fitting import PARAMETERS, FitResult, _check_frame_time, fit_g2, g2_model, sigma_for_fit
+from ..core.correlation import one_time_from_two_time, time_resolved_cuts
+from ..core.errors import XPCSInputError
+from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, g2_model, sigma_for_fit
+from ..core.scaling import scale_parameters
+from ..core.validation import check_square
+from ..core.window import check_two_times
+from ..nn.config import WINDOW
+from ..restoration.denoise import denoise
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
            "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR", "LONG_FRAMES"]
@@ -84,7 +89,7 @@ SLOW_SHARE = 0.4
 SLOW_TARGET = 0.7
 
 
-def slow_bin_factor(c2, size: int = 50) -> int:
+def slow_bin_factor(c2, size: int = WINDOW) -> int:
     """Block size k ≥ 1 that brings slow dynamics into an n-frame window (n = ``size``) of a long 2TCF.
 
     From the 1TCF over all lags: the share of the decay seen over the series (lag 1..3 mean minus the median of
@@ -259,7 +264,7 @@ def _model_matrix(fit: FitResult, i: int, n: int, lag_unit=1.0) -> np.ndarray | 
 def _half_ensembles(den, rng):
     """Two denoisers of complementary random halves of the members: replicates alternate between them, so that
     the members' disagreement enters the bootstrap spread."""
-    from .denoising import Denoiser
+    from ..nn.denoiser import Denoiser  # defers torch
 
     m = den.n_members
     if m < 2:
@@ -300,7 +305,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     TwoTimeFit
         Γ in frames⁻¹, or s⁻¹ with ``frame_time``.
     """
-    from .denoising import _check_two_times, _pretrained, denoise
+    from ..nn.denoiser import _pretrained  # defers torch
 
     if method not in ("cned", "none"):
         raise XPCSInputError(f"fit_two_time supports method 'cned' or 'none'; got {method!r}")
@@ -313,12 +318,11 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     if den is None and not np.all(np.isfinite(np.asarray(c2, dtype=np.float64))):
         # raw fits ignore NaN (excluded frames' rows and columns): only the shape is checked
         x = np.asarray(c2, dtype=np.float64)
-        if x.ndim not in (2, 3) or x.shape[-1] != x.shape[-2] or x.shape[-1] < 3:
-            raise XPCSInputError(f"2TCF must be square, shape (N, N) or (B, N, N), N >= 3; got {x.shape}")
+        check_square(x.shape, min_n=3)
         single = x.ndim == 2
         x = x[None] if single else x
     else:
-        x, single = _check_two_times(c2, size)
+        x, single = check_two_times(c2, size)
     nb, n = x.shape[0], x.shape[-1]
     rng = np.random.default_rng(seed)
     raw_lag = max_lag or (n - 1 if n <= 100 else n // 2)
@@ -435,8 +439,6 @@ def _fix_of(fix, i, nb):
 
 
 def _contrast(c2, size):
-    from .preprocessing import scale_parameters
-
     try:
         return float(scale_parameters(c2[None], size)[0][0])
     except XPCSInputError:
@@ -469,8 +471,6 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
         return out
     reps = residual_bootstrap(c2, centre, n_boot, int(rng.integers(2**31)))
     if den is not None:
-        from .denoising import denoise
-
         halves = _half_ensembles(den, rng)
         try:
             with warnings.catch_warnings():
@@ -487,7 +487,7 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
     return out
 
 
-def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int = 49, beta=None,
+def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int | None = None, beta=None,
              baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
              frame_time: float | None = None):
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one (N, N) 2TCF, β fixed, with honest errors.
@@ -502,20 +502,19 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
     dict with ``ages`` (frames), ``fit`` (:class:`FitResult`, combined errors), ``beta``, ``denoised``
     (the denoised 2TCF or None) and ``boot_error`` (dict of arrays over ages).
     """
-    from .correlation import time_resolved_cuts
-    from .denoising import _pretrained, denoise
-    from .preprocessing import scale_parameters
+    from ..nn.denoiser import _pretrained  # defers torch
 
     x = np.asarray(c2, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] != x.shape[1]:
-        raise XPCSInputError(f"cut_fits takes one square (N, N) 2TCF; got shape {x.shape}")
+    check_square(x.shape, "cut_fits: the 2TCF", ndim=(2,))
+    if method not in ("cned", "none"):
+        raise XPCSInputError(f"cut_fits supports method 'cned' or 'none'; got {method!r}")
     b, base = scale_parameters(x, 0, beta, baseline)
     beta, baseline = float(b[0]), float(base[0])
-    lag_max = min(int(max_lag), x.shape[0] - 1)
+    den = (model or _pretrained()) if method == "cned" else None
+    window = den.size if den is not None else getattr(model, "size", WINDOW)  # lags the model's band holds
+    lag_max = min(int(max_lag) if max_lag else window - 1, x.shape[0] - 1)
 
     def fit_cuts(m):
-        from .fitting import cut_trust
-
         ages, lags, g = time_resolved_cuts(m, width=width, max_lag=lag_max)
         f = fit_g2(g, lags, fix={**(fix or {}), "beta": beta}, frame_time=frame_time)
         f.trusted = cut_trust(f, g)
@@ -525,9 +524,6 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
         ages, fit = fit_cuts(x)
         return {"ages": ages, "fit": fit, "beta": beta, "denoised": None,
                 "boot_error": {k: np.zeros_like(fit.gamma) for k in PARAMETERS}}
-    if method != "cned":
-        raise XPCSInputError(f"cut_fits supports method 'cned' or 'none'; got {method!r}")
-    den = model or _pretrained()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         d = denoise(x, "cned", model=den, seed=seed, step=step, beta=beta, baseline=baseline)

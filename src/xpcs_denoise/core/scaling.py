@@ -1,4 +1,5 @@
-"""Data preparation (METHOD §2 and §4): crops, targets, lag-0 replacement, contrast scaling, prepared datasets.
+"""Data preparation (METHOD §2 and §4): crops, targets, lag-0 replacement, contrast scaling, prepared datasets
+(read and written by :mod:`xpcs_denoise.io.prepared`).
 
 A *prepared dataset* is an HDF5 file in the layout of the paper's training data (``cned_train.h5``):
 
@@ -17,23 +18,22 @@ Values are in model units (Eq. 4): ``(C2 − 1)/β + 1``, lag-0 replaced by draw
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .correlation import one_time_from_two_time
+from .defaults import WINDOW
 from .errors import XPCSInputError
+from .validation import check_square
 
 __all__ = [
     "PreparedDataset",
     "triu_to_matrix",
     "matrix_to_triu",
-    "load_prepared",
-    "write_prepared",
     "split_by_target",
+    "card_split",
     "series_key",
     "lag1_values",
     "scale_parameters",
@@ -110,76 +110,6 @@ class PreparedDataset:
         )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_prepared(path: str | Path) -> PreparedDataset:
-    """Read a prepared dataset (the ``cned_train.h5`` layout) into memory; checks shapes and values."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise XPCSInputError(f"prepared dataset {path} does not exist")
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("inputs_triu", "targets_triu", "target_index") if k not in f]
-            if missing:
-                raise XPCSInputError(
-                    f"{path} lacks dataset(s) {missing}; a prepared dataset needs inputs_triu, targets_triu "
-                    "and target_index (see xpcs_denoise.preprocessing)"
-                )
-            inputs_tri = f["inputs_triu"][...].astype(np.float32)
-            targets_tri = f["targets_triu"][...].astype(np.float32)
-            target_index = f["target_index"][...].astype(np.int32)
-            in_names = [s.decode() for s in f["input_names"][...]] if "input_names" in f else []
-            tg_names = [s.decode() for s in f["target_names"][...]] if "target_names" in f else []
-    except OSError as exc:
-        raise XPCSInputError(f"cannot read {path} as HDF5 ({exc}); is the file complete?") from exc
-    if inputs_tri.ndim != 2 or targets_tri.ndim != 2 or inputs_tri.shape[1] != targets_tri.shape[1]:
-        raise XPCSInputError(f"{path}: inputs_triu and targets_triu must be 2-D with the same row length")
-    if target_index.shape != (inputs_tri.shape[0],) or target_index.min(initial=0) < 0 or (
-        target_index.max(initial=0) >= targets_tri.shape[0]
-    ):
-        raise XPCSInputError(f"{path}: target_index must have one valid target per input")
-    if not (np.all(np.isfinite(inputs_tri)) and np.all(np.isfinite(targets_tri))):
-        raise XPCSInputError(f"{path} holds NaN or Inf values; prepared data must be finite")
-    return PreparedDataset(
-        inputs=triu_to_matrix(inputs_tri),
-        targets=triu_to_matrix(targets_tri),
-        target_index=target_index,
-        input_names=in_names,
-        target_names=tg_names,
-        source_sha256=_sha256(path),
-    )
-
-
-def write_prepared(path: str | Path, data: PreparedDataset, *, attrs: dict | None = None) -> Path:
-    """Write a prepared dataset in the ``cned_train.h5`` layout (atomically: temporary file, then rename)."""
-    import h5py
-
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f["inputs_triu"] = matrix_to_triu(data.inputs).astype(np.float32)
-        f["targets_triu"] = matrix_to_triu(data.targets).astype(np.float32)
-        f["target_index"] = np.asarray(data.target_index, dtype=np.int32)
-        if data.input_names:
-            f["input_names"] = np.array([s.encode() for s in data.input_names])
-        if data.target_names:
-            f["target_names"] = np.array([s.encode() for s in data.target_names])
-        f.attrs["size"] = data.size
-        f.attrs["layout"] = "upper triangles in numpy.triu_indices(size) order; model units (C2-1)/beta+1"
-        for k, v in (attrs or {}).items():
-            f.attrs[k] = v
-    tmp.replace(path)
-    return path
-
-
 def split_by_target(data: PreparedDataset, val_fraction: float = 0.2, seed: int = 0,
                     by: str = "series") -> tuple[np.ndarray, np.ndarray]:
     """Split target ids into (train, validation), never splitting the crops of one target.
@@ -221,6 +151,23 @@ def split_by_target(data: PreparedDataset, val_fraction: float = 0.2, seed: int 
                              f"({n_targets} target(s)): need at least 2 to hold one out for validation; add data "
                              "(or --simulated crops with more real targets)")
     return train, val
+
+
+def card_split(data: PreparedDataset, card: dict, part: str = "validation") -> PreparedDataset:
+    """The crops of the targets a model card holds out (``part="validation"``: ``split.val_target_names``) or
+    trains on (``part="training"``: every other target), so that every evaluation uses the card's own split.
+
+    Raises
+    ------
+    XPCSInputError
+        ``part`` is neither, or none of the card's validation targets is in ``data``.
+    """
+    if part not in ("validation", "training"):
+        raise XPCSInputError(f"part must be 'validation' or 'training'; got {part!r}")
+    names = set((card or {}).get("split", {}).get("val_target_names", []))
+    if not any(nm in names for nm in data.target_names):
+        raise XPCSInputError("none of the model card's validation targets is in this file; use --split all")
+    return data.subset_targets([i for i, nm in enumerate(data.target_names) if (nm in names) == (part == "validation")])
 
 
 def lag1_values(c2: np.ndarray) -> np.ndarray:
@@ -302,7 +249,7 @@ def contrast_from_two_time(c2: np.ndarray, baseline: float | np.ndarray = 1.0, *
     return (b, floored) if return_floored else b
 
 
-def scale_parameters(c2: np.ndarray, size: int = 50, beta=None, baseline=None, *,
+def scale_parameters(c2: np.ndarray, size: int = WINDOW, beta=None, baseline=None, *,
                      partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contrast β and baseline C∞ used to bring (B, N, N) 2TCFs to model units.
 
@@ -391,8 +338,7 @@ def subsample_frames(c2, every: int, offset: int = 0) -> np.ndarray:
     """
     c2 = np.asarray(c2)
     every, offset = int(every), int(offset)
-    if c2.ndim < 2 or c2.shape[-1] != c2.shape[-2]:
-        raise XPCSInputError(f"2TCF must be square, shape (…, N, N); got {c2.shape}")
+    check_square(c2.shape, ndim=None)
     if every < 1 or not 0 <= offset < c2.shape[-1]:
         raise XPCSInputError(f"need every >= 1 and 0 <= offset < N = {c2.shape[-1]}; got every={every}, "
                              f"offset={offset}")
@@ -417,12 +363,11 @@ def from_model_units(x, beta, baseline=1.0) -> np.ndarray:
     return (np.asarray(x, dtype=np.float64) - 1.0) * beta + baseline
 
 
-def diagonal_crops(c2: np.ndarray, size: int = 50, step: int = 25) -> np.ndarray:
+def diagonal_crops(c2: np.ndarray, size: int = WINDOW, step: int = 25) -> np.ndarray:
     """Square crops centred on the (1,1) diagonal, from the first frame, moving ``step`` frames: (n, size, size)."""
     c2 = np.asarray(c2)
+    check_square(c2.shape, ndim=(2,))
     n = c2.shape[-1]
-    if c2.ndim != 2 or c2.shape[0] != n:
-        raise XPCSInputError(f"need one square 2TCF; got shape {c2.shape}")
     if n < size:
         raise XPCSInputError(f"2TCF has {n} frames, fewer than the crop size {size}")
     starts = np.arange(0, n - size + 1, int(step))
@@ -430,7 +375,7 @@ def diagonal_crops(c2: np.ndarray, size: int = 50, step: int = 25) -> np.ndarray
     return c2[idx[:, :, None], idx[:, None, :]]
 
 
-def prepare_two_times(c2s, names, *, betas=None, size: int = 50, step: int = 25, seed: int = 0,
+def prepare_two_times(c2s, names, *, betas=None, size: int = WINDOW, step: int = 25, seed: int = 0,
                       every: tuple[int, ...] = (1,)) -> PreparedDataset:
     """Prepare raw 2TCFs for training, as the paper did (METHOD §2).
 

@@ -1,14 +1,25 @@
 """Training configuration: one dataclass behind the CLI, training and the model card, importable without torch
-(the CLI builds its ``train`` options from it at start-up)."""
+(the CLI builds its ``train`` options from it at start-up); the names of the denoising methods; where the shipped
+model lives."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
-__all__ = ["TrainConfig", "METHODS"]
+from ..core.defaults import WINDOW  # noqa: F401  (re-exported: the peers' window without a model)
+
+__all__ = ["TrainConfig", "METHODS", "WINDOW", "pretrained_directory"]
 
 #: Every denoising method of :func:`xpcs_denoise.denoise` (the registry's names, importable without torch).
 METHODS = ("cned", "gaussian", "median", "tv", "pca", "bm3d", "none")
+
+
+
+def pretrained_directory() -> Path:
+    """Folder of the ensemble (and the PCA filter) shipped with the package."""
+    return Path(str(resources.files("xpcs_denoise") / "pretrained"))
 
 
 @dataclass

@@ -13,7 +13,6 @@ only by a fixed permutation of the linear layers' weights (see :func:`to_referen
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -23,7 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import XPCSInputError
+from ..core.defaults import WINDOW
+from ..core.errors import XPCSInputError
+from ..core.validation import check_memory
+from ..io.files import atomic_path, file_sha256
 
 __all__ = ["ModelConfig", "CNNEDEnsemble", "save_ensemble", "load_ensemble", "to_reference_modules"]
 
@@ -34,7 +36,7 @@ PARAM_NAMES = ("c1_w", "c1_b", "c2_w", "c2_b", "enc_w", "enc_b", "dec_w", "dec_b
 class ModelConfig:
     """Hyper-parameters of one CNN-ED member (defaults: the paper's)."""
 
-    size: int = 50
+    size: int = WINDOW
     channels: int = 10
     kernel: int = 1
     latent: int = 8
@@ -217,14 +219,6 @@ def _state_tensors(model: CNNEDEnsemble) -> dict[str, torch.Tensor]:
     return {name: getattr(model, name).detach().contiguous().cpu() for name in PARAM_NAMES}
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_ensemble(model: CNNEDEnsemble, directory: str | Path, card: dict | None = None) -> Path:
     """Write ``model.safetensors`` and ``model_card.json`` (with the weights' SHA-256) into ``directory``."""
     from safetensors.torch import save_file
@@ -232,16 +226,14 @@ def save_ensemble(model: CNNEDEnsemble, directory: str | Path, card: dict | None
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "model.safetensors"
-    tmp = weights.with_suffix(".safetensors.tmp")
-    save_file(_state_tensors(model), str(tmp), metadata={"format": "xpcs-denoise-cnned-ensemble-v1"})
-    tmp.replace(weights)
+    with atomic_path(weights, overwrite=True) as tmp:
+        save_file(_state_tensors(model), str(tmp), metadata={"format": "xpcs-denoise-cnned-ensemble-v1"})
     card = dict(card or {})
     card["architecture"] = {"name": "CNN-ED", **asdict(model.config), "n_members": model.n_members}
     card["weights_file"] = weights.name
     card["weights_sha256"] = file_sha256(weights)
-    tmpc = directory / "model_card.json.tmp"
-    tmpc.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-    tmpc.replace(directory / "model_card.json")
+    with atomic_path(directory / "model_card.json", overwrite=True) as tmp:
+        tmp.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     return directory
 
 
@@ -290,8 +282,6 @@ CARD_LIMITS = {"size": (2, 512), "channels": (1, 256), "latent": (1, 4096), "n_m
 def _checked_card(directory: Path, card_path: Path) -> tuple[dict, dict, Path]:
     """(card, architecture, weights path) of a model card, validated: size, JSON text, schema and limits,
     the weights' memory estimate, and a ``weights_file`` inside ``directory``."""
-    from .safety import check_memory
-
     def bad(why):
         return XPCSInputError(f"model card {card_path} is unreadable ({why}); retrain or restore it")
 

@@ -1,0 +1,140 @@
+"""One entry point for every denoising method of 2TCFs (METHOD §4–5): the CNN-ED ensemble and its classical
+peers, on the same contrast-normalised scale (Eq. 5/7 in, lag-0 replacement, Eq. 6 out), arrays in and out."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..core.errors import XPCSInputError
+from ..core.scaling import replace_diagonal
+from ..core.validation import check_seed
+from ..core.window import check_step, check_two_times, denoise_scaled, sliding_window
+from ..nn.config import METHODS, WINDOW
+from . import baselines
+
+if TYPE_CHECKING:
+    from ..nn.denoiser import Denoiser
+
+__all__ = ["denoise", "METHODS", "REGISTRY", "Method", "available_methods"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One denoising method of the registry.
+
+    ``kind``: ``"ensemble"`` (a :class:`~xpcs_denoise.nn.denoiser.Denoiser`, sliding window for N > n),
+    ``"patch"`` (an n×n filter with the same sliding window: PCA), ``"image"`` (a filter of the whole matrix in
+    model units, ``apply(x, **options)``) or ``"identity"``. ``package``: an optional package it needs."""
+
+    name: str
+    kind: str
+    apply: Callable | None = None
+    package: str | None = None
+
+    def available(self) -> bool:
+        """Whether it can run here (its optional package is importable)."""
+        if self.package is None:
+            return True
+        try:
+            importlib.import_module(self.package)
+        except ImportError:
+            return False
+        return True
+
+
+#: Every method of :func:`denoise`, in the order of :data:`METHODS` (the same names, importable without torch).
+REGISTRY = {m.name: m for m in (
+    Method("cned", "ensemble"),
+    Method("gaussian", "image", baselines.gaussian_denoise),
+    Method("median", "image", baselines.median_denoise),
+    Method("tv", "image", baselines.tv_denoise),
+    Method("pca", "patch"),
+    Method("bm3d", "image", baselines.bm3d_denoise, package="bm3d"),
+    Method("none", "identity"),
+)}
+if tuple(REGISTRY) != METHODS:  # pragma: no cover - a method added in one place only
+    raise ImportError(f"the method registry {tuple(REGISTRY)} and nn.config.METHODS {METHODS} disagree")
+
+
+def available_methods() -> tuple[str, ...]:
+    """Every method that denoises and can run here: all but ``"none"``, and ``"bm3d"`` only with its package."""
+    return tuple(name for name, m in REGISTRY.items() if m.kind != "identity" and m.available())
+
+
+def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_std: bool = False, seed: int = 0,
+            beta=None, baseline=None, step: int = 5, **options):
+    """Denoise raw 2TCFs with the CNN-ED ensemble or one of its classical peers, on the same footing.
+
+    Parameters
+    ----------
+    c2 : array_like, shape (N, N) or (B, N, N), N ≥ n (the model's window; 50 for the shipped ensemble)
+        Raw 2TCFs in physical units.
+    method : str
+        ``"cned"`` (the ensemble; ``model`` or the shipped one), ``"gaussian"`` (σ frames, default 1.5),
+        ``"median"`` (``size``, default 5), ``"tv"`` (Chambolle total variation, ``weight``), ``"pca"``
+        (linear PCA fitted on the same training data), ``"bm3d"`` (``sigma_psd``; needs the ``bm3d`` package),
+        or ``"none"`` (:data:`REGISTRY`). With ``model``, the peers use its window n too.
+    options
+        Passed to the peer filter (see :mod:`xpcs_denoise.restoration.baselines`).
+
+    Returns
+    -------
+    ndarray of the input's shape (and a per-pixel spread if ``return_std``: the ensemble's standard deviation
+    for ``"cned"``, zeros for the deterministic peers).
+
+    Notes
+    -----
+    Every method sees the same input: Eq. 5 (N = n) or Eq. 7 (N > n) scaling to contrast 1 and baseline 1,
+    lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6). Image filters act on the whole
+    matrix; the patch methods (cned, pca) use the sliding window for N > n.
+    """
+    if method not in REGISTRY:
+        raise XPCSInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    kind = REGISTRY[method].kind
+    seed = check_seed(seed)
+    if kind == "ensemble" or model is not None:
+        from ..nn.denoiser import Denoiser, _pretrained  # defers torch: the peers need none
+
+        if isinstance(model, (str, Path)):  # "pretrained" or a model folder
+            model = _pretrained() if str(model) == "pretrained" else Denoiser.from_directory(model)
+        elif model is not None and not isinstance(model, Denoiser):
+            raise XPCSInputError(f"model must be a Denoiser, a model folder or 'pretrained'; got "
+                                 f"{type(model).__name__}")
+    if kind == "ensemble":
+        den = model or _pretrained()
+        return den.denoise(c2, return_std=return_std, seed=seed, beta=beta, baseline=baseline, step=step)
+    # The peers work on the model's window (the shipped one's without a model): the same Eq. 5/7 choice, the
+    # same sliding window for the patch filter, so that every method sees what the ensemble sees.
+    size = model.size if model is not None else WINDOW
+    if kind == "patch":
+        pca = options.pop("pca", None) or baselines.PCAFilter.pretrained()
+        if options:
+            raise XPCSInputError(f"unknown option(s) {sorted(options)} for method {method!r}")
+        size = pca.size
+    x, single = check_two_times(c2, size)
+    step = check_step(step, size)
+    if kind == "identity":
+        out, spread = x.copy(), np.zeros_like(x)
+    else:
+        if kind == "patch":
+            def model_units(scaled):
+                if scaled.shape[-1] == pca.size:
+                    return pca.predict(replace_diagonal(scaled, seed)), None
+                return sliding_window(scaled, lambda w: (pca.predict(w), np.zeros_like(w)), pca.size, step,
+                                      seed)[0], None
+        else:
+            def model_units(scaled):
+                try:
+                    return REGISTRY[method].apply(replace_diagonal(scaled, seed), **options), None
+                except (TypeError, ValueError, RuntimeError) as exc:  # e.g. median size=0, sigma < 0
+                    raise XPCSInputError(f"bad option for method {method!r}: {exc}") from exc
+        out, spread, _, _ = denoise_scaled(x, single, size, beta, baseline, model_units)
+    if single:
+        out, spread = out[0], spread[0]
+    return (out, spread) if return_std else out
