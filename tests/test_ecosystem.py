@@ -134,6 +134,28 @@ def test_npy_output_is_a_real_npy_and_format_mismatches_are_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.npy", "d.npy", "r.hdf"]
 
 
+def test_format_registry_reads_back_what_each_writer_wrote_and_picks_the_default_writer(tmp_path):
+    from xpcs_denoise.io.formats import C2_FORMATS, OUTPUT_FORMATS, output_handler
+
+    assert OUTPUT_FORMATS == ("ours", "aps", "npy")
+    # default: the suffix's format, else the input's own format where it can be written, else ours
+    assert output_handler(tmp_path / "x.npy", "aps-8idi").name == "npy"
+    assert output_handler(tmp_path / "x.hdf", "aps-8idi").name == "aps"
+    for source in ("npy", "xpcs-denoise", "aps-8idi-legacy", "hdf5-dataset"):
+        assert output_handler(tmp_path / "x.h5", source).name == "ours"
+    boost_corr_file(tmp_path / "r.hdf", noisy_stack())
+    ref = denoise_file(tmp_path / "r.hdf", tmp_path / "ref.npy", method="gaussian")
+    assert ref["format"] == "npy"
+    expected = np.load(tmp_path / "ref.npy")
+    by_name = {h.name: h for h in C2_FORMATS}
+    for fmt, out in (("ours", "d.h5"), ("aps", "d.hdf"), ("npy", "d.npy")):
+        assert denoise_file(tmp_path / "r.hdf", tmp_path / out, method="gaussian", output_format=fmt)["format"] == fmt
+        with open_c2(tmp_path / out) as src:  # recognised by the reader of the same handler
+            assert src.source_format == by_name[fmt].source_format and src.n_rois == 3
+            got = np.stack([src.c2(k) for k in range(3)])
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)  # ours and APS store float32
+
+
 def test_correlate_with_an_aps_qmap_keeps_its_q_phi_labels_and_mask(tmp_path):
     from xpcs_denoise import two_time
 

@@ -40,10 +40,11 @@ from ..core.scaling import flat_two_times, scale_parameters
 from ..core.validation import check_int, check_output_not_input, check_seed, json_safe
 from ..core.window import check_step
 from ..io.formats import (
-    APSResultWriter,
+    OUTPUT_FORMATS,
     C2Writer,
     atomic_path,
     open_c2,
+    output_handler,
     read_c2,
     read_frames,
     read_labels,
@@ -160,45 +161,8 @@ def _model(model):
     return Denoiser.from_directory(model)
 
 
-FORMATS = ("aps", "ours", "npy")
-
-
-def _output_format(output: Path, source_format: str, fmt: str | None) -> str:
-    is_npy = output.suffix.lower() == ".npy"
-    if fmt is None:
-        return "npy" if is_npy else ("aps" if source_format == "aps-8idi" else "ours")
-    if fmt not in FORMATS:
-        raise XPCSInputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if is_npy != (fmt == "npy"):
-        raise XPCSInputError(f"output {output.name}: a .npy name holds a .npy array of the denoised 2TCFs only; "
-                             f"name the output .h5/.hdf for --format {fmt}" if is_npy else
-                             f"--format npy needs an output name ending in .npy; got {output.name}")
-    if fmt == "aps" and source_format != "aps-8idi":
-        raise XPCSInputError(f"--format aps copies an APS 8-ID-I result file (boost_corr layout) and the input is "
-                             f"{source_format}; use --format ours")
-    return fmt
-
-
-class _NpyWriter:
-    """A (K, N, N) float64 ``.npy`` written one ROI at a time, atomically."""
-
-    def __init__(self, path, k, n, overwrite):
-        self.path, self.k, self.n, self.overwrite, self.attrs = Path(path), k, n, overwrite, {}
-
-    def __enter__(self):
-        self._ctx = atomic_path(self.path, overwrite=self.overwrite)
-        tmp = self._ctx.__enter__()
-        self._fh = open(tmp, "wb")
-        np.lib.format.write_array_header_1_0(self._fh, {"descr": np.dtype("<f8").str, "fortran_order": False,
-                                                        "shape": (self.k, self.n, self.n)})
-        return self
-
-    def write(self, k, c2, **_):
-        np.ascontiguousarray(c2, dtype="<f8").tofile(self._fh)
-
-    def __exit__(self, exc_type, exc, tb):
-        self._fh.close()
-        self._ctx.__exit__(exc_type, exc, tb)
+#: Output formats of :func:`denoise_file` (the writers of :data:`~xpcs_denoise.io.formats.C2_FORMATS`).
+FORMATS = OUTPUT_FORMATS
 
 
 #: Diagonal block (frames) of :func:`denoise_banded`.
@@ -329,8 +293,9 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
     with open_c2(input_path, dataset, allow_external=allow_external) as src:
-        fmt = _output_format(output, src.source_format, output_format)
-        if uncertainty and fmt != "ours":
+        out = output_handler(output, src.source_format, output_format)
+        fmt = out.name
+        if uncertainty and "std" not in out.stores:
             raise XPCSInputError("--uncertainty is stored in our format only; add --format ours")
         thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
         excl = _Exclusion(src, exclude, thr)
@@ -346,21 +311,16 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
             attrs["model_members"] = den.n_members
         if options:
             attrs["options"] = json.dumps(options)
-        scores = _anomaly_attrs(den, size, step) if anomaly and den is not None and fmt != "npy" else None
-        if anomaly and den is not None and fmt != "npy" and scores is None:
+        stores_anomaly = "anomaly" in out.stores
+        scores = _anomaly_attrs(den, size, step) if anomaly and den is not None and stores_anomaly else None
+        if anomaly and den is not None and stores_anomaly and scores is None:
             attrs["anomaly_scores"] = ("not stored: the model card has no anomaly calibration (a fine-tuned model; "
                                        "run scripts/latent_reference.py and scripts/anomaly_threshold.py on it)")
         frame_time = frame_time if frame_time is not None else src.frame_time
         if frame_time is not None:
             attrs["frame_time"] = float(frame_time)
         k_rois, n = src.n_rois, src.n_frames
-        if fmt == "aps":
-            writer = APSResultWriter(src, output, attrs=attrs, keep_raw=keep_raw, overwrite=overwrite)
-        elif fmt == "ours":
-            writer = C2Writer(output, k_rois, n, raw=keep_raw, std=uncertainty, q=src.q, phi=src.phi,
-                              rois=src.roi_labels(), attrs=attrs, overwrite=overwrite)
-        else:
-            writer = _NpyWriter(output, k_rois, n, overwrite)
+        writer = out.writer(src, output, attrs=attrs, keep_raw=keep_raw, uncertainty=uncertainty, overwrite=overwrite)
         if scores is not None:
             writer.anomaly_attrs = scores
         skipped, first_error, flag_share = [], None, np.full(k_rois, np.nan)
@@ -382,15 +342,17 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                     clean, spread, table = c_in, np.zeros_like(c_in), None
                 if table is not None:
                     flag_share[k] = flagged_share(table["flagged"], table["score"])
-                if fmt == "aps":
-                    writer.write(k, clean, anomaly=table)
-                elif fmt == "npy":
-                    writer.write(k, clean)
-                else:
-                    g2 = None if row is None else one_time_from_two_time(clean, exclude=row)
-                    # a file denoised before keeps its original raw 2TCFs (never the denoised input)
-                    keep = (src.raw(k) if src.has_raw else raw) if keep_raw else None
-                    writer.write(k, clean, raw=keep, std=spread if uncertainty else None, g2=g2, anomaly=table)
+                parts = {}  # what this format's writer stores besides the 2TCF
+                if "anomaly" in out.stores:
+                    parts["anomaly"] = table
+                if "g2" in out.stores:
+                    parts["g2"] = None if row is None else one_time_from_two_time(clean, exclude=row)
+                if "raw" in out.stores:  # a file denoised before keeps its original raw 2TCFs (never the input)
+                    parts["raw"] = (src.raw(k) if src.has_raw else raw) if keep_raw else None
+                if "std" in out.stores:
+                    parts["std"] = spread if uncertainty else None
+                writer.write(k, clean, **parts)
+                del parts
                 del raw, c_in, clean, spread
             if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
                 raise first_error

@@ -58,7 +58,8 @@ from .files import _one_line, atomic_path, write_csv
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
            "write_aps_c2", "write_aps_legacy", "read_frames", "read_labels", "atomic_path", "write_csv",
-           "pack_upper", "unpack_upper", "read_qmap", "FORMAT_NAME", "FORMAT_VERSION"]
+           "pack_upper", "unpack_upper", "read_qmap", "FORMAT_NAME", "FORMAT_VERSION", "C2Format", "C2_FORMATS",
+           "OUTPUT_FORMATS", "NpyWriter", "output_handler"]
 
 FORMAT_NAME = "xpcs-denoise-c2"
 FORMAT_VERSION = 2
@@ -731,42 +732,43 @@ class C2Source(_OpenFile):
         self.rois = self.frame_time = None
         self._parts: dict = {}
         self._anomaly_group = None
-        if kind == "npy":
-            arr = _load_npy(self.path, mmap_mode="r", dataset=dataset)
-            self._setup("npy", arr, str(self.path))
-            return
-        self._file = f = _open_h5(self.path)
+        if kind == "hdf5":
+            self._file = _open_h5(self.path)
         try:
-            self._open_h5(f, dataset)
+            handler = _reader(kind, self._file, dataset, self.path)
+            self.source_format = handler.source_format
+            handler.open(self, self._file, dataset)
         except BaseException:
             self.close()
             raise
 
-    def _open_h5(self, f, dataset):
+    def _open_npy(self, f, dataset):
+        self._setup(_load_npy(self.path, mmap_mode="r", dataset=dataset), str(self.path))
+
+    def _open_dataset(self, f, dataset):
+        node = _dataset(f, dataset, self.path)
+        self.attrs = {**_decode_attrs(node.attrs), **self.attrs, "dataset": node.name}
+        self._setup(node, f"{self.path}:{node.name}")
+
+    def _open_aps(self, f, dataset):
         path = self.path
-        if dataset is not None:
-            node = _dataset(f, dataset, path)
-            self.attrs = {**_decode_attrs(node.attrs), **self.attrs, "dataset": node.name}
-            self._setup("hdf5-dataset", node, f"{path}:{node.name}")
-            return
-        if _attr_value(f.attrs.get("format")) == FORMAT_NAME:
-            self._open_ours(f)
-            return
-        if (node := _node(f, APS_C2_GROUP, path)) is not None:
-            self._setup("aps-8idi", node, f"{path}:/{APS_C2_GROUP}", layout="upper")
-            self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, APS_QLIST, APS_BINS, APS_PHILIST,
-                                                APS_INDEX_MAP)
-            if (raw := _node(f, APS_C2_RAW_GROUP, path)) is not None:
-                self._parts["raw"] = _node_getter(raw, path, f"{path}:/{APS_C2_RAW_GROUP}", layout="upper")[2]
-            if _node(f, APS_ANOMALY_GROUP, path) is not None:
-                self._anomaly_group = APS_ANOMALY_GROUP
-            if (tt := _node(f, "xpcs/twotime", path)) is not None:
-                self.attrs.update({k: v for k, v in _decode_attrs(tt.attrs).items()})
-        elif (node := _node(f, LEGACY_C2, path)) is not None:
-            self._setup("aps-8idi-legacy", node, f"{path}:/{LEGACY_C2}", layout="upper")
-            self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, LEGACY_QLIST, LEGACY_BINS)
-        else:
-            raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
+        self._setup(_node(f, APS_C2_GROUP, path), f"{path}:/{APS_C2_GROUP}", layout="upper")
+        self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, APS_QLIST, APS_BINS, APS_PHILIST, APS_INDEX_MAP)
+        if (raw := _node(f, APS_C2_RAW_GROUP, path)) is not None:
+            self._parts["raw"] = _node_getter(raw, path, f"{path}:/{APS_C2_RAW_GROUP}", layout="upper")[2]
+        if _node(f, APS_ANOMALY_GROUP, path) is not None:
+            self._anomaly_group = APS_ANOMALY_GROUP
+        if (tt := _node(f, "xpcs/twotime", path)) is not None:
+            self.attrs.update({k: v for k, v in _decode_attrs(tt.attrs).items()})
+        self._aps_bins_and_time(f, bins)
+
+    def _open_aps_legacy(self, f, dataset):
+        path = self.path
+        self._setup(_node(f, LEGACY_C2, path), f"{path}:/{LEGACY_C2}", layout="upper")
+        self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, LEGACY_QLIST, LEGACY_BINS)
+        self._aps_bins_and_time(f, bins)
+
+    def _aps_bins_and_time(self, f, bins):
         if bins is not None:
             self.attrs["processed_bins"] = bins.astype(np.int64).tolist()
             if bins.size == self.n_rois:
@@ -775,11 +777,10 @@ class C2Source(_OpenFile):
         if self.frame_time is not None:
             self.attrs["frame_time"] = self.frame_time
 
-    def _setup(self, source_format, node, where, layout=None):
-        self.source_format = source_format
+    def _setup(self, node, where, layout=None):
         self.n_rois, self.n_frames, self._get, self.names, self.dtype = _node_getter(node, self.path, where, layout)
 
-    def _open_ours(self, f):
+    def _open_ours(self, f, dataset):
         path = self.path
         raw_version = _attr_value(f.attrs.get("format_version", 0))
         try:
@@ -790,7 +791,6 @@ class C2Source(_OpenFile):
         if version > FORMAT_VERSION:
             raise XPCSInputError(f"{path} has format version {version}; this xpcs-denoise reads up to "
                                  f"{FORMAT_VERSION}; upgrade xpcs-denoise")
-        self.source_format = "xpcs-denoise"
         self.attrs = _decode_attrs(f.attrs)
         try:
             ft = float(self.attrs.get("frame_time", np.nan))
@@ -1236,6 +1236,125 @@ class APSResultWriter(_StreamWriter):
                                         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                         "raw_group": self.raw_group})
         return self._publish()
+
+
+class NpyWriter:
+    """A (K, N, N) float64 ``.npy`` of 2TCFs written one ROI at a time, atomically (``with`` block, :meth:`write`
+    once per ROI, in order)."""
+
+    def __init__(self, path, k, n, overwrite):
+        self.path, self.k, self.n, self.overwrite, self.attrs = Path(path), k, n, overwrite, {}
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path, overwrite=self.overwrite)
+        tmp = self._ctx.__enter__()
+        self._fh = open(tmp, "wb")
+        np.lib.format.write_array_header_1_0(self._fh, {"descr": np.dtype("<f8").str, "fortran_order": False,
+                                                        "shape": (self.k, self.n, self.n)})
+        return self
+
+    def write(self, k, c2, **_):
+        np.ascontiguousarray(c2, dtype="<f8").tofile(self._fh)
+
+    def __exit__(self, exc_type, exc, tb):
+        self._fh.close()
+        self._ctx.__exit__(exc_type, exc, tb)
+
+
+@dataclass(frozen=True)
+class C2Format:
+    """One 2TCF file format, a handler of the registry :data:`C2_FORMATS` (as boost_corr's dataset handlers).
+
+    ``name``: what ``output_format`` calls it; ``source_format``: :attr:`C2Source.source_format` of a file read
+    as it; ``kind``: "hdf5" or "npy" (the file's first bytes); ``detect(f) -> bool``: recognises the open HDF5
+    file (None: read only when ``dataset=`` names a dataset); ``open(source, f, dataset)``: fills a
+    :class:`C2Source` (``f`` the open HDF5 file, None for .npy). Writing (``writer`` None: read only):
+    ``writer(source, path, *, attrs, keep_raw, uncertainty, overwrite)`` a streaming writer (``with`` block,
+    ``write(k, c2, **parts)`` once per ROI); ``suffixes``: the output names it needs (empty: any name that
+    another format's suffixes do not claim); ``copies``: the source format it copies (None: any);
+    ``stores``: the parts its ``write`` takes besides the 2TCF ("raw", "std", "g2", "anomaly").
+    """
+
+    name: str
+    source_format: str
+    kind: str = "hdf5"
+    detect: object = None
+    open: object = None
+    writer: object = None
+    suffixes: tuple = ()
+    copies: str | None = None
+    stores: frozenset = frozenset()
+
+
+def _c2_writer(src, path, *, attrs, keep_raw, uncertainty, overwrite):
+    return C2Writer(path, src.n_rois, src.n_frames, raw=keep_raw, std=uncertainty, q=src.q, phi=src.phi,
+                    rois=src.roi_labels(), attrs=attrs, overwrite=overwrite)
+
+
+def _aps_writer(src, path, *, attrs, keep_raw, uncertainty, overwrite):
+    return APSResultWriter(src, path, attrs=attrs, keep_raw=keep_raw, overwrite=overwrite)
+
+
+def _npy_writer(src, path, *, attrs, keep_raw, uncertainty, overwrite):
+    return NpyWriter(path, src.n_rois, src.n_frames, overwrite)
+
+
+def _has(name):
+    return lambda f: _node(f, name, Path(f.filename)) is not None
+
+
+#: The 2TCF formats, one handler each; a file is read by the first whose ``detect`` recognises it.
+C2_FORMATS = (
+    C2Format("ours", "xpcs-denoise", detect=lambda f: _attr_value(f.attrs.get("format")) == FORMAT_NAME,
+             open=C2Source._open_ours, writer=_c2_writer, stores=frozenset({"raw", "std", "g2", "anomaly"})),
+    C2Format("aps", "aps-8idi", detect=_has(APS_C2_GROUP), open=C2Source._open_aps, writer=_aps_writer,
+             copies="aps-8idi", stores=frozenset({"anomaly"})),
+    C2Format("aps-legacy", "aps-8idi-legacy", detect=_has(LEGACY_C2), open=C2Source._open_aps_legacy),
+    C2Format("hdf5-dataset", "hdf5-dataset", open=C2Source._open_dataset),
+    C2Format("npy", "npy", kind="npy", detect=lambda f: True, open=C2Source._open_npy, writer=_npy_writer,
+             suffixes=(".npy",)),
+)
+#: Names of the formats that can be written (``output_format``).
+OUTPUT_FORMATS = tuple(h.name for h in C2_FORMATS if h.writer is not None)
+
+
+def _reader(kind: str, f, dataset, path: Path) -> C2Format:
+    """The handler that reads a file of this kind: with ``dataset`` (HDF5) the one for a named dataset, else the
+    first whose ``detect`` recognises the file."""
+    named = dataset is not None and kind == "hdf5"
+    for h in C2_FORMATS:
+        if h.kind == kind and (h.detect is None if named else h.detect is not None and h.detect(f)):
+            return h
+    raise XPCSInputError(f"{path}: unknown 2TCF layout (top-level keys: {sorted(f)}); {_HINT}")
+
+
+def output_handler(output, source_format: str, name: str | None = None) -> C2Format:
+    """The handler that writes ``output``: ``name`` (one of :data:`OUTPUT_FORMATS`) checked against the output's
+    suffix and the input's ``source_format``, or by default the one whose suffix the name has, else the input's
+    own format where it can be written, else ours."""
+    output = Path(output)
+    writers = {h.name: h for h in C2_FORMATS if h.writer is not None}
+    suffix = output.suffix.lower()
+    claimed = {s for h in writers.values() for s in h.suffixes}
+
+    def fits(h):
+        return suffix in h.suffixes if h.suffixes else suffix not in claimed
+
+    if name is None:
+        return next((h for h in writers.values() if h.suffixes and fits(h)), None) or \
+            next((h for h in writers.values() if h.source_format == source_format and fits(h)), writers["ours"])
+    if name not in writers:
+        raise XPCSInputError(f"unknown output format {name!r}; choose one of {', '.join(writers)}")
+    h = writers[name]
+    if not fits(h):
+        raise XPCSInputError(f"output {output.name}: a .npy name holds a .npy array of the denoised 2TCFs only; "
+                             f"name the output .h5/.hdf for --format {name}" if suffix in claimed else
+                             f"--format {name} needs an output name ending in {' or '.join(h.suffixes)}; "
+                             f"got {output.name}")
+    if h.copies is not None and source_format != h.copies:
+        raise XPCSInputError(f"--format {name} copies an APS 8-ID-I result file (boost_corr layout) and the input "
+                             f"is {source_format}; use --format ours")
+    return h
 
 
 class FrameStack(_OpenFile):
