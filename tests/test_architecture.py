@@ -171,3 +171,48 @@ def test_an_old_path_leaves_the_module_as_it_was():
         warnings.simplefilter("ignore", DeprecationWarning)
         old = importlib.import_module("xpcs_denoise.cli")
     assert old is new and new.__spec__.name == "xpcs_denoise.app.cli" and new.__package__ == "xpcs_denoise.app"
+
+
+def _strings_with_flags(path: Path):
+    """(line, flags) of the string literals (docstrings aside) of a module that name command-line flags."""
+    import re
+
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            if flags := re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
+                yield node.lineno, flags
+
+
+def test_library_messages_name_parameters_not_cli_flags():
+    # the CLI translates them (app/cli.py _FLAGS); a model card's provenance command line is not a message
+    allowed = {("nn/finetune.py", ("--rois",))}
+    found = {(str(p.relative_to(PACKAGE)), tuple(flags)) for p in PACKAGE.rglob("*.py")
+             if p != PACKAGE / "app" / "cli.py" for _, flags in _strings_with_flags(p)}
+    assert found == allowed
+    assert list(_strings_with_flags(PACKAGE / "app" / "cli.py"))  # the scan sees flags where there are some
+
+
+def test_the_cli_says_flags_where_the_library_names_parameters():
+    from xpcs_denoise.app.cli import _as_flags
+
+    cases = {
+        "x.h5 exists; pass overwrite=True to replace it": "x.h5 exists; pass --overwrite to replace it",
+        "unknown 2TCF layout; give dataset='path/in/file'": "unknown 2TCF layout; give --dataset path/in/file",
+        "output_format='aps' copies an APS file; use output_format='ours'":
+            "--format aps copies an APS file; use --format ours",
+        "cut_width (frames) must be >= 1; got 0": "--cut-width (frames) must be >= 1; got 0",
+        "cut_width=90 is wider than the 60-frame 2TCF": "--cut-width 90 is wider than the 60-frame 2TCF",
+        "learning rate (TrainConfig.lr) must be > 0": "learning rate (--lr) must be > 0",
+        "TrainConfig.split_seed must be in 0..9": "--split-seed must be in 0..9",
+        "use that run's TrainConfig.n_members and ModelConfig (size, channels, latent), or pass resume=False":
+            "use that run's --members/--size/--channels/--latent, or pass --restart",
+        "exclude such frames: exclude='auto')": "exclude such frames: --exclude-frames auto)",
+        "the seed of the draws; seed must be >= 0": "the seed of the draws; seed must be >= 0",  # not a parameter
+        "my_overwrite=True, max_lags": "my_overwrite=True, max_lags",  # only whole names
+    }
+    for library, cli in cases.items():
+        assert _as_flags(library) == cli

@@ -129,7 +129,7 @@ def test_npy_output_is_a_real_npy_and_format_mismatches_are_refused(tmp_path):
         with pytest.raises(XPCSInputError, match=words):
             denoise_file(tmp_path / "r.hdf", tmp_path / out, method="gaussian", output_format=fmt)
     np.save(tmp_path / "c2.npy", c2)
-    with pytest.raises(XPCSInputError, match="--format aps copies an APS"):
+    with pytest.raises(XPCSInputError, match="output_format='aps' copies an APS"):
         denoise_file(tmp_path / "c2.npy", tmp_path / "x.hdf", method="gaussian", output_format="aps")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.npy", "d.npy", "r.hdf"]
 

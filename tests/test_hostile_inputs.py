@@ -692,7 +692,7 @@ def test_train_resumed_with_other_members_is_a_clear_error(tmp_path):
     data = _prepared(tmp_path / "d.h5")
     cfg = TrainConfig(n_members=2, keep=1, max_epochs=1, patience=1)
     train_ensemble(data, tmp_path / "m", cfg, progress=False)
-    with pytest.raises(XPCSInputError, match="--restart"):
+    with pytest.raises(XPCSInputError, match="resume=False"):
         train_ensemble(data, tmp_path / "m", TrainConfig(n_members=3, keep=1, max_epochs=2), progress=False)
 
 

@@ -332,7 +332,7 @@ def test_unknown_layout_and_missing_dataset(tmp_path):
     with h5py.File(tmp_path / "u.h5", "w") as f:
         f["frames_sum"] = np.ones(3)
         f["meta/x"] = 1
-    with pytest.raises(XPCSInputError, match=r"unknown 2TCF layout.*'frames_sum', 'meta'.*--dataset"):
+    with pytest.raises(XPCSInputError, match=r"unknown 2TCF layout.*'frames_sum', 'meta'.*dataset='path/in/file'"):
         read_c2(tmp_path / "u.h5")
     with pytest.raises(XPCSInputError, match=r"no 'c2/data'.*'frames_sum'"):
         read_c2(tmp_path / "u.h5", dataset="c2/data")
@@ -428,7 +428,7 @@ def test_read_frames_hdf5_auto_and_named(tmp_path, frames_and_labels):
         np.testing.assert_array_equal(stack[0], frames[-1])
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["detector/frames"] = frames
-    with pytest.raises(XPCSInputError, match=r"no frame stack at entry/data/data.*'detector'.*--dataset"):
+    with pytest.raises(XPCSInputError, match=r"no frame stack at entry/data/data.*'detector'.*dataset='path/in/file'"):
         read_frames(tmp_path / "other.h5")
     with pytest.raises(XPCSInputError, match="at least 2 frames"):
         np.save(tmp_path / "one.npy", frames[:1])
@@ -512,5 +512,5 @@ def test_read_labels_errors(tmp_path, array, words):
 def test_read_labels_unknown_hdf5(tmp_path):
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f["mask"] = np.ones((3, 3))
-    with pytest.raises(XPCSInputError, match=r"no ROI label map.*'mask'.*--dataset"):
+    with pytest.raises(XPCSInputError, match=r"no ROI label map.*'mask'.*dataset='path/in/file'"):
         read_labels(tmp_path / "x.h5")

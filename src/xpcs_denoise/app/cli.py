@@ -4,11 +4,48 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from .. import __version__
 from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
+
+#: The library's errors name its Python parameters ("pass overwrite=True"); on the command line they name the
+#: flags instead: (pattern in the library's message, what the CLI prints), applied in order by :func:`_as_flags`.
+_FLAGS = (
+    (r"overwrite=True", "--overwrite"),
+    (r"allow_external=True", "--allow-external"),
+    (r"uncertainty=True", "--uncertainty"),
+    (r"resume=False", "--restart"),
+    (r"dataset='([^']*)'", r"--dataset \1"),
+    (r"output_format='([^']*)'", r"--format \1"),
+    (r"exclude='([^']*)'", r"--exclude-frames \1"),
+    (r"split='([^']*)'", r"--split \1"),
+    (r"model=DIR", "--model DIR"),
+    (r"cut_width=", "--cut-width "),
+    (r"cut_width", "--cut-width"),
+    (r"max_lag", "--max-lag"),
+    (r"workers(?= must)", "--workers"),
+    (r"scheduler(?= must)", "--scheduler"),
+    (r"in compare;", "in --compare;"),
+    (r"TrainConfig\.n_members and ModelConfig \(size, channels, latent\)", "--members/--size/--channels/--latent"),
+    (r"TrainConfig\.n_members", "--members"),
+    (r"TrainConfig\.batch_size", "--batch-size"),
+    (r"TrainConfig\.split_seed", "--split-seed"),
+    (r"TrainConfig\.seed", "--seed"),
+    (r"TrainConfig\.lr", "--lr"),
+    (r"TrainConfig\.simulated", "--simulated"),
+    (r"ModelConfig\.size", "xpcs-denoise train --size"),
+)
+
+
+def _as_flags(message: str) -> str:
+    """A library error message with its parameter names replaced by the CLI's flags (:data:`_FLAGS`)."""
+    for pattern, flag in _FLAGS:
+        whole = r"(?!\w)" if pattern[-1].isalnum() or pattern[-1] == "_" else ""  # whole names only
+        message = re.sub(r"(?<![\w.-])" + pattern + whole, flag, message)
+    return message
 
 
 def _cmd_demo(a):
@@ -458,7 +495,7 @@ def _run(a) -> int:
     try:
         return int(a.func(a) or 0)
     except XPCSInputError as exc:
-        print(f"xpcs-denoise {a.command}: error: {exc}", file=sys.stderr)
+        print(f"xpcs-denoise {a.command}: error: {_as_flags(str(exc))}", file=sys.stderr)
         return 2
     except _Terminated:
         print(f"xpcs-denoise {a.command}: terminated (SIGTERM); temporary files removed, no output written",

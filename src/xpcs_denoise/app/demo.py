@@ -46,10 +46,10 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
     seed = check_seed(seed)
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise XPCSInputError(f"{out} exists; choose another folder (--out) or pass --overwrite to replace the "
+        raise XPCSInputError(f"{out} exists; choose another folder or pass overwrite=True to replace the "
                              "demo's files in it")
     if out.exists() and not out.is_dir():
-        raise XPCSInputError(f"{out} exists and is not a folder; choose another --out")
+        raise XPCSInputError(f"{out} exists and is not a folder; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     sim = _demo_experiment(seed)
     c2 = two_time(sim.frames, sim.labels, progress=progress)

@@ -98,7 +98,7 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
     output = Path(output)
     check_output_not_input(output, frames_path, labels_path)
     if output.exists() and not overwrite:
-        raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
+        raise XPCSInputError(f"{output} exists; choose another output or pass overwrite=True")
     q = _checked_q(q)
     thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
     auto = isinstance(exclude, str) and exclude.strip().lower() == "auto"
@@ -284,7 +284,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     output = Path(output)
     check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
-        raise XPCSInputError(f"{output} exists; choose another output or pass --overwrite")
+        raise XPCSInputError(f"{output} exists; choose another output or pass overwrite=True")
 
     seed = check_seed(seed)
     step = check_int(step, "step (frames)", 1)
@@ -296,7 +296,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         out = output_handler(output, src.source_format, output_format)
         fmt = out.name
         if uncertainty and "std" not in out.stores:
-            raise XPCSInputError("--uncertainty is stored in our format only; add --format ours")
+            raise XPCSInputError("uncertainty=True is stored in our format only; add output_format='ours'")
         thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
         excl = _Exclusion(src, exclude, thr)
         den = _model(model) if method == "cned" else None
@@ -496,11 +496,11 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     for p in (output, json_path):
         check_output_not_input(p, input_path)
         if p.exists() and not overwrite:
-            raise XPCSInputError(f"{p} exists; choose another output or pass --overwrite")
+            raise XPCSInputError(f"{p} exists; choose another output or pass overwrite=True")
     if cut_width is not None:
-        cut_width = check_int(cut_width, "--cut-width (frames)", 1)
+        cut_width = check_int(cut_width, "cut_width (frames)", 1)
     if max_lag is not None:
-        max_lag = check_int(max_lag, "--max-lag (frames)", 1)
+        max_lag = check_int(max_lag, "max_lag (frames)", 1)
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
     data = read_c2(input_path, dataset, allow_external=allow_external)
@@ -509,7 +509,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     c2, n = data.c2, data.c2.shape[-1]
     labels = data.rois if data.rois is not None else np.arange(1, c2.shape[0] + 1)  # the input's ROI labels
     if cut_width is not None and cut_width > n:
-        raise XPCSInputError(f"--cut-width {cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
+        raise XPCSInputError(f"cut_width={cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
     mask = _exclusion(data, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
     if mask is not None:
         c2 = apply_exclusion(c2, mask)
@@ -597,7 +597,7 @@ def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model
         if used and used != den.card.get("weights_sha256"):
             raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {used[:12]}…, not by "
                                  f"{'the shipped ensemble' if model is None else model}; pass that model "
-                                 "(fit --model DIR) so that its uncertainty can be measured")
+                                 "(model=DIR) so that its uncertainty can be measured")
         raw = apply_exclusion(data.raw, mask) if mask is not None else data.raw
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -684,15 +684,15 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
 
     for m in compare:
         if m not in METHODS:
-            raise XPCSInputError(f"unknown method {m!r} in --compare; choose from {', '.join(METHODS)}")
+            raise XPCSInputError(f"unknown method {m!r} in compare; choose from {', '.join(METHODS)}")
     out = Path(out_dir)
     resolved = out.resolve()
     if Path(input_path).resolve() == resolved or resolved in Path(input_path).resolve().parents:
         raise XPCSInputError(f"report folder {out_dir} is or contains the input {input_path}; choose another folder")
     seed = check_seed(seed)
-    cut_width = check_int(cut_width, "--cut-width (frames)", 1)
+    cut_width = check_int(cut_width, "cut_width (frames)", 1)
     if out.exists() and not overwrite:
-        raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
+        raise XPCSInputError(f"report folder {out} exists; choose another or pass overwrite=True")
     if out.exists():
         _own_files(out)  # --overwrite: only a report folder written before, checked before any work
     opened = []
@@ -702,7 +702,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
             src = open_c2(input_path, dataset, allow_external=allow_external)
             opened.append(src)
             if cut_width > src.n_frames:
-                raise XPCSInputError(f"--cut-width {cut_width} is wider than the {src.n_frames}-frame 2TCF; use "
+                raise XPCSInputError(f"cut_width={cut_width} is wider than the {src.n_frames}-frame 2TCF; use "
                                      f"1..{src.n_frames}")
             provenance = {"input": str(input_path), "format": src.source_format, "seed": seed}
 
@@ -796,7 +796,7 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
     inputs = [str(p) for p in inputs]
     if not inputs:
         raise XPCSInputError("no input files given")
-    workers = check_int(workers, "--workers", 1, 256)
+    workers = check_int(workers, "workers", 1, 256)
     if kwargs.get("seed") is not None:
         kwargs["seed"] = check_seed(kwargs["seed"])
     outputs = batch_outputs(inputs, out_dir)
@@ -806,7 +806,7 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
             raise XPCSInputError(f"output folder {out} is the input {p}; choose another folder")
     if scheduler is not None and not re.fullmatch(r"(tcp|tls|inproc|ws|wss|ucx)://\S+|[\w.\-]+:\d+",
                                                   str(scheduler)):
-        raise XPCSInputError(f"--scheduler must be a Dask scheduler address like tcp://host:8786; got "
+        raise XPCSInputError(f"scheduler must be a Dask scheduler address like tcp://host:8786; got "
                              f"{scheduler!r}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()

@@ -45,7 +45,7 @@ def _own_files(out: Path) -> list[str]:
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError):
         raise XPCSInputError(f"{out} is not a report folder written by xpcs-denoise (no valid {MANIFEST}); "
-                             "--overwrite replaces only those: choose a new folder") from None
+                             "overwrite=True replaces only those: choose a new folder") from None
     return names
 
 
@@ -469,7 +469,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     """
     out = Path(out_dir)
     if out.exists() and not overwrite:
-        raise XPCSInputError(f"report folder {out} exists; choose another or pass --overwrite")
+        raise XPCSInputError(f"report folder {out} exists; choose another or pass overwrite=True")
     if out.exists():
         _own_files(out)  # --overwrite: only a report folder, before any work
     c2s = {k: v if hasattr(v, "shape") and len(v.shape) == 3 and not isinstance(v, np.ndarray)

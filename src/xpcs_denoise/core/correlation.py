@@ -221,7 +221,7 @@ def two_time(
         bad = sorted({int(k) + 1 for k in np.nonzero(empty)[0]})
         raise XPCSInputError(
             f"ROI(s) {bad} have zero mean intensity in at least one frame; the 2TCF is undefined there "
-            "(check the ROI map, or exclude such frames: exclude=..., --exclude-frames auto)"
+            "(check the ROI map, or exclude such frames: exclude='auto')"
         )
     # num / npix / (mean_t1 mean_t2), in place to keep the (K, T, T) array the only large one.
     num /= npix_roi[:, None, None]

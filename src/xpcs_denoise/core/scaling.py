@@ -149,7 +149,7 @@ def split_by_target(data: PreparedDataset, val_fraction: float = 0.2, seed: int 
     if not train.size or not val.size:
         raise XPCSInputError(f"the dataset has {len(groups)} {'series' if by == 'series' else 'target'}(s) "
                              f"({n_targets} target(s)): need at least 2 to hold one out for validation; add data "
-                             "(or --simulated crops with more real targets)")
+                             "(or TrainConfig.simulated crops with more real targets)")
     return train, val
 
 
@@ -166,7 +166,7 @@ def card_split(data: PreparedDataset, card: dict, part: str = "validation") -> P
         raise XPCSInputError(f"part must be 'validation' or 'training'; got {part!r}")
     names = set((card or {}).get("split", {}).get("val_target_names", []))
     if not any(nm in names for nm in data.target_names):
-        raise XPCSInputError("none of the model card's validation targets is in this file; use --split all")
+        raise XPCSInputError("none of the model card's validation targets is in this file; use split='all'")
     return data.subset_targets([i for i, nm in enumerate(data.target_names) if (nm in names) == (part == "validation")])
 
 

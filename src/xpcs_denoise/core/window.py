@@ -26,7 +26,7 @@ def check_two_times(c2, size: int) -> tuple[np.ndarray, bool]:
     if c2.shape[-1] < size:
         raise XPCSInputError(
             f"2TCF is {c2.shape[-1]}×{c2.shape[-1]} but the model needs at least {size}×{size} frames; "
-            "use a longer series, or a model trained for that size (xpcs-denoise train --size)"
+            "use a longer series, or a model trained for that size (ModelConfig.size)"
         )
     if not np.all(np.isfinite(c2)):
         raise XPCSInputError("2TCF contains NaN or Inf; fill or crop masked frames before denoising")

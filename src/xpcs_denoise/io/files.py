@@ -31,7 +31,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise XPCSInputError(f"{path} exists and is not a regular file (a device, FIFO or socket); it is never "
                              "replaced: choose another output")
     if path.exists() and not overwrite:
-        raise XPCSInputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        raise XPCSInputError(f"{path} exists; pass overwrite=True to replace it")
     if not path.parent.is_dir():
         raise XPCSInputError(f"output folder {path.parent} does not exist; create it first")
 
@@ -82,7 +82,7 @@ def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise XPCSInputError(f"{path} was created by another process meanwhile; pass overwrite=True "
-                             "(--overwrite) to replace it") from None
+                             "to replace it") from None
     except OSError:  # a file system without hard links: check, then rename
         _check_target(path, overwrite)
         os.replace(tmp, path)

@@ -91,7 +91,7 @@ LEGACY_C2, LEGACY_QLIST, LEGACY_BINS = "exchange/C2T_all", "xpcs/dqlist", "xpcs/
 FRAME_DATASETS = ("entry/data/data", "exchange/data", "entry/instrument/detector/data", "data")
 #: ROI maps tried in order: APS-U result and qmap files, legacy qmap files (boost_corr), legacy result files.
 LABEL_DATASETS = ("xpcs/qmap/dynamic_roi_map", "qmap/dynamic_roi_map", "data/dynamicMap", "xpcs/dqmap")
-_HINT = "give dataset='path/in/file' (--dataset)"
+_HINT = "give dataset='path/in/file'"
 
 
 @dataclass
@@ -202,7 +202,7 @@ def _read(dset, path: Path, key=()) -> np.ndarray:
 #: Set by the readers' ``allow_external=True``: follow external links, external raw storage, virtual datasets.
 _ALLOW_EXTERNAL = contextvars.ContextVar("xpcs_denoise_allow_external", default=False)
 _MAX_LINK_HOPS = 32
-_OUTSIDE_HINT = "pass allow_external=True (--allow-external) if you trust where it points"
+_OUTSIDE_HINT = "pass allow_external=True if you trust where it points"
 
 
 def _check_local_dataset(dset, path: Path) -> None:
@@ -325,7 +325,7 @@ def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None
         arr = _read(node, path).ravel()
         if not is_real_dtype(arr.dtype):
             raise XPCSInputError(f"{path}:{node.name} must hold numbers; got dtype {arr.dtype} (re-export the "
-                                 "file, or read the 2TCFs with --dataset)")
+                                 "file, or read the 2TCFs with dataset='path/in/file')")
         return arr
 
     qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
@@ -1155,7 +1155,7 @@ class APSResultWriter(_StreamWriter):
                  overwrite: bool = False):
         if source.source_format != "aps-8idi":
             raise XPCSInputError(f"{source.path} is not an APS 8-ID-I result file (xpcs/twotime/correlation_map); "
-                                 "write our format instead (--format ours)")
+                                 "write our format instead (output_format='ours')")
         self.source, self.path, self.keep_raw, self._overwrite = source, Path(path), keep_raw, bool(overwrite)
         _encode_attrs(attrs)
         #: Provenance written on ``xpcs/twotime`` when the file is closed (may be updated until then).
@@ -1348,12 +1348,12 @@ def output_handler(output, source_format: str, name: str | None = None) -> C2For
     h = writers[name]
     if not fits(h):
         raise XPCSInputError(f"output {output.name}: a .npy name holds a .npy array of the denoised 2TCFs only; "
-                             f"name the output .h5/.hdf for --format {name}" if suffix in claimed else
-                             f"--format {name} needs an output name ending in {' or '.join(h.suffixes)}; "
+                             f"name the output .h5/.hdf for output_format={name!r}" if suffix in claimed else
+                             f"output_format={name!r} needs an output name ending in {' or '.join(h.suffixes)}; "
                              f"got {output.name}")
     if h.copies is not None and source_format != h.copies:
-        raise XPCSInputError(f"--format {name} copies an APS 8-ID-I result file (boost_corr layout) and the input "
-                             f"is {source_format}; use --format ours")
+        raise XPCSInputError(f"output_format={name!r} copies an APS 8-ID-I result file (boost_corr layout) and the "
+                             f"input is {source_format}; use output_format='ours'")
     return h
 
 

@@ -153,8 +153,8 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
             if shape != tuple(getattr(model, k).shape):
                 raise XPCSInputError(
                     f"checkpoint {path} was written by a run with other settings ({k}: {shape} here "
-                    f"{tuple(getattr(model, k).shape)}); use that run's --members/--size/--channels/--latent, "
-                    "or pass --restart to start again")
+                    f"{tuple(getattr(model, k).shape)}); use that run's TrainConfig.n_members and ModelConfig (size, "
+                    "channels, latent), or pass resume=False to start again")
         with torch.no_grad():
             for k in PARAM_NAMES:
                 getattr(model, k).copy_(f.get_tensor(f"param.{k}"))
@@ -194,12 +194,12 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     """
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
-    check_int(config.n_members, "n_members (--members)", 1)
-    check_int(config.batch_size, "batch_size (--batch-size)", 1)
-    check_seed(config.seed, "seed (--seed)")
-    check_seed(config.split_seed, "split_seed (--split-seed)")
+    check_int(config.n_members, "TrainConfig.n_members", 1)
+    check_int(config.batch_size, "TrainConfig.batch_size", 1)
+    check_seed(config.seed, "TrainConfig.seed")
+    check_seed(config.split_seed, "TrainConfig.split_seed")
     if not (np.isfinite(config.lr) and config.lr > 0):
-        raise XPCSInputError(f"learning rate (--lr) must be a finite number > 0; got {config.lr}")
+        raise XPCSInputError(f"learning rate (TrainConfig.lr) must be a finite number > 0; got {config.lr}")
     if config.keep > config.n_members or config.keep < 1:
         raise XPCSInputError(f"keep ({config.keep}) must be between 1 and n_members ({config.n_members})")
     if config.threads:
