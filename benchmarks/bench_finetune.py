@@ -30,9 +30,9 @@ def _errors(c2, gamma_t, width=1, max_lag=49):
     rel = []
     for k in range(c2.shape[0]):
         r = ageing_analysis(c2[k], width=width, max_lag=max_lag)
-        ok = r["fit"].success
-        true = gamma_t[k][r["ages"].astype(int)]
-        rel.append(((r["fit"].gamma - true) / true)[ok])
+        ok = r.fit.success
+        true = gamma_t[k][r.ages.astype(int)]
+        rel.append(((r.fit.gamma - true) / true)[ok])
     rel = np.concatenate(rel)
     return float(np.median(np.abs(rel))), float(np.median(rel)), rel.size, rel
 

@@ -299,9 +299,9 @@ def test_ageing_cuts_carry_trust_flags_in_their_table():
     gam = np.where(t < 60, 0.05, 0.004)  # the second half decays too slowly for 49 lags
     c2 = 1 + 0.3 * np.exp(-2 * gam[np.minimum.outer(t, t)] * np.abs(np.subtract.outer(t, t)))
     r = ageing_analysis(c2, width=1, beta=0.3, fix={"alpha": 1.0})
-    fit = r["fit"]
-    assert fit.trusted is not None and fit.trusted.shape == r["ages"].shape
-    assert fit.trusted[(r["ages"] > 10) & (r["ages"] < 40)].all()
-    assert not fit.trusted[r["ages"] > 90].any()
-    rows = fit_rows(fit, r["ages"], index_name="age")
+    fit = r.fit
+    assert fit.trusted is not None and fit.trusted.shape == r.ages.shape
+    assert fit.trusted[(r.ages > 10) & (r.ages < 40)].all()
+    assert not fit.trusted[r.ages > 90].any()
+    rows = fit_rows(fit, r.ages, index_name="age")
     assert all("trusted" in row for row in rows)

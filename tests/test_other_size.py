@@ -83,7 +83,7 @@ def test_denoise_and_fits_use_the_models_window(model_dir, c2):
     r = fit_two_time(short, method="cned", model=den, n_boot=2)
     assert r.fit.lags.max() == N - 1 and r.fit.gamma.shape == (2,)
     cuts = cut_fits(c2[0], model=den, n_boot=2)
-    assert cuts["fit"].lags.max() == N - 1
+    assert cuts.fit.lags.max() == N - 1
 
 
 @pytest.mark.slow

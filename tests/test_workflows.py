@@ -219,10 +219,19 @@ def test_ageing_recovers_gamma_of_a_noise_free_ageing_2tcf():
     assert res.fits["raw"].success[5:-5].all()
     assert np.nanmax(rel[5:-5]) < 2e-3
     # ageing_analysis on a subset of ages, α fixed, gives the same numbers.
-    r = ageing_analysis(c2, beta=0.2, ages=[100, 200, 300], fix={"alpha": 1.0})
-    np.testing.assert_array_equal(r["ages"], [100, 200, 300])
-    np.testing.assert_allclose(r["fit"].gamma, GAMMA_AGE[[100, 200, 300]], rtol=2e-3)
-    np.testing.assert_array_equal(r["fit"].alpha, 1.0)
+    r = ageing_analysis(c2, beta=0.2, ages=[100, 200, 300], fix={"alpha": 1.0}, frame_time=0.5)
+    np.testing.assert_array_equal(r.ages, [100, 200, 300])
+    np.testing.assert_allclose(r.fit.gamma, GAMMA_AGE[[100, 200, 300]] / 0.5, rtol=2e-3)
+    np.testing.assert_array_equal(r.fit.alpha, 1.0)
+    rows = r.table()
+    assert [row["age"] for row in rows] == [100, 200, 300] and [row["age_s"] for row in rows] == [50, 100, 150]
+    assert [row["gamma"] for row in rows] == r.fit.gamma.tolist() and rows[0]["gamma_unit"] == "1/s"
+    # the dict of 0.2 still reads, with a warning
+    with pytest.warns(DeprecationWarning, match=r'result\["fit"\] is deprecated.*result.fit'):
+        assert r["fit"] is r.fit
+    assert set(r.keys()) == {"ages", "fit", "beta"} and "fit" in r and "denoised" not in r
+    with pytest.raises(KeyError):
+        r["denoised"]
 
 
 def test_ageing_csv_and_plot(ageing_experiment, tmp_path):

@@ -54,7 +54,7 @@ _EXPORTS = {
     "app.pipeline": ("batch_denoise", "correlate_file", "denoise_file", "finetune_file", "fit_file", "report_file"),
     "core.scaling": ("subsample_frames",),
     "core.simulation": ("SpeckleSeries", "simulate_q_rings", "simulate_speckle"),
-    "analysis.uncertainty": ("TwoTimeFit", "cut_fits", "fit_two_time"),
+    "analysis.uncertainty": ("TwoTimeFit", "CutFits", "cut_fits", "fit_two_time"),
     "analysis.workflows": ("AgeingResult", "QDependenceResult", "ageing", "q_dependence"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -163,6 +163,7 @@ __all__ = [
     "fit_two_time",
     "cut_fits",
     "TwoTimeFit",
+    "CutFits",
     "anomaly_scores",
     "anomaly_map",
     "__version__",

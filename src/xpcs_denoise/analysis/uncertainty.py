@@ -42,15 +42,25 @@ import numpy as np
 
 from ..core.correlation import one_time_from_two_time, time_resolved_cuts
 from ..core.errors import XPCSInputError
-from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, g2_model, sigma_for_fit
+from ..core.fitting import (
+    PARAMETERS,
+    FitResult,
+    _check_frame_time,
+    cut_trust,
+    fit_g2,
+    fit_rows,
+    g2_model,
+    sigma_for_fit,
+)
 from ..core.scaling import scale_parameters
 from ..core.validation import check_square
 from ..core.window import check_two_times
+from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
-           "fit_two_time", "TwoTimeFit", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR", "LONG_FRAMES"]
+           "fit_two_time", "TwoTimeFit", "CutFits", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR", "LONG_FRAMES"]
 
 #: Above this rate (frames⁻¹) the contrast halves within ~3 frames and the shipped model measures no better than
 #: the raw fit (METHOD §5; our bias benchmark agrees): the raw fit is returned.
@@ -487,6 +497,51 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
     return out
 
 
+@dataclass
+class CutFits:
+    """Γ(t_a), C∞(t_a), α(t_a) of one 2TCF from its time-resolved cuts, β fixed (:func:`cut_fits`,
+    :func:`~xpcs_denoise.analysis.workflows.ageing_analysis`).
+
+    ``ages`` (frames), ``fit`` (:class:`FitResult` over the ages, with ``fit.trusted``: the cut resolves its
+    decay), ``beta`` (the contrast held fixed); from :func:`cut_fits` also ``denoised`` (the denoised 2TCF or
+    None) and ``boot_error`` (dict of arrays over ages). ``result["fit"]``, as with the dict these functions
+    returned up to 0.2, still works, with a ``DeprecationWarning``: use ``result.fit``.
+    """
+
+    ages: np.ndarray
+    fit: FitResult
+    beta: float
+    denoised: np.ndarray | None = None
+    boot_error: dict | None = None
+    frame_time: float | None = None
+
+    def keys(self) -> tuple:
+        """The keys of the dict returned up to 0.2 (deprecated access)."""
+        return ("ages", "fit", "beta") + (("denoised", "boot_error") if self.boot_error is not None else ())
+
+    def __getitem__(self, key):
+        if key not in self.keys():
+            raise KeyError(key)
+        warnings.warn(f'result["{key}"] is deprecated (the result is a CutFits, no longer a dict); use '
+                      f"result.{key}", DeprecationWarning, stacklevel=2)
+        return getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.keys()
+
+    def table(self) -> list[dict]:
+        """One row per age: age (frames; ``age_s`` in s with a frame time), Γ, β (fixed), C∞, α with errors,
+        ``gamma_unit``, success, at_bound, ``trusted``, message."""
+        extra = {"age_unit": "frames"}
+        if self.frame_time is not None:
+            extra["age_s"] = self.ages * self.frame_time
+        return fit_rows(self.fit, self.ages, index_name="age", columns=extra)
+
+    def to_csv(self, path, *, overwrite: bool = False):
+        """The :meth:`table` as CSV (atomic; an existing file is kept unless ``overwrite``)."""
+        return write_csv(path, self.table(), overwrite=overwrite)
+
+
 def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int | None = None, beta=None,
              baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
              frame_time: float | None = None):
@@ -499,8 +554,9 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
 
     Returns
     -------
-    dict with ``ages`` (frames), ``fit`` (:class:`FitResult`, combined errors), ``beta``, ``denoised``
-    (the denoised 2TCF or None) and ``boot_error`` (dict of arrays over ages).
+    CutFits
+        ``ages`` (frames), ``fit`` (:class:`FitResult`, combined errors), ``beta``, ``denoised`` (the denoised
+        2TCF or None) and ``boot_error`` (dict of arrays over ages).
     """
     from ..nn.denoiser import _pretrained  # defers torch
 
@@ -522,8 +578,7 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
 
     if method == "none":
         ages, fit = fit_cuts(x)
-        return {"ages": ages, "fit": fit, "beta": beta, "denoised": None,
-                "boot_error": {k: np.zeros_like(fit.gamma) for k in PARAMETERS}}
+        return CutFits(ages, fit, beta, None, {k: np.zeros_like(fit.gamma) for k in PARAMETERS}, frame_time)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         d = denoise(x, "cned", model=den, seed=seed, step=step, beta=beta, baseline=baseline)
@@ -552,4 +607,4 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
             e = getattr(fit, k + "_err")
             setattr(fit, k + "_err", np.where(fit.success, np.sqrt(np.nan_to_num(e) ** 2 +
                                                                   np.nan_to_num(boot[k]) ** 2), np.nan))
-    return {"ages": ages, "fit": fit, "beta": beta, "denoised": d, "boot_error": boot}
+    return CutFits(ages, fit, beta, d, boot, frame_time)

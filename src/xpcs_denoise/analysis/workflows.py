@@ -18,7 +18,7 @@ from ..io.formats import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
 from .plotting import plot_ageing, plot_parameters
-from .uncertainty import cut_fits, fit_two_time
+from .uncertainty import CutFits, cut_fits, fit_two_time
 
 __all__ = [
     "ageing_analysis",
@@ -34,7 +34,7 @@ __all__ = [
 
 def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = WINDOW - 1, beta: float | None = None,
                     baseline: float | None = None, ages=None, fix: dict | None = None,
-                    frame_time: float | None = None) -> dict:
+                    frame_time: float | None = None) -> CutFits:
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one 2TCF, fitted with β fixed.
 
     Parameters
@@ -48,8 +48,10 @@ def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = WINDOW - 1
 
     Returns
     -------
-    dict with ``ages`` (frames), the :class:`FitResult` ``fit`` (with ``fit.trusted``: the cut resolves its
-    decay, see :func:`~xpcs_denoise.fitting.cut_trust`) and the ``beta`` used.
+    CutFits
+        ``ages`` (frames), the :class:`FitResult` ``fit`` (with ``fit.trusted``: the cut resolves its decay, see
+        :func:`~xpcs_denoise.fitting.cut_trust`) and the ``beta`` used; ``table()``/``to_csv()``. (A dict up to
+        0.2: ``result["fit"]`` still works, with a ``DeprecationWarning``.)
     """
     c2 = np.asarray(c2, dtype=np.float64)
     if c2.ndim != 2:
@@ -62,7 +64,7 @@ def ageing_analysis(c2: np.ndarray, *, width: int = 1, max_lag: int = WINDOW - 1
         beta = float(scale_parameters(c2, 0, None, baseline)[0][0])
     fit = fit_g2(g, lags, fix={**(fix or {}), "beta": beta}, frame_time=frame_time)
     fit.trusted = cut_trust(fit, g)
-    return {"ages": a, "fit": fit, "beta": beta}
+    return CutFits(a, fit, beta, frame_time=frame_time)
 
 
 def _method_outputs(c2, methods, *, model=None, seed=0, step=5, beta=None, baseline=None):
@@ -327,7 +329,7 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
                          fix=fix, seed=seed, step=step, frame_time=frame_time)
         else:
             r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
-        fits[m], ages = r["fit"], r["ages"]
+        fits[m], ages = r.fit, r.ages
     gt = None
     if gamma_true is not None:
         gt = np.broadcast_to(np.asarray(gamma_true, dtype=float), (c2.shape[0],)).copy()

@@ -141,7 +141,7 @@ def _demo_figures(out, sim, c2, clean, g_raw, g_den, f_raw, f_den, age_results):
         ax = axes[k]
         for name, color in (("raw", "0.6"), ("denoised", "C0")):
             r = age_results[k][name]
-            ax.plot(r["ages"], r["fit"].gamma, ".", ms=3, color=color, label=name)
+            ax.plot(r.ages, r.fit.gamma, ".", ms=3, color=color, label=name)
         ax.plot(np.arange(sim.gamma.shape[1]), sim.gamma[k], "k-", lw=1, label="truth")
         ax.set_yscale("log")
         ax.set_xlabel("age t_a (frames)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.uncertainty import fit_two_time
+from ..analysis.uncertainty import CutFits, fit_two_time
 from ..analysis.workflows import ageing_analysis, fit_one_times
 from ..core.badframes import (
     DEFAULT_THRESHOLD,
@@ -559,8 +559,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                 continue
             cols = {"roi": int(labels[k]), "q": _q(data.q, k), "phi": _q(data.phi, k), **age_cols}
             if frame_time is not None:
-                cols["age_s"] = r["ages"] * frame_time
-            rows += fit_rows(r["fit"], r["ages"], index_name="age", columns=cols)
+                cols["age_s"] = r.ages * frame_time
+            rows += fit_rows(r.fit, r.ages, index_name="age", columns=cols)
     if not rows:
         raise XPCSInputError(f"{input_path}: nothing to fit")
     if data.anomaly is not None:  # share of the ROI's windows outside what the model learned (denoise, cned)
@@ -639,7 +639,7 @@ def _cuts_free_beta(c2, width, max_lag, fix, frame_time=None):
     ages, lags, g = time_resolved_cuts(c2, width=width, max_lag=max_lag)
     fit = fit_g2(g, lags, fix=fix or None, frame_time=frame_time)
     fit.trusted = cut_trust(fit, g)
-    return {"ages": ages, "fit": fit}
+    return CutFits(ages, fit, float("nan"), frame_time=frame_time)  # β fitted per age, none held fixed
 
 
 def _q(q, k):

@@ -359,9 +359,9 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_tim
                     ax.text(0.5, 0.5 - 0.1 * i, f"{name}: {str(exc).split(':')[0]}", transform=ax.transAxes,
                             ha="center", fontsize=9, wrap=True)
                     continue
-                beta = r["beta"] if beta is None else beta  # every method's cuts are fitted with the raw β*
-                unit = r["fit"].gamma_unit
-                plot_cut_gammas(ax, r["ages"], r["fit"], color="0.55" if i == 0 else f"C{i - 1}", label=name,
+                beta = r.beta if beta is None else beta  # every method's cuts are fitted with the raw β*
+                unit = r.fit.gamma_unit
+                plot_cut_gammas(ax, r.ages, r.fit, color="0.55" if i == 0 else f"C{i - 1}", label=name,
                                 legend_marks=(j == 0 and i == 0))
             ax.set_yscale("log")
             log_ticks(ax, "y", max_labels=4)
