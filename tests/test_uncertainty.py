@@ -129,3 +129,9 @@ def test_raw_fits_at_a_bound_carry_the_bound_floor():
     free = ok & ~r.fit.at_bound
     own = np.hypot(r.fit_error["gamma"][free], r.boot_error["gamma"][free])
     np.testing.assert_allclose(e[free], own, rtol=1e-9)
+    # a fit that moved C∞ away from 1 traded baseline for rate: its σ(Γ) covers that trade
+    from xpcs_denoise.analysis.uncertainty import RAW_BASELINE_FLOOR
+
+    traded = RAW_BASELINE_FLOOR * np.abs(g) * np.abs(r.fit.baseline - 1) / np.maximum(np.abs(r.fit.beta), 1e-3)
+    assert np.all(e[ok] >= traded[ok] * (1 - 1e-9))
+    assert np.any(traded[free] > r.fit_error["gamma"][free])  # the floor matters for some of these fits
