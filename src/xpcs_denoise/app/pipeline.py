@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.uncertainty import CutFits, fit_two_time
-from ..analysis.workflows import ageing_analysis, fit_one_times
+from ..analysis.uncertainty import CutFits
+from ..analysis.workflows import ageing_analysis
 from ..core.badframes import (
     DEFAULT_THRESHOLD,
     apply_exclusion,
@@ -54,7 +54,7 @@ from ..io.formats import (
 from ..nn.anomaly import finish_scores, flagged_share, merge_windows
 from ..nn.config import WINDOW
 from ..restoration.denoise import METHODS, denoise
-from .report import _own_files, default_max_lag, write_report
+from .report import _own_files, default_max_lag, whole_series_fit, write_report
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
 
@@ -523,7 +523,13 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         lag_max = max_lag or default_max_lag(n)
         if fix_beta:
             fix["beta"] = _beta_or_nan(c2)
-        fit, extra = _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed)
+        method = str(data.attrs.get("method", "none"))
+        raw = data.raw if data.raw is None or mask is None else apply_exclusion(data.raw, mask)
+        fit, extra = whole_series_fit(c2, method=method, raw=raw,
+                                      model=_model(model) if method == "cned" and raw is not None else None,
+                                      model_sha256=str(data.attrs.get("model_weights_sha256", "")) or None,
+                                      max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted,
+                                      n_boot=n_boot, seed=seed)
         q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
         phi_col = np.array([_q(data.phi, k) for k in range(c2.shape[0])])
         rows = fit_rows(fit, labels, index_name="roi",
@@ -584,44 +590,6 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if diffusion is not None:
         out["diffusion"] = diffusion
     return out
-
-
-def _whole_series_fits(data, c2, mask, lag_max, fix, frame_time, weighted, model, n_boot, seed):
-    """Fits of each ROI's whole 2TCF with honest errors (:func:`fit_two_time`) and the table columns saying how
-    they were obtained."""
-    method = str(data.attrs.get("method", "none"))
-    k = c2.shape[0]
-    if method == "cned" and data.raw is not None:
-        den = _model(model)
-        used = str(data.attrs.get("model_weights_sha256", ""))
-        if used and used != den.card.get("weights_sha256"):
-            raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {used[:12]}…, not by "
-                                 f"{'the shipped ensemble' if model is None else model}; pass that model "
-                                 "(model=DIR) so that its uncertainty can be measured")
-        raw = apply_exclusion(data.raw, mask) if mask is not None else data.raw
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            tf = fit_two_time(_fill_for_model(raw), method="cned", model=den, n_boot=n_boot, seed=seed,
-                              max_lag=lag_max, fix=fix, frame_time=frame_time)
-        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
-    if method in ("none", "raw"):
-        tf = fit_two_time(c2, method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
-                          frame_time=frame_time)
-        return tf.fit, {"path": np.array(["raw"] * k), "errors": "fit + bootstrap (noise)"}
-    why = ("holds no raw 2TCF (keep it when denoising)" if data.raw is None else
-           "was denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
-    warnings.warn(f"the file ({method}) {why}: the errors are the fit's own and understate the uncertainty",
-                  stacklevel=3)
-    fit = fit_one_times(c2, max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=False)
-    return fit, {"path": np.array([f"{method} (as stored)"] * k), "errors": "fit only"}
-
-
-def _fill_for_model(c2):
-    """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
-    if np.all(np.isfinite(c2)):
-        return c2
-
-    return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
 
 
 def _beta_or_nan(c2):

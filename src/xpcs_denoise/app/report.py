@@ -20,6 +20,7 @@ import numpy as np
 from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
 from ..analysis.uncertainty import fit_two_time
 from ..analysis.workflows import ageing_analysis
+from ..core.badframes import fill_excluded
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
 from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
@@ -28,7 +29,7 @@ from ..io.formats import write_csv
 from ..nn.anomaly import anomaly_map, flagged_share
 from ..nn.config import WINDOW
 
-__all__ = ["fit_table", "write_report", "default_max_lag"]
+__all__ = ["fit_table", "whole_series_fit", "write_report", "default_max_lag"]
 
 _MAX_ROIS_SHOWN = 6
 #: The report's list of its own files, written last into the report folder.
@@ -74,9 +75,93 @@ def default_max_lag(n_frames: int) -> int:
     return n_frames - 1 if n_frames <= 100 else n_frames // 2
 
 
+def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str | None = None,
+                     max_lag: int | None = None, fix: dict | None = None, frame_time: float | None = None,
+                     weighted: bool = True, n_boot: int = 16, seed: int = 0, progress: bool = False):
+    """Eq. 3 fits of each ROI's whole 2TCF, and how they were obtained: the one place that decides it for
+    :func:`fit_table` (the report) and :func:`~xpcs_denoise.pipeline.fit_file`.
+
+    Parameters
+    ----------
+    c2 : (K, N, N) 2TCFs (an array, or anything with ``shape`` whose ``[k]`` is one (N, N) matrix); excluded
+        frames NaN
+    method : what ``c2`` is: ``"none"``/``"raw"`` (raw 2TCFs), ``"cned"`` (denoised by the ensemble) or the
+        name of a classical filter
+    raw : (K, N, N) raw 2TCFs behind a denoised ``c2`` (excluded frames NaN), optional
+    model : the ensemble (a :class:`~xpcs_denoise.Denoiser`) behind ``"cned"``; None: the shipped one
+    model_sha256 : SHA-256 of the weights that denoised ``c2`` as its file records it; checked against
+        ``model``'s
+    max_lag : lags fitted (frames); default :func:`default_max_lag`
+    fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
+    frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
+    weighted : weight 1TCF points by their standard error from the 2TCF (fits with the fit's own errors;
+        :func:`~xpcs_denoise.uncertainty.fit_two_time` weights raw fits itself)
+    n_boot, seed : bootstrap replicates behind the standard errors, and their seed
+    progress : a progress bar on stderr where the 2TCFs are read ROI by ROI
+
+    Raw 2TCFs, and ``"cned"`` ones with their raw 2TCFs, are fitted by
+    :func:`~xpcs_denoise.uncertainty.fit_two_time` (bootstrap errors: the noise, and the model's spread; the
+    model sees excluded frames filled along the diagonals, as when denoising). Anything else (a classical
+    filter, or ``"cned"`` without its raw 2TCFs) is fitted as it is, with a warning that its errors are the
+    fit's own.
+
+    Returns
+    -------
+    fit : :class:`~xpcs_denoise.fitting.FitResult`
+    columns : dict: ``path`` (K,) what was fitted per ROI, ``errors`` what the standard errors include
+    """
+    import warnings
+
+    k_rois = c2.shape[0]
+    lag_max = max_lag or default_max_lag(c2.shape[-1])
+    if method == "cned" and raw is not None:
+        if model_sha256:
+            if model is None:
+                from ..nn.denoiser import Denoiser  # defers torch
+
+                model = Denoiser.pretrained()
+            if model_sha256 != model.card.get("weights_sha256"):
+                raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {model_sha256[:12]}…, "
+                                     f"not by the model given (SHA-256 {str(model.card.get('weights_sha256'))[:12]}…);"
+                                     " pass that model (model=DIR) so that its uncertainty can be measured")
+        raw = _whole(raw, progress)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tf = fit_two_time(_fill_for_model(raw), method="cned", model=model, n_boot=n_boot, seed=seed,
+                              max_lag=lag_max, fix=fix, frame_time=frame_time)
+        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
+    if method in ("none", "raw"):
+        tf = fit_two_time(_whole(c2, progress), method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
+                          frame_time=frame_time)
+        return tf.fit, {"path": np.full(k_rois, "raw"), "errors": "fit + bootstrap (noise)"}
+    why = ("holds no raw 2TCF (keep it when denoising)" if raw is None else
+           "was denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
+    warnings.warn(f"the 2TCFs ({method}) {why}: the errors are the fit's own and understate the uncertainty",
+                  stacklevel=3)
+    g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max, return_err=True)
+                    for k in _progress(range(k_rois), progress, f"1TCF {method}")), strict=False)
+    fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
+                 frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
+    return fit, {"path": np.full(k_rois, f"{method} (as stored)"), "errors": "fit only"}
+
+
+def _whole(c2, progress: bool = False) -> np.ndarray:
+    """(K, N, N) float64 array of 2TCFs given as an array or read ROI by ROI."""
+    if isinstance(c2, np.ndarray):
+        return np.asarray(c2, dtype=np.float64)
+    return np.stack([np.asarray(c2[k], dtype=np.float64) for k in _progress(range(c2.shape[0]), progress, "read")])
+
+
+def _fill_for_model(c2):
+    """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
+    if np.all(np.isfinite(c2)):
+        return c2
+    return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
+
+
 def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None, phi=None, rois=None,
               progress: bool = False, frame_time: float | None = None, weighted: bool = True,
-              model=None) -> tuple[list, dict]:
+              model=None, model_sha256: str | None = None, n_boot: int = 16, seed: int = 0) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
@@ -92,10 +177,13 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
     weighted : weight each 1TCF point by its standard error from the 2TCF
     model : the ensemble behind a ``"cned"`` entry (default: the shipped one)
+    model_sha256 : the weights' SHA-256 recorded with the ``"cned"`` entry, checked against ``model``'s
+    n_boot, seed : bootstrap replicates behind the standard errors, and their seed
 
-    The ``"raw"`` entry and, with a ``"raw"`` entry beside it, the ``"cned"`` one are fitted by
-    :func:`~xpcs_denoise.uncertainty.fit_two_time`: errors that include the noise and the model, and the path
-    taken per ROI (a ``path`` column); other methods carry the fit's own errors.
+    Each entry is fitted by :func:`whole_series_fit` (as :func:`~xpcs_denoise.pipeline.fit_file` fits a
+    file), the ``"cned"`` one with the ``"raw"`` entry as its raw 2TCFs: the ``"raw"`` and ``"cned"`` entries
+    carry bootstrap errors that include the noise and the model, other methods the fit's own errors (with a
+    warning); a ``path`` column says what was fitted per ROI.
 
     Returns
     -------
@@ -103,44 +191,20 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
         ``gamma_unit``, reduced χ², status
     fits : dict of name → :class:`~xpcs_denoise.fitting.FitResult`
     """
-    import warnings
-
-    def whole(c2):
-        if isinstance(c2, np.ndarray):
-            return np.asarray(c2, dtype=np.float64)
-        return np.stack([np.asarray(c2[k], dtype=np.float64)
-                         for k in _progress(range(c2.shape[0]), progress, "read")])
-
     rows, fits = [], {}
-    raw_whole = None
     for name, c2 in c2s.items():
-        k_rois, n = c2.shape[0], c2.shape[-1]
-        lag_max = max_lag or default_max_lag(n)
-        paths = np.full(k_rois, "")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            if name == "raw":
-                raw_whole = whole(c2)
-            if name == "raw" and np.all(np.isfinite(raw_whole)):
-                fit = fit_two_time(raw_whole, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time).fit
-                paths = np.full(k_rois, "raw")
-            elif name == "cned" and raw_whole is not None and np.all(np.isfinite(raw_whole)):
-                tf = fit_two_time(raw_whole, method="cned", model=model, max_lag=lag_max, fix=fix,
-                                  frame_time=frame_time)
-                fit, paths = tf.fit, np.atleast_1d(tf.path)
-            else:  # 1TCFs one ROI at a time
-                g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max,
-                                                       return_err=True)
-                                for k in _progress(range(k_rois), progress, f"1TCF {name}")), strict=False)
-                fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
-                             frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
+        k_rois = c2.shape[0]
+        fit, cols = whole_series_fit(c2, method=name, raw=c2s.get("raw") if name != "raw" else None, model=model,
+                                     model_sha256=model_sha256 if name == "cned" else None, max_lag=max_lag,
+                                     fix=fix, frame_time=frame_time, weighted=weighted, n_boot=n_boot, seed=seed,
+                                     progress=progress)
         fits[name] = fit
         q_col = np.asarray(q, dtype=float) if q is not None else np.full(k_rois, np.nan)
         phi_col = np.asarray(phi, dtype=float) if phi is not None else np.full(k_rois, np.nan)
         labels = np.asarray(rois) if rois is not None else np.arange(1, k_rois + 1)
         rows += [{"method": name, **r} for r in fit_rows(fit, labels, index_name="roi",
-                                                          columns={"q": q_col, "phi": phi_col, "path": paths})]
-    del raw_whole
+                                                          columns={"q": q_col, "phi": phi_col,
+                                                                   "path": cols["path"]})]
     return rows, fits
 
 
