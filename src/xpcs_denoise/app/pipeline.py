@@ -641,7 +641,8 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     raw data. ROI labels, q and φ of the input label the tables and figures. Denoised versions go to a
     temporary file beside the report, and the figures read one ROI at a time (the fits of the raw and cned
     entries, with bootstrap errors, take whole arrays). ``frame_time`` (s per frame; default the file's) puts Γ
-    in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF.
+    in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF. ``seed`` also seeds the
+    fits' bootstrap, so that the report's fits are :func:`fit_file`'s (same ``seed``, lags up to the window).
     ``out_dir`` must not be or contain the input; with ``overwrite`` only a report folder written before is
     replaced, file by file (see :func:`~xpcs_denoise.report.write_report`).
     """
@@ -682,7 +683,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 opened.append(open_c2(path))
                 return _LazyC2(opened[-1])
 
-            window, den, anomaly = WINDOW, None, None
+            window, den, anomaly, sha = WINDOW, None, None, None
             ft = frame_time if frame_time is not None else src.frame_time
             if src.has_raw:
                 raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))
@@ -692,6 +693,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 if main_name == "cned":
                     den = _model(model)
                     anomaly = src.anomaly()
+                    sha = str(src.attrs.get("model_weights_sha256", "")) or None  # checked as fit_file does
             else:
                 c2s = {"raw": _LazyC2(src)}
                 c2s[method] = denoised(method)
@@ -707,7 +709,8 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                                  title=f"xpcs-denoise report: {Path(input_path).name}", provenance=provenance,
                                  cut_width=cut_width, fix={"alpha": 1.0} if fix_alpha else None,
                                  overwrite=overwrite, band=window, progress=progress, frame_time=ft,
-                                 weighted=weighted, model=den, anomaly=anomaly)
+                                 weighted=weighted, model=den, anomaly=anomaly, seed=seed,
+                                 model_sha256=sha)
         finally:
             for o in opened:
                 o.close()

@@ -134,9 +134,9 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
         tf = fit_two_time(_whole(c2, progress), method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
                           frame_time=frame_time)
         return tf.fit, {"path": np.full(k_rois, "raw"), "errors": "fit + bootstrap (noise)"}
-    why = ("holds no raw 2TCF (keep it when denoising)" if raw is None else
-           "was denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
-    warnings.warn(f"the 2TCFs ({method}) {why}: the errors are the fit's own and understate the uncertainty",
+    why = ("come without their raw 2TCFs (keep them when denoising)" if raw is None else
+           "were denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
+    warnings.warn(f"the {method} 2TCFs {why}: their fits' errors are the fit's own and understate the uncertainty",
                   stacklevel=3)
     g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max, return_err=True)
                     for k in _progress(range(k_rois), progress, f"1TCF {method}")), strict=False)
@@ -498,7 +498,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                  max_lag: int | None = None, fix: dict | None = None, cut_width: int = 1,
                  provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
                  band: int | None = WINDOW, progress: bool = False, frame_time: float | None = None,
-                 weighted: bool = True, model=None, anomaly: dict | None = None) -> Path:
+                 weighted: bool = True, model=None, anomaly: dict | None = None,
+                 model_sha256: str | None = None, n_boot: int = 16, seed: int = 0) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N above the window), ``anomaly.png`` (with ``anomaly``), ``fits.csv``, ``summary.json``
     and ``index.html``.
@@ -526,6 +527,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         ``window_start`` (W,), ``score`` and ``flagged`` (K, W), ``attrs`` with ``window`` and ``threshold``):
         the figure ``anomaly.png``, columns ``anomalous_share`` and ``anomaly_score_max`` in the table, and
         ``summary.json["anomaly"]``
+    model_sha256, n_boot, seed : passed to :func:`fit_table` (the weights' SHA-256 the ``"cned"`` entry records;
+        the bootstrap's replicates and seed)
 
     Returns
     -------
@@ -563,7 +566,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
         if max_lag is None and len(c2s) > 1:
             max_lag = min(default_max_lag(n), window - 1)
         rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress,
-                               frame_time=frame_time, weighted=weighted, model=model)
+                               frame_time=frame_time, weighted=weighted, model=model,
+                               model_sha256=model_sha256, n_boot=n_boot, seed=seed)
         g_unit = next(iter(fits.values())).gamma_unit
         lag_unit = next(iter(fits.values())).lag_unit
         diffusion = {}
