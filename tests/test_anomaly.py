@@ -198,3 +198,30 @@ def test_cli_denoise_names_flagged_rois_and_no_anomaly_skips_the_scores(pair, tm
     assert "outside" not in r.stdout
     with open_c2(tmp_path / "out.h5") as a, open_c2(tmp_path / "bare.h5") as b:
         assert a.anomaly()["flagged"][1].any() and b.anomaly() is None
+
+
+def test_gamma_q_figure_rings_rois_with_flagged_windows(tmp_path, monkeypatch):
+    """The Γ(q) panel rings exactly the ROIs whose windows were flagged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.figure
+
+    import xpcs_denoise as xd
+    from xpcs_denoise.app import report
+
+    q = np.array([0.004, 0.005, 0.006])
+    fits = {"cned": xd.fit_g2(np.exp(-2 * np.outer([0.02, 0.04, 0.06], np.arange(1, 40))) * 0.2 + 1)}
+    saved = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, **kw):
+        saved["fig"] = fig
+        return real_savefig(fig, path, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    report._fig_gamma_q(tmp_path / "g.png", q, None, fits, None, np.array([False, True, False]))
+    ringed = [ln for ln in saved["fig"].axes[0].lines if ln.get_markeredgecolor() == "red"]
+    assert len(ringed) == 1
+    np.testing.assert_allclose(ringed[0].get_xdata(), [0.005])
+    np.testing.assert_allclose(ringed[0].get_ydata(), [fits["cned"].gamma[1]])

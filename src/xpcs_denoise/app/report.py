@@ -437,8 +437,9 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_tim
         plt.close(fig)
 
 
-def _fig_gamma_q(path, q, phi, fits, diffusion=None):
-    """Eq. 3 parameters against q, one marker series per φ bin (q×φ bins would otherwise overlap)."""
+def _fig_gamma_q(path, q, phi, fits, diffusion=None, flagged=None):
+    """Eq. 3 parameters against q, one marker series per φ bin (q×φ bins would otherwise overlap); ROIs with
+    windows flagged by the anomaly scores (``flagged``, one bool per ROI) ringed in red on the Γ panel."""
     import dataclasses
 
     import matplotlib.pyplot as plt
@@ -460,6 +461,14 @@ def _fig_gamma_q(path, q, phi, fits, diffusion=None):
                               {label[key]: sub for key, (_, sub) in split.items()},
                               title="Eq. 3 parameters against q (1σ error bars; lines: Γ = D q²)",
                               diffusion=diff)
+        main = next((m for m in fits if m != "raw"), None)
+        if flagged is not None and main is not None and np.any(flagged):
+            ok = np.asarray(flagged, bool) & np.asarray(fits[main].success, bool)
+            if ok.any():
+                ax = fig.axes[0]
+                ax.plot(q[ok], np.asarray(fits[main].gamma)[ok], "o", ms=13, mfc="none", mec="red", mew=1.5,
+                        label=f"{main}: flagged windows (anomaly.png)")
+                ax.legend(fontsize=8, framealpha=0.7)
         fig.savefig(path, dpi=90)
         plt.close(fig)
 
@@ -570,7 +579,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                                model_sha256=model_sha256, n_boot=n_boot, seed=seed)
         g_unit = next(iter(fits.values())).gamma_unit
         lag_unit = next(iter(fits.values())).lag_unit
-        diffusion = {}
+        diffusion, anom_summary = {}, None
         steps = _progress(range(4), progress, "figures", unit="figure")
         steps = iter(steps)
         edge = (f" Dashed white lines on the {' and '.join(m for m in _BANDED if m in c2s)} panels: "
@@ -596,7 +605,13 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                                                     np.where(ok, fit.gamma_err, np.nan), gamma_unit=g_unit)
                 except XPCSInputError:
                     pass
-            _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits, diffusion)
+            if anomaly is not None:
+                anom_summary = _anomaly_rows(anomaly, rows, rois, k_rois)
+            flagged = (np.array([(r.get("anomalous_share") or 0) > 0 for r in rows if r.get("method") == "cned"])
+                       if anomaly is not None else None)
+            if flagged is not None and len(flagged) != len(q):
+                flagged = None
+            _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits, diffusion, flagged)
             figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
                             "gamma_q.png"))
         next(steps, None)
@@ -606,9 +621,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                             "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
                             "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
         next(steps, None)
-        anom_summary = None
         if anomaly is not None:
-            anom_summary = _anomaly_rows(anomaly, rows, rois, k_rois)
+            anom_summary = anom_summary or _anomaly_rows(anomaly, rows, rois, k_rois)
             main = next((m for m in c2s if m != "raw"), "raw")
             _fig_anomaly(tmp / "anomaly.png", c2s[main], anomaly, shown, q, phi, rois, main)
             figures.append((f"Where the model is outside what it learned: {main} 2TCF with the flagged windows "
