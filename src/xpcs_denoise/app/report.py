@@ -20,7 +20,7 @@ import numpy as np
 from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
 from ..analysis.uncertainty import fit_two_time
 from ..analysis.workflows import ageing_analysis
-from ..core.badframes import fill_excluded
+from ..core.badframes import fill_excluded, unusable_rows
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
 from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
@@ -153,10 +153,11 @@ def _whole(c2, progress: bool = False) -> np.ndarray:
 
 
 def _fill_for_model(c2):
-    """Excluded (NaN) rows filled along the diagonals before the model sees them (as denoise does)."""
+    """Excluded frames (rows that are NaN) filled along the diagonals before the model sees them (as denoise
+    does). Other rows hold NaN only in the excluded frames' columns: they are not excluded themselves."""
     if np.all(np.isfinite(c2)):
         return c2
-    return fill_excluded(c2, ~np.all(np.isfinite(c2), axis=-1))
+    return fill_excluded(c2, unusable_rows(c2))
 
 
 def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None, phi=None, rois=None,
