@@ -15,11 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 from xpcs_denoise import Denoiser
 from xpcs_denoise.io.prepared import load_prepared
-from xpcs_denoise.nn.anomaly import _encode, combined_score, window_scores
+from xpcs_denoise.nn.anomaly import anomaly_calibration
 
 
 def main():
@@ -33,24 +32,8 @@ def main():
     ds = load_prepared(a.data)
     val = set(den.card["split"]["val_target_names"])
     held = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm in val])
-    dist, resid = [], []
-    for s in range(0, len(held.inputs), 512):
-        x = np.asarray(held.inputs[s:s + 512], np.float64)
-        z, out = _encode(den, x)
-        d, r = window_scores(ref, z, x, out)
-        dist.append(d)
-        resid.append(r)
-    dist, resid = np.concatenate(dist), np.concatenate(resid)
-    cal = {"latent_scale": float(np.median(dist)), "residual_scale": float(np.median(resid))}
-    score = combined_score(dist, resid, cal)
-    thr = float(np.quantile(score, a.quantile))
-    per_target = [float(np.mean(score[held.target_index == t] > thr)) for t in np.unique(held.target_index)]
-    cal.update({"threshold": thr, "quantile": a.quantile, "n_crops": int(score.size),
-                "n_targets": int(len(per_target)), "split": "validation (held-out targets)",
-                "held_out_flagged_share": float(np.mean(score > thr)),
-                "held_out_targets_with_any_flag": float(np.mean(np.asarray(per_target) > 0)),
-                "latent_distance_quantiles": np.quantile(dist, [0.5, 0.9, 0.99]).round(4).tolist(),
-                "residual_quantiles": np.quantile(resid, [0.5, 0.9, 0.99]).round(4).tolist(),
+    cal = anomaly_calibration(den, ref, held.inputs, held.target_index, quantile=a.quantile)
+    cal.update({"split": "validation (held-out targets)",
                 "data_sha256": ds.source_sha256,
                 "command": f"python scripts/anomaly_threshold.py MODEL_DIR --quantile {a.quantile}"})
     path = Path(a.model) / "model_card.json"

@@ -58,7 +58,7 @@ def test_too_few_frames_or_pixels_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
-    from xpcs_denoise import Denoiser, denoise
+    from xpcs_denoise import Denoiser, anomaly_scores, denoise
     from xpcs_denoise.app.cli import main
 
     sim = simulate_speckle(220, 1500, gamma=[0.04, 0.1], beta=0.2, mean_count=0.2, n_rois=2, seed=4)
@@ -78,6 +78,14 @@ def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
         warnings.simplefilter("ignore")
         out = denoise(sim.two_time(), model=tuned)
     assert out.shape == (2, 220, 220) and np.all(np.isfinite(out))
+    # Its own anomaly calibration: the training stretch is the reference, the held-out frames set the threshold.
+    assert card["anomaly_threshold"]["n_crops"] == ft["val_pairs"]
+    assert "fine-tuning" in card["latent_reference"]["source"]
+    scores = anomaly_scores(sim.two_time()[0], model=tuned, step=10)
+    assert np.mean(scores["flagged"]) <= 0.2  # the series it was tuned on is familiar
+    t = np.arange(220)
+    odd = sim.two_time()[0] + 1.5 * 0.2 * np.cos(2 * np.pi * (t[:, None] - t[None, :]) / 6)  # never seen
+    assert np.mean(anomaly_scores(odd, model=tuned, step=10)["flagged"]) >= 0.8
     assert main(["finetune", str(tmp_path / "frames.npy"), "--rois", str(tmp_path / "labels.npy"),
                  "-o", str(tmp_path / "tuned"), "--epochs", "1", "-q"]) == 2  # exists, no --overwrite
 

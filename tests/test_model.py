@@ -142,6 +142,31 @@ def test_training_learns_resumes_identically_and_selects(tmp_path):
     assert json.loads((tmp_path / "a" / "model_card.json").read_text())["weights_sha256"]
 
 
+@pytest.mark.slow
+def test_pruning_keeps_the_best_members_and_leaves_their_training_unchanged(tmp_path):
+    data = _synthetic_prepared(n_targets=8, crops=4)
+    base = dict(n_members=4, keep=2, batch_size=8, lr=1e-3, max_epochs=3, patience=10, seed=3, val_fraction=0.25)
+    full, full_card = train_ensemble(data, tmp_path / "full", TrainConfig(**base), progress=False)
+    pruned_cfg = TrainConfig(**base, prune_after=1, prune_to=3)
+    pruned, card = train_ensemble(data, tmp_path / "p", pruned_cfg, progress=False)
+    log = [r.split(",") for r in (tmp_path / "full" / "training_log.csv").read_text().splitlines()[1:]]
+    after_one = {int(r[1]): float(r[3]) for r in log if r[0] == "1"}
+    survivors = sorted(sorted(after_one, key=after_one.get)[:3])
+    assert card["pruned"] == {"after_epoch": 1, "screened": 4, "survivors": survivors}
+    assert len(card["members"]) == 3 and set(card["kept_members"]) <= set(survivors)
+    # Members train independently (own batches, own Adam moments): a survivor ends as in the unpruned run.
+    for j in survivors:
+        assert card["members"][survivors.index(j)]["val_cost"] == pytest.approx(
+            full_card["members"][j]["val_cost"], rel=1e-5)
+    # Interrupted after pruning and resumed: the same result.
+    train_ensemble(data, tmp_path / "q", TrainConfig(**{**base, "max_epochs": 2}, prune_after=1, prune_to=3),
+                   progress=False)
+    resumed, _ = train_ensemble(data, tmp_path / "q", pruned_cfg, progress=False)
+    assert torch.allclose(resumed.enc_w, pruned.enc_w, atol=1e-6)
+    with pytest.raises(XPCSInputError, match="prune_to"):
+        train_ensemble(data, tmp_path / "r", TrainConfig(**base, prune_after=1, prune_to=1), progress=False)
+
+
 def test_denoiser_shapes_scaling_and_errors(tmp_path):
     ens = CNNEDEnsemble(2, seed=0)
     den = Denoiser(ens)

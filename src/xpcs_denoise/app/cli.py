@@ -31,6 +31,8 @@ _FLAGS = (
     (r"in compare;", "in --compare;"),
     (r"TrainConfig\.n_members and ModelConfig \(size, channels, latent\)", "--members/--size/--channels/--latent"),
     (r"TrainConfig\.n_members", "--members"),
+    (r"TrainConfig\.prune_after", "--prune-after"),
+    (r"prune_to", "--prune-to"),
     (r"TrainConfig\.batch_size", "--batch-size"),
     (r"TrainConfig\.split_seed", "--split-seed"),
     (r"TrainConfig\.seed", "--seed"),
@@ -72,7 +74,8 @@ def _cmd_train(a):
                       val_fraction=a.val_fraction,
                       split_by=a.split_by, max_hours=a.max_hours, threads=a.threads,
                       simulated=a.simulated, simulated_contrast=a.simulated_contrast,
-                      simulated_realistic=a.realistic_simulation, rescale_real=a.rescale_real)
+                      simulated_realistic=a.realistic_simulation, rescale_real=a.rescale_real,
+                      prune_after=a.prune_after, prune_to=a.prune_to)
     mcfg = ModelConfig(size=a.size, channels=a.channels, latent=a.latent)
     command = "xpcs-denoise " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("xpcs-denoise") else None
     _, card = train_ensemble(a.data, a.output, cfg, mcfg, resume=not a.restart, progress=not a.quiet,
@@ -312,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with real-like baseline offsets")
     t.add_argument("--rescale-real", action="store_true",
                    help="scale each real crop and its target by the crop's own Eq. 5 contrast, as at inference")
+    t.add_argument("--prune-after", type=int, default=dflt.prune_after, metavar="EPOCHS",
+                   help="successive halving: after this many epochs train on only the --prune-to members with "
+                        "the lowest validation cost (0: never)")
+    t.add_argument("--prune-to", type=int, default=dflt.prune_to, metavar="N", help="members kept at pruning")
     t.add_argument("--threads", type=int, default=None, help="torch threads")
     t.add_argument("--size", type=int, default=WINDOW, help=f"input size n (n×n crops; default {WINDOW})")
     t.add_argument("--channels", type=int, default=10)

@@ -375,16 +375,17 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
 
 def _anomaly_attrs(den, size: int, step: int) -> dict | None:
     """Attributes of the stored anomaly group, or None when the model's card cannot score windows (no
-    ``latent_reference`` or ``anomaly_threshold``, e.g. a fine-tuned model: its latent space moved)."""
+    ``latent_reference`` or ``anomaly_threshold``)."""
     ref, cal = den.card.get("latent_reference"), den.card.get("anomaly_threshold")
     if not ref or not cal:
         return None
     return {"window": int(size), "step": int(step), "threshold": float(cal["threshold"]),
             "latent_scale": float(cal["latent_scale"]), "residual_scale": float(cal["residual_scale"]),
             "threshold_quantile": float(cal["quantile"]),
-            "threshold_source": f"{cal['quantile']:.0%} quantile of the scores of {cal['n_crops']} held-out real "
-                                f"crops ({cal['n_targets']} validation 2TCFs the ensemble never saw); "
-                                "scripts/anomaly_threshold.py; never from the user's data",
+            "threshold_source": f"{cal['quantile']:.0%} quantile of the scores of {cal['n_crops']} "
+                                + (cal["source"] if "source" in cal else
+                                   f"held-out real crops ({cal['n_targets']} validation 2TCFs the ensemble never "
+                                   "saw); scripts/anomaly_threshold.py; never from the user's data"),
             "map_rule": "pixel (t1, t2) gets the largest score of the windows [s, s + window)^2 covering it; "
                         "NaN outside (lags >= window)",
             "model_weights_sha256": den.card.get("weights_sha256", "")}

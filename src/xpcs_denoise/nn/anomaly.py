@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["anomaly_map", "latent_reference", "window_scores", "combined_score",
+__all__ = ["anomaly_map", "latent_reference", "anomaly_calibration", "window_scores", "combined_score",
            "flagged_share"]
 
 
@@ -125,3 +125,32 @@ def latent_reference(den, crops, *, chunk: int = 512) -> dict:
     cov_inv = np.stack([np.linalg.pinv(np.cov(z[m].T)) for m in range(z.shape[0])])
     return {"n_crops": int(z.shape[1]), "mean": mean.tolist(), "cov_inv": cov_inv.tolist(),
             "median_residual": float(np.median(np.concatenate(res)))}
+
+
+def anomaly_calibration(den, ref: dict, crops, target_index=None, *, quantile: float = 0.99,
+                        chunk: int = 512) -> dict:
+    """Scales and threshold of :func:`combined_score` from held-out (B, n, n) crops in model units: the card's
+    ``anomaly_threshold`` (without its provenance keys). ``ref`` is the card's ``latent_reference`` (from
+    *training* crops); the scales are the held-out crops' median latent distance and residual, the threshold
+    the ``quantile`` of their combined scores, so that share of held-out windows is flagged by construction.
+    ``target_index`` (B,) groups crops by 2TCF for the share of 2TCFs with any flagged crop."""
+    dist, resid = [], []
+    for s in range(0, len(crops), chunk):
+        x = np.asarray(crops[s:s + chunk], np.float64)
+        z, out = _encode(den, x)
+        d, r = window_scores(ref, z, x, out)
+        dist.append(d)
+        resid.append(r)
+    dist, resid = np.concatenate(dist), np.concatenate(resid)
+    cal = {"latent_scale": float(np.median(dist)), "residual_scale": float(np.median(resid))}
+    score = combined_score(dist, resid, cal)
+    thr = float(np.quantile(score, quantile))
+    groups = np.zeros(score.size, np.int64) if target_index is None else np.asarray(target_index)
+    per_group = [float(np.mean(score[groups == t] > thr)) for t in np.unique(groups)]
+    cal.update({"threshold": thr, "quantile": float(quantile), "n_crops": int(score.size),
+                "n_targets": int(len(per_group)),
+                "held_out_flagged_share": float(np.mean(score > thr)),
+                "held_out_targets_with_any_flag": float(np.mean(np.asarray(per_group) > 0)),
+                "latent_distance_quantiles": np.quantile(dist, [0.5, 0.9, 0.99]).round(4).tolist(),
+                "residual_quantiles": np.quantile(resid, [0.5, 0.9, 0.99]).round(4).tolist()})
+    return cal

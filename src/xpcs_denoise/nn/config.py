@@ -58,3 +58,8 @@ class TrainConfig:
     #: End the run once fewer than this share of the members are still improving: the stragglers are slow
     #: starters that rarely reach the kept set, and every member costs the same batched compute.
     min_active_fraction: float = 0.25
+    #: Successive halving: after this many epochs keep only the ``prune_to`` members with the lowest
+    #: validation cost and train those on (0: never). Screening many members briefly and finishing few makes
+    #: the paper's 100-candidate protocol affordable on a CPU; the final ``keep`` are chosen as without it.
+    prune_after: int = 0
+    prune_to: int = 0

@@ -27,6 +27,7 @@ from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
 from ..io.files import atomic_path
+from .anomaly import anomaly_calibration, latent_reference
 from .denoiser import Denoiser, _pretrained
 from .training import TrainConfig, train_ensemble
 
@@ -178,6 +179,14 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
             card[f"base_{key}"] = base_card[key]
     if "uncertainty" in base_card:
         card["uncertainty"] = base_card["uncertainty"]
+    # Fine-tuning moves the latent space, so the base card's reference no longer applies: "what the model has
+    # learned" is now the user's training stretch, and its held-out last frames calibrate the threshold.
+    tuned_den = Denoiser(tuned, card)
+    card["latent_reference"] = {**latent_reference(tuned_den, x_tr), "source": "fine-tuning crops (user's frames)"}
+    card["anomaly_threshold"] = {
+        **anomaly_calibration(tuned_den, card["latent_reference"], x_va, quantile=0.99),
+        "split": f"held-out frames {cut}-{n_frames} of the fine-tuning series",
+        "source": f"held-out crops of the fine-tuning series (frames {cut}-{n_frames}, not trained on)"}
     path = Path(out_dir) / "model_card.json"
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(card, indent=2) + "\n")

@@ -167,6 +167,39 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
     return state
 
 
+def _checkpoint_state(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["state"])
+
+
+def _adam(model: CNNEDEnsemble, lr: float) -> torch.optim.Optimizer:
+    params = [getattr(model, k) for k in PARAM_NAMES]
+    try:  # the fused CPU kernel saves ~10 % of a step; same algorithm
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _prune(model: CNNEDEnsemble, best: dict, opt, state: dict, keep: int):
+    """Keep the ``keep`` members with the lowest best validation cost: model, best weights, Adam moments and
+    the per-member state sliced alike, so training goes on exactly as if only they had been trained."""
+    order = sorted(np.argsort(state["best_val"], kind="stable")[:keep].tolist())
+    idx = torch.as_tensor(order, dtype=torch.long)
+    new = model.select(order)
+    new_opt = _adam(new, opt.param_groups[0]["lr"])
+    for p_old, p_new in zip(opt.param_groups[0]["params"], new_opt.param_groups[0]["params"]):
+        st = opt.state.get(p_old)
+        if st:
+            new_opt.state[p_new] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][idx].clone(),
+                                    "exp_avg_sq": st["exp_avg_sq"][idx].clone()}
+    for key in ("best_val", "best_epoch", "bad_epochs", "member_ids", "initial_val"):
+        if key in state:
+            state[key] = [state[key][j] for j in order]
+    return new, {k: v[idx].clone() for k, v in best.items()}, new_opt
+
+
 def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, config: TrainConfig | None = None,
                    model_config: ModelConfig | None = None, *, resume: bool = True, progress: bool = True,
                    command: str | None = None, init_model: CNNEDEnsemble | None = None,
@@ -202,6 +235,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
         raise XPCSInputError(f"learning rate (TrainConfig.lr) must be a finite number > 0; got {config.lr}")
     if config.keep > config.n_members or config.keep < 1:
         raise XPCSInputError(f"keep ({config.keep}) must be between 1 and n_members ({config.n_members})")
+    check_int(config.prune_after, "TrainConfig.prune_after", 0)
+    if config.prune_after and not config.keep <= config.prune_to <= config.n_members:
+        raise XPCSInputError(f"prune_to ({config.prune_to}) must be between keep ({config.keep}) and n_members "
+                             f"({config.n_members})")
     if config.threads:
         torch.set_num_threads(int(config.threads))
     out_dir = Path(out_dir)
@@ -250,29 +287,30 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
         y_va = torch.cat([y_va, torch.as_tensor(matrix_to_triu(yv))])
 
     torch.manual_seed(config.seed)
+    ckpt = out_dir / "checkpoint.safetensors"
+    log_path = out_dir / "training_log.csv"
     model = CNNEDEnsemble(config.n_members, model_config, seed=config.seed)
+    resumed = _checkpoint_state(ckpt) if resume and ckpt.is_file() else None
+    if (resumed and config.prune_after and resumed["epoch"] >= config.prune_after
+            and len(resumed.get("member_ids", [])) == config.prune_to):
+        model = model.select(range(config.prune_to))  # a pruned run: its survivors' shapes
     if init_model is not None:
         with torch.no_grad():
             for k in PARAM_NAMES:
                 getattr(model, k).copy_(getattr(init_model, k))
     best = {k: getattr(model, k).detach().clone() for k in PARAM_NAMES}
-    params = [getattr(model, k) for k in PARAM_NAMES]
-    try:  # the fused CPU kernel saves ~10 % of a step; same algorithm
-        opt = torch.optim.Adam(params, lr=config.lr, fused=True)
-    except (RuntimeError, TypeError):
-        opt = torch.optim.Adam(params, lr=config.lr)
-    m = config.n_members
+    opt = _adam(model, config.lr)
+    m = model.n_members
     state = {"epoch": 0, "best_val": [float("inf")] * m, "best_epoch": [0] * m, "bad_epochs": [0] * m,
-             "train_seconds": 0.0}
+             "train_seconds": 0.0, "member_ids": list(range(m))}
     if init_model is not None:
         # Fine-tuning keeps a member's starting weights unless an epoch beats them on validation: never worse.
         model.eval()
         state["best_val"] = [float(v) for v in evaluate_members(model, x_va, y_va)["val_cost"]]
         state["initial_val"] = list(state["best_val"])
-    ckpt = out_dir / "checkpoint.safetensors"
-    log_path = out_dir / "training_log.csv"
-    if resume and ckpt.is_file():
+    if resumed:
         state = _load_checkpoint(ckpt, model, best, opt)
+        state.setdefault("member_ids", list(range(m)))  # checkpoints written before pruning existed
     elif log_path.exists():
         log_path.unlink()
 
@@ -282,6 +320,10 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     start_wall = time.time()
     epoch = state["epoch"]
     while epoch < config.max_epochs:
+        if config.prune_after and epoch >= config.prune_after and m > config.prune_to:
+            model, best, opt = _prune(model, best, opt, state, config.prune_to)
+            m = model.n_members
+        ids = state["member_ids"]
         active = [state["bad_epochs"][j] < config.patience for j in range(m)]
         if not any(active) or sum(active) < config.min_active_fraction * m:
             break
@@ -289,7 +331,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
             break
         for g in opt.param_groups:
             g["lr"] = config.lr * config.lr_decay**epoch
-        perms = torch.as_tensor(np.stack([_member_rng(config.seed, epoch, j).permutation(n_train)
+        perms = torch.as_tensor(np.stack([_member_rng(config.seed, epoch, ids[j]).permutation(n_train)
                                           for j in range(m)]))
         t0 = time.time()
         model.train()
@@ -333,7 +375,7 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
                 w.writerow(["epoch", "member", "train_cost", "val_cost", "val_mse_1tcf", "lr", "seconds",
                             "active"])
             for j in range(m):
-                w.writerow([epoch, j, f"{run_cost[j] / n_train:.6g}", f"{ev['val_cost'][j]:.6g}",
+                w.writerow([epoch, ids[j], f"{run_cost[j] / n_train:.6g}", f"{ev['val_cost'][j]:.6g}",
                             f"{ev['val_mse_1tcf'][j]:.6g}", f"{opt.param_groups[0]['lr']:.4g}", f"{dt:.1f}",
                             int(active[j])])
         _save_checkpoint(ckpt, model, best, opt, state)
@@ -373,12 +415,14 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
                      "threads": torch.get_num_threads(),
                      **({"initial_val_cost": state["initial_val"]} if "initial_val" in state else {})},
         "members": [
-            {"index": int(j), "best_epoch": int(state["best_epoch"][j]),
+            {"index": int(state["member_ids"][j]), "best_epoch": int(state["best_epoch"][j]),
              "val_cost": float(ev["val_cost"][j]), "val_mse_1tcf": float(ev["val_mse_1tcf"][j]),
              "kept": bool(j in set(order.tolist()))}
             for j in range(m)
         ],
-        "kept_members": [int(j) for j in order],
+        "kept_members": [int(state["member_ids"][j]) for j in order],
+        **({"pruned": {"after_epoch": config.prune_after, "screened": config.n_members,
+                       "survivors": [int(j) for j in state["member_ids"]]}} if m < config.n_members else {}),
         "ensemble_validation": {"val_cost": float(ens_out["val_cost"][0]),
                                 "val_mse_1tcf": float(ens_out["val_mse_1tcf"][0])},
         "retrain_command": command or "xpcs-denoise train DATA.h5 -o MODEL_DIR",
