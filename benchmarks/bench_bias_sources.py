@@ -16,8 +16,8 @@ For 50-frame crops, median signed / median absolute relative error of Γ per tru
 Real: the held-out validation series of the model card, truth = Eq. 3 fit of each target (four free
 parameters); the denoised fit's error is also split by the target's baseline offset (C∞ − 1)/β, which is what
 it follows: the model imposes the training data's typical tail level (C∞ − 1 ≈ 0.1 β), so Γ comes out high
-where the true baseline is 1 and low where it is well above. Simulated: :func:`simulate_crops` over the judged ranges (``bench_bias.JUDGED``), C∞ = 1, seed
-disjoint from training. Prints one table per data set.
+where the true baseline is 1 and low where it is well above. Simulated: :func:`simulate_crops` over the judged
+ranges (``bench_bias.JUDGED``), C∞ = 1, seed disjoint from training. Prints one table per data set.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 from xpcs_denoise import Denoiser
 from xpcs_denoise.io.prepared import load_prepared
 from xpcs_denoise.nn.anomaly import anomaly_calibration

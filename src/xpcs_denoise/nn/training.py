@@ -189,7 +189,7 @@ def _prune(model: CNNEDEnsemble, best: dict, opt, state: dict, keep: int):
     idx = torch.as_tensor(order, dtype=torch.long)
     new = model.select(order)
     new_opt = _adam(new, opt.param_groups[0]["lr"])
-    for p_old, p_new in zip(opt.param_groups[0]["params"], new_opt.param_groups[0]["params"]):
+    for p_old, p_new in zip(opt.param_groups[0]["params"], new_opt.param_groups[0]["params"], strict=True):
         st = opt.state.get(p_old)
         if st:
             new_opt.state[p_new] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][idx].clone(),
