@@ -165,6 +165,9 @@ def test_pruning_keeps_the_best_members_and_leaves_their_training_unchanged(tmp_
     assert torch.allclose(resumed.enc_w, pruned.enc_w, atol=1e-6)
     with pytest.raises(XPCSInputError, match="prune_to"):
         train_ensemble(data, tmp_path / "r", TrainConfig(**base, prune_after=1, prune_to=1), progress=False)
+    with pytest.raises(XPCSInputError, match="fine-tuning"):
+        train_ensemble(data, tmp_path / "s", pruned_cfg, progress=False, init_model=full)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()  # refused before any folder
 
 
 def test_denoiser_shapes_scaling_and_errors(tmp_path):

@@ -236,6 +236,9 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     if config.keep > config.n_members or config.keep < 1:
         raise XPCSInputError(f"keep ({config.keep}) must be between 1 and n_members ({config.n_members})")
     check_int(config.prune_after, "TrainConfig.prune_after", 0)
+    if config.prune_after and init_model is not None:
+        raise XPCSInputError("pruning (prune_after) screens freshly initialised members; it does not apply when "
+                             "fine-tuning an existing ensemble (init_model)")
     if config.prune_after and not config.keep <= config.prune_to <= config.n_members:
         raise XPCSInputError(f"prune_to ({config.prune_to}) must be between keep ({config.keep}) and n_members "
                              f"({config.n_members})")
