@@ -3,11 +3,11 @@
     python scripts/calibrate_uncertainty.py MODEL_DIR [--n-crops 1500] [--n-long 30] [--write]
 
 Simulated data with known truth and seeds disjoint from training and from benchmarks/bench_bias.py: 50-frame
-crops and long series (200–1000 frames) with the judged ranges of realistic noise. σ² = σ_fit² + (s·σ_boot)²
-+ (r·Γ̂)² (:func:`xpcs_denoise.analysis.uncertainty.calibrate`). For denoised fits (paths "denoised" and "binned") s and
-r go into the model card (``uncertainty.boot_scale``, ``uncertainty.rel_floor``, with the coverage reached);
-for raw fits they are printed, to be set as ``uncertainty.RAW_BOOT_SCALE`` and ``RAW_REL_FLOOR``. The
-weights are not touched, so their SHA-256 still holds.
+crops and long series (200–1000 frames) with the judged ranges of realistic noise. Denoised fits (paths
+"denoised" and "binned", :mod:`xpcs_denoise.analysis.consistent`): σ² = (s·σ_cov)² + (r·Γ̂)², s and r into the
+model card (``uncertainty.fit_scale``, ``uncertainty.rel_floor``, with the coverage reached). Raw fits:
+σ² = σ_fit² + (s·σ_boot)² + (r·Γ̂)² (:func:`xpcs_denoise.analysis.uncertainty.calibrate`), printed, to be set as
+``uncertainty.RAW_BOOT_SCALE`` and ``RAW_REL_FLOOR``. The weights are not touched, so their SHA-256 still holds.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ def collect(den, n_crops, n_long, seed, n_boot):
                 for j in np.flatnonzero(ok):
                     if key == "den" and str(r.path[j]).startswith("raw"):
                         continue  # the raw fits are measured by the "none" pass
-                    rows[key].append((r.fit.gamma[j] - g[j], r.fit_error["gamma"][j], r.raw_boot_error[j],
-                                      r.fit.gamma[j]))
+                    # denoised fits: σ = s·σ_consistent (unscaled: raw_boot_error) with the floor; raw fits:
+                    # σ² = σ_fit² + (s·σ_boot)² + floor²
+                    f_err = 0.0 if key == "den" else r.fit_error["gamma"][j]
+                    rows[key].append((r.fit.gamma[j] - g[j], f_err, r.raw_boot_error[j], r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}
 
 
@@ -72,15 +74,19 @@ def main():
         s, rel = calibrate(r, f, b, val, z1=a.z1, z2=a.z2)
         e = np.sqrt(np.nan_to_num(f) ** 2 + (s * np.nan_to_num(b)) ** 2 + (rel * val) ** 2)
         z = np.abs(r) / e
-        out[key] = {"boot_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
+        out[key] = {"fit_scale" if key == "den" else "boot_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
                     "z1": round(float(np.mean(z < 1)), 3), "z2": round(float(np.mean(z < 2)), 3),
                     "z1_unscaled": round(float(np.mean(np.abs(r) / np.hypot(np.nan_to_num(f), np.nan_to_num(b))
                                                        < 1)), 3)}
         print(key, out[key])
     if a.write:
         card = json.loads((Path(a.model) / "model_card.json").read_text())  # re-read: others may have written
-        card["uncertainty"] = {**out["den"], "method": "residual frame-permutation bootstrap (n_boot "
-                               f"{a.n_boot}), half-ensembles; scale measured on simulated data, seed {a.seed}",
+        old = card.get("uncertainty") or {}
+        keep = {k: old[k] for k in ("boot_scale", "boot_rel_floor") if k in old}  # the cuts' bootstrap
+        if "boot_scale" in old and "boot_rel_floor" not in old:
+            keep["boot_rel_floor"] = old.get("rel_floor", 0.0)
+        card["uncertainty"] = {**keep, **out["den"], "method": "covariance of the model-consistent fit "
+                               f"(analysis.consistent), scaled; measured on simulated data, seed {a.seed}",
                                "z1_target": a.z1, "z2_target": a.z2}
         path = Path(a.model) / "model_card.json"
         with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all

@@ -1,20 +1,22 @@
 """Parameters with honest uncertainties from raw or denoised 2TCFs, and the choice of what to fit.
 
 A fit of a denoised 2TCF has smooth, correlated residuals: its own standard error says how well Eq. 3
-describes the denoised curve, not how far the curve is from the truth. The uncertainty that matters comes from
-the photon noise of the input and from the model's own spread. Both are measured here by a residual bootstrap
-over frames:
+describes the denoised curve, not how far the curve is from the truth, and its centre inherits the model's pull
+toward the training data's typical curves. Denoised 2TCFs are therefore fitted by the *model-consistent fit*
+(:mod:`xpcs_denoise.analysis.consistent`): the parameters must explain the raw 1TCF within its photon noise and,
+passed through the ensemble, the denoised 1TCF. Its covariance, scaled by ``s`` and with a relative floor ``r``
+on Γ (``σ² = (s·σ_cov)² + (r·Γ̂)²``, the model card's ``uncertainty.fit_scale`` and ``rel_floor``), is
+calibrated on simulated data of known truth (``scripts/calibrate_uncertainty.py``).
 
-1. ``D`` = the estimate of the noise-free 2TCF (the denoised 2TCF, or Eq. 3 of the raw fit for raw data) and
-   ``R = C2 − D`` the residual;
+Raw fits' uncertainty comes from a residual bootstrap over frames:
+
+1. ``D`` = Eq. 3 of the raw fit and ``R = C2 − D`` the residual;
 2. replicates ``D + R[π, π]`` for random permutations π of the frames: the noise of a 2TCF is organised by
    frames (one frame's intensity fluctuation moves its whole row and column), which a permutation of rows and
    columns together keeps, lag 0 staying lag 0;
-3. each replicate goes through the same path as the data (denoised by one of two complementary random halves
-   of the ensemble's members, so that the members' disagreement enters too) and is fitted; the spread of the
-   replicates' Γ, β, C∞, α is combined with the fit's own standard error: ``σ² = σ_fit² + (s·σ_boot)²``, and
-   for Γ ``+ (r·Γ̂)²``, with the scale s and relative floor r calibrated on simulated data of known truth
-   (:func:`calibrate`; the model card's ``uncertainty``, :data:`RAW_BOOT_SCALE` for raw fits).
+3. each replicate is fitted; the spread of the replicates' Γ, β, C∞, α is combined with the fit's own standard
+   error: ``σ² = σ_fit² + (s·σ_boot)²``, and for Γ ``+ (r·Γ̂)²``, with s and r calibrated alike
+   (:func:`calibrate`, :data:`RAW_BOOT_SCALE`).
 
 :func:`fit_two_time` also decides, per 2TCF, which path gives the best estimate (``path``):
 
@@ -53,6 +55,7 @@ from ..core.fitting import (
     sigma_for_fit,
 )
 from ..core.scaling import scale_parameters
+from .consistent import consistent_fit
 from ..core.validation import check_square
 from ..core.window import check_two_times
 from ..io.files import write_csv
@@ -239,12 +242,16 @@ class TwoTimeFit:
     fit : FitResult
         Parameters; their ``*_err`` are the combined standard errors ``sqrt(σ_fit² + σ_boot²)``.
     fit_error, boot_error : dict of ndarray
-        The two parts of each parameter's error (keys ``gamma``, ``beta``, ``baseline``, ``alpha``); the
-        bootstrap part already carries its calibration scale.
+        The two parts of each parameter's error (keys ``gamma``, ``beta``, ``baseline``, ``alpha``), with their
+        calibration scales: for raw fits the fit's own error and the bootstrap's; for denoised fits the
+        consistent fit's scaled covariance and NaN (no bootstrap).
     path : ndarray of str
         What was fitted, per 2TCF (see the module's notes).
     n_boot, seed : int
-        Bootstrap replicates and seed (reproducible).
+        Bootstrap replicates (raw fits) and seed (reproducible).
+    raw_boot_error : ndarray
+        Γ's error part before calibration (the bootstrap spread of raw fits, the covariance error of
+        denoised ones), for ``scripts/calibrate_uncertainty.py``.
     """
 
     fit: FitResult
@@ -255,7 +262,6 @@ class TwoTimeFit:
     seed: int
     denoised: np.ndarray | None = None
     notes: list = field(default_factory=list)
-    #: Γ's bootstrap spread before calibration (frames⁻¹), for scripts/calibrate_uncertainty.py
     raw_boot_error: np.ndarray | None = None
 
 
@@ -356,6 +362,13 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     denoised = x.copy() if den is not None else None
     notes = []
     fix_all = fix
+    pending = {}  # (frames, bin factor, lags) -> [(index, 2TCF, denoised, fix)] for batched consistent fits
+
+    def _store(i, r):
+        for k in PARAMETERS:
+            res[k][i], ferr[k][i], berr[k][i] = r["value"][k], r["fit_err"][k], r["boot_err"][k]
+        success[i], message[i], redchi[i], at_bound[i] = r["success"], r["message"], r["redchi"], r["at_bound"]
+
     for i in range(nb):
         fix = _fix_of(fix_all, i, nb)  # per-2TCF values (e.g. one β per ROI) for this 2TCF's own fits
         use, k_bin = "raw", 1
@@ -395,24 +408,32 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
             else:
                 if denoised is not None and k_bin == 1:
                     denoised[i] = d
-                r = _fit_with_bootstrap(xi, d, fd, 0, lag_den, fix, n_boot, rng, den=den, step=step, seed=seed,
-                                        lag_unit=float(k_bin))
+                # fitted below, batched: the parameters that explain the raw 1TCF and, through the ensemble,
+                # the denoised one (analysis.consistent); the plain fit above inherits the model's pull toward
+                # typical tails
+                pending.setdefault((xi.shape[-1], k_bin, lag_den), []).append((i, xi, d, fix))
+                path[i] = use
+                continue
         path[i] = use
-        if r is None:
-            r = _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng)
-        for k in PARAMETERS:
-            res[k][i], ferr[k][i], berr[k][i] = r["value"][k], r["fit_err"][k], r["boot_err"][k]
-        success[i], message[i], redchi[i], at_bound[i] = r["success"], r["message"], r["redchi"], r["at_bound"]
-    # Calibration: the bootstrap part is scaled by the factor measured on simulated data with known truth
-    # (scripts/calibrate_uncertainty.py): RAW_BOOT_SCALE for raw fits, the model card's for denoised ones.
+        _store(i, _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng))
+    for (_, k_bin, lag_den), rows in pending.items():
+        ids = [row[0] for row in rows]
+        fix_rows = {k: np.array([row[3][k] for row in rows], dtype=np.float64) for k in (fix_all or {})}
+        fc = consistent_fit(np.stack([row[1] for row in rows]), np.stack([row[2] for row in rows]), den,
+                            max_lag=lag_den, fix=fix_rows or None, lag_unit=float(k_bin))
+        for j, i in enumerate(ids):
+            _store(i, _fit_with_bootstrap(None, None, fc, j, lag_den, None, 0, rng))
+    # Calibration (scripts/calibrate_uncertainty.py, simulated data of known truth): raw fits' bootstrap part
+    # scaled by RAW_BOOT_SCALE; denoised fits' error, the consistent fit's covariance, by the card's fit_scale.
     unc = (den.card.get("uncertainty") or {}) if den is not None else {}
-    model_scale, model_floor = float(unc.get("boot_scale", 1.0)), float(unc.get("rel_floor", 0.0))
+    model_scale, model_floor = float(unc.get("fit_scale", 1.0)), float(unc.get("rel_floor", 0.0))
     is_raw = np.array([p.startswith("raw") for p in path])
     long_raw = is_raw & (n >= LONG_FRAMES)
-    scale = np.where(long_raw, RAW_LONG_BOOT_SCALE, np.where(is_raw, RAW_BOOT_SCALE, model_scale))
+    scale = np.where(long_raw, RAW_LONG_BOOT_SCALE, np.where(is_raw, RAW_BOOT_SCALE, 1.0))
     floor = np.where(long_raw, RAW_LONG_REL_FLOOR, np.where(is_raw, RAW_REL_FLOOR, model_floor))
-    gamma_boot_unscaled = berr["gamma"].copy()
+    gamma_boot_unscaled = np.where(is_raw, berr["gamma"], ferr["gamma"])
     berr = {k: v * scale for k, v in berr.items()}
+    ferr = {k: np.where(is_raw, v, v * model_scale) for k, v in ferr.items()}
     # Γ's floor r·Γ̂ (calibrated with the scale): the estimator's bias and noise tails no replicate shows
     berr["gamma"] = np.hypot(np.nan_to_num(berr["gamma"]), floor * np.abs(np.nan_to_num(res["gamma"])))
     bound_floor = np.where(is_raw & at_bound, RAW_BOUND_FLOOR, 0.0)
@@ -482,15 +503,15 @@ def _raw_relative_error(c2, raw, i, max_lag, fix, rng, n_boot: int = 8):
 
 def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step=5, seed=0, lag_unit=1.0):
     """Value, fit error and bootstrap error of one 2TCF's parameters (``d``: its denoised 2TCF, or None)."""
-    n = c2.shape[-1]
     out = {"value": {k: float(np.ravel(getattr(fit, k))[i]) for k in PARAMETERS},
            "fit_err": {k: float(np.ravel(getattr(fit, k + "_err"))[i]) for k in PARAMETERS},
            "boot_err": dict.fromkeys(PARAMETERS, np.nan),
            "success": bool(np.ravel(fit.success)[i]), "message": str(np.ravel(fit.message)[i]),
            "redchi": float(np.ravel(fit.redchi)[i]),
            "at_bound": bool(np.ravel(fit.at_bound)[i]) if fit.at_bound is not None else False}
-    if not out["success"]:
+    if not out["success"] or n_boot < 2:
         return out
+    n = c2.shape[-1]
     centre = d if d is not None else _model_matrix(fit, i, n, lag_unit)
     if centre is None:
         return out
@@ -611,7 +632,9 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
             for k in PARAMETERS:
                 vals[k].append(np.where(fb.success, getattr(fb, k), np.nan))
     unc = den.card.get("uncertainty") or {}
-    scale, floor = float(unc.get("boot_scale", 1.0)), float(unc.get("rel_floor", 0.0))
+    # the cuts keep the bootstrap of plain fits, calibrated as such (the card's boot_* keys)
+    scale = float(unc.get("boot_scale", 1.0))
+    floor = float(unc.get("boot_rel_floor", unc.get("rel_floor", 0.0)))
     boot = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
