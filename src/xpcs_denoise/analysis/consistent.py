@@ -30,12 +30,17 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
 from ..core.scaling import scale_parameters
 
-__all__ = ["consistent_fit", "MODEL_WEIGHT"]
+__all__ = ["consistent_fit", "MODEL_WEIGHT", "ALPHA_RANGE", "BASELINE_MIN"]
 
 #: σ_M / σ_raw(lag 1): weight of the denoised term. Chosen on simulated (seed 4711) and real validation crops
 #: among 0.3, 0.6, 1 (bias alike; 0.3 the smallest errors); judged on other seeds by benchmarks/bench_bias.py.
 MODEL_WEIGHT = 0.3
-_LOG_ALPHA = (np.log(0.2), np.log(3.0))
+#: α's range: stretched to compressed decays as XPCS sees them. Wider (fit_g2's 0.2–3) let 50-frame fits trade α
+#: for Γ (α → 3 with Γ ×2–4).
+ALPHA_RANGE = (0.3, 2.5)
+#: Lowest C∞, in units of the contrast below the scaling's baseline: a fit that sinks the baseline further has
+#: traded it for a vanishing Γ (slow decays), which the data cannot tell apart.
+BASELINE_MIN = -0.5
 _STEP_H = 1e-3  # finite-difference step of the Jacobian (log Γ, log A, c, log α)
 
 
@@ -157,7 +162,8 @@ def consistent_fit(c2, denoised, model, *, beta=None, baseline=None, max_lag: in
     p = np.stack([np.log(np.clip(finite(start.gamma, 0.05 / lag_unit), g_lo, g_hi)),
                   np.log(np.clip(finite(start.beta, 1.0), 1e-3, 1e3)),
                   finite(start.baseline, 1.0) - 1.0,
-                  np.log(np.clip(finite(start.alpha, 1.0), 0.2, 3.0))], axis=1)
+                  np.log(np.clip(finite(start.alpha, 1.0), *ALPHA_RANGE))], axis=1)
+    p[:, 2] = np.maximum(p[:, 2], BASELINE_MIN)
     for k, v in fixed.items():
         p[:, PARAMETERS.index(k)] = v
 
@@ -171,7 +177,8 @@ def consistent_fit(c2, denoised, model, *, beta=None, baseline=None, max_lag: in
 
     def clip(pp):
         pp[:, 0] = np.clip(pp[:, 0], np.log(g_lo), np.log(g_hi))
-        pp[:, 3] = np.clip(pp[:, 3], *_LOG_ALPHA)
+        pp[:, 3] = np.clip(pp[:, 3], *np.log(ALPHA_RANGE))
+        pp[:, 2] = np.maximum(pp[:, 2], BASELINE_MIN)
         pp[:, 1] = np.clip(pp[:, 1], np.log(1e-3), np.log(1e3))
         return pp
 
@@ -206,7 +213,10 @@ def consistent_fit(c2, denoised, model, *, beta=None, baseline=None, max_lag: in
 
     J = jacobian(p, r)
     jtj = np.einsum("bli,blj->bij", J, J)
-    cov_free = np.linalg.pinv(jtj)
+    # a direction the data do not constrain (e.g. Γ at a bound, no decay seen) must get a large variance, which
+    # a pseudo-inverse would set to zero: a tiny ridge keeps the inverse finite instead
+    ridge = 1e-9 * np.einsum("bii->b", jtj)[:, None, None] * np.eye(len(free))[None] + 1e-300
+    cov_free = np.linalg.inv(jtj + ridge)
     cov = np.full((nb, 4, 4), np.nan)
     cov[:, np.ix_(free, free)[0], np.ix_(free, free)[1]] = cov_free
     gamma, amp, alpha = np.exp(p[:, 0]), np.exp(p[:, 1]), np.exp(p[:, 3])
@@ -216,7 +226,8 @@ def consistent_fit(c2, denoised, model, *, beta=None, baseline=None, max_lag: in
     values = {"gamma": gamma, "beta": amp * b, "baseline": base + p[:, 2] * b, "alpha": alpha}
     at_bound_params = np.zeros((nb, 4), bool)
     at_bound_params[:, 0] = (p[:, 0] <= np.log(g_lo) + 1e-9) | (p[:, 0] >= np.log(g_hi) - 1e-9)
-    at_bound_params[:, 3] = (p[:, 3] <= _LOG_ALPHA[0] + 1e-9) | (p[:, 3] >= _LOG_ALPHA[1] - 1e-9)
+    at_bound_params[:, 3] = (p[:, 3] <= np.log(ALPHA_RANGE[0]) + 1e-9) | (p[:, 3] >= np.log(ALPHA_RANGE[1]) - 1e-9)
+    at_bound_params[:, 2] = p[:, 2] <= BASELINE_MIN + 1e-9
     for k in fixed:
         at_bound_params[:, PARAMETERS.index(k)] = False
     success = usable & np.asarray(start.success) & np.all(np.isfinite(p), axis=1)
