@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.analysis.uncertainty import calibrate, fit_two_time
+from xpcs_denoise.analysis.uncertainty import RAW_BASELINE_FLOOR, calibrate, fit_two_time
 from xpcs_denoise.core.simulation import simulate_crops
 from xpcs_denoise.io.files import atomic_path
 
@@ -48,7 +48,10 @@ def collect(den, n_crops, n_long, seed, n_boot):
                         continue  # the raw fits are measured by the "none" pass
                     # denoised fits: σ = s·σ_consistent (unscaled: raw_boot_error) with the floor; raw fits:
                     # σ² = σ_fit² + (s·σ_boot)² + floor²
-                    f_err = 0.0 if key == "den" else r.fit_error["gamma"][j]
+                    f_err = r.fit_error["gamma"][j]
+                    if key == "den":  # the traded-baseline floor fit_two_time adds, so s and r come on top
+                        f_err = RAW_BASELINE_FLOOR * abs(r.fit.gamma[j]) * abs(r.fit.baseline[j] - 1) / max(
+                            abs(r.fit.beta[j]), 1e-3)
                     rows[key].append((r.fit.gamma[j] - g[j], f_err, r.raw_boot_error[j], r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}
 

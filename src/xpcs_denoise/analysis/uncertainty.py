@@ -440,7 +440,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     berr["gamma"] = np.hypot(berr["gamma"], bound_floor * np.abs(np.nan_to_num(res["gamma"])))
     with np.errstate(divide="ignore", invalid="ignore"):
         traded = np.abs(res["baseline"] - 1.0) / np.maximum(np.abs(res["beta"]), 1e-3)
-    base_floor = np.where(is_raw & ~long_raw, RAW_BASELINE_FLOOR * np.nan_to_num(traded), 0.0)
+    # short fits, raw or consistent (whose raw term shares the degeneracy), that moved C∞ off 1
+    base_floor = np.where(~long_raw, RAW_BASELINE_FLOOR * np.nan_to_num(traded), 0.0)
     berr["gamma"] = np.hypot(berr["gamma"], base_floor * np.abs(np.nan_to_num(res["gamma"])))
     fix = fix_all
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
