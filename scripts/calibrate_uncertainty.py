@@ -28,20 +28,21 @@ JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range":
           "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
 
 
-def collect(den, n_crops, n_long, seed, n_boot):
+def collect(den, n_crops, n_long, seed, n_boot, fix=None):
     rows = {"raw": [], "den": []}
-    measured, _, prm = simulate_crops(n_crops, den.size, seed=seed, **JUDGED)
+    judged = {**JUDGED, "alpha_range": (fix["alpha"], fix["alpha"])} if fix else JUDGED
+    measured, _, prm = simulate_crops(n_crops, den.size, seed=seed, **judged)
     sets = [(measured, prm["gamma"])]
     rng = np.random.default_rng(seed + 1)
     for i in range(n_long):
-        m, _, p = simulate_crops(1, int(rng.integers(200, 1001)), seed=seed + 10 + i, **JUDGED)
+        m, _, p = simulate_crops(1, int(rng.integers(200, 1001)), seed=seed + 10 + i, **judged)
         sets.append((m, p["gamma"]))
     for m, g in sets:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             nb = n_boot if m.shape[-1] == den.size else max(8, n_boot // 2)
             for method, key in (("none", "raw"), ("cned", "den")):
-                r = fit_two_time(m, method=method, model=den, n_boot=nb, seed=seed)
+                r = fit_two_time(m, method=method, model=den, n_boot=nb, seed=seed, fix=fix)
                 ok = r.fit.success
                 for j in np.flatnonzero(ok):
                     if key == "den" and str(r.path[j]).startswith("raw"):
@@ -68,9 +69,13 @@ def main():
                         "leaves room for data on which the model is more biased than on the simulator)")
     p.add_argument("--z2", type=float, default=0.93, help="least share of |z| < 2")
     p.add_argument("--write", action="store_true", help="write the denoised scale into the model card")
+    p.add_argument("--fix-alpha", action="store_true",
+                   help="fits with α held at 1 on data with α = 1 (fit --fix-alpha, the demo, q-dependence): "
+                        "fewer free parameters shrink the covariance, so they get their own scale "
+                        "(card: uncertainty.fix_alpha)")
     a = p.parse_args()
     den = Denoiser.from_directory(a.model)
-    rows = collect(den, a.n_crops, a.n_long, a.seed, a.n_boot)
+    rows = collect(den, a.n_crops, a.n_long, a.seed, a.n_boot, fix={"alpha": 1.0} if a.fix_alpha else None)
     out = {}
     for key, v in rows.items():
         r, f, b, val = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
@@ -85,12 +90,16 @@ def main():
     if a.write:
         card = json.loads((Path(a.model) / "model_card.json").read_text())  # re-read: others may have written
         old = card.get("uncertainty") or {}
-        keep = {k: old[k] for k in ("boot_scale", "boot_rel_floor") if k in old}  # the cuts' bootstrap
-        if "boot_scale" in old and "boot_rel_floor" not in old:
-            keep["boot_rel_floor"] = old.get("rel_floor", 0.0)
-        card["uncertainty"] = {**keep, **out["den"], "method": "covariance of the model-consistent fit "
-                               f"(analysis.consistent), scaled; measured on simulated data, seed {a.seed}",
-                               "z1_target": a.z1, "z2_target": a.z2}
+        if a.fix_alpha:
+            unc = {**old, "fix_alpha": {**out["den"], "seed": a.seed, "z1_target": a.z1, "z2_target": a.z2}}
+        else:
+            keep = {k: old[k] for k in ("boot_scale", "boot_rel_floor", "fix_alpha") if k in old}  # kept
+            if "boot_scale" in old and "boot_rel_floor" not in old:
+                keep["boot_rel_floor"] = old.get("rel_floor", 0.0)
+            unc = {**keep, **out["den"], "method": "covariance of the model-consistent fit "
+                   f"(analysis.consistent), scaled; measured on simulated data, seed {a.seed}",
+                   "z1_target": a.z1, "z2_target": a.z2}
+        card["uncertainty"] = unc
         path = Path(a.model) / "model_card.json"
         with atomic_path(path, overwrite=True) as tmp:  # the card is replaced whole or not at all
             tmp.write_text(json.dumps(card, indent=1) + "\n")

@@ -426,6 +426,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     # Calibration (scripts/calibrate_uncertainty.py, simulated data of known truth): raw fits' bootstrap part
     # scaled by RAW_BOOT_SCALE; denoised fits' error, the consistent fit's covariance, by the card's fit_scale.
     unc = (den.card.get("uncertainty") or {}) if den is not None else {}
+    if fix_all and "alpha" in fix_all and "fix_alpha" in unc:
+        unc = unc["fix_alpha"]  # fewer free parameters: the covariance shrinks more than the error does
     model_scale, model_floor = float(unc.get("fit_scale", 1.0)), float(unc.get("rel_floor", 0.0))
     is_raw = np.array([p.startswith("raw") for p in path])
     long_raw = is_raw & (n >= LONG_FRAMES)
