@@ -55,12 +55,12 @@ from ..core.fitting import (
     sigma_for_fit,
 )
 from ..core.scaling import scale_parameters
-from .consistent import consistent_fit
 from ..core.validation import check_square
 from ..core.window import check_two_times
 from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
+from .consistent import consistent_fit
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
            "fit_two_time", "TwoTimeFit", "CutFits", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR",
@@ -391,7 +391,6 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                         use = f"binned {k_bin}"
                 elif precise:
                     use = "raw: precise"
-        r = None
         if not use.startswith("raw"):
             xi = bin_two_time(x[i], k_bin) if k_bin > 1 else x[i]
             lag_den = min(max_lag or size - 1, size - 1, xi.shape[-1] - 1)
@@ -415,14 +414,14 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                 path[i] = use
                 continue
         path[i] = use
-        _store(i, _fit_with_bootstrap(x[i], None, raw, i, raw_lag, fix, n_boot, rng))
+        _store(i, _fit_with_bootstrap(x[i], raw, i, raw_lag, fix, n_boot, rng))
     for (_, k_bin, lag_den), rows in pending.items():
         ids = [row[0] for row in rows]
         fix_rows = {k: np.array([row[3][k] for row in rows], dtype=np.float64) for k in (fix_all or {})}
         fc = consistent_fit(np.stack([row[1] for row in rows]), np.stack([row[2] for row in rows]), den,
                             max_lag=lag_den, fix=fix_rows or None, lag_unit=float(k_bin))
         for j, i in enumerate(ids):
-            _store(i, _fit_with_bootstrap(None, None, fc, j, lag_den, None, 0, rng))
+            _store(i, _fit_with_bootstrap(None, fc, j, lag_den, None, 0, rng))
     # Calibration (scripts/calibrate_uncertainty.py, simulated data of known truth): raw fits' bootstrap part
     # scaled by RAW_BOOT_SCALE; denoised fits' error, the consistent fit's covariance, by the card's fit_scale.
     unc = (den.card.get("uncertainty") or {}) if den is not None else {}
@@ -498,14 +497,15 @@ def _raw_relative_error(c2, raw, i, max_lag, fix, rng, n_boot: int = 8):
     """Relative standard error of the raw Γ (fit error and a short bootstrap), NaN where the fit failed."""
     if not raw.success[i]:
         return np.nan
-    r = _fit_with_bootstrap(c2, None, raw, i, max_lag, fix, n_boot, rng)
+    r = _fit_with_bootstrap(c2, raw, i, max_lag, fix, n_boot, rng)
     g = r["value"]["gamma"]
     e = np.hypot(np.nan_to_num(r["fit_err"]["gamma"]), np.nan_to_num(r["boot_err"]["gamma"]))
     return float(e / g) if r["success"] and g > 0 else np.nan
 
 
-def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step=5, seed=0, lag_unit=1.0):
-    """Value, fit error and bootstrap error of one 2TCF's parameters (``d``: its denoised 2TCF, or None)."""
+def _fit_with_bootstrap(c2, fit, i, max_lag, fix, n_boot, rng):
+    """Value, fit error and bootstrap error of one raw 2TCF's parameters (``n_boot`` < 2: no bootstrap, as for
+    the consistent fits of denoised 2TCFs, whose error is their calibrated covariance)."""
     out = {"value": {k: float(np.ravel(getattr(fit, k))[i]) for k in PARAMETERS},
            "fit_err": {k: float(np.ravel(getattr(fit, k + "_err"))[i]) for k in PARAMETERS},
            "boot_err": dict.fromkeys(PARAMETERS, np.nan),
@@ -514,21 +514,11 @@ def _fit_with_bootstrap(c2, d, fit, i, max_lag, fix, n_boot, rng, den=None, step
            "at_bound": bool(np.ravel(fit.at_bound)[i]) if fit.at_bound is not None else False}
     if not out["success"] or n_boot < 2:
         return out
-    n = c2.shape[-1]
-    centre = d if d is not None else _model_matrix(fit, i, n, lag_unit)
+    centre = _model_matrix(fit, i, c2.shape[-1])
     if centre is None:
         return out
     reps = residual_bootstrap(c2, centre, n_boot, int(rng.integers(2**31)))
-    if den is not None:
-        halves = _half_ensembles(den, rng)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                for h, sub in enumerate(halves):
-                    reps[h::2] = denoise(reps[h::2], "cned", model=sub, seed=seed + h + 1, step=step)
-        except XPCSInputError:
-            return out
-    fb = _fit(reps, max_lag, fix, lag_unit, weighted=den is None)
+    fb = _fit(reps, max_lag, fix, weighted=True)
     ok = fb.success
     if ok.sum() >= max(2, n_boot // 2):
         for k in PARAMETERS:

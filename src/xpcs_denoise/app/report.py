@@ -100,7 +100,7 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
     progress : a progress bar on stderr where the 2TCFs are read ROI by ROI
 
     Raw 2TCFs, and ``"cned"`` ones with their raw 2TCFs, are fitted by
-    :func:`~xpcs_denoise.uncertainty.fit_two_time` (bootstrap errors: the noise, and the model's spread; the
+    :func:`~xpcs_denoise.uncertainty.fit_two_time` (calibrated errors that include the noise and the model; the
     model sees excluded frames filled along the diagonals, as when denoising). Anything else (a classical
     filter, or ``"cned"`` without its raw 2TCFs) is fitted as it is, with a warning that its errors are the
     fit's own.
@@ -129,7 +129,7 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
             warnings.simplefilter("ignore", UserWarning)
             tf = fit_two_time(_fill_for_model(raw), method="cned", model=model, n_boot=n_boot, seed=seed,
                               max_lag=lag_max, fix=fix, frame_time=frame_time)
-        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "fit + bootstrap (noise and model)"}
+        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "model-consistent fit, calibrated (noise and model)"}
     if method in ("none", "raw"):
         tf = fit_two_time(_whole(c2, progress), method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
                           frame_time=frame_time)
@@ -183,7 +183,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
 
     Each entry is fitted by :func:`whole_series_fit` (as :func:`~xpcs_denoise.pipeline.fit_file` fits a
     file), the ``"cned"`` one with the ``"raw"`` entry as its raw 2TCFs: the ``"raw"`` and ``"cned"`` entries
-    carry bootstrap errors that include the noise and the model, other methods the fit's own errors (with a
+    carry calibrated errors that include the noise and the model, other methods the fit's own errors (with a
     warning); a ``path`` column says what was fitted per ROI.
 
     Returns
