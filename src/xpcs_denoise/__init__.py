@@ -15,7 +15,8 @@ Public API (stable names):
 - :func:`q_dependence`, :func:`ageing` — the paper's Fig. 5 and Fig. 6 workflows;
 - :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics;
 - :func:`fit_two_time`, :func:`cut_fits` — Eq. 3 parameters of raw or denoised 2TCFs with errors that include
-  the noise and the model, and the path taken per 2TCF;
+  the noise and the model, and the path taken per 2TCF; :func:`consistent_fit` — the fit of denoised 2TCFs
+  through the model that they use;
 - :func:`finetune` — self-supervised (Noise2Noise) fine-tuning of the ensemble on the user's frames;
 - :func:`read_c2`, :func:`write_c2`, :func:`read_frames`, :func:`read_labels` — files (ours, APS 8-ID-I, .npy);
 - :func:`correlate_file`, :func:`denoise_file`, :func:`fit_file`, :func:`report_file`, :func:`batch_denoise` —
@@ -55,6 +56,7 @@ _EXPORTS = {
     "core.scaling": ("subsample_frames",),
     "core.simulation": ("SpeckleSeries", "simulate_q_rings", "simulate_speckle"),
     "analysis.uncertainty": ("TwoTimeFit", "CutFits", "cut_fits", "fit_two_time"),
+    "analysis.consistent": ("consistent_fit",),
     "analysis.workflows": ("AgeingResult", "QDependenceResult", "ageing", "q_dependence"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -161,6 +163,7 @@ __all__ = [
     "finetune",
     "finetune_file",
     "fit_two_time",
+    "consistent_fit",
     "cut_fits",
     "TwoTimeFit",
     "CutFits",
