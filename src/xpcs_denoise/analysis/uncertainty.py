@@ -362,7 +362,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     denoised = x.copy() if den is not None else None
     notes = []
     fix_all = fix
-    pending = {}  # (frames, bin factor, lags) -> [(index, 2TCF, denoised, fix)] for batched consistent fits
+    pending = {}  # (frames, bin factor, lags) -> [(index, 2TCF, fix)] for batched consistent fits
 
     def _store(i, r):
         for k in PARAMETERS:
@@ -410,16 +410,16 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                 # fitted below, batched: the parameters that explain the raw 1TCF and, through the ensemble,
                 # the denoised one (analysis.consistent); the plain fit above inherits the model's pull toward
                 # typical tails
-                pending.setdefault((xi.shape[-1], k_bin, lag_den), []).append((i, xi, d, fix))
+                pending.setdefault((xi.shape[-1], k_bin, lag_den), []).append((i, xi, fix))
                 path[i] = use
                 continue
         path[i] = use
         _store(i, _fit_with_bootstrap(x[i], raw, i, raw_lag, fix, n_boot, rng))
     for (_, k_bin, lag_den), rows in pending.items():
         ids = [row[0] for row in rows]
-        fix_rows = {k: np.array([row[3][k] for row in rows], dtype=np.float64) for k in (fix_all or {})}
-        fc = consistent_fit(np.stack([row[1] for row in rows]), np.stack([row[2] for row in rows]), den,
-                            max_lag=lag_den, fix=fix_rows or None, lag_unit=float(k_bin))
+        fix_rows = {k: np.array([row[2][k] for row in rows], dtype=np.float64) for k in (fix_all or {})}
+        fc = consistent_fit(np.stack([row[1] for row in rows]), den, max_lag=lag_den, fix=fix_rows or None,
+                            lag_unit=float(k_bin), seed=seed)
         for j, i in enumerate(ids):
             _store(i, _fit_with_bootstrap(None, fc, j, lag_den, None, 0, rng))
     # Calibration (scripts/calibrate_uncertainty.py, simulated data of known truth): raw fits' bootstrap part
