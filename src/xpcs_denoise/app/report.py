@@ -135,7 +135,7 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
                           frame_time=frame_time)
         return tf.fit, {"path": np.full(k_rois, "raw"), "errors": "fit + bootstrap (noise)"}
     why = ("come without their raw 2TCFs (keep them when denoising)" if raw is None else
-           "were denoised by a classical filter (bootstrap errors are measured for raw data and the ensemble)")
+           "were denoised by a classical filter (calibrated errors exist for raw data and the ensemble)")
     warnings.warn(f"the {method} 2TCFs {why}: their fits' errors are the fit's own and understate the uncertainty",
                   stacklevel=3)
     g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max, return_err=True)
