@@ -33,7 +33,7 @@ def test_demo_writes_a_report(tmp_path):
     html = (tmp_path / "rep" / "index.html").read_text()
     assert "http" not in html  # opens offline
     # Every ROI's denoised Γ within 2σ of the truth: the error bars are honest on the demo's own data (seed 0:
-    # z = +1.8, +0.4, +1.5, −1.4; four 50-frame fits are too few to rank denoised against raw).
+    # z = +1.8, +0.5, +1.5, −1.0; four 50-frame fits are too few to rank denoised against raw).
     for roi in summary["rois"]:
         assert roi["fit_denoised_ok"] and abs(roi["z_denoised"]) < 2, roi
 
