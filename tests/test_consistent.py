@@ -61,6 +61,14 @@ def test_fixed_parameters_and_bad_inputs(den):
         consistent_fit(c2, den, fix={"tau": 1.0})
     with pytest.raises(XPCSInputError):
         consistent_fit(c2, den, weight=0.0)
+    with pytest.raises(XPCSInputError):
+        consistent_fit(c2, "not a model")
+    bad = c2.copy()
+    bad[0, 3, :] = np.nan
+    with pytest.raises(XPCSInputError):
+        consistent_fit(bad, den)
+    # the shipped ensemble by default
+    assert consistent_fit(c2).gamma[0] == pytest.approx(fit.gamma[0])
 
 
 @pytest.mark.slow

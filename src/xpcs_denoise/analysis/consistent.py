@@ -83,7 +83,7 @@ def _raw_sigma(x, max_lag):
     return spread[:, None] / np.sqrt(np.maximum(nfin[:, 1:], 1.0))  # finite pairs: excluded frames count not
 
 
-def consistent_fit(c2, model, *, beta=None, baseline=None, max_lag: int | None = None,
+def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | None = None,
                    fix: dict | None = None, lag_unit: float = 1.0, weight: float = MODEL_WEIGHT,
                    n_iter: int = 15, seed: int = 0) -> FitResult:
     """Fit Eq. 3 to raw and denoised 2TCFs together, through the ensemble (module notes).
@@ -92,8 +92,8 @@ def consistent_fit(c2, model, *, beta=None, baseline=None, max_lag: int | None =
     ----------
     c2 : array_like, shape (B, N, N)
         Raw 2TCFs in physical units, N ≥ the model's window n.
-    model : Denoiser
-        The ensemble (its map is part of the fit).
+    model : Denoiser, optional
+        The ensemble (its map is part of the fit); default the shipped one.
     beta, baseline : array of B, optional
         The contrast and baseline to scale by; default as the denoiser's (Eq. 5/7).
     max_lag : int, optional
@@ -124,9 +124,17 @@ def consistent_fit(c2, model, *, beta=None, baseline=None, max_lag: int | None =
         Γ (1/frame), β, C∞, α with errors from the covariance of the joint χ² (not scaled by the reduced χ²;
         :func:`~xpcs_denoise.analysis.uncertainty.fit_two_time` calibrates them on simulated data).
     """
+    from ..nn.denoiser import Denoiser, _pretrained  # defers torch
+
+    model = _pretrained() if model is None else model
+    if not isinstance(model, Denoiser):
+        raise XPCSInputError(f"model must be a Denoiser (e.g. Denoiser.pretrained()); got {type(model).__name__}")
     x = np.asarray(c2, dtype=np.float64)
     if x.ndim != 3 or x.shape[-1] != x.shape[-2]:
         raise XPCSInputError(f"need 2TCFs of shape (B, N, N); got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise XPCSInputError("2TCFs with NaN or Inf values (excluded frames) cannot be denoised; fit them raw "
+                             "(fit_two_time(method='none')) or fill the frames first")
     nb, n_frames, n = x.shape[0], x.shape[-1], model.size
     if n_frames < n:
         raise XPCSInputError(f"2TCFs have {n_frames} frames, fewer than the model's window {n}")
