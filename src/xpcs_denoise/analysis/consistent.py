@@ -60,8 +60,8 @@ def _raw_sigma(x, max_lag):
     deviation of the pixels at lags 1 … max_lag from their lag's mean) over √(pairs at that lag).
 
     One spread per 2TCF, not one per lag: per-lag spreads from a few pixels are noisy and correlated with the
-    values, and weights that follow the data bias a fit (measured: median |error| of Γ 0.40 → 0.12 on
-    simulated crops at 0.1–0.15 frames⁻¹)."""
+    values, and weights that follow the data bias a fit (simulated crops, Γ 0.1–0.15 frames⁻¹: median |error|
+    of Γ 0.12 with this σ alone, 0.40 for the raw fit weighted per lag)."""
     n = x.shape[-1]
     i, j = np.triu_indices(n, 1)
     keep = (j - i) <= max_lag
@@ -69,13 +69,9 @@ def _raw_sigma(x, max_lag):
     lag = j - i
     vals = 0.5 * (x[:, i, j] + x[:, j, i])
     good = np.isfinite(vals)
-    sums = np.zeros((x.shape[0], max_lag + 1))
-    np.add.at(sums.T, lag, np.where(good, vals, 0.0).T)
     nfin = np.zeros((x.shape[0], max_lag + 1))
     np.add.at(nfin.T, lag, good.T.astype(float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / nfin
-        dev = np.where(good, vals - mean[:, lag], np.nan)
+    dev = np.where(good, vals - one_time_from_two_time(x, max_lag=max_lag)[:, lag - 1], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         spread = 1.4826 * np.nanmedian(np.abs(dev), axis=1)
