@@ -63,6 +63,9 @@ def test_fixed_parameters_and_bad_inputs(den):
         consistent_fit(c2, den, weight=0.0)
     with pytest.raises(XPCSInputError):
         consistent_fit(c2, "not a model")
+    for bad_fix in ({"gamma": 0.0}, {"beta": -0.1}, {"alpha": np.nan}, {"beta": [0.1, 0.2]}):
+        with pytest.raises(XPCSInputError):
+            consistent_fit(c2, den, fix=bad_fix)
     bad = c2.copy()
     bad[0, 3, :] = np.nan
     with pytest.raises(XPCSInputError):

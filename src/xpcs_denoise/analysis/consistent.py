@@ -163,12 +163,16 @@ def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | N
     for k, v in (fix or {}).items():
         if k not in PARAMETERS:
             raise XPCSInputError(f"unknown parameter to fix {k!r}; choose from {PARAMETERS}")
-        v = np.broadcast_to(np.asarray(v, dtype=np.float64), (nb,))
-        fixed[k] = {"gamma": lambda v: np.log(v), "beta": lambda v: np.log(v / b),
-                    "baseline": lambda v: (v - base) / b, "alpha": lambda v: np.log(v)}[k](v)
+        try:
+            v = np.broadcast_to(np.asarray(v, dtype=np.float64), (nb,))
+        except (TypeError, ValueError):
+            raise XPCSInputError(f"fixed {k} must be a number or one per 2TCF ({nb}); got {v!r}") from None
+        if not np.all(np.isfinite(v)) or (k != "baseline" and np.any(v <= 0)):
+            raise XPCSInputError(f"fixed {k} must be finite{'' if k == 'baseline' else ' and positive'}; got {v}")
+        fixed[k] = (v - base) / b if k == "baseline" else np.log(v / b if k == "beta" else v)
     free = [i for i, k in enumerate(PARAMETERS) if k not in fixed]
-    fix0 = {k: (np.exp(v) if k in ("gamma", "alpha") else np.exp(v) if k == "beta" else 1.0 + v)
-            for k, v in fixed.items()}
+    # the same values in model units for fit_g2's start (β: amplitude A, C∞: 1 + c)
+    fix0 = {k: 1.0 + v if k == "baseline" else np.exp(v) for k, v in fixed.items()}
     start = fit_g2(g_den, lags, fix=fix0 or None)
     g_lo, g_hi = 1e-3 / lags[-1], 10.0 / lags[0]
 
@@ -180,9 +184,6 @@ def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | N
                   np.log(np.clip(finite(start.beta, 1.0), 1e-3, 1e3)),
                   finite(start.baseline, 1.0) - 1.0,
                   np.log(np.clip(finite(start.alpha, 1.0), *ALPHA_RANGE))], axis=1)
-    p[:, 2] = np.maximum(p[:, 2], BASELINE_MIN)
-    for k, v in fixed.items():
-        p[:, PARAMETERS.index(k)] = v
 
     def residuals(pp):
         """Weighted residuals (K·B, 2L) of stacked parameter sets (K·B, 4)."""
@@ -208,6 +209,7 @@ def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | N
         rr = residuals(pp.reshape(-1, 4)).reshape(len(free), nb, -1)
         return np.transpose((rr - r[None]) / _STEP_H, (1, 2, 0))  # (B, 2L, k)
 
+    p = clip(p)
     r = residuals(p)
     cost = (r ** 2).sum(axis=1)
     lam = np.full(nb, 1e-2)
