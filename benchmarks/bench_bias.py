@@ -47,7 +47,7 @@ def simulated_crops(den, n, seed, n_boot, peers):
         out["raw"] = bias_table(raw.fit, truth)
         cn = fit_two_time(measured, method="cned", model=den, n_boot=n_boot, seed=seed)
         out["cned"] = bias_table(cn.fit, truth)
-        paths["cned"] = dict(Counter(cn.path.tolist()))
+        paths["cned"] = {**Counter(cn.path.tolist()), "pooled priors": int(np.sum(cn.pooled))}
         forced = fit_two_time(measured, method="cned", model=den, n_boot=n_boot, seed=seed, auto_path=False)
         out["cned-only"] = bias_table(forced.fit, truth)
         for m in peers:
@@ -128,7 +128,8 @@ def real_validation(den, data, n_boot, max_crops, seed, peers):
                          redchi=np.asarray(f.redchi)[ok], n_iter=np.zeros(ok.sum(), int), lags=f.lags)
 
     bias = {"raw": bias_table(_sel(raw.fit), sub), "cned": bias_table(_sel(cn.fit), sub)}
-    return table, bias, {"crops": int(len(x)), "undenoised": undenoised, "paths": dict(Counter(cn.path.tolist()))}
+    return table, bias, {"crops": int(len(x)), "undenoised": undenoised,
+                         "paths": {**Counter(cn.path.tolist()), "pooled priors": int(np.sum(cn.pooled))}}
 
 
 def main(argv=None):

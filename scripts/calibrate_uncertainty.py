@@ -5,7 +5,8 @@
 Simulated data with known truth and seeds disjoint from training and from benchmarks/bench_bias.py: 50-frame
 crops and long series (200–1000 frames) with the judged ranges of realistic noise. Denoised fits (paths
 "denoised" and "binned", :mod:`xpcs_denoise.analysis.consistent`): σ² = (s·σ_cov)² + (r·Γ̂)², s and r into the
-model card (``uncertainty.fit_scale``, ``uncertainty.rel_floor``, with the coverage reached). Raw fits:
+model card (``uncertainty.fit_scale``, ``uncertainty.rel_floor``, with the coverage reached); those refitted with
+the pooled baseline prior get their own (``uncertainty.pooled``). Raw fits:
 σ² = σ_fit² + (s·σ_boot)² + (r·Γ̂)² (:func:`xpcs_denoise.analysis.uncertainty.calibrate`), printed, to be set as
 ``uncertainty.RAW_BOOT_SCALE`` and ``RAW_REL_FLOOR``. The weights are not touched, so their SHA-256 still holds.
 """
@@ -29,7 +30,7 @@ JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range":
 
 
 def collect(den, n_crops, n_long, seed, n_boot, fix=None):
-    rows = {"raw": [], "den": []}
+    rows = {"raw": [], "den": [], "pooled": []}
     judged = {**JUDGED, "alpha_range": (fix["alpha"], fix["alpha"])} if fix else JUDGED
     measured, _, prm = simulate_crops(n_crops, den.size, seed=seed, **judged)
     sets = [(measured, prm["gamma"])]
@@ -53,7 +54,8 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
                     if key == "den":  # the traded-baseline floor fit_two_time adds, so s and r come on top
                         f_err = RAW_BASELINE_FLOOR * abs(r.fit.gamma[j]) * abs(r.fit.baseline[j] - 1) / max(
                             abs(r.fit.beta[j]), 1e-3)
-                    rows[key].append((r.fit.gamma[j] - g[j], f_err, r.raw_boot_error[j], r.fit.gamma[j]))
+                    row = "pooled" if key == "den" and r.pooled[j] else key  # a prior: its own scale
+                    rows[row].append((r.fit.gamma[j] - g[j], f_err, r.raw_boot_error[j], r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}
 
 
@@ -82,7 +84,7 @@ def main():
         s, rel = calibrate(r, f, b, val, z1=a.z1, z2=a.z2)
         e = np.sqrt(np.nan_to_num(f) ** 2 + (s * np.nan_to_num(b)) ** 2 + (rel * val) ** 2)
         z = np.abs(r) / e
-        out[key] = {"fit_scale" if key == "den" else "boot_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
+        out[key] = {"boot_scale" if key == "raw" else "fit_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
                     "z1": round(float(np.mean(z < 1)), 3), "z2": round(float(np.mean(z < 2)), 3),
                     "z1_unscaled": round(float(np.mean(np.abs(r) / np.hypot(np.nan_to_num(f), np.nan_to_num(b))
                                                        < 1)), 3)}
@@ -90,13 +92,15 @@ def main():
     if a.write:
         card = json.loads((Path(a.model) / "model_card.json").read_text())  # re-read: others may have written
         old = card.get("uncertainty") or {}
+        pooled = {**out["pooled"], "seed": a.seed}
         if a.fix_alpha:
-            unc = {**old, "fix_alpha": {**out["den"], "seed": a.seed, "z1_target": a.z1, "z2_target": a.z2}}
+            unc = {**old, "fix_alpha": {**out["den"], "pooled": pooled, "seed": a.seed, "z1_target": a.z1,
+                                        "z2_target": a.z2}}
         else:
             keep = {k: old[k] for k in ("boot_scale", "boot_rel_floor", "fix_alpha") if k in old}  # kept
             if "boot_scale" in old and "boot_rel_floor" not in old:
                 keep["boot_rel_floor"] = old.get("rel_floor", 0.0)
-            unc = {**keep, **out["den"], "method": "covariance of the model-consistent fit "
+            unc = {**keep, **out["den"], "pooled": pooled, "method": "covariance of the model-consistent fit "
                    f"(analysis.consistent), scaled; measured on simulated data, seed {a.seed}",
                    "z1_target": a.z1, "z2_target": a.z2}
         card["uncertainty"] = unc

@@ -124,3 +124,47 @@ def test_raw_spread_counts_only_finite_pairs():
     part = _raw_sigma(cut, 49)
     ratio = (part / full)[0, 0]  # lag 1: 30 of 49 pairs left (the robust spread itself moves a little)
     assert 1.1 < ratio < 1.45
+
+
+def test_pooled_priors_from_resolved_fits_only():
+    """Centres and widths from the fits that see their decay (Γ × longest lag ≥ 3); slow, failed (NaN) ones and
+    too few fits give none."""
+    from xpcs_denoise.analysis.consistent import POOL_MIN_ALPHA_WIDTH, POOL_MIN_WIDTH, pooled_priors
+
+    rng = np.random.default_rng(0)
+    beta = np.full(40, 0.2)
+    offset = rng.normal(0.1, 0.05, 40)
+    alpha = np.exp(rng.normal(np.log(1.3), 0.1, 40))
+    gamma = np.where(np.arange(40) < 30, 0.2, 0.01)  # 30 resolved at 49 lags, 10 not
+    offset[30:], alpha[30:] = 3.0, 0.3  # the unresolved ones' values must not count
+    span = np.full(40, 49)
+    pool = pooled_priors(gamma, beta, 1 + offset * beta, alpha, span)
+    assert pool["n_fits"] == 30
+    assert pool["offset"][0] == pytest.approx(np.median(offset[:30]))
+    assert 0.03 < pool["offset"][1] < 0.08
+    assert pool["alpha"][0] == pytest.approx(np.exp(np.median(np.log(alpha[:30]))))
+    assert 0.06 < pool["alpha"][1] < 0.16
+    gamma[5:30] = np.nan  # failed fits do not count: 5 left
+    assert pooled_priors(gamma, beta, 1 + offset * beta, alpha, span)["n_fits"] == 5
+    assert pooled_priors(gamma, beta, 1 + offset * beta, alpha, span, min_fits=6) is None
+    same = pooled_priors(np.full(8, 0.2), np.full(8, 0.2), np.full(8, 1.0), np.full(8, 1.0), np.full(8, 49))
+    assert same == {"offset": (0.0, POOL_MIN_WIDTH), "alpha": (1.0, POOL_MIN_ALPHA_WIDTH), "n_fits": 8}
+
+
+def test_baseline_prior_pins_the_offset_and_bad_priors_are_refused(den):
+    """A slow decay (Γ 0.01, half a decay time in the window) with noise: a narrow prior on (C∞ − 1)/β holds the
+    offset there and Γ follows; malformed priors get one-line errors."""
+    crops, _, prm = simulate_crops(6, 50, seed=3, gamma_range=(0.01, 0.012), beta_range=(0.2, 0.3),
+                                   alpha_range=(1.0, 1.0), count_range=(0.2, 0.3), pixel_range=(2000, 3000))
+    fit = consistent_fit(crops, den, baseline_prior=(0.0, 1e-3))
+    offset = (fit.baseline - 1) / fit.beta
+    assert np.all(np.abs(offset) < 0.01)
+    free = consistent_fit(crops, den)
+    assert np.median(np.abs(fit.gamma / prm["gamma"] - 1)) < np.median(np.abs(free.gamma / prm["gamma"] - 1))
+    for bad in ((0.0, 0.0), (np.nan, 0.1), (0.0,), "wide", (0.0, [0.1, 0.2])):
+        with pytest.raises(XPCSInputError):
+            consistent_fit(crops, den, baseline_prior=bad)
+    with pytest.raises(XPCSInputError):
+        consistent_fit(crops, den, alpha_prior=(0.0, 0.1))  # α's centre must be positive
+    pinned = consistent_fit(crops, den, baseline_prior=(0.0, 1e-3), alpha_prior=(1.0, 1e-3))
+    np.testing.assert_allclose(pinned.alpha, 1.0, atol=0.01)

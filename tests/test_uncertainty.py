@@ -135,3 +135,33 @@ def test_raw_fits_at_a_bound_carry_the_bound_floor():
     traded = RAW_BASELINE_FLOOR * np.abs(g) * np.abs(r.fit.baseline - 1) / np.maximum(np.abs(r.fit.beta), 1e-3)
     assert np.all(e[ok] >= traded[ok] * (1 - 1e-9))
     assert np.any(traded[free] > r.fit_error["gamma"][free])  # the floor matters for some of these fits
+
+
+@pytest.mark.slow
+def test_slow_crops_take_the_priors_pooled_from_resolved_ones():
+    """One call with slow (Γ 0.01–0.02 frames⁻¹: about one decay time in 50 frames) and resolved crops, C∞ = 1:
+    the slow ones are refitted with priors on (C∞ − 1)/β and α pooled from the resolved ones (offset near 0),
+    which removes much of their error; with pool_baseline=False nothing is pooled."""
+    from xpcs_denoise.core.simulation import simulate_crops
+
+    judged = {"beta_range": (0.1, 0.4), "alpha_range": (0.8, 1.4), "count_range": (0.05, 0.5),
+              "pixel_range": (500, 5000)}
+    slow, _, ps = simulate_crops(40, 50, seed=21, gamma_range=(0.01, 0.02), **judged)
+    fast, _, pf = simulate_crops(30, 50, seed=22, gamma_range=(0.08, 0.18), **judged)
+    c2, truth = np.concatenate([slow, fast]), np.concatenate([ps["gamma"], pf["gamma"]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(c2, seed=0)
+        off = fit_two_time(c2, seed=0, pool_baseline=False)
+    (centre, width), n = r.priors["offset"], r.priors["n_fits"]
+    assert n >= 20 and abs(centre) < 0.05 and 0.02 <= width < 0.15
+    assert 0.8 < r.priors["alpha"][0] < 1.4
+    assert r.pooled[:40].mean() > 0.8 and r.pooled[40:].mean() < 0.2  # (a fast crop fitted slow is pooled too)
+    assert all("priors pooled from" in m for m in r.fit.message[r.pooled])
+    assert off.priors is None and not off.pooled.any()
+    err = np.abs(r.fit.gamma[:40] / truth[:40] - 1)
+    err_off = np.abs(off.fit.gamma[:40] / truth[:40] - 1)
+    assert np.median(err) < 0.75 * np.median(err_off)
+    assert abs(np.median(r.fit.gamma[:40] / truth[:40] - 1)) < 0.15
+    kept = ~r.pooled
+    np.testing.assert_array_equal(r.fit.gamma[kept], off.fit.gamma[kept])  # resolved fits are left as they are

@@ -15,8 +15,12 @@ resolves with little noise; the raw term decides the directions the model blurs 
 raised baseline), so the estimate keeps the raw fit's centre there and the denoised fit's precision elsewhere.
 σ_M = :data:`MODEL_WEIGHT` × σ_raw(lag 1) per curve.
 
-Measured (held-out, 50-frame crops, median signed relative error of Γ in 0.01–0.15 frames⁻¹): real CHX within
-±3 % in every bin (plain denoised fit −7 … −30 %), simulated within ±6 % (+4 … +36 %); the README has the tables.
+A window that holds less than about three decay times cannot separate a slow decay from a raised baseline, and
+the χ² minimum drifts to both (simulated Γ 0.01–0.02 frames⁻¹: +21 %, with C∞ 0.04 β high). The 2TCFs of one
+measurement share their baseline's causes and their kind of dynamics, so :func:`pooled_priors` takes the offset
+(C∞ − 1)/β and α from the fits that resolve their decay and :func:`consistent_fit` adds them as priors
+(``baseline_prior``, ``alpha_prior``) to those that do not (:func:`~xpcs_denoise.analysis.uncertainty.
+fit_two_time` does both). The README has the measured tables.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
 from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
 
-__all__ = ["consistent_fit", "MODEL_WEIGHT", "ALPHA_RANGE", "BASELINE_MIN"]
+__all__ = ["consistent_fit", "pooled_priors", "MODEL_WEIGHT", "ALPHA_RANGE", "BASELINE_MIN"]
 
 #: σ_M / σ_raw(lag 1): weight of the denoised term. Chosen on simulated (seed 4711) and real validation crops
 #: among 0.3, 0.6, 1 (bias alike; 0.3 the smallest errors); judged on other seeds by benchmarks/bench_bias.py.
@@ -43,6 +47,14 @@ ALPHA_RANGE = (0.3, 2.5)
 BASELINE_MIN = -0.5
 #: Most n×n windows whose denoised 1TCFs are averaged into g_den (N > n).
 MAX_WINDOWS = 8
+#: A fit resolves its decay when Γ × its longest lag reaches this (the contrast has fallen to e⁻⁶ for α = 1):
+#: only such fits define the pooled baseline prior (:func:`pooled_baseline_prior`).
+POOL_RESOLVED = 3.0
+#: Fewest resolved fits to pool from, and the narrowest prior width, in units of β.
+POOL_MIN_FITS = 5
+POOL_MIN_WIDTH = 0.02
+#: Narrowest width of the pooled prior on log α.
+POOL_MIN_ALPHA_WIDTH = 0.05
 _STEP_H = 1e-3  # finite-difference step of the Jacobian (log Γ, log A, c, log α)
 
 
@@ -79,9 +91,51 @@ def _raw_sigma(x, max_lag):
     return spread[:, None] / np.sqrt(np.maximum(nfin[:, 1:], 1.0))  # finite pairs: excluded frames count not
 
 
+def pooled_priors(gamma, beta, baseline, alpha, lag_span, *, min_fits: int = POOL_MIN_FITS) -> dict | None:
+    """Priors on the baseline offset (C∞ − 1)/β and on α, pooled from the fits that resolve their decay.
+
+    Where a 2TCF window holds less than about three decay times, Γ trades against C∞ and α, and the fit's median
+    drifts upward with the baseline (simulated 50-frame crops, Γ 0.01–0.02 frames⁻¹: +21 %) or α runs to a bound.
+    The 2TCFs fitted together (the q-ROIs of a measurement, its crops) share the baseline's causes and the kind
+    of dynamics, and the fits that see their whole decay measure both. Empirical Bayes: the median of their
+    offsets and of their log α are the centres, the robust spreads (at least :data:`POOL_MIN_WIDTH` and
+    :data:`POOL_MIN_ALPHA_WIDTH`) the widths.
+
+    Parameters
+    ----------
+    gamma, beta, baseline, alpha : array of B
+        Fitted Γ (frames⁻¹), β, C∞ and α; NaN for fits that failed or ended at a bound (they do not count).
+    lag_span : array of B
+        The longest lag each fit saw, frames.
+    min_fits : int
+        Fewest resolved fits to pool from.
+
+    Returns
+    -------
+    dict or None
+        ``{"offset": (centre, width), "alpha": (centre, width of log α), "n_fits": n}``; None with fewer than
+        ``min_fits`` resolved fits.
+    """
+    gamma, beta, baseline, alpha, span = (np.ravel(np.asarray(v, dtype=np.float64))
+                                          for v in (gamma, beta, baseline, alpha, lag_span))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = (baseline - 1.0) / beta
+        log_alpha = np.log(alpha)
+        ok = np.isfinite(offset) & np.isfinite(log_alpha) & (beta > 0) & (gamma * span >= POOL_RESOLVED)
+    if ok.sum() < min_fits:
+        return None
+
+    def centre_width(v, floor):
+        c = float(np.median(v[ok]))
+        return c, max(1.4826 * float(np.median(np.abs(v[ok] - c))), floor)
+
+    off, la = centre_width(offset, POOL_MIN_WIDTH), centre_width(log_alpha, POOL_MIN_ALPHA_WIDTH)
+    return {"offset": off, "alpha": (float(np.exp(la[0])), la[1]), "n_fits": int(ok.sum())}
+
+
 def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | None = None,
                    fix: dict | None = None, lag_unit: float = 1.0, weight: float = MODEL_WEIGHT,
-                   n_iter: int = 15, seed: int = 0) -> FitResult:
+                   n_iter: int = 15, seed: int = 0, baseline_prior=None, alpha_prior=None) -> FitResult:
     """Fit Eq. 3 to raw and denoised 2TCFs together, through the ensemble (module notes).
 
     Parameters
@@ -105,6 +159,11 @@ def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | N
         Levenberg–Marquardt iterations (the start is the plain fit of the denoised 1TCF).
     seed : int
         Seed of the lag-0 replacement, as :func:`~xpcs_denoise.denoise`.
+    baseline_prior : (centre, width), optional
+        A Gaussian prior on the baseline offset (C∞ − 1)/β, scalars or one per 2TCF, added to χ² as
+        ``((offset − centre)/width)²`` (:func:`pooled_priors` gives one from the fits that resolve their decay).
+    alpha_prior : (centre, width), optional
+        The same for α, on log α: ``((ln α − ln centre)/width)²``.
 
     Notes
     -----
@@ -159,6 +218,20 @@ def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | N
     lags = np.arange(1, L + 1, dtype=np.float64) * lag_unit
 
     # fixed values in the fit's parameters: log Γ, log A (β in model units), c (C∞ − 1 in model units), log α
+    priors = {}
+    for name, given in (("baseline_prior", baseline_prior), ("alpha_prior", alpha_prior)):
+        if given is None:
+            continue
+        try:
+            mu, sd = (np.broadcast_to(np.asarray(v, dtype=np.float64), (nb,)) for v in given)
+        except (TypeError, ValueError):
+            raise XPCSInputError(f"{name} must be (centre, width), scalars or one per 2TCF ({nb}); got "
+                                 f"{given!r}") from None
+        if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sd)) and np.all(sd > 0)
+                and (name == "baseline_prior" or np.all(mu > 0))):
+            raise XPCSInputError(f"{name} needs a finite{'' if name == 'baseline_prior' else ', positive'} centre "
+                                 f"and a positive width; got {given!r}")
+        priors[name] = (mu if name == "baseline_prior" else np.log(mu), sd)
     fixed = {}
     for k, v in (fix or {}).items():
         if k not in PARAMETERS:
@@ -191,7 +264,16 @@ def consistent_fit(c2, model=None, *, beta=None, baseline=None, max_lag: int | N
         g = _curves(pp, n, lag_unit)
         r_raw = (g[:, 1:L + 1] - np.tile(g_raw, (k, 1))) / np.tile(sig_raw, (k, 1))
         r_den = (model.stationary_response(g)[:, :L] - np.tile(g_den, (k, 1))) / np.tile(sig_m, (k, 1))
-        return np.nan_to_num(np.concatenate([r_raw, r_den], axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+        parts = [r_raw, r_den]
+        if "baseline_prior" in priors:  # the offset (C∞ − 1)/β in physical units: (base + c·b − 1) / (A·b)
+            mu, sd = priors["baseline_prior"]
+            bb = np.tile(b, k)
+            offset = (np.tile(base, k) + pp[:, 2] * bb - 1.0) / (np.exp(pp[:, 1]) * bb)
+            parts.append(((offset - np.tile(mu, k)) / np.tile(sd, k))[:, None])
+        if "alpha_prior" in priors:
+            mu, sd = priors["alpha_prior"]
+            parts.append(((pp[:, 3] - np.tile(mu, k)) / np.tile(sd, k))[:, None])
+        return np.nan_to_num(np.concatenate(parts, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
 
     def clip(pp):
         pp[:, 0] = np.clip(pp[:, 0], np.log(g_lo), np.log(g_hi))
