@@ -80,6 +80,9 @@ def main():
     rows = collect(den, a.n_crops, a.n_long, a.seed, a.n_boot, fix={"alpha": 1.0} if a.fix_alpha else None)
     out = {}
     for key, v in rows.items():
+        if len(v) == 0:  # e.g. no fit pooled (fewer than 5 resolved fits in a small run)
+            print(key, "no fits")
+            continue
         r, f, b, val = v[:, 0], v[:, 1], v[:, 2], v[:, 3]
         s, rel = calibrate(r, f, b, val, z1=a.z1, z2=a.z2)
         e = np.sqrt(np.nan_to_num(f) ** 2 + (s * np.nan_to_num(b)) ** 2 + (rel * val) ** 2)
@@ -92,15 +95,20 @@ def main():
     if a.write:
         card = json.loads((Path(a.model) / "model_card.json").read_text())  # re-read: others may have written
         old = card.get("uncertainty") or {}
-        pooled = {**out["pooled"], "seed": a.seed}
+        if "den" not in out:
+            raise SystemExit("no denoised fits measured: nothing written")
+        old_part = old.get("fix_alpha", {}) if a.fix_alpha else old
+        # a run without pooled fits keeps the pooled calibration it had (if any)
+        pooled = {**out["pooled"], "seed": a.seed} if "pooled" in out else old_part.get("pooled")
+        extra = {"pooled": pooled} if pooled else {}
         if a.fix_alpha:
-            unc = {**old, "fix_alpha": {**out["den"], "pooled": pooled, "seed": a.seed, "z1_target": a.z1,
+            unc = {**old, "fix_alpha": {**out["den"], **extra, "seed": a.seed, "z1_target": a.z1,
                                         "z2_target": a.z2}}
         else:
             keep = {k: old[k] for k in ("boot_scale", "boot_rel_floor", "fix_alpha") if k in old}  # kept
             if "boot_scale" in old and "boot_rel_floor" not in old:
                 keep["boot_rel_floor"] = old.get("rel_floor", 0.0)
-            unc = {**keep, **out["den"], "pooled": pooled, "method": "covariance of the model-consistent fit "
+            unc = {**keep, **out["den"], **extra, "method": "covariance of the model-consistent fit "
                    f"(analysis.consistent), scaled; measured on simulated data, seed {a.seed}",
                    "z1_target": a.z1, "z2_target": a.z2}
         card["uncertainty"] = unc

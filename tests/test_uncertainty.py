@@ -165,3 +165,29 @@ def test_slow_crops_take_the_priors_pooled_from_resolved_ones():
     assert abs(np.median(r.fit.gamma[:40] / truth[:40] - 1)) < 0.15
     kept = ~r.pooled
     np.testing.assert_array_equal(r.fit.gamma[kept], off.fit.gamma[kept])  # resolved fits are left as they are
+
+
+def test_no_pooled_calibration_in_the_card_means_no_pooling():
+    """A card from before the pooled priors (e.g. an older fine-tuned model's) has no calibration for them; their
+    σ would be too small, so the slow decays are fitted without the priors, with a note."""
+    import copy
+
+    from xpcs_denoise import Denoiser
+    from xpcs_denoise.core.simulation import simulate_crops
+
+    den = Denoiser.pretrained()
+    card = copy.deepcopy(den.card)
+    card["uncertainty"].pop("pooled")
+    old = Denoiser(den.model, card)
+    judged = {"beta_range": (0.2, 0.3), "alpha_range": (1.0, 1.0), "count_range": (0.2, 0.5),
+              "pixel_range": (2000, 5000)}
+    slow, _, _ = simulate_crops(3, 50, seed=31, gamma_range=(0.01, 0.015), **judged)
+    fast, _, _ = simulate_crops(8, 50, seed=32, gamma_range=(0.09, 0.12), **judged)
+    c2 = np.concatenate([slow, fast])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with_cal = fit_two_time(c2, model=den, n_boot=4)
+        without = fit_two_time(c2, model=old, n_boot=4)
+    assert with_cal.pooled.any() and with_cal.priors is not None
+    assert not without.pooled.any() and without.priors is None
+    assert any("no calibration for fits with pooled priors" in n for n in without.notes)

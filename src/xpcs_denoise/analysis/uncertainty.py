@@ -448,8 +448,15 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         groups.append((np.asarray(ids), stack, fix_rows, k_bin, lag_den))
     # Denoised fits that do not resolve their decay are refitted with priors on C∞ and α pooled from the batch's
     # fits that do (analysis.consistent.pooled_priors): simulated Γ 0.01–0.02 frames⁻¹ +21 % → +6 %.
+    unc = (den.card.get("uncertainty") or {}) if den is not None else {}
+    if fix_all and "alpha" in fix_all and "fix_alpha" in unc:
+        unc = unc["fix_alpha"]  # fewer free parameters: the covariance shrinks more than the error does
     pool = None
-    if groups and pool_baseline and not (fix_all and "baseline" in fix_all):
+    if groups and pool_baseline and not (fix_all and "baseline" in fix_all) and "pooled" not in unc:
+        # the priors shrink the covariance: without their own calibration σ would be too small (a card from
+        # before the pooled priors, e.g. an older fine-tuned model's)
+        notes.append("the model card has no calibration for fits with pooled priors; slow decays fitted without")
+    elif groups and pool_baseline and not (fix_all and "baseline" in fix_all):
         clean = success & ~at_bound
         pool = pooled_priors(*(np.where(clean, res[k], np.nan) for k in ("gamma", "beta", "baseline", "alpha")),
                              span)
@@ -475,9 +482,6 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     # Calibration (scripts/calibrate_uncertainty.py, simulated data of known truth): raw fits' bootstrap part
     # scaled by RAW_BOOT_SCALE; denoised fits' error, the consistent fit's covariance, by the card's fit_scale
     # (those with the pooled prior by the card's pooled.fit_scale).
-    unc = (den.card.get("uncertainty") or {}) if den is not None else {}
-    if fix_all and "alpha" in fix_all and "fix_alpha" in unc:
-        unc = unc["fix_alpha"]  # fewer free parameters: the covariance shrinks more than the error does
     model_scale, model_floor = float(unc.get("fit_scale", 1.0)), float(unc.get("rel_floor", 0.0))
     pool_unc = unc.get("pooled") or {}  # fits with the pooled prior: calibrated on their own
     model_scale = np.where(pooled, float(pool_unc.get("fit_scale", model_scale)), model_scale)
