@@ -48,7 +48,7 @@ BASELINE_MIN = -0.5
 #: Most n×n windows whose denoised 1TCFs are averaged into g_den (N > n).
 MAX_WINDOWS = 8
 #: A fit resolves its decay when Γ × its longest lag reaches this (the contrast has fallen to e⁻⁶ for α = 1):
-#: only such fits define the pooled baseline prior (:func:`pooled_baseline_prior`).
+#: only such fits define the pooled priors (:func:`pooled_priors`).
 POOL_RESOLVED = 3.0
 #: Fewest resolved fits to pool from, and the narrowest prior width, in units of β.
 POOL_MIN_FITS = 5

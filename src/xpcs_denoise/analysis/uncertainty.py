@@ -262,8 +262,8 @@ class TwoTimeFit:
         Denoised fits that did not resolve their decay and were refitted with the pooled priors.
     priors : dict or None
         Those priors (:func:`~xpcs_denoise.analysis.consistent.pooled_priors`: ``offset`` on (C∞ − 1)/β,
-        ``alpha``, ``n_fits``); None where not used (fewer than five resolved fits, ``pool_baseline=False`` or C∞
-        fixed). With α fixed only the baseline's is applied.
+        ``alpha``, ``n_fits``); None where not used (fewer than five resolved fits, ``pool_baseline=False``, C∞
+        fixed, or a model card without their calibration). With α fixed only the baseline's is applied.
     """
 
     fit: FitResult
@@ -452,11 +452,12 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     if fix_all and "alpha" in fix_all and "fix_alpha" in unc:
         unc = unc["fix_alpha"]  # fewer free parameters: the covariance shrinks more than the error does
     pool = None
-    if groups and pool_baseline and not (fix_all and "baseline" in fix_all) and "pooled" not in unc:
+    wanted = bool(groups) and pool_baseline and not (fix_all and "baseline" in fix_all)
+    if wanted and "pooled" not in unc:
         # the priors shrink the covariance: without their own calibration σ would be too small (a card from
         # before the pooled priors, e.g. an older fine-tuned model's)
         notes.append("the model card has no calibration for fits with pooled priors; slow decays fitted without")
-    elif groups and pool_baseline and not (fix_all and "baseline" in fix_all):
+    elif wanted:
         clean = success & ~at_bound
         pool = pooled_priors(*(np.where(clean, res[k], np.nan) for k in ("gamma", "beta", "baseline", "alpha")),
                              span)
