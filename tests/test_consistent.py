@@ -148,7 +148,31 @@ def test_pooled_priors_from_resolved_fits_only():
     assert pooled_priors(gamma, beta, 1 + offset * beta, alpha, span)["n_fits"] == 5
     assert pooled_priors(gamma, beta, 1 + offset * beta, alpha, span, min_fits=6) is None
     same = pooled_priors(np.full(8, 0.2), np.full(8, 0.2), np.full(8, 1.0), np.full(8, 1.0), np.full(8, 49))
-    assert same == {"offset": (0.0, POOL_MIN_WIDTH), "alpha": (1.0, POOL_MIN_ALPHA_WIDTH), "n_fits": 8}
+    assert same == {"offset": (0.0, POOL_MIN_WIDTH), "alpha": (1.0, POOL_MIN_ALPHA_WIDTH), "n_fits": 8,
+                    "offset_slope": None}
+    assert pool["offset_slope"] is None  # 30 fits at one Γ: no trend to see
+
+
+def test_pooled_offset_follows_a_clear_trend_with_gamma_only():
+    """Offsets that grow toward slow dynamics (−0.05 per unit of ln Γ̂, scatter 0.02) give the trend's value at the
+    slowest resolved fits, not their median; a slope small against the scatter (−0.005) leaves the median."""
+    from xpcs_denoise.analysis.consistent import pooled_priors
+
+    rng = np.random.default_rng(1)
+    gamma = np.exp(rng.uniform(np.log(0.07), np.log(0.4), 200))
+    span, beta, alpha = np.full(200, 49), np.full(200, 0.3), np.ones(200)
+    for slope, trended in ((-0.05, True), (-0.005, False)):
+        offset = 0.05 + slope * np.log(gamma / 0.2) + rng.normal(0, 0.02, 200)
+        pool = pooled_priors(gamma, beta, 1 + offset * beta, alpha, span)
+        edge = 0.05 + slope * np.log(np.quantile(gamma, 0.05) / 0.2)
+        if trended:
+            assert pool["offset_slope"] == pytest.approx(slope, abs=0.01)
+            assert pool["offset"][0] == pytest.approx(edge, abs=0.01)
+            assert pool["offset"][1] == pytest.approx(0.02, rel=0.3)  # the scatter about the trend
+            assert pool["offset"][0] > np.median(offset) + 0.03
+        else:
+            assert pool["offset_slope"] is None
+            assert pool["offset"][0] == pytest.approx(np.median(offset))
 
 
 def test_baseline_prior_pins_the_offset_and_bad_priors_are_refused(den):
