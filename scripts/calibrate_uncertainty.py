@@ -1,6 +1,10 @@
-"""Calibrate Γ's standard error on simulated data: |z| < 1 for 68 % of cases and < 2 for at least 93 %.
+"""Calibrate Γ's standard error on simulated data: |z| < 1 for 71 % of cases and < 2 for at least 91.5 %.
 
-    python scripts/calibrate_uncertainty.py MODEL_DIR [--n-crops 1500] [--n-long 30] [--write]
+    python scripts/calibrate_uncertainty.py MODEL_DIR [--n-crops 3000] [--n-long 30] [--write]
+
+The errors have heavier tails than a Gaussian's (a fit that cannot see its decay can land far off), so both
+shares cannot sit at a Gaussian's 68 / 95 %: the targets put them inside the 60–75 % / ≥ 90 % band with room on
+both sides, and where a floor cannot reach both, the 2σ share wins (``analysis.uncertainty.calibrate``).
 
 Simulated data with known truth and seeds disjoint from training and from benchmarks/bench_bias.py: 50-frame
 crops and long series (200–1000 frames) with the judged ranges of realistic noise. Denoised fits (paths
@@ -62,14 +66,12 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
-    p.add_argument("--n-crops", type=int, default=1500)
+    p.add_argument("--n-crops", type=int, default=3000)
     p.add_argument("--n-long", type=int, default=30)
     p.add_argument("--n-boot", type=int, default=16)
     p.add_argument("--seed", type=int, default=31337)
-    p.add_argument("--z1", type=float, default=0.683,
-                   help="target share of |z| < 1 (0.683: Gaussian; up to 0.75 keeps the issue's 60-75 %% band and "
-                        "leaves room for data on which the model is more biased than on the simulator)")
-    p.add_argument("--z2", type=float, default=0.93, help="least share of |z| < 2")
+    p.add_argument("--z1", type=float, default=0.71, help="target share of |z| < 1 (band 60-75 %%)")
+    p.add_argument("--z2", type=float, default=0.915, help="least share of |z| < 2 (at least 90 %%)")
     p.add_argument("--write", action="store_true", help="write the denoised scale into the model card")
     p.add_argument("--fix-alpha", action="store_true",
                    help="fits with α held at 1 on data with α = 1 (fit --fix-alpha, the demo, q-dependence): "

@@ -109,6 +109,11 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
     sig = np.sqrt((s * b) ** 2 + (r * value) ** 2)
     assert r > 0 and np.mean(np.abs(resid) < sig) == pytest.approx(0.683, abs=0.01)
     assert np.mean(np.abs(resid) < 2 * sig) >= 0.93
+    # 9 % of the cases far off (a tail no floor of the value covers): z2 wins over z1, with no floor
+    resid = rng.normal(0, 1, n) * b + np.where(rng.random(n) < 0.09, 50 * b, 0.0)
+    s, r = calibrate(resid, np.zeros(n), b, np.full(n, 10.0), z1=0.7, z2=0.9)
+    assert r == 0.0 and np.mean(np.abs(resid) < 2 * s * b) == pytest.approx(0.9, abs=0.002)
+    assert np.mean(np.abs(resid) < s * b) > 0.72
 
 
 def test_raw_fits_at_a_bound_carry_the_bound_floor():
@@ -191,3 +196,19 @@ def test_no_pooled_calibration_in_the_card_means_no_pooling():
     assert with_cal.pooled.any() and with_cal.priors is not None
     assert not without.pooled.any() and without.priors is None
     assert any("no calibration for fits with pooled priors" in n for n in without.notes)
+
+
+def test_coverage_counts_z_over_all_rates():
+    """Shares of |z| < 1 and < 2 over fits in the Γ range, failed fits and masked ones left out."""
+    from xpcs_denoise.analysis.evaluation import coverage
+    from xpcs_denoise.core.fitting import PARAMETERS, FitResult
+
+    g = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.5])  # the last outside 0.003–0.4
+    fit = FitResult(**{k: np.ones(6) for k in PARAMETERS}, **{k + "_err": np.ones(6) for k in PARAMETERS},
+                    success=np.array([1, 1, 1, 1, 0, 1], bool), message=np.array([""] * 6),
+                    redchi=np.ones(6), n_iter=np.zeros(6, int), lags=np.arange(1, 5.0))
+    fit.gamma[:] = g + np.array([0.5, 1.5, 3.0, 0.2, 0.0, 0.0]) * 0.01
+    fit.gamma_err[:] = 0.01
+    c = coverage(fit, {"gamma": g})
+    assert c == {"n": 4, "z1": 0.5, "z2": 0.75}
+    assert coverage(fit, {"gamma": g}, select=[1, 0, 1, 1, 1, 1])["n"] == 3

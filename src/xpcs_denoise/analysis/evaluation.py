@@ -20,6 +20,7 @@ __all__ = [
     "available_methods",
     "truth_from_targets",
     "format_table",
+    "coverage",
     "GAMMA_BAND",
 ]
 
@@ -163,6 +164,21 @@ def bias_table(fit: FitResult, truth: dict, bins=GAMMA_BINS, params=("gamma", "b
         row["z2"] = float(np.mean(np.abs(z) < 2)) if z.size else float("nan")
         rows.append(row)
     return rows
+
+
+def coverage(fit: FitResult, truth: dict, select=None, gamma_range=(GAMMA_BINS[0], GAMMA_BINS[-1])) -> dict:
+    """Calibration of Γ's standard error over all rates at once: shares of |z| < 1 and < 2, z = (Γ̂ − Γ)/σ̂, over
+    the successful fits whose true Γ lies in ``gamma_range`` (and ``select``, a boolean mask, where given)."""
+    g = np.asarray(truth["gamma"], dtype=np.float64)
+    ok = np.asarray(fit.success, bool) & (g >= gamma_range[0]) & (g < gamma_range[1])
+    if select is not None:
+        ok &= np.asarray(select, bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.abs(np.asarray(fit.gamma)[ok] - g[ok]) / np.asarray(fit.gamma_err)[ok]
+    z = z[np.isfinite(z)]
+    nan = float("nan")
+    return {"n": int(z.size), "z1": float(np.mean(z < 1)) if z.size else nan,
+            "z2": float(np.mean(z < 2)) if z.size else nan}
 
 
 def format_bias_table(rows_by_method: dict[str, list[dict]], params=("gamma", "beta", "alpha")) -> str:

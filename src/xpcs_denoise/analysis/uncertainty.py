@@ -175,22 +175,23 @@ def calibrate(residual, fit_err, boot_err, value, *, z1: float = 0.683, z2: floa
     """Scale s of the bootstrap error and relative floor r such that, with
     ``σ² = fit_err² + (s·boot_err)² + (r·value)²``, |residual| < σ for ``z1`` of the cases and < 2σ for at least
     ``z2`` (the smallest r that reaches it, on a grid of 0.01). The floor stands for what no replicate shows:
-    the estimator's bias and the tails of the noise. Returns (s, r).
+    the estimator's bias and the tails of the noise. Where no floor reaches both (tails too heavy for a core at
+    ``z1``), z2 wins: r = 0 and the s for which |residual| < 2σ holds for ``z2`` of the cases. Returns (s, r).
     """
     v = np.abs(np.asarray(value, float))
     r_res = np.asarray(residual, float)
     f = np.asarray(fit_err, float)
     b = np.asarray(boot_err, float)
-    best = (calibration_scale(r_res, f, b, z1), 0.0)
+    ok = np.isfinite(r_res)
     for rel in np.arange(0.0, 1.0001, 0.01):
         fr = np.hypot(np.nan_to_num(f), rel * v)
         s = calibration_scale(r_res, fr, b, z1)
         sig = np.sqrt(fr**2 + (s * np.nan_to_num(b)) ** 2)
-        ok = np.isfinite(r_res)
+        if np.mean(np.abs(r_res[ok]) < sig[ok]) > z1 + 0.01:
+            break  # the floor alone already covers more than z1: larger floors only add to it
         if np.mean(np.abs(r_res[ok]) < 2 * sig[ok]) >= z2:
             return float(s), float(round(rel, 2))
-        best = (float(s), float(round(rel, 2)))
-    return best
+    return calibration_scale(r_res / 2.0, f, b, z2), 0.0  # |residual| < 2σ ⟺ |residual| / 2 < σ
 
 
 def residual_bootstrap(c2, c2_model, n_boot: int = 16, seed: int = 0) -> np.ndarray:
@@ -262,7 +263,7 @@ class TwoTimeFit:
         Denoised fits that did not resolve their decay and were refitted with the pooled priors.
     priors : dict or None
         Those priors (:func:`~xpcs_denoise.analysis.consistent.pooled_priors`: ``offset`` on (C∞ − 1)/β,
-        ``alpha``, ``n_fits``); None where not used (fewer than five resolved fits, ``pool_baseline=False``, C∞
+        ``alpha``, ``n_fits``, ``offset_slope`` where the offset followed a trend with ln Γ̂); None where not used (fewer than five resolved fits, ``pool_baseline=False``, C∞
         fixed, or a model card without their calibration). With α fixed only the baseline's is applied.
     """
 
@@ -471,8 +472,11 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
             sub = {k: v[slow] for k, v in fix_rows.items()}
             fc = consistent_fit(stack[slow], den, max_lag=lag_den, fix=sub or None, lag_unit=float(k_bin),
                                 seed=seed, baseline_prior=pool["offset"], alpha_prior=a_prior)
+            trend = pool.get("offset_slope")
             note = (f"; priors pooled from {pool['n_fits']} resolved fits: (C∞ − 1)/β {pool['offset'][0]:+.3f} ± "
-                    f"{pool['offset'][1]:.3f}" + ("" if a_prior is None else
+                    f"{pool['offset'][1]:.3f}" + ("" if trend is None else
+                                                  f" (its trend with ln Γ, {trend:+.3f}, at the slowest)")
+                    + ("" if a_prior is None else
                                                    f", α {a_prior[0]:.2f} (ln α ± {a_prior[1]:.2f})"))
             for j, i in enumerate(ids[slow]):
                 r = _fit_with_bootstrap(None, fc, j, lag_den, None, 0, rng)
