@@ -130,7 +130,7 @@ def real_validation(den, data, n_boot, max_crops, seed, peers):
                          redchi=np.asarray(f.redchi)[ok], n_iter=np.zeros(ok.sum(), int), lags=f.lags)
 
     bias = {"raw": bias_table(_sel(raw.fit), sub), "cned": bias_table(_sel(cn.fit), sub)}
-    # a target whose own Eq. 3 fit needs α beyond the fits' range or C∞ more than one contrast above 1 is not
+    # a target whose own Eq. 3 fit needs α beyond the fits' range or C∞ more than one contrast from 1 is not
     # described by Eq. 3 in its window: its Γ is a poor truth (7 % of crops); coverage is shown with and without
     with np.errstate(invalid="ignore", divide="ignore"):
         sound = (truth["alpha"] <= ALPHA_RANGE[1]) & (np.abs((truth["baseline"] - 1) / truth["beta"]) <= 1)

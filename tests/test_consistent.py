@@ -173,6 +173,11 @@ def test_pooled_offset_follows_a_clear_trend_with_gamma_only():
         else:
             assert pool["offset_slope"] is None
             assert pool["offset"][0] == pytest.approx(np.median(offset))
+    # many fits at a few rates are not a trend: 24 at one Γ, one far off at another
+    few = np.r_[np.full(24, 0.2), 0.3]
+    offset = np.r_[rng.normal(0.05, 0.02, 24), 1.0]
+    pool = pooled_priors(few, np.full(25, 0.3), 1 + offset * 0.3, np.ones(25), np.full(25, 49))
+    assert pool["offset_slope"] is None and pool["offset"][0] == pytest.approx(np.median(offset))
 
 
 def test_baseline_prior_pins_the_offset_and_bad_priors_are_refused(den):

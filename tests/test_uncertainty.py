@@ -114,6 +114,13 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
     s, r = calibrate(resid, np.zeros(n), b, np.full(n, 10.0), z1=0.7, z2=0.9)
     assert r == 0.0 and np.mean(np.abs(resid) < 2 * s * b) == pytest.approx(0.9, abs=0.002)
     assert np.mean(np.abs(resid) < s * b) > 0.72
+    # errors that scale with the value alone (no bootstrap part to scale): the floor carries it, 10 % here
+    value = rng.uniform(5, 20, n)
+    resid = rng.normal(0, 0.1, n) * value
+    s, r = calibrate(resid, np.zeros(n), np.full(n, 1e-6), value, z1=0.683, z2=0.93)
+    assert r == pytest.approx(0.1, abs=0.011)
+    sig = np.hypot(s * 1e-6, r * value)
+    assert np.mean(np.abs(resid) < 2 * sig) >= 0.93
 
 
 def test_raw_fits_at_a_bound_carry_the_bound_floor():
@@ -211,4 +218,6 @@ def test_coverage_counts_z_over_all_rates():
     fit.gamma_err[:] = 0.01
     c = coverage(fit, {"gamma": g})
     assert c == {"n": 4, "z1": 0.5, "z2": 0.75}
+    fit.gamma_err[0] = 0.0  # σ̂ = 0 off the truth: a miss
+    assert coverage(fit, {"gamma": g}) == {"n": 4, "z1": 0.25, "z2": 0.5}
     assert coverage(fit, {"gamma": g}, select=[1, 0, 1, 1, 1, 1])["n"] == 3

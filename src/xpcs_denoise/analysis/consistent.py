@@ -131,7 +131,8 @@ def pooled_priors(gamma, beta, baseline, alpha, lag_span, *, min_fits: int = POO
     with np.errstate(divide="ignore", invalid="ignore"):
         offset = (baseline - 1.0) / beta
         log_alpha = np.log(alpha)
-        ok = np.isfinite(offset) & np.isfinite(log_alpha) & (beta > 0) & (gamma * span >= POOL_RESOLVED)
+        ok = (np.isfinite(offset) & np.isfinite(log_alpha) & np.isfinite(gamma) & (beta > 0)
+              & (gamma * span >= POOL_RESOLVED))
     if ok.sum() < min_fits:
         return None
 
@@ -147,7 +148,9 @@ def pooled_priors(gamma, beta, baseline, alpha, lag_span, *, min_fits: int = POO
         idx = np.flatnonzero(ok)
         idx = idx[np.linspace(0, len(idx) - 1, min(len(idx), _TREND_MAX_FITS)).astype(int)]
         lg, y = np.log(gamma[idx]), offset[idx]
-        b, a, lo, hi = theilslopes(y, lg) if np.ptp(lg) > 0 else (0.0, 0.0, 0.0, 0.0)
+        # a trend needs as many distinct rates as fits asked for, not a few rates repeated
+        distinct = np.unique(lg).size >= POOL_TREND_MIN
+        b, a, lo, hi = theilslopes(y, lg) if distinct else (0.0, 0.0, 0.0, 0.0)
         if abs(b) > POOL_TREND_T * 0.5 * (hi - lo):
             # the unresolved fits lie below the resolved ones in Γ: the trend's value at the slowest resolved
             # fits (5 % quantile of ln Γ̂), not extrapolated further; the width is the scatter about the trend

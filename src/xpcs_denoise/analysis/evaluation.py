@@ -167,15 +167,32 @@ def bias_table(fit: FitResult, truth: dict, bins=GAMMA_BINS, params=("gamma", "b
 
 
 def coverage(fit: FitResult, truth: dict, select=None, gamma_range=(GAMMA_BINS[0], GAMMA_BINS[-1])) -> dict:
-    """Calibration of Γ's standard error over all rates at once: shares of |z| < 1 and < 2, z = (Γ̂ − Γ)/σ̂, over
-    the successful fits whose true Γ lies in ``gamma_range`` (and ``select``, a boolean mask, where given)."""
+    """Calibration of Γ's standard error over a range of rates at once.
+
+    Parameters
+    ----------
+    fit : FitResult
+        Fits of B 2TCFs.
+    truth : dict
+        ``{"gamma": array of B}``, the true Γ (the fits' units).
+    select : array of B bool, optional
+        Only these (e.g. targets with a sound truth).
+    gamma_range : (float, float)
+        True Γ counted: lo ≤ Γ < hi (default the bias table's 0.003–0.4).
+
+    Returns
+    -------
+    dict
+        ``{"n", "z1", "z2"}``: successful fits counted and their shares of |z| < 1 and < 2, z = (Γ̂ − Γ)/σ̂ (σ̂ = 0
+        counts as a miss).
+    """
     g = np.asarray(truth["gamma"], dtype=np.float64)
     ok = np.asarray(fit.success, bool) & (g >= gamma_range[0]) & (g < gamma_range[1])
     if select is not None:
         ok &= np.asarray(select, bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.abs(np.asarray(fit.gamma)[ok] - g[ok]) / np.asarray(fit.gamma_err)[ok]
-    z = z[np.isfinite(z)]
+    z = z[~np.isnan(z)]  # an infinite z (σ̂ = 0) is a miss, not a gap
     nan = float("nan")
     return {"n": int(z.size), "z1": float(np.mean(z < 1)) if z.size else nan,
             "z2": float(np.mean(z < 2)) if z.size else nan}

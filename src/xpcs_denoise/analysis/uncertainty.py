@@ -174,24 +174,47 @@ def calibration_scale(residual, fit_err, boot_err, target: float = 0.683) -> flo
 def calibrate(residual, fit_err, boot_err, value, *, z1: float = 0.683, z2: float = 0.93) -> tuple[float, float]:
     """Scale s of the bootstrap error and relative floor r such that, with
     ``σ² = fit_err² + (s·boot_err)² + (r·value)²``, |residual| < σ for ``z1`` of the cases and < 2σ for at least
-    ``z2`` (the smallest r that reaches it, on a grid of 0.01). The floor stands for what no replicate shows:
-    the estimator's bias and the tails of the noise. Where no floor reaches both (tails too heavy for a core at
-    ``z1``), z2 wins: r = 0 and the s for which |residual| < 2σ holds for ``z2`` of the cases. Returns (s, r).
+    ``z2``.
+
+    The smallest r on a grid of 0.01 that reaches both (|z| < 1 within 0.01 of ``z1``) is taken: the floor
+    stands for what no replicate shows, the estimator's bias and the tails of the noise. Where none does (tails
+    too heavy for a core at ``z1``), z2 wins: r = 0 and the s for which exactly ``z2`` lie within 2σ, so |z| < 1
+    comes out above ``z1``; a floor-only solution is kept only where no such s exists (``boot_err`` ≈ 0).
+
+    Parameters
+    ----------
+    residual : array of n
+        Estimate − truth, measured on simulated data.
+    fit_err, boot_err, value : array of n
+        The error part kept as it is, the part to scale, and the estimate (for the floor).
+    z1, z2 : float
+        Target share of |z| < 1 and least share of |z| < 2.
+
+    Returns
+    -------
+    (s, r) : tuple of float
     """
     v = np.abs(np.asarray(value, float))
     r_res = np.asarray(residual, float)
     f = np.asarray(fit_err, float)
     b = np.asarray(boot_err, float)
     ok = np.isfinite(r_res)
+    floor_only = None
     for rel in np.arange(0.0, 1.0001, 0.01):
         fr = np.hypot(np.nan_to_num(f), rel * v)
         s = calibration_scale(r_res, fr, b, z1)
         sig = np.sqrt(fr**2 + (s * np.nan_to_num(b)) ** 2)
-        if np.mean(np.abs(r_res[ok]) < sig[ok]) > z1 + 0.01:
-            break  # the floor alone already covers more than z1: larger floors only add to it
-        if np.mean(np.abs(r_res[ok]) < 2 * sig[ok]) >= z2:
-            return float(s), float(round(rel, 2))
-    return calibration_scale(r_res / 2.0, f, b, z2), 0.0  # |residual| < 2σ ⟺ |residual| / 2 < σ
+        c1, c2 = np.mean(np.abs(r_res[ok]) < sig[ok]), np.mean(np.abs(r_res[ok]) < 2 * sig[ok])
+        if c2 >= z2:
+            if c1 <= z1 + 0.01:
+                return float(s), float(round(rel, 2))
+            floor_only = floor_only or (float(s), float(round(rel, 2)))
+        if c1 > z1 + 0.01:
+            break  # the floor alone covers more than z1: larger floors only add to it
+    s2 = calibration_scale(r_res / 2.0, f, b, z2)  # |residual| < 2σ ⟺ |residual| / 2 < σ
+    if s2 < 99.0 or floor_only is None:  # 100: calibration_scale's bound, no scale reached z2
+        return s2, 0.0
+    return floor_only
 
 
 def residual_bootstrap(c2, c2_model, n_boot: int = 16, seed: int = 0) -> np.ndarray:
@@ -263,8 +286,9 @@ class TwoTimeFit:
         Denoised fits that did not resolve their decay and were refitted with the pooled priors.
     priors : dict or None
         Those priors (:func:`~xpcs_denoise.analysis.consistent.pooled_priors`: ``offset`` on (C∞ − 1)/β,
-        ``alpha``, ``n_fits``, ``offset_slope`` where the offset followed a trend with ln Γ̂); None where not used (fewer than five resolved fits, ``pool_baseline=False``, C∞
-        fixed, or a model card without their calibration). With α fixed only the baseline's is applied.
+        ``alpha``, ``n_fits``, ``offset_slope`` where the offset followed a trend with ln Γ̂); None where not
+        used (fewer than five resolved fits, ``pool_baseline=False``, C∞ fixed, or a model card without their
+        calibration). With α fixed only the baseline's is applied.
     """
 
     fit: FitResult
@@ -474,8 +498,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                                 seed=seed, baseline_prior=pool["offset"], alpha_prior=a_prior)
             trend = pool.get("offset_slope")
             note = (f"; priors pooled from {pool['n_fits']} resolved fits: (C∞ − 1)/β {pool['offset'][0]:+.3f} ± "
-                    f"{pool['offset'][1]:.3f}" + ("" if trend is None else
-                                                  f" (its trend with ln Γ, {trend:+.3f}, at the slowest)")
+                    f"{pool['offset'][1]:.3f}"
+                    + ("" if trend is None else f" (its trend with ln Γ, {trend:+.3f}, at the slowest)")
                     + ("" if a_prior is None else
                                                    f", α {a_prior[0]:.2f} (ln α ± {a_prior[1]:.2f})"))
             for j, i in enumerate(ids[slow]):
