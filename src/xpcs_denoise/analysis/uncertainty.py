@@ -500,8 +500,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
             note = (f"; priors pooled from {pool['n_fits']} resolved fits: (C∞ − 1)/β {pool['offset'][0]:+.3f} ± "
                     f"{pool['offset'][1]:.3f}"
                     + ("" if trend is None else f" (its trend with ln Γ, {trend:+.3f}, at the slowest)")
-                    + ("" if a_prior is None else
-                                                   f", α {a_prior[0]:.2f} (ln α ± {a_prior[1]:.2f})"))
+                    + ("" if a_prior is None else f", α {a_prior[0]:.2f} (ln α ± {a_prior[1]:.2f})"))
             for j, i in enumerate(ids[slow]):
                 r = _fit_with_bootstrap(None, fc, j, lag_den, None, 0, rng)
                 if r["success"]:
