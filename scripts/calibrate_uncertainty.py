@@ -10,9 +10,12 @@ Simulated data with known truth and seeds disjoint from training and from benchm
 crops and long series (200–1000 frames) with the judged ranges of realistic noise. Denoised fits (paths
 "denoised" and "binned", :mod:`xpcs_denoise.analysis.consistent`): σ² = (s·σ_cov)² + (r·Γ̂)², s and r into the
 model card (``uncertainty.fit_scale``, ``uncertainty.rel_floor``, with the coverage reached); those refitted with
-the pooled baseline prior get their own (``uncertainty.pooled``). Raw fits:
-σ² = σ_fit² + (s·σ_boot)² + (r·Γ̂)² (:func:`xpcs_denoise.analysis.uncertainty.calibrate`), printed, to be set as
-``uncertainty.RAW_BOOT_SCALE`` and ``RAW_REL_FLOOR``. The weights are not touched, so their SHA-256 still holds.
+the pooled baseline prior get their own (``uncertainty.pooled``). Raw fits of 50-frame crops:
+σ² = (a·σ_fit)² + (r·Γ̂)² + the bound and baseline floors, printed as ``raw`` (a, r), to be set as
+``uncertainty.RAW_FIT_SCALE`` (``RAW_FIX_ALPHA_FIT_SCALE`` with ``--fix-alpha``) and ``RAW_REL_FLOOR``; of long
+series σ² = σ_fit² + (s·σ_boot)² + (r·Γ̂)², printed as
+``raw_long`` (``RAW_LONG_BOOT_SCALE``, ``RAW_LONG_REL_FLOOR``). The weights are not touched, so their SHA-256
+still holds.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.analysis.uncertainty import RAW_BASELINE_FLOOR, calibrate, fit_two_time
+from xpcs_denoise.analysis.uncertainty import (
+    RAW_BASELINE_FLOOR,
+    RAW_BOUND_FLOOR,
+    RAW_BOUND_SPAN,
+    RAW_FIT_SCALE,
+    RAW_FIX_ALPHA_FIT_SCALE,
+    calibrate,
+    fit_two_time,
+)
 from xpcs_denoise.core.simulation import simulate_crops
 from xpcs_denoise.io.files import atomic_path
 
@@ -34,7 +45,7 @@ JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range":
 
 
 def collect(den, n_crops, n_long, seed, n_boot, fix=None):
-    rows = {"raw": [], "den": [], "pooled": []}
+    rows = {"raw": [], "raw_long": [], "den": [], "pooled": []}
     judged = {**JUDGED, "alpha_range": (fix["alpha"], fix["alpha"])} if fix else JUDGED
     measured, _, prm = simulate_crops(n_crops, den.size, seed=seed, **judged)
     sets = [(measured, prm["gamma"])]
@@ -43,23 +54,30 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
         m, _, p = simulate_crops(1, int(rng.integers(200, 1001)), seed=seed + 10 + i, **judged)
         sets.append((m, p["gamma"]))
     for m, g in sets:
+        short = m.shape[-1] == den.size
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            nb = n_boot if m.shape[-1] == den.size else max(8, n_boot // 2)
-            for method, key in (("none", "raw"), ("cned", "den")):
+            nb = n_boot if short else max(8, n_boot // 2)
+            for method, key in (("none", "raw" if short else "raw_long"), ("cned", "den")):
                 r = fit_two_time(m, method=method, model=den, n_boot=nb, seed=seed, fix=fix)
                 ok = r.fit.success
                 for j in np.flatnonzero(ok):
                     if key == "den" and str(r.path[j]).startswith("raw"):
                         continue  # the raw fits are measured by the "none" pass
-                    # denoised fits: σ = s·σ_consistent (unscaled: raw_boot_error) with the floor; raw fits:
-                    # σ² = σ_fit² + (s·σ_boot)² + floor²
-                    f_err = r.fit_error["gamma"][j]
-                    if key == "den":  # the traded-baseline floor fit_two_time adds, so s and r come on top
-                        f_err = RAW_BASELINE_FLOOR * abs(r.fit.gamma[j]) * abs(r.fit.baseline[j] - 1) / max(
-                            abs(r.fit.beta[j]), 1e-3)
+                    gam, beta, base = abs(r.fit.gamma[j]), max(abs(r.fit.beta[j]), 1e-3), r.fit.baseline[j]
+                    # each row: (residual, the part kept as it is, the part to scale, Γ̂), see calibrate()
+                    traded = RAW_BASELINE_FLOOR * gam * abs(base - 1) / beta  # fit_two_time's traded-baseline floor
+                    if key == "den":  # σ = s·σ_consistent (unscaled: raw_boot_error) with the floors
+                        kept, scaled = traded, r.raw_boot_error[j]
+                    elif key == "raw":  # σ² = (a·σ_fit)² + floors (the replicates' best scale measured 0)
+                        bound = bool(r.fit.at_bound[j]) * np.hypot(RAW_BOUND_FLOOR * gam,
+                                                                   RAW_BOUND_SPAN / r.fit.lags[-1])
+                        raw_scale = RAW_FIX_ALPHA_FIT_SCALE if fix and "alpha" in fix else RAW_FIT_SCALE
+                        kept, scaled = np.hypot(traded, bound), r.fit_error["gamma"][j] / raw_scale
+                    else:  # long series: σ² = σ_fit² + (s·σ_boot)²
+                        kept, scaled = r.fit_error["gamma"][j], r.raw_boot_error[j]
                     row = "pooled" if key == "den" and r.pooled[j] else key  # a prior: its own scale
-                    rows[row].append((r.fit.gamma[j] - g[j], f_err, r.raw_boot_error[j], r.fit.gamma[j]))
+                    rows[row].append((r.fit.gamma[j] - g[j], kept, scaled, r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}
 
 
@@ -89,7 +107,7 @@ def main():
         s, rel = calibrate(r, f, b, val, z1=a.z1, z2=a.z2)
         e = np.sqrt(np.nan_to_num(f) ** 2 + (s * np.nan_to_num(b)) ** 2 + (rel * val) ** 2)
         z = np.abs(r) / e
-        out[key] = {"boot_scale" if key == "raw" else "fit_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
+        out[key] = {"boot_scale" if key == "raw_long" else "fit_scale": round(s, 3), "rel_floor": rel, "n": int(len(r)),
                     "z1": round(float(np.mean(z < 1)), 3), "z2": round(float(np.mean(z < 2)), 3),
                     "z1_unscaled": round(float(np.mean(np.abs(r) / np.hypot(np.nan_to_num(f), np.nan_to_num(b))
                                                        < 1)), 3)}

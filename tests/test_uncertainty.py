@@ -124,8 +124,9 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
 
 
 def test_raw_fits_at_a_bound_carry_the_bound_floor():
-    """A raw fit ending at a parameter bound gets σ(Γ) ≥ RAW_BOUND_FLOOR·Γ̂; the others keep their own σ."""
-    from xpcs_denoise.analysis.uncertainty import RAW_BOUND_FLOOR
+    """A raw fit ending at a parameter bound gets σ(Γ) ≥ RAW_BOUND_FLOOR·Γ̂ and ≥ RAW_BOUND_SPAN / (longest lag);
+    the others keep their own σ."""
+    from xpcs_denoise.analysis.uncertainty import RAW_BOUND_FLOOR, RAW_BOUND_SPAN
     from xpcs_denoise.core.simulation import simulate_crops
 
     crops, _, _ = simulate_crops(40, 50, seed=3, gamma_range=(0.004, 0.03), count_range=(0.02, 0.1),
@@ -138,6 +139,9 @@ def test_raw_fits_at_a_bound_carry_the_bound_floor():
     assert bound.sum() >= 3 and (ok & ~r.fit.at_bound).sum() >= 3  # slow noisy crops: both kinds occur
     g, e = r.fit.gamma, r.fit.gamma_err
     assert np.all(e[bound] >= RAW_BOUND_FLOOR * np.abs(g[bound]) * (1 - 1e-9))
+    # …and at least RAW_BOUND_SPAN over the longest lag (49 frames): a Γ̂ collapsed to ~0 still gets a scale
+    assert np.all(e[bound] >= RAW_BOUND_SPAN / 49 * (1 - 1e-9))
+    assert np.any(e[bound] < 2 * RAW_BOUND_SPAN / 49)  # where Γ̂ collapsed, the absolute floor is what σ is
     free = ok & ~r.fit.at_bound
     own = np.hypot(r.fit_error["gamma"][free], r.boot_error["gamma"][free])
     np.testing.assert_allclose(e[free], own, rtol=1e-9)
