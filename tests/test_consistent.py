@@ -149,7 +149,7 @@ def test_pooled_priors_from_resolved_fits_only():
     assert pooled_priors(gamma, beta, 1 + offset * beta, alpha, span, min_fits=6) is None
     same = pooled_priors(np.full(8, 0.2), np.full(8, 0.2), np.full(8, 1.0), np.full(8, 1.0), np.full(8, 49))
     assert same == {"offset": (0.0, POOL_MIN_WIDTH), "alpha": (1.0, POOL_MIN_ALPHA_WIDTH), "n_fits": 8,
-                    "offset_slope": None}
+                    "offset_slope": None, "offset_at": None}
     assert pool["offset_slope"] is None  # 30 fits at one Γ: no trend to see
 
 
@@ -170,6 +170,7 @@ def test_pooled_offset_follows_a_clear_trend_with_gamma_only():
             assert pool["offset"][0] == pytest.approx(edge, abs=0.01)
             assert pool["offset"][1] == pytest.approx(0.02, rel=0.3)  # the scatter about the trend
             assert pool["offset"][0] > np.median(offset) + 0.03
+            assert pool["offset_at"] == pytest.approx(np.quantile(gamma, 0.05), rel=1e-3)  # where it was taken
         else:
             assert pool["offset_slope"] is None
             assert pool["offset"][0] == pytest.approx(np.median(offset))
@@ -178,6 +179,20 @@ def test_pooled_offset_follows_a_clear_trend_with_gamma_only():
     offset = np.r_[rng.normal(0.05, 0.02, 24), 1.0]
     pool = pooled_priors(few, np.full(25, 0.3), 1 + offset * 0.3, np.ones(25), np.full(25, 49))
     assert pool["offset_slope"] is None and pool["offset"][0] == pytest.approx(np.median(offset))
+
+
+def test_offset_prior_widens_below_a_trend_only():
+    """With a trend, a fit below the rate where the centre was taken gets a wider prior (width² + (slope·Δ ln Γ̂)²);
+    fits above it, and all fits without a trend, keep the pooled width."""
+    from xpcs_denoise.analysis.consistent import offset_prior
+
+    trend = {"offset": (0.12, 0.03), "offset_slope": -0.045, "offset_at": 0.06}
+    centre, width = offset_prior(trend, [0.2, 0.06, 0.006, 0.0006])
+    assert centre == 0.12
+    below = [np.hypot(0.03, 0.045 * np.log(10)), np.hypot(0.03, 0.045 * np.log(100))]
+    np.testing.assert_allclose(width, [0.03, 0.03, *below])
+    centre, width = offset_prior({**trend, "offset_slope": None, "offset_at": None}, [0.2, 0.006])
+    np.testing.assert_allclose(width, [0.03, 0.03])
 
 
 def test_baseline_prior_pins_the_offset_and_bad_priors_are_refused(den):

@@ -65,7 +65,7 @@ from ..core.window import check_two_times
 from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
-from .consistent import POOL_MODEL_WEIGHT, POOL_RESOLVED, consistent_fit, pooled_priors
+from .consistent import POOL_MODEL_WEIGHT, POOL_RESOLVED, consistent_fit, offset_prior, pooled_priors
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
            "fit_two_time", "TwoTimeFit", "CutFits", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR",
@@ -518,12 +518,14 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
                 continue
             sub = {k: v[slow] for k, v in fix_rows.items()}
             fc = consistent_fit(stack[slow], den, max_lag=lag_den, fix=sub or None, lag_unit=float(k_bin),
-                                seed=seed, baseline_prior=pool["offset"], alpha_prior=a_prior,
+                                seed=seed, baseline_prior=offset_prior(pool, res["gamma"][ids][slow]),
+                                alpha_prior=a_prior,
                                 weight=POOL_MODEL_WEIGHT)
             trend = pool.get("offset_slope")
             note = (f"; priors pooled from {pool['n_fits']} resolved fits: (C∞ − 1)/β {pool['offset'][0]:+.3f} ± "
                     f"{pool['offset'][1]:.3f}"
-                    + ("" if trend is None else f" (its trend with ln Γ, {trend:+.3f}, at the slowest)")
+                    + ("" if trend is None else f" (its trend with ln Γ, {trend:+.3f}, at the slowest; wider "
+                                                f"below them)")
                     + ("" if a_prior is None else f", α {a_prior[0]:.2f} (ln α ± {a_prior[1]:.2f})"))
             for j, i in enumerate(ids[slow]):
                 r = _fit_with_bootstrap(None, fc, j, lag_den, None, 0, rng)
