@@ -5,9 +5,9 @@
 Simulated data with realistic noise (Γ log-uniform 0.003–0.4 frames⁻¹, 0.01–1 photons per pixel per frame,
 100–20,000 pixels, at least 60 photons per frame per ROI, β 0.05–0.5, α 0.6–1.8), seeds disjoint from
 training's: 50-frame crops, and long series (200–1000 frames). Raw and ensemble parameters come from
-:func:`xpcs_denoise.analysis.uncertainty.fit_two_time` (errors include the bootstrap; the ensemble's path chosen per
-2TCF), the peers from :func:`denoise` + :func:`fit_g2` (fit errors only). Four free parameters, lags 1–49 for
-denoised fits. Real: the held-out validation series of the model card (crops rescaled by Eq. 5 from each
+:func:`xpcs_denoise.analysis.uncertainty.fit_two_time` (calibrated errors, see its module notes; the ensemble's
+path chosen per 2TCF), the peers from :func:`denoise` + :func:`fit_g2` (fit errors only). Four free parameters,
+lags 1–49 for denoised fits. Real: the held-out validation series of the model card (crops rescaled by Eq. 5 from each
 crop, as a user's data), truth = the Eq. 3 fit of each target; MRE(Γ) in 0.01–0.15 and MSE(1TCF) as the paper.
 Prints tables; ``--json`` writes them too (for the model card).
 """

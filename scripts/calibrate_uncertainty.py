@@ -12,7 +12,7 @@ crops and long series (200–1000 frames) with the judged ranges of realistic no
 model card (``uncertainty.fit_scale``, ``uncertainty.rel_floor``, with the coverage reached); those refitted with
 the pooled baseline prior get their own (``uncertainty.pooled``). Raw fits of 50-frame crops:
 σ² = (a·σ_fit)² + (r·Γ̂)² + the bound and baseline floors, printed as ``raw`` (a, r), to be set as
-``uncertainty.RAW_FIT_SCALE`` (``RAW_FIX_ALPHA_FIT_SCALE`` with ``--fix-alpha``) and ``RAW_REL_FLOOR``; of long
+``uncertainty.RAW_FIT_SCALE`` (``RAW_FIXED_FIT_SCALE`` with ``--fix-alpha``) and ``RAW_REL_FLOOR``; of long
 series σ² = σ_fit² + (s·σ_boot)² + (r·Γ̂)², printed as
 ``raw_long`` (``RAW_LONG_BOOT_SCALE``, ``RAW_LONG_REL_FLOOR``). The weights are not touched, so their SHA-256
 still holds.
@@ -33,7 +33,7 @@ from xpcs_denoise.analysis.uncertainty import (
     RAW_BOUND_FLOOR,
     RAW_BOUND_SPAN,
     RAW_FIT_SCALE,
-    RAW_FIX_ALPHA_FIT_SCALE,
+    RAW_FIXED_FIT_SCALE,
     calibrate,
     fit_two_time,
 )
@@ -72,10 +72,11 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
                     elif key == "raw":  # σ² = (a·σ_fit)² + floors (the replicates' best scale measured 0)
                         bound = bool(r.fit.at_bound[j]) * np.hypot(RAW_BOUND_FLOOR * gam,
                                                                    RAW_BOUND_SPAN / r.fit.lags[-1])
-                        raw_scale = RAW_FIX_ALPHA_FIT_SCALE if fix and "alpha" in fix else RAW_FIT_SCALE
+                        raw_scale = RAW_FIXED_FIT_SCALE if fix else RAW_FIT_SCALE
                         kept, scaled = np.hypot(traded, bound), r.fit_error["gamma"][j] / raw_scale
-                    else:  # long series: σ² = σ_fit² + (s·σ_boot)²
-                        kept, scaled = r.fit_error["gamma"][j], r.raw_boot_error[j]
+                    else:  # long series: σ² = σ_fit² + (s·σ_boot)², with the relative bound floor
+                        bound = RAW_BOUND_FLOOR * gam * bool(r.fit.at_bound[j])
+                        kept, scaled = np.hypot(r.fit_error["gamma"][j], bound), r.raw_boot_error[j]
                     row = "pooled" if key == "den" and r.pooled[j] else key  # a prior: its own scale
                     rows[row].append((r.fit.gamma[j] - g[j], kept, scaled, r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}

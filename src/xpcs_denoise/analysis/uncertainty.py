@@ -90,12 +90,13 @@ RAW_PRECISE = 0.0
 RAW_FIT_SCALE = 0.81
 RAW_BOOT_SCALE = 0.0
 RAW_REL_FLOOR = 0.06
-#: RAW_FIT_SCALE for raw fits with α held fixed (``fix={"alpha": …}``, as ``fit --fix-alpha`` and the demo):
-#: with one free parameter fewer their covariance shrinks and their tail is heavier (the baseline sinks to mimic
-#: a faster decay). Measured on α = 1 data (seeds 1357 / 2468, 3,000 crops each): |z| < 1 72.4 / 73.2 %, < 2
-#: 90.2 / 89.4 % (with 0.81: 62 / 63 %, 84.5 / 84.3 %; the earlier σ_fit² + (0.3 σ_boot)²: 68 / 68 %, 88 / 87 %);
-#: no scale and floor of this form reaches 90 % within 2σ with margin while |z| < 1 stays under 75 %.
-RAW_FIX_ALPHA_FIT_SCALE = 1.15
+#: RAW_FIT_SCALE for raw fits with a parameter held fixed (``fix=``, as ``fit --fix-alpha`` / ``--fix-beta`` and the
+#: demo): with one free parameter fewer their covariance shrinks and their tail is heavier (the baseline sinks to
+#: mimic a faster decay). Measured with α held at 1 on α = 1 data (seeds 1357 / 2468, 3,000 crops each): |z| < 1
+#: 72.4 / 73.2 %, < 2 90.2 / 89.4 % (with 0.81: 62 / 63 %, 84.5 / 84.3 %; the earlier σ_fit² + (0.3 σ_boot)²: 68 /
+#: 68 %, 88 / 87 %); no scale and floor of this form reaches 90 % within 2σ with margin while |z| < 1 stays under
+#: 75 %. With β held at its truth: 65.5 / 65.5 %, 86.7 / 86.4 % (with 0.81: 56 %, 81 %).
+RAW_FIXED_FIT_SCALE = 1.15
 #: Relative floor of Γ's error for a raw fit that ended with a parameter at its bound (about half of the raw
 #: fits of noisy 50-frame crops): the bound removes a direction from the covariance, so its σ is too small
 #: (those fits were 80 % of the |z| > 2 tail). Measured on two disjoint simulated sets of 1,530 fits
@@ -293,21 +294,23 @@ class TwoTimeFit:
         Parameters; their ``*_err`` are the combined standard errors ``sqrt(σ_fit² + σ_boot²)``.
     fit_error, boot_error : dict of ndarray
         The two parts of each parameter's error (keys ``gamma``, ``beta``, ``baseline``, ``alpha``), with their
-        calibration scales: for raw fits the fit's own error and the bootstrap's; for denoised fits the
-        consistent fit's scaled covariance and NaN (no bootstrap).
+        calibration scales: for raw fits the fit's own error and the bootstrap's (long series; for short ones NaN,
+        none drawn), Γ's floors added to the second part; for denoised fits the consistent fit's scaled
+        covariance and NaN (no bootstrap) or Γ's floors. A parameter with neither part known has σ NaN.
     path : ndarray of str
         What was fitted, per 2TCF (see the module's notes).
     n_boot, seed : int
         Bootstrap replicates (raw fits of long series; short ones' σ takes none, :data:`RAW_BOOT_SCALE`) and seed
         (reproducible).
     raw_boot_error : ndarray
-        Γ's error part before calibration (the bootstrap spread of raw fits, the covariance error of
-        denoised ones), for ``scripts/calibrate_uncertainty.py``.
+        Γ's error part before calibration (the bootstrap spread of raw fits of long series, NaN for short ones;
+        the covariance error of denoised ones), for ``scripts/calibrate_uncertainty.py``.
     pooled : ndarray of bool
         Denoised fits that did not resolve their decay and were refitted with the pooled priors.
     priors : dict or None
         Those priors (:func:`~xpcs_denoise.analysis.consistent.pooled_priors`: ``offset`` on (C∞ − 1)/β,
-        ``alpha``, ``n_fits``, ``offset_slope`` where the offset followed a trend with ln Γ̂); None where not
+        ``alpha``, ``n_fits``, ``offset_slope`` and ``offset_at`` (frames⁻¹, also with ``frame_time``) where the
+        offset followed a trend with ln Γ̂); None where not
         used (fewer than five resolved fits, ``pool_baseline=False``, C∞ fixed, or a model card without their
         calibration). With α fixed only the baseline's is applied.
     """
@@ -547,9 +550,10 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     floor = np.where(long_raw, RAW_LONG_REL_FLOOR, np.where(is_raw, RAW_REL_FLOOR, model_floor))
     gamma_boot_unscaled = np.where(is_raw, berr["gamma"], ferr["gamma"])
     berr = {k: v * scale for k, v in berr.items()}
-    raw_scale = RAW_FIX_ALPHA_FIT_SCALE if (fix_all and "alpha" in fix_all) else RAW_FIT_SCALE
-    fit_scale = np.where(long_raw, 1.0, np.where(is_raw, raw_scale, model_scale))
-    ferr = {k: v * fit_scale for k, v in ferr.items()}
+    raw_scale = RAW_FIXED_FIT_SCALE if fix_all else RAW_FIT_SCALE
+    # calibrated for Γ: the other parameters of raw fits keep their own error
+    ferr = {k: v * np.where(long_raw, 1.0, np.where(is_raw, raw_scale if k == "gamma" else 1.0, model_scale))
+            for k, v in ferr.items()}
     # Γ's floor r·Γ̂ (calibrated with the scale): the estimator's bias and noise tails no replicate shows
     berr["gamma"] = np.hypot(np.nan_to_num(berr["gamma"]), floor * np.abs(np.nan_to_num(res["gamma"])))
     bound_floor = np.where(is_raw & at_bound, RAW_BOUND_FLOOR, 0.0)
@@ -564,7 +568,9 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     fix = fix_all
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
-        err[k] = np.where(success, err[k], np.nan)
+        # neither part known (a covariance left singular at a bound, no replicates drawn): unknown, not 0
+        unknown = ~np.isfinite(ferr[k]) & ~np.isfinite(berr[k])
+        err[k] = np.where(success & ~unknown, err[k], np.nan)
         if fix and k in fix:
             err[k] = np.where(success, 0.0, np.nan)
     shape = () if single else (nb,)

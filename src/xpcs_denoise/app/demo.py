@@ -168,7 +168,7 @@ def _write_html(path, rows, figures, summary, window):
         f"(weights SHA-256 {html.escape(str(summary['model']['weights_sha256']))[:16]}…). Γ in frames⁻¹, "
         f"fits of the first {window} frames with α = 1; truth = mean simulated Γ over those frames. Errors (±1σ) "
         "include the photon noise and the model (denoised: the model-consistent fit's calibrated covariance; "
-        "raw: residual bootstrap); z = (Γ̂ − Γ)/σ; path = what "
+        "raw: the fit's own error, calibrated, with floors); z = (Γ̂ − Γ)/σ; path = what "
         "was fitted for the denoised column (raw where the model cannot help).</p>"
         f"<table><tr>{head}</tr>{body}</table>{figs}</body></html>\n")
 

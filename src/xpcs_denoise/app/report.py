@@ -133,7 +133,8 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
     if method in ("none", "raw"):
         tf = fit_two_time(_whole(c2, progress), method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
                           frame_time=frame_time)
-        return tf.fit, {"path": np.full(k_rois, "raw"), "errors": "fit + bootstrap (noise)"}
+        errors = "fit, calibrated (+ bootstrap over frames for series of 100 frames or more)"
+        return tf.fit, {"path": np.full(k_rois, "raw"), "errors": errors}
     why = ("come without their raw 2TCFs (keep them when denoising)" if raw is None else
            "were denoised by a classical filter (calibrated errors exist for raw data and the ensemble)")
     warnings.warn(f"the {method} 2TCFs {why}: their fits' errors are the fit's own and understate the uncertainty",
