@@ -477,7 +477,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     bad_frame_threshold : robust z-score of ``"auto"``
     model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
         that denoised the file, checked by its SHA-256)
-    n_boot, seed : bootstrap replicates behind the standard errors of whole-series fits, and their seed
+    n_boot, seed : bootstrap replicates behind the standard errors of whole-series raw fits of 100 frames or more,
+        and their seed
 
     Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
     the photon noise (calibrated on simulated data; a residual bootstrap for long series) and, for a file

@@ -96,7 +96,8 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
     frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
     weighted : weight 1TCF points by their standard error from the 2TCF (fits with the fit's own errors;
         :func:`~xpcs_denoise.uncertainty.fit_two_time` weights raw fits itself)
-    n_boot, seed : bootstrap replicates behind the standard errors, and their seed
+    n_boot, seed : bootstrap replicates behind the raw standard errors of series of 100 frames or more, and their
+        seed
     progress : a progress bar on stderr where the 2TCFs are read ROI by ROI
 
     Raw 2TCFs, and ``"cned"`` ones with their raw 2TCFs, are fitted by
@@ -180,7 +181,8 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     weighted : weight each 1TCF point by its standard error from the 2TCF
     model : the ensemble behind a ``"cned"`` entry (default: the shipped one)
     model_sha256 : the weights' SHA-256 recorded with the ``"cned"`` entry, checked against ``model``'s
-    n_boot, seed : bootstrap replicates behind the standard errors, and their seed
+    n_boot, seed : bootstrap replicates behind the raw standard errors of series of 100 frames or more, and their
+        seed
 
     Each entry is fitted by :func:`whole_series_fit` (as :func:`~xpcs_denoise.pipeline.fit_file` fits a
     file), the ``"cned"`` one with the ``"raw"`` entry as its raw 2TCFs: the ``"raw"`` and ``"cned"`` entries
