@@ -195,6 +195,32 @@ def test_offset_prior_widens_below_a_trend_only():
     np.testing.assert_allclose(width, [0.03, 0.03])
 
 
+def test_needs_prior_catches_unresolved_fits_and_those_that_raised_their_baseline():
+    """Refitted with the pooled priors: Γ̂ × span below POOL_RESOLVED, or an offset (C∞ − 1)/β more than k widths
+    above the pooled one (its trend at the fit's Γ̂ where there is one); a fit with an offset below it is kept."""
+    from xpcs_denoise.analysis.consistent import POOL_OFFSET_K, POOL_RESOLVED, needs_prior
+
+    pool = {"offset": (0.01, 0.03), "offset_slope": None, "offset_at": None}
+    span = np.full(5, 49.0)
+    gamma = np.array([0.5 * POOL_RESOLVED / 49, 0.1, 0.1, 0.1, 0.1])
+    beta = np.full(5, 0.2)
+    offset = np.array([0.0, 0.01, 0.01 + 0.9 * POOL_OFFSET_K * 0.03, 0.01 + 1.1 * POOL_OFFSET_K * 0.03, -0.3])
+    got = needs_prior(pool, gamma, beta, 1.0 + offset * beta, span)
+    np.testing.assert_array_equal(got, [True, False, False, True, False])
+    # a stricter k catches the third one too; NaN values never count as raised
+    np.testing.assert_array_equal(needs_prior(pool, gamma, beta, 1.0 + offset * beta, span, k=0.5 * POOL_OFFSET_K),
+                                  [True, False, True, True, False])
+    assert not needs_prior(pool, [0.1], [0.2], [np.nan], [49.0])[0]
+    # with a trend the expected offset is the trend's value at Γ̂: 0.12 − 0.045 ln(Γ̂ / 0.06)
+    trend = {"offset": (0.12, 0.03), "offset_slope": -0.045, "offset_at": 0.06}
+    g = np.array([0.1, 0.6])
+    at_trend = 0.12 - 0.045 * np.log(g / 0.06)
+    np.testing.assert_array_equal(needs_prior(trend, g, [0.2, 0.2], 1.0 + 0.2 * (at_trend + 0.08), [49.0, 49.0]),
+                                  [False, False])
+    np.testing.assert_array_equal(needs_prior(trend, g, [0.2, 0.2], 1.0 + 0.2 * (at_trend + 0.1), [49.0, 49.0]),
+                                  [True, True])
+
+
 def test_baseline_prior_pins_the_offset_and_bad_priors_are_refused(den):
     """A slow decay (Γ 0.01, half a decay time in the window) with noise: a narrow prior on (C∞ − 1)/β holds the
     offset there and Γ follows; malformed priors get one-line errors."""

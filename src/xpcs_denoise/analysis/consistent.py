@@ -34,8 +34,8 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
 from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
 
-__all__ = ["consistent_fit", "pooled_priors", "offset_prior", "MODEL_WEIGHT", "POOL_MODEL_WEIGHT", "ALPHA_RANGE",
-           "BASELINE_MIN"]
+__all__ = ["consistent_fit", "pooled_priors", "offset_prior", "needs_prior", "MODEL_WEIGHT", "POOL_MODEL_WEIGHT",
+           "ALPHA_RANGE", "BASELINE_MIN"]
 
 #: σ_M / σ_raw(lag 1): weight of the denoised term. Chosen on simulated (seed 4711) and real validation crops
 #: among 0.3, 0.6, 1 (bias alike; 0.3 the smallest errors); judged on other seeds by benchmarks/bench_bias.py.
@@ -68,6 +68,11 @@ POOL_MIN_ALPHA_WIDTH = 0.05
 #: POOL_TREND_MIN fits. Real validation crops fitted together carry one (slower series, larger offsets: −0.045
 #: per unit of ln Γ̂, 4.6 half-widths); simulated ones with C∞ = 1 show the fits' own −0.007 … −0.016 (1.3–1.7).
 POOL_TREND_T = 3.0
+#: A fit that reaches POOL_RESOLVED only by raising its baseline: offset above the pooled one (its trend at the
+#: fit's Γ̂) by more than this many widths. A slow decay seen in a short window trades C∞ for a faster Γ̂
+#: (simulated Γ 0.01–0.06 frames⁻¹: such fits +90 … +270 %, offsets 0.1–0.25 β high), and the test on Γ̂ alone
+#: lets them pass as resolved.
+POOL_OFFSET_K = 3.0
 POOL_TREND_MIN = 20
 _TREND_MAX_FITS = 2000  # Theil–Sen takes all pairs: a larger call is thinned to this many resolved fits
 _STEP_H = 1e-3  # finite-difference step of the Jacobian (log Γ, log A, c, log α)
@@ -169,6 +174,32 @@ def pooled_priors(gamma, beta, baseline, alpha, lag_span, *, min_fits: int = POO
             slope = float(b)
     return {"offset": off, "alpha": (float(np.exp(la[0])), la[1]), "n_fits": int(ok.sum()), "offset_slope": slope,
             "offset_at": at}
+
+
+def needs_prior(pool: dict, gamma, beta, baseline, lag_span, k: float | None = None) -> np.ndarray:
+    """Which fits the pooled priors should refit: those that do not resolve their decay (Γ̂ × longest lag below
+    :data:`POOL_RESOLVED`) and those that reach it with a baseline offset (C∞ − 1)/β above the pooled offset (its
+    trend at the fit's Γ̂, where there is one) by more than ``k`` widths (default :data:`POOL_OFFSET_K`).
+
+    Parameters
+    ----------
+    pool : dict
+        From :func:`pooled_priors`.
+    gamma, beta, baseline, lag_span : array of B
+        First-pass Γ̂ (frames⁻¹), β, C∞ and the longest lag of each fit (frames).
+
+    Returns
+    -------
+    ndarray of bool, shape (B,)
+    """
+    gamma, beta, baseline, span = (np.asarray(v, dtype=np.float64) for v in (gamma, beta, baseline, lag_span))
+    k = POOL_OFFSET_K if k is None else k
+    centre, width = pool["offset"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = centre + (0.0 if pool.get("offset_slope") is None
+                             else pool["offset_slope"] * np.log(gamma / pool["offset_at"]))
+        raised = (baseline - 1.0) / beta > expected + k * width
+        return ~(gamma * span >= POOL_RESOLVED) | np.nan_to_num(raised, nan=False).astype(bool)
 
 
 def offset_prior(pool: dict, gamma) -> tuple:

@@ -65,7 +65,7 @@ from ..core.window import check_two_times
 from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
-from .consistent import POOL_MODEL_WEIGHT, POOL_RESOLVED, consistent_fit, offset_prior, pooled_priors
+from .consistent import POOL_MODEL_WEIGHT, consistent_fit, needs_prior, offset_prior, pooled_priors
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
            "fit_two_time", "TwoTimeFit", "CutFits", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR",
@@ -516,7 +516,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     if pool is not None:
         a_prior = None if (fix_all and "alpha" in fix_all) else pool["alpha"]
         for ids, stack, fix_rows, k_bin, lag_den in groups:
-            slow = success[ids] & ~(res["gamma"][ids] * span[ids] >= POOL_RESOLVED)
+            slow = success[ids] & needs_prior(pool, *(res[k][ids] for k in ("gamma", "beta", "baseline")), span[ids])
             if not slow.any():
                 continue
             sub = {k: v[slow] for k, v in fix_rows.items()}
