@@ -181,14 +181,17 @@ def test_pooled_offset_follows_a_clear_trend_with_gamma_only():
     assert pool["offset_slope"] is None and pool["offset"][0] == pytest.approx(np.median(offset))
 
 
-def test_offset_prior_widens_below_a_trend_only():
-    """With a trend, a fit below the rate where the centre was taken gets a wider prior (width² + (slope·Δ ln Γ̂)²);
-    fits above it, and all fits without a trend, keep the pooled width."""
-    from xpcs_denoise.analysis.consistent import offset_prior
+def test_offset_prior_follows_a_trend_a_little_and_widens_below_it_only():
+    """With a trend, a fit below the rate where the centre was taken gets the trend's centre at most
+    POOL_TREND_REACH further down in ln Γ̂ and a wider prior (width² + (slope·Δ ln Γ̂)²); fits above it, and all
+    fits without a trend, keep the pooled centre and width."""
+    from xpcs_denoise.analysis.consistent import POOL_TREND_REACH, offset_prior
 
     trend = {"offset": (0.12, 0.03), "offset_slope": -0.045, "offset_at": 0.06}
-    centre, width = offset_prior(trend, [0.2, 0.06, 0.006, 0.0006])
-    assert centre == 0.12
+    centre, width = offset_prior(trend, [0.2, 0.06, 0.06 * np.exp(-0.5 * POOL_TREND_REACH), 0.006, 0.0006])
+    np.testing.assert_allclose(centre, [0.12, 0.12, 0.12 + 0.045 * 0.5 * POOL_TREND_REACH,
+                                        *[0.12 + 0.045 * POOL_TREND_REACH] * 2])
+    width = np.delete(width, 2)
     below = [np.hypot(0.03, 0.045 * np.log(10)), np.hypot(0.03, 0.045 * np.log(100))]
     np.testing.assert_allclose(width, [0.03, 0.03, *below])
     centre, width = offset_prior({**trend, "offset_slope": None, "offset_at": None}, [0.2, 0.006])
