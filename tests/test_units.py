@@ -173,3 +173,21 @@ def test_report_and_fit_file_give_the_same_whole_series_fits_of_a_denoised_file(
     with open(tmp_path / "rep7" / "fits.csv") as f:
         rep7 = [r for r in csv.DictReader(f) if r["method"] == "cned"]
     assert any(float(a["gamma_err"]) != float(b["gamma_err"]) for a, b in zip(rep, rep7, strict=True))
+
+
+def test_fix_beta_on_a_short_series_warns_that_beta_star_is_biased(tmp_path):
+    """β*(lag = 1) of a series shorter than LONG_FRAMES is biased low: the fit still runs, with a warning; a long
+    series fits without one."""
+    short = tmp_path / "short.hdf"
+    write_aps_c2(short, _c2(60), q=Q)
+    with pytest.warns(UserWarning, match="biased low"):
+        fit_file(short, tmp_path / "s.csv", fix_beta=True, fix_alpha=True)
+    assert (tmp_path / "s.csv").exists()
+    long = tmp_path / "long.hdf"
+    write_aps_c2(long, _c2(120), q=Q)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fit_file(long, tmp_path / "l.csv", fix_beta=True, fix_alpha=True)
+    assert all(r["success"] == "True" for r in csv.DictReader(open(tmp_path / "l.csv")))

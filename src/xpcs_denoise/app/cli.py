@@ -417,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("input", help="2TCF file (any format `denoise` reads)")
     f.add_argument("-o", "--output", required=True, help="output CSV (a JSON is written beside it)")
     f.add_argument("--fix-alpha", action="store_true", help="hold α = 1")
-    f.add_argument("--fix-beta", action="store_true", help="hold β at the data's β*(lag=1) (Eq. 7)")
+    f.add_argument("--fix-beta", action="store_true",
+                   help="hold β at the data's β*(lag=1) (Eq. 7; biased low on series under 100 frames: warned)")
     f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
     f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
     time_opts(f)
