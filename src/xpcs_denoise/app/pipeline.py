@@ -460,7 +460,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     Parameters
     ----------
     fix_alpha : hold α = 1 (simple exponential)
-    fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI
+    fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI (biased low on series under ``LONG_FRAMES``:
+        warned)
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
     frame_time : seconds per frame (default: the file's, e.g. APS 8-ID-I; else Γ stays in frames⁻¹)
