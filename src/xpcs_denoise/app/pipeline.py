@@ -531,7 +531,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                 # Eq. 7 on a short series: C∞* from its longest lags sits above the baseline where the decay has
                 # not finished, and lag 1 has already decayed for fast ones (simulated 50-frame crops: median
                 # β* 0.71 β; Γ 0.01–0.03 frames⁻¹ +73 % raw, +28 % denoised, against +4 / +2 % with β free)
-                warnings.warn(f"--fix-beta on a series of {n} frames (< {LONG_FRAMES}): β*(lag = 1) of a short "
+                warnings.warn(f"β held at β*(lag = 1) of a series of {n} frames (< {LONG_FRAMES}): β* of a short "
                               "series is biased low (simulated 50-frame crops: 0.71 β; Γ too high where the decay "
                               "does not finish within it); fitting β free is more accurate", stacklevel=2)
         method = str(data.attrs.get("method", "none"))
