@@ -19,8 +19,9 @@ A window that holds less than about three decay times cannot separate a slow dec
 the χ² minimum drifts to both (simulated Γ 0.01–0.02 frames⁻¹: +21 %, with C∞ 0.04 β high). The 2TCFs of one
 measurement share their baseline's causes and their kind of dynamics, so :func:`pooled_priors` takes the offset
 (C∞ − 1)/β and α from the fits that resolve their decay and :func:`consistent_fit` adds them as priors
-(``baseline_prior``, ``alpha_prior``) to those that do not (:func:`~xpcs_denoise.analysis.uncertainty.
-fit_two_time` does both). The README has the measured tables.
+(``baseline_prior``, ``alpha_prior``) to those that do not, or that seem to only by raising their baseline
+(:func:`needs_prior`; :func:`~xpcs_denoise.analysis.uncertainty.fit_two_time` does all of it). The README has
+the measured tables.
 """
 
 from __future__ import annotations
@@ -68,12 +69,12 @@ POOL_MIN_ALPHA_WIDTH = 0.05
 #: POOL_TREND_MIN fits. Real validation crops fitted together carry one (slower series, larger offsets: −0.045
 #: per unit of ln Γ̂, 4.6 half-widths); simulated ones with C∞ = 1 show the fits' own −0.007 … −0.016 (1.3–1.7).
 POOL_TREND_T = 3.0
+POOL_TREND_MIN = 20
 #: A fit that reaches POOL_RESOLVED only by raising its baseline: offset above the pooled one (its trend at the
 #: fit's Γ̂) by more than this many widths. A slow decay seen in a short window trades C∞ for a faster Γ̂
 #: (simulated Γ 0.01–0.06 frames⁻¹: such fits +90 … +270 %, offsets 0.1–0.25 β high), and the test on Γ̂ alone
 #: lets them pass as resolved.
 POOL_OFFSET_K = 3.0
-POOL_TREND_MIN = 20
 #: How far below the slowest resolved fits (in ln Γ̂) the trend's centre goes on (:func:`offset_prior`): further
 #: takes the real 0.01–0.03 frames⁻¹ bin closer to 0 and the four slowest series' bin beyond +10 %.
 POOL_TREND_REACH = 0.5

@@ -7,10 +7,10 @@ toward the training data's typical curves. Denoised 2TCFs are therefore fitted b
 passed through the ensemble, the denoised 1TCF. Its covariance, scaled by ``s`` and with a relative floor ``r``
 on Γ (``σ² = (s·σ_cov)² + (r·Γ̂)²``, the model card's ``uncertainty.fit_scale`` and ``rel_floor``), is
 calibrated on simulated data of known truth (``scripts/calibrate_uncertainty.py``). Where a 2TCF's window
-does not resolve its decay (Γ̂ × its longest lag < 3), C∞, α and Γ trade against each other; such fits are done
-again with priors on (C∞ − 1)/β and α pooled from the fits of the same call that do resolve theirs (empirical
-Bayes, :func:`~xpcs_denoise.analysis.consistent.pooled_priors`; ``pooled``), calibrated on their own
-(``uncertainty.pooled``).
+does not resolve its decay (Γ̂ × its longest lag < 3, or ≥ 3 only with a raised baseline), C∞, α and Γ trade
+against each other; such fits are done again with priors on (C∞ − 1)/β and α pooled from the fits of the same
+call that do resolve theirs (empirical Bayes, :func:`~xpcs_denoise.analysis.consistent.pooled_priors`;
+``pooled``), calibrated on their own (``uncertainty.pooled``).
 
 Raw fits' uncertainty comes from a residual bootstrap over frames:
 
@@ -306,7 +306,8 @@ class TwoTimeFit:
         Γ's error part before calibration (the bootstrap spread of raw fits of long series, NaN for short ones;
         the covariance error of denoised ones), for ``scripts/calibrate_uncertainty.py``.
     pooled : ndarray of bool
-        Denoised fits that did not resolve their decay and were refitted with the pooled priors.
+        Denoised fits that did not resolve their decay (or only with a raised baseline) and were refitted with the
+        pooled priors (:func:`~xpcs_denoise.analysis.consistent.needs_prior`).
     priors : dict or None
         Those priors (:func:`~xpcs_denoise.analysis.consistent.pooled_priors`: ``offset`` on (C∞ − 1)/β,
         ``alpha``, ``n_fits``, ``offset_slope`` and ``offset_at`` (frames⁻¹, also with ``frame_time``) where the
@@ -387,7 +388,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
         standard error of each 1TCF point from the spread along its diagonal; denoised 1TCFs, whose points
         carry no such spread, unweighted.
     pool_baseline : bool
-        Refit denoised 2TCFs whose window does not resolve the decay with priors on (C∞ − 1)/β and α pooled
+        Refit denoised 2TCFs whose window does not resolve the decay (or does only with a raised baseline,
+        :func:`~xpcs_denoise.analysis.consistent.needs_prior`) with priors on (C∞ − 1)/β and α pooled
         from the fits of this call that do (at least five; :func:`~xpcs_denoise.analysis.consistent.
         pooled_priors`). The 2TCFs of one call should then come from one measurement.
 
@@ -497,8 +499,9 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
             _store(i, _fit_with_bootstrap(None, fc, j, lag_den, None, 0, rng))
             span[i] = lag_den * k_bin
         groups.append((np.asarray(ids), stack, fix_rows, k_bin, lag_den))
-    # Denoised fits that do not resolve their decay are refitted with priors on C∞ and α pooled from the batch's
-    # fits that do (analysis.consistent.pooled_priors): simulated Γ 0.01–0.02 frames⁻¹ +21 % → +6 %.
+    # Denoised fits that do not resolve their decay (or only by raising their baseline: consistent.needs_prior) are
+    # refitted with priors on C∞ and α pooled from the batch's fits that do (analysis.consistent.pooled_priors):
+    # simulated Γ 0.01–0.02 frames⁻¹ +21 % → +6 %.
     unc = (den.card.get("uncertainty") or {}) if den is not None else {}
     if fix_all and "alpha" in fix_all and "fix_alpha" in unc:
         unc = unc["fix_alpha"]  # fewer free parameters: the covariance shrinks more than the error does
