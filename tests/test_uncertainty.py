@@ -296,4 +296,8 @@ def test_coverage_counts_z_over_all_rates():
     assert c == {"n": 4, "z1": 0.5, "z2": 0.75}
     fit.gamma_err[0] = 0.0  # σ̂ = 0 off the truth: a miss
     assert coverage(fit, {"gamma": g}) == {"n": 4, "z1": 0.25, "z2": 0.5}
+    from xpcs_denoise.analysis.evaluation import bias_table
+
+    first = next(r for r in bias_table(fit, {"gamma": g}, params=("gamma",)) if r["bin"].startswith("0.01-"))
+    assert first["z1"] == 0.0 and first["z2"] == 0.5  # the bins count σ̂ = 0 as a miss too
     assert coverage(fit, {"gamma": g}, select=[1, 0, 1, 1, 1, 1])["n"] == 3

@@ -139,7 +139,8 @@ GAMMA_BINS = (0.003, 0.005, 0.01, 0.03, 0.06, 0.1, 0.15, 0.3, 0.4)
 
 def bias_table(fit: FitResult, truth: dict, bins=GAMMA_BINS, params=("gamma", "beta", "alpha")) -> list[dict]:
     """Per Γ bin: median signed and median absolute relative error of each parameter, share of failed fits,
-    and the calibration of Γ's standard error (share of |z| < 1 and < 2, z = (Γ̂ − Γ)/σ̂).
+    and the calibration of Γ's standard error (share of |z| < 1 and < 2, z = (Γ̂ − Γ)/σ̂; σ̂ = 0 counts as a
+    miss, as in :func:`coverage`).
 
     ``truth`` holds arrays of the true ``gamma`` (and the other ``params``); failed fits count in ``failed``
     and are left out of the medians.
@@ -159,7 +160,7 @@ def bias_table(fit: FitResult, truth: dict, bins=GAMMA_BINS, params=("gamma", "b
             row[f"{k}_abs"] = float(np.median(np.abs(rel))) if rel.size else float("nan")
         with np.errstate(invalid="ignore", divide="ignore"):
             z = (np.asarray(fit.gamma)[ok] - g[ok]) / np.asarray(fit.gamma_err)[ok]
-        z = z[np.isfinite(z)]
+        z = z[~np.isnan(z)]  # as coverage(): an infinite z (σ̂ = 0) is a miss, not a gap
         row["z1"] = float(np.mean(np.abs(z) < 1)) if z.size else float("nan")
         row["z2"] = float(np.mean(np.abs(z) < 2)) if z.size else float("nan")
         rows.append(row)
