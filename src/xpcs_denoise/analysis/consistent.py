@@ -202,8 +202,8 @@ def needs_prior(pool: dict, gamma, beta, baseline, lag_span, k: float | None = N
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = centre + (0.0 if pool.get("offset_slope") is None
                              else pool["offset_slope"] * np.log(gamma / pool["offset_at"]))
-        raised = (baseline - 1.0) / beta > expected + k * width
-        return ~(gamma * span >= POOL_RESOLVED) | np.nan_to_num(raised, nan=False).astype(bool)
+        raised = (baseline - 1.0) / beta > expected + k * width  # NaN compares False: never raised
+        return ~(gamma * span >= POOL_RESOLVED) | raised
 
 
 def offset_prior(pool: dict, gamma) -> tuple:
