@@ -13,9 +13,9 @@ model card (``uncertainty.fit_scale``, ``uncertainty.rel_floor``, with the cover
 the pooled baseline prior get their own (``uncertainty.pooled``). Raw fits of 50-frame crops:
 σ² = (a·σ_fit)² + (r·Γ̂)² + the bound and baseline floors, printed as ``raw`` (a, r), to be set as
 ``uncertainty.RAW_FIT_SCALE`` (``RAW_FIXED_FIT_SCALE`` with ``--fix-alpha``) and ``RAW_REL_FLOOR``; of long
-series σ² = σ_fit² + (s·σ_boot)² + (r·Γ̂)², printed as
-``raw_long`` (``RAW_LONG_BOOT_SCALE``, ``RAW_LONG_REL_FLOOR``). The weights are not touched, so their SHA-256
-still holds.
+series σ² = (a·σ_fit)² + (s·σ_boot)² + c²·Γ̂/N + (r·Γ̂)², a and c as shipped, printed as ``raw_long``
+(``RAW_LONG_BOOT_SCALE``, ``RAW_LONG_REL_FLOOR``): a check only, on few series — the shipped a, c and s come from
+scripts/calibrate_long_series.py (1,600 series). The weights are not touched, so their SHA-256 still holds.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from xpcs_denoise.analysis.uncertainty import (
     RAW_BOUND_SPAN,
     RAW_FIT_SCALE,
     RAW_FIXED_FIT_SCALE,
+    RAW_LONG_DURATION_FLOOR,
     calibrate,
     fit_two_time,
 )
@@ -74,9 +75,11 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
                                                                    RAW_BOUND_SPAN / r.fit.lags[-1])
                         raw_scale = RAW_FIXED_FIT_SCALE if fix else RAW_FIT_SCALE
                         kept, scaled = np.hypot(traded, bound), r.fit_error["gamma"][j] / raw_scale
-                    else:  # long series: σ² = σ_fit² + (s·σ_boot)², with the relative bound floor
+                    else:  # long series: σ² = (a·σ_fit)² + (s·σ_boot)² + duration and bound floors
                         bound = RAW_BOUND_FLOOR * gam * bool(r.fit.at_bound[j])
-                        kept, scaled = np.hypot(r.fit_error["gamma"][j], bound), r.raw_boot_error[j]
+                        duration = RAW_LONG_DURATION_FLOOR * np.sqrt(gam / m.shape[-1])
+                        kept = np.hypot(np.hypot(r.fit_error["gamma"][j], bound), duration)  # fit_error: a·σ_fit
+                        scaled = r.raw_boot_error[j]
                     row = "pooled" if key == "den" and r.pooled[j] else key  # a prior: its own scale
                     rows[row].append((r.fit.gamma[j] - g[j], kept, scaled, r.fit.gamma[j]))
     return {k: np.array(v) for k, v in rows.items()}

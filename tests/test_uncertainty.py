@@ -184,7 +184,16 @@ def test_short_raw_fits_scale_their_own_error_and_draw_no_replicates(monkeypatch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rl = fit_two_time(long[0], method="none", n_boot=8, seed=1)
+        scale = U.RAW_LONG_FIT_SCALE
+        monkeypatch.setattr(U, "RAW_LONG_FIT_SCALE", 1.0)
+        rl1 = fit_two_time(long[0], method="none", n_boot=8, seed=1)
     assert np.isfinite(rl.raw_boot_error) and rl.raw_boot_error > 0
+    # a long series: Γ's error adds the finite duration's, c·√(Γ̂/N), to the scaled fit's, the replicates' and r·Γ̂
+    g = float(rl.fit.gamma)
+    np.testing.assert_allclose(rl.fit_error["gamma"], scale * rl1.fit_error["gamma"])
+    expect = np.sqrt(rl.fit_error["gamma"] ** 2 + (U.RAW_LONG_BOOT_SCALE * rl.raw_boot_error) ** 2
+                     + U.RAW_LONG_DURATION_FLOOR**2 * g / 200 + (U.RAW_LONG_REL_FLOOR * g) ** 2)
+    np.testing.assert_allclose(rl.fit.gamma_err, expect, rtol=1e-9)
 
 
 def test_calibrate_takes_the_floor_with_the_most_within_two_sigma():
