@@ -33,8 +33,11 @@ from xpcs_denoise.analysis.uncertainty import (
     RAW_BOUND_FLOOR,
     RAW_BOUND_SPAN,
     RAW_FIT_SCALE,
+    RAW_FIXED_BETA_FIT_SCALE,
     RAW_FIXED_FIT_SCALE,
     RAW_LONG_DURATION_FLOOR,
+    RAW_SUNK_OFFSET,
+    RAW_SUNK_SPAN,
     calibrate,
     fit_two_time,
 )
@@ -73,8 +76,11 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
                     elif key == "raw":  # σ² = (a·σ_fit)² + floors (the replicates' best scale measured 0)
                         bound = bool(r.fit.at_bound[j]) * np.hypot(RAW_BOUND_FLOOR * gam,
                                                                    RAW_BOUND_SPAN / r.fit.lags[-1])
-                        raw_scale = RAW_FIXED_FIT_SCALE if fix else RAW_FIT_SCALE
-                        kept, scaled = np.hypot(traded, bound), r.fit_error["gamma"][j] / raw_scale
+                        raw_scale = (RAW_FIXED_BETA_FIT_SCALE if fix and "beta" in fix
+                                     else RAW_FIXED_FIT_SCALE if fix else RAW_FIT_SCALE)
+                        sunk = bool(fix) and base - 1 < -RAW_SUNK_OFFSET * beta  # fit_two_time's sunk floor
+                        kept = np.hypot(np.hypot(traded, bound), sunk * RAW_SUNK_SPAN / r.fit.lags[-1])
+                        scaled = r.fit_error["gamma"][j] / raw_scale
                     else:  # long series: σ² = (a·σ_fit)² + (s·σ_boot)² + duration and bound floors
                         bound = RAW_BOUND_FLOOR * gam * bool(r.fit.at_bound[j])
                         duration = RAW_LONG_DURATION_FLOOR * np.sqrt(gam / m.shape[-1])

@@ -151,6 +151,30 @@ def test_raw_fits_at_a_bound_carry_the_bound_floor():
     assert np.any(traded[free] > r.fit_error["gamma"][free])  # the floor matters for some of these fits
 
 
+def test_held_alpha_raw_fits_with_a_sunk_baseline_cover_fast_decays(monkeypatch):
+    """Fast α = 1 decays in noisy 50-frame crops, fitted raw with α held at 1: many fits read a slow decay with a
+    sunk baseline (Γ̂ ≈ 0.01 Γ); those get σ(Γ) ≥ RAW_SUNK_SPAN / (longest lag), so the truth stays within 2σ for
+    most crops, while fits that kept their baseline keep their σ."""
+    import xpcs_denoise.analysis.uncertainty as U
+    from xpcs_denoise.core.simulation import simulate_crops
+
+    crops, _, prm = simulate_crops(200, 50, seed=12, gamma_range=(0.08, 0.4), alpha_range=(1.0, 1.0),
+                                   count_range=(0.01, 0.3), pixel_range=(100, 3000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(crops, method="none", seed=1, fix={"alpha": 1.0})
+        monkeypatch.setattr(U, "RAW_SUNK_SPAN", 0.0)
+        r0 = fit_two_time(crops, method="none", seed=1, fix={"alpha": 1.0})
+    f, ok = r.fit, r.fit.success
+    sunk = ok & (f.baseline - 1 < -U.RAW_SUNK_OFFSET * np.abs(f.beta))
+    assert sunk.sum() >= 10 and (ok & ~sunk).sum() >= 100
+    assert np.all(f.gamma_err[sunk] >= 10.0 / 49 * (1 - 1e-9))
+    np.testing.assert_array_equal(f.gamma_err[ok & ~sunk], r0.fit.gamma_err[ok & ~sunk])
+    z = np.abs(f.gamma - prm["gamma"]) / f.gamma_err
+    z0 = np.abs(f.gamma - prm["gamma"]) / r0.fit.gamma_err
+    assert np.mean(z[ok] < 2) >= 0.85 and np.mean(z[ok] < 2) >= np.mean(z0[ok] < 2) + 0.05
+
+
 def test_short_raw_fits_scale_their_own_error_and_draw_no_replicates(monkeypatch):
     """A raw fit of a short series: Γ's own error times RAW_FIT_SCALE (RAW_FIXED_FIT_SCALE with a parameter held
     fixed), the other parameters' errors as the fit gives them, never exactly 0, and no bootstrap replicates; a

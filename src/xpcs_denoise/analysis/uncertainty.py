@@ -69,7 +69,7 @@ from .consistent import POOL_MODEL_WEIGHT, consistent_fit, needs_prior, offset_p
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
            "fit_two_time", "TwoTimeFit", "CutFits", "GAMMA_FAST", "RAW_PRECISE", "RAW_BOUND_FLOOR",
-           "RAW_BASELINE_FLOOR", "LONG_FRAMES"]
+           "RAW_BASELINE_FLOOR", "RAW_SUNK_OFFSET", "RAW_SUNK_SPAN", "LONG_FRAMES"]
 
 #: Above this rate (frames⁻¹) the contrast halves within ~3 frames and the shipped model measures no better than
 #: the raw fit (METHOD §5; our bias benchmark agrees): the raw fit is returned.
@@ -92,11 +92,20 @@ RAW_BOOT_SCALE = 0.0
 RAW_REL_FLOOR = 0.06
 #: RAW_FIT_SCALE for raw fits with a parameter held fixed (``fix=``, as ``fit --fix-alpha`` / ``--fix-beta`` and the
 #: demo): with one free parameter fewer their covariance shrinks and their tail is heavier (the baseline sinks to
-#: mimic a faster decay). Measured with α held at 1 on α = 1 data (seeds 1357 / 2468, 3,000 crops each): |z| < 1
-#: 72.4 / 73.2 %, < 2 90.2 / 89.4 % (with 0.81: 62 / 63 %, 84.5 / 84.3 %; the earlier σ_fit² + (0.3 σ_boot)²: 68 /
-#: 68 %, 88 / 87 %); no scale and floor of this form reaches 90 % within 2σ with margin while |z| < 1 stays under
-#: 75 %. With β held at its truth: 65.5 / 65.5 %, 86.7 / 86.4 % (with 0.81: 56 %, 81 %).
-RAW_FIXED_FIT_SCALE = 1.15
+#: mimic a slower decay: see RAW_SUNK_SPAN). Measured with α held at 1 on α = 1 data (seeds 1357 / 2468, 3,000 crops
+#: each), with the floor below: |z| < 1 73.3 / 73.8 %, < 2 93.9 / 93.6 % (scale 1.15 without it: 72.4 / 73.2 %,
+#: 90.2 / 89.4 %, and Γ 0.06–0.4 frames⁻¹ only 76–84 % within 2σ).
+RAW_FIXED_FIT_SCALE = 0.86
+#: …with β held (``fit --fix-beta``), measured with β held at its truth (seeds 8642 / 8643, 3,000 crops each, with
+#: the floor below): |z| < 1 71.2 / 71.2 %, < 2 92.1 / 92.2 % (1.15 without the floor: 65.5 / 65.5 %, 86.7 / 86.4 %).
+RAW_FIXED_BETA_FIT_SCALE = 1.3
+#: …and such a fit whose C∞ sank more than RAW_SUNK_OFFSET·β̂ below 1 (Eq. 5 puts the baseline at 1) gets
+#: σ(Γ) ≥ RAW_SUNK_SPAN / (longest lag): two thirds of the |z| > 2 tail were fast decays (true Γ ≈ 0.14 frames⁻¹)
+#: read as a slow one with a sunk baseline (Γ̂ ≈ 0.01 Γ, β̂ ≈ 2 β), which no multiple of Γ̂ reaches; the data do not
+#: say which, so σ spans the rates the window can resolve. A quarter of such fits sink that far (slow decays too,
+#: whose σ this makes generous: Γ < 0.03 frames⁻¹ |z| < 1 for 90 % / 75 %).
+RAW_SUNK_OFFSET = 0.3
+RAW_SUNK_SPAN = 10.0
 #: Relative floor of Γ's error for a raw fit that ended with a parameter at its bound (about half of the raw
 #: fits of noisy 50-frame crops): the bound removes a direction from the covariance, so its σ is too small
 #: (those fits were 80 % of the |z| > 2 tail). Measured on two disjoint simulated sets of 1,530 fits
@@ -563,7 +572,8 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     floor = np.where(long_raw, RAW_LONG_REL_FLOOR, np.where(is_raw, RAW_REL_FLOOR, model_floor))
     gamma_boot_unscaled = np.where(is_raw, berr["gamma"], ferr["gamma"])
     berr = {k: v * scale for k, v in berr.items()}
-    raw_scale = RAW_FIXED_FIT_SCALE if fix_all else RAW_FIT_SCALE
+    raw_scale = (RAW_FIXED_BETA_FIT_SCALE if fix_all and "beta" in fix_all
+                 else RAW_FIXED_FIT_SCALE if fix_all else RAW_FIT_SCALE)
     # calibrated for Γ: the other parameters of raw fits keep their own error
     ferr = {k: v * np.where(long_raw, RAW_LONG_FIT_SCALE if k == "gamma" else 1.0,
                             np.where(is_raw, raw_scale if k == "gamma" else 1.0, model_scale))
@@ -582,6 +592,9 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     # short fits, raw or consistent (whose raw term shares the degeneracy), that moved C∞ off 1
     base_floor = np.where(~long_raw, RAW_BASELINE_FLOOR * np.nan_to_num(traded), 0.0)
     berr["gamma"] = np.hypot(berr["gamma"], base_floor * np.abs(np.nan_to_num(res["gamma"])))
+    if fix_all:  # a short raw fit with a parameter held whose baseline sank: Γ anywhere the window resolves
+        sunk = is_raw & ~long_raw & (res["baseline"] - 1.0 < -RAW_SUNK_OFFSET * np.abs(res["beta"]))
+        berr["gamma"] = np.hypot(berr["gamma"], np.where(sunk, RAW_SUNK_SPAN / span, 0.0))
     fix = fix_all
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
