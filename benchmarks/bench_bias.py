@@ -49,13 +49,13 @@ def simulated_crops(den, n, seed, n_boot, peers):
         cn = fit_two_time(measured, method="cned", model=den, n_boot=n_boot, seed=seed)
         out["cned"] = bias_table(cn.fit, truth)
         paths["cned"] = {**Counter(cn.path.tolist()), "pooled priors": int(np.sum(cn.pooled))}
-        paths["coverage, all rates"] = {"raw": coverage(raw.fit, truth), "cned": coverage(cn.fit, truth)}
+        cov = {"raw": coverage(raw.fit, truth), "cned": coverage(cn.fit, truth)}
         forced = fit_two_time(measured, method="cned", model=den, n_boot=n_boot, seed=seed, auto_path=False)
         out["cned-only"] = bias_table(forced.fit, truth)
         for m in peers:
             d = denoise(measured, m)
             out[m] = bias_table(fit_g2(one_time_from_two_time(d, max_lag=den.size - 1)), truth)
-    return out, paths
+    return out, paths, cov
 
 
 def long_series(den, n, seed, n_boot):
@@ -160,11 +160,12 @@ def main(argv=None):
     report = {"model": a.model or "shipped", "seed": a.seed, "n_boot": a.n_boot}
     t0 = time.time()
     if a.n_crops:
-        crops, paths = simulated_crops(den, a.n_crops, a.seed, a.n_boot, peers)
+        crops, paths, cov = simulated_crops(den, a.n_crops, a.seed, a.n_boot, peers)
         print(f"\n## Simulated 50-frame crops ({a.n_crops}), relative errors; z1/z2 = share |z| < 1 / < 2")
         print(format_bias_table(crops))
         print("paths:", paths, f"({time.time() - t0:.0f} s)")
-        report["crops"] = {"table": crops, "paths": paths}
+        print("coverage, all rates:", cov)
+        report["crops"] = {"table": crops, "paths": paths, "coverage, all rates": cov}
     if a.n_long:
         t1 = time.time()
         longs, paths = long_series(den, a.n_long, a.seed + 1, max(8, a.n_boot // 2))
