@@ -78,7 +78,7 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
                                                                    RAW_BOUND_SPAN / r.fit.lags[-1])
                         raw_scale = (RAW_FIXED_BETA_FIT_SCALE if fix and "beta" in fix
                                      else RAW_FIXED_FIT_SCALE if fix else RAW_FIT_SCALE)
-                        sunk = bool(fix) and base - 1 < -RAW_SUNK_OFFSET * beta  # fit_two_time's sunk floor
+                        sunk = base - 1 < -RAW_SUNK_OFFSET * beta  # fit_two_time's sunk-baseline floor
                         kept = np.hypot(np.hypot(traded, bound), sunk * RAW_SUNK_SPAN / r.fit.lags[-1])
                         scaled = r.fit_error["gamma"][j] / raw_scale
                     else:  # long series: σ² = (a·σ_fit)² + (s·σ_boot)² + duration and bound floors

@@ -212,11 +212,13 @@ def test_short_raw_fits_scale_their_own_error_and_draw_no_replicates(monkeypatch
         monkeypatch.setattr(U, "RAW_LONG_FIT_SCALE", 1.0)
         rl1 = fit_two_time(long[0], method="none", n_boot=8, seed=1)
     assert np.isfinite(rl.raw_boot_error) and rl.raw_boot_error > 0
-    # a long series: Γ's error adds the finite duration's, c·√(Γ̂/N), to the scaled fit's, the replicates' and r·Γ̂
+    # a long series: Γ's error adds the finite duration's, c·√(Γ̂/N), to the scaled fit's, the replicates', r·Γ̂
+    # and the traded-baseline floor
     g = float(rl.fit.gamma)
     np.testing.assert_allclose(rl.fit_error["gamma"], scale * rl1.fit_error["gamma"])
+    traded = U.RAW_BASELINE_FLOOR * g * abs(float(rl.fit.baseline) - 1) / abs(float(rl.fit.beta))
     expect = np.sqrt(rl.fit_error["gamma"] ** 2 + (U.RAW_LONG_BOOT_SCALE * rl.raw_boot_error) ** 2
-                     + U.RAW_LONG_DURATION_FLOOR**2 * g / 200 + (U.RAW_LONG_REL_FLOOR * g) ** 2)
+                     + U.RAW_LONG_DURATION_FLOOR**2 * g / 200 + (U.RAW_LONG_REL_FLOOR * g) ** 2 + traded**2)
     np.testing.assert_allclose(rl.fit.gamma_err, expect, rtol=1e-9)
 
 

@@ -85,9 +85,10 @@ RAW_PRECISE = 0.0
 #: the bound and baseline floors below. Weighted raw fits' own σ over-covers the core (|z| < 1 for 77 % of
 #: simulated 50-frame crops) while the fits that look precise miss more often (σ/Γ̂ < 0.2: |z| < 2 for 79–88 %):
 #: a scale below 1 with a relative floor fits both, and the replicates then add nothing (their best scale: 0).
-#: Measured by scripts/calibrate_uncertainty.py (seed 31337, 3,000 crops: |z| < 1 71.0 %, < 2 92.2 %) and
-#: checked on two disjoint sets of 3,000 (72.1 / 91.3 % and 72.0 / 91.2 %; before: 76.8 / 92.5 %, 76.1 / 92.6 %).
-RAW_FIT_SCALE = 0.81
+#: With the sunk-baseline floor (RAW_SUNK_SPAN) the scale is 0.61: seed 31337, 3,000 crops, |z| < 1 72.0 %, < 2
+#: 92.5 %, and 73.6 / 92.8 % on 3,000 others (seed 4711; scale 0.81 without that floor: 71.0 / 92.2 % and
+#: 72.3 / 91.4 %, 90.8 % on the benchmark's crops).
+RAW_FIT_SCALE = 0.61
 RAW_BOOT_SCALE = 0.0
 RAW_REL_FLOOR = 0.06
 #: RAW_FIT_SCALE for raw fits with a parameter held fixed (``fix=``, as ``fit --fix-alpha`` / ``--fix-beta`` and the
@@ -99,11 +100,12 @@ RAW_FIXED_FIT_SCALE = 0.86
 #: …with β held (``fit --fix-beta``), measured with β held at its truth (seeds 8642 / 8643, 3,000 crops each, with
 #: the floor below): |z| < 1 71.2 / 71.2 %, < 2 92.1 / 92.2 % (1.15 without the floor: 65.5 / 65.5 %, 86.7 / 86.4 %).
 RAW_FIXED_BETA_FIT_SCALE = 1.3
-#: …and such a fit whose C∞ sank more than RAW_SUNK_OFFSET·β̂ below 1 (Eq. 5 puts the baseline at 1) gets
-#: σ(Γ) ≥ RAW_SUNK_SPAN / (longest lag): two thirds of the |z| > 2 tail were fast decays (true Γ ≈ 0.14 frames⁻¹)
-#: read as a slow one with a sunk baseline (Γ̂ ≈ 0.01 Γ, β̂ ≈ 2 β), which no multiple of Γ̂ reaches; the data do not
-#: say which, so σ spans the rates the window can resolve. A quarter of such fits sink that far (slow decays too,
-#: whose σ this makes generous: Γ < 0.03 frames⁻¹ |z| < 1 for 90 % / 75 %).
+#: A short raw fit whose C∞ sank more than RAW_SUNK_OFFSET·β̂ below 1 (Eq. 5 puts the baseline at 1) gets
+#: σ(Γ) ≥ RAW_SUNK_SPAN / (longest lag): with α held at 1, two thirds of the |z| > 2 tail were fast decays (true
+#: Γ ≈ 0.14 frames⁻¹) read as a slow one with a sunk baseline (Γ̂ ≈ 0.01 Γ, β̂ ≈ 2 β), which no multiple of Γ̂
+#: reaches (α free: 40 % of the tail); the data do not say which, so σ spans the rates the window can resolve. A
+#: quarter of the fits sink that far (slow decays too, whose σ this makes generous: α held, Γ < 0.03 frames⁻¹
+#: |z| < 1 for 90 % / 75 %).
 RAW_SUNK_OFFSET = 0.3
 RAW_SUNK_SPAN = 10.0
 #: Relative floor of Γ's error for a raw fit that ended with a parameter at its bound (about half of the raw
@@ -115,7 +117,8 @@ RAW_BOUND_FLOOR = 0.5
 #: miss by more than 2σ after the floors above collapsed to Γ̂ ≈ 0 (α̂ at 0.2; 82 % of them under-estimate), where
 #: no multiple of Γ̂ is a scale; a window of L lags cannot tell rates below about 1/L apart.
 RAW_BOUND_SPAN = 1.0
-#: A raw fit of a short 2TCF (Eq. 5: baseline 1) whose fitted C∞ left 1 traded baseline for rate: σ(Γ) gains
+#: A raw fit (Eq. 5: baseline 1; of a short series, and of a long one: see below) whose fitted C∞ left 1 traded
+#: baseline for rate: σ(Γ) gains
 #: ``RAW_BASELINE_FLOOR · Γ̂ · |C∞̂ − 1| / β̂`` (most of the rest of the |z| > 2 tail: Γ over-estimated ×1.6–1.7
 #: with C∞̂ ≈ 1.04 and a small σ). Measured on the same two sets: |z| < 2 87–89 % → 90–92 % overall, 85–90 % →
 #: 90–94 % for Γ 0.01–0.03; |z| < 1 68–72 % → 74–77 %.
@@ -127,19 +130,20 @@ RAW_BASELINE_FLOOR = 0.5
 #: time-resolved cuts (:func:`cut_fits`) and when the raw fit fails.
 LONG_FRAMES = 100
 #: A long series' raw Γ error: σ² = (RAW_LONG_FIT_SCALE·σ_fit)² + (RAW_LONG_BOOT_SCALE·σ_boot)²
-#: + RAW_LONG_DURATION_FLOOR²·Γ̂/N + (RAW_LONG_REL_FLOOR·Γ̂)², N the series' frames, Γ̂ in frames⁻¹. Its 1TCF points
-#: share frames, so the weighted fit's own σ is too small (|z| < 1 for 48–50 %); the bootstrap over frames sees
-#: those correlations, but its permutations break the noise's correlation over the ~1/Γ frames of one decay:
-#: slow decays in few-pixel ROIs missed (|z| < 2 for 81 % of simulated Γ < 0.01 frames⁻¹). The third term is
-#: the finite duration's relative error ∝ 1/√(Γ̂ N) (the number of decay times the series spans); with it the fit's
-#: own part needs only half its size (fast decays over-covered: |z| < 1 for 86 %). Measured on 2,100 simulated
-#: series of 100–2,000 frames (half with α held at 1; scripts/calibrate_long_series.py): |z| < 1 / < 2
-#: 72.1 / 90.5 % → 73.7 / 92.9 % (Γ < 0.01: 59 / 81 → 68 / 89 %; Γ > 0.1: 86 / 97 → 81 / 96 %); on three disjoint
-#: parts 72.8 / 93.3, 71.2 / 91.5 (600 series of 200 frames) and 78.4 / 93.6 %; on 600 series none of them saw
-#: (seed 13) 72.2 / 93.0 % (before: 65.5 / 86.7 %).
+#: + RAW_LONG_DURATION_FLOOR²·Γ̂/N + (RAW_LONG_REL_FLOOR·Γ̂)², N the series' frames, Γ̂ in frames⁻¹, plus the
+#: bound and traded-baseline floors of short fits (RAW_BOUND_FLOOR, RAW_BASELINE_FLOOR). Its 1TCF points share
+#: frames, so the weighted fit's own σ is too small (|z| < 1 for 48–50 %); the bootstrap over frames sees those
+#: correlations, but its permutations break the noise's correlation over the ~1/Γ frames of one decay: slow decays
+#: in few-pixel ROIs missed (|z| < 2 for 81 % of simulated Γ < 0.01 frames⁻¹), as did fits that moved C∞ off 1
+#: by more than 0.1 β̂ (83 %). The third term is the finite duration's relative error ∝ 1/√(Γ̂ N) (the number of
+#: decay times the series spans); with it the fit's own part needs only half its size (fast decays over-covered:
+#: |z| < 1 for 86 %). Measured on 2,100 simulated series of 100–2,000 frames (half with α held at 1;
+#: scripts/calibrate_long_series.py): |z| < 1 / < 2 72.1 / 90.5 % → 73.0 / 92.9 % (Γ < 0.01: 59 / 81 → 69 / 90 %;
+#: Γ > 0.1: 86 / 97 → 80 / 96 %); on three disjoint parts 71.6 / 92.5, 72.0 / 92.7 (600 series of 200 frames)
+#: and 77.0 / 94.0 %; on 600 series none of them saw (seed 13) 69.8 / 92.0 % (before: 66.0 / 87.2 %).
 RAW_LONG_FIT_SCALE = 0.5
 RAW_LONG_BOOT_SCALE = 1.0
-RAW_LONG_DURATION_FLOOR = 0.13
+RAW_LONG_DURATION_FLOOR = 0.11
 #: …except for slow dynamics whose raw fit is degenerate (relative σ of Γ above this: little decay within the
 #: fitted lags, so C∞ and Γ trade off): those are binned and denoised.
 RAW_DEGENERATE = 0.5
@@ -589,12 +593,12 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     berr["gamma"] = np.hypot(berr["gamma"], np.where(is_raw & ~long_raw & at_bound, RAW_BOUND_SPAN / span, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         traded = np.abs(res["baseline"] - 1.0) / np.maximum(np.abs(res["beta"]), 1e-3)
-    # short fits, raw or consistent (whose raw term shares the degeneracy), that moved C∞ off 1
-    base_floor = np.where(~long_raw, RAW_BASELINE_FLOOR * np.nan_to_num(traded), 0.0)
+    # fits, raw or consistent (whose raw term shares the degeneracy), that moved C∞ off 1; long raw ones too
+    base_floor = RAW_BASELINE_FLOOR * np.nan_to_num(traded)
     berr["gamma"] = np.hypot(berr["gamma"], base_floor * np.abs(np.nan_to_num(res["gamma"])))
-    if fix_all:  # a short raw fit with a parameter held whose baseline sank: Γ anywhere the window resolves
-        sunk = is_raw & ~long_raw & (res["baseline"] - 1.0 < -RAW_SUNK_OFFSET * np.abs(res["beta"]))
-        berr["gamma"] = np.hypot(berr["gamma"], np.where(sunk, RAW_SUNK_SPAN / span, 0.0))
+    # a short raw fit whose baseline sank: Γ anywhere the window resolves
+    sunk = is_raw & ~long_raw & (res["baseline"] - 1.0 < -RAW_SUNK_OFFSET * np.abs(res["beta"]))
+    berr["gamma"] = np.hypot(berr["gamma"], np.where(sunk, RAW_SUNK_SPAN / span, 0.0))
     fix = fix_all
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
