@@ -26,11 +26,10 @@ from xpcs_denoise import Denoiser, denoise, fit_g2, one_time_from_two_time
 from xpcs_denoise.analysis.consistent import ALPHA_RANGE
 from xpcs_denoise.analysis.evaluation import GAMMA_BAND, bias_table, coverage, format_bias_table, truth_from_targets
 from xpcs_denoise.analysis.uncertainty import fit_two_time
-from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops
 from xpcs_denoise.io.files import atomic_path
 
-JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
-          "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
+JUDGED = JUDGED_RANGES
 PEERS = ("gaussian", "median", "tv", "pca")
 
 

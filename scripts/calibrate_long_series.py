@@ -32,11 +32,9 @@ COLUMNS = ("size", "gamma", "gamma_hat", "success", "fit_err", "boot_err", "at_b
 def _one(args):
     size, seed, fix_alpha = args
     from xpcs_denoise.analysis.uncertainty import fit_two_time
-    from xpcs_denoise.core.simulation import simulate_crops
+    from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops
 
-    judged = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5),
-              "alpha_range": (1.0, 1.0) if fix_alpha else (0.6, 1.8),
-              "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
+    judged = {**JUDGED_RANGES, "alpha_range": (1.0, 1.0)} if fix_alpha else JUDGED_RANGES
     m, _, p = simulate_crops(1, int(size), seed=seed, **judged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -15,7 +15,7 @@ the pooled baseline prior get their own (``uncertainty.pooled``). Raw fits of 50
 ``uncertainty.RAW_FIT_SCALE`` (``RAW_FIXED_FIT_SCALE`` with ``--fix-alpha``) and ``RAW_REL_FLOOR``; of long
 series σ² = (a·σ_fit)² + (s·σ_boot)² + c²·Γ̂/N + (r·Γ̂)², a and c as shipped, printed as ``raw_long``
 (``RAW_LONG_BOOT_SCALE``, ``RAW_LONG_REL_FLOOR``): a check only, on few series — the shipped a, c and s come from
-scripts/calibrate_long_series.py (1,600 series). The weights are not touched, so their SHA-256 still holds.
+scripts/calibrate_long_series.py (2,100 series). The weights are not touched, so their SHA-256 still holds.
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ from xpcs_denoise.analysis.uncertainty import (
     calibrate,
     fit_two_time,
 )
-from xpcs_denoise.core.simulation import simulate_crops
+from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops
 from xpcs_denoise.io.files import atomic_path
 
-JUDGED = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
-          "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}
+JUDGED = JUDGED_RANGES
 
 
 def collect(den, n_crops, n_long, seed, n_boot, fix=None):
@@ -81,10 +80,10 @@ def collect(den, n_crops, n_long, seed, n_boot, fix=None):
                         sunk = base - 1 < -RAW_SUNK_OFFSET * beta  # fit_two_time's sunk-baseline floor
                         kept = np.hypot(np.hypot(traded, bound), sunk * RAW_SUNK_SPAN / r.fit.lags[-1])
                         scaled = r.fit_error["gamma"][j] / raw_scale
-                    else:  # long series: σ² = (a·σ_fit)² + (s·σ_boot)² + duration and bound floors
+                    else:  # long series: σ² = (a·σ_fit)² (fit_error) + (s·σ_boot)² + the floors
                         bound = RAW_BOUND_FLOOR * gam * bool(r.fit.at_bound[j])
                         duration = RAW_LONG_DURATION_FLOOR * np.sqrt(gam / m.shape[-1])
-                        kept = np.hypot(np.hypot(r.fit_error["gamma"][j], bound), duration)  # fit_error: a·σ_fit
+                        kept = np.hypot(np.hypot(r.fit_error["gamma"][j], bound), np.hypot(duration, traded))
                         scaled = r.raw_boot_error[j]
                     row = "pooled" if key == "den" and r.pooled[j] else key  # a prior: its own scale
                     rows[row].append((r.fit.gamma[j] - g[j], kept, scaled, r.fit.gamma[j]))
