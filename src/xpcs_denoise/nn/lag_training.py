@@ -1,0 +1,160 @@
+"""Training of the lag-band model (:mod:`xpcs_denoise.nn.lagnet`): one validated configuration behind the run and
+the card, checkpoints every few minutes and resume, a wall-clock budget.
+
+Cost per 2TCF, in the network's normalised units, with the input's own (lo, s): the squared error of the band
+relative to the input's own squared error (so that a nearly clean 2TCF weighs as much as a noisy one, and
+the correction has to shrink with the noise), plus the same for the 1TCF over the band (what users fit), plus
+a small Gaussian likelihood term for the spread head.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.band import band_mask
+from ..core.errors import XPCSInputError
+from .lagnet import LagNet, LagNetConfig, band_features, save_lagnet
+
+__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet"]
+
+
+@dataclass(frozen=True)
+class LagTrainConfig:
+    """Hyper-parameters of a lag-band training run (stored in the card)."""
+
+    steps: int = 20000
+    lr: float = 2e-3
+    batch_real: int = 16
+    batch_sim: int = 12
+    batch_ageing: int = 8
+    #: Of every 5 steps: this many on real crops, the rest on simulated stationary, then ageing series.
+    schedule: tuple = ("real", "real", "stat", "stat", "age")
+    weight_1tcf: float = 1.0
+    weight_spread: float = 0.05
+    seed: int = 0
+    threads: int = 1
+    max_minutes: float = 60.0
+    eval_every: int = 250
+
+    def __post_init__(self):
+        for name in ("steps", "batch_real", "batch_sim", "batch_ageing", "threads", "eval_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise XPCSInputError(f"{name} must be a whole number >= 1; got {v!r}")
+        for name in ("lr", "max_minutes"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
+        for name in ("weight_1tcf", "weight_spread"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
+        if not set(self.schedule) <= {"real", "stat", "age"} or not self.schedule:
+            raise XPCSInputError(f"schedule must name sources among real, stat, age; got {self.schedule}")
+
+
+def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+             weight_1tcf: float = 1.0, weight_spread: float = 0.05) -> tuple[torch.Tensor, dict]:
+    """The training cost of one batch (see the module's docstring) and its parts (floats)."""
+    with torch.no_grad():
+        feats, x, S, lo, s = band_features(band, mask, model.config)
+        y = (target - lo[:, None, None]) / s[:, None, None]
+    xo, spread = model.correct(feats, x, S)
+    m = mask.to(x.dtype).expand_as(x)
+    eps = 1e-6
+    e_in = (((x - y) ** 2) * m).sum((1, 2))
+    e_out = (((xo - y) ** 2) * m).sum((1, 2))
+    l_pix = e_out / (e_in + eps * m.sum((1, 2)))
+    cnt = m.sum(-1).clamp_min(1)
+    g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
+    l_g = ((g_o - g_y) ** 2).sum(-1) / (((g_x - g_y) ** 2).sum(-1) + eps * g_y.shape[-1])
+    r = (xo - y).detach()
+    use = m * (S > 1e-6)
+    sp = spread.clamp_min(1e-9)
+    nll = ((torch.log(sp) + 0.5 * (r / sp) ** 2) * use).sum() / use.sum().clamp_min(1)
+    loss = (l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
+    return loss, {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll)}
+
+
+def _evaluate(model, sets, cfg) -> dict:
+    out = {}
+    with torch.no_grad():
+        for name, (xb, yb, mask) in sets.items():
+            parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0)[1]
+                     for i in range(0, len(xb), 64)]
+            out[name] = {k: float(np.mean([p[k] for p in parts])) for k in ("pix", "g")}
+    out["score"] = float(np.mean([v["pix"] + v["g"] for v in out.values()]))
+    return out
+
+
+def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
+                 model_config: LagNetConfig | None = None, card_extra: dict | None = None, log=print) -> Path:
+    """Train a lag-band model on ``data`` and save the best one (lowest validation score) to ``out_dir``.
+
+    ``data`` maps ``"real"``, ``"stat"``, ``"age"`` (training) and ``"real_val"``, ``"stat_val"``, ``"age_val"``
+    (validation) to (x, y) float32 band arrays (n, K, N). A run resumes from ``out_dir/checkpoint.pt`` if
+    it exists (same data, same configuration).
+    """
+    cfg = config or LagTrainConfig()
+    mcfg = model_config or LagNetConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = LagNet(mcfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+
+    def tensors(key):
+        x, y = data[key]
+        return torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(band_mask(x.shape[-1], x.shape[-2]))
+
+    train = {k: tensors(k) for k in ("real", "stat", "age") if k in data}
+    val = {k: tensors(k) for k in ("real_val", "stat_val", "age_val") if k in data}
+    batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing}
+    ckpt = out_dir / "checkpoint.pt"
+    state = {"step": 0, "best": float("inf"), "history": []}
+    if ckpt.is_file():
+        saved = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = json.loads(saved["state"])
+        log(f"resumed at step {state['step']}")
+    best_path = out_dir / "best"
+    t0 = time.time()
+    rng = np.random.default_rng([cfg.seed, state["step"]])
+    while state["step"] < cfg.steps and (time.time() - t0) / 60 < cfg.max_minutes:
+        step = state["step"]
+        src = cfg.schedule[step % len(cfg.schedule)]
+        if src not in train:
+            state["step"] += 1
+            continue
+        x, y, mask = train[src]
+        idx = torch.as_tensor(rng.integers(0, len(x), batch[src]))
+        model.train()
+        loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        state["step"] += 1
+        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
+            model.eval()
+            ev = _evaluate(model, val, cfg)
+            ev.update(step=state["step"], minutes=round((time.time() - t0) / 60, 2), train=parts)
+            state["history"].append(ev)
+            log(json.dumps(ev))
+            if ev["score"] < state["best"]:
+                state["best"] = ev["score"]
+                save_lagnet(model, best_path, {"training": asdict(cfg), "validation": ev, **(card_extra or {})})
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "state": json.dumps(state)}, ckpt)
+    return best_path

@@ -1,0 +1,348 @@
+"""The lag-band denoiser ("lagnet"): our own fully convolutional model of 2TCFs in (lag, age) coordinates.
+
+Why it is faithful by construction (METHOD §8): it works on the band of lags 1…K (:mod:`xpcs_denoise.core.band`),
+where a stationary 2TCF is constant along age, and its output is the input plus a correction in units of the
+*local noise level* σ̂: the spread of each cell's neighbourhood about its own running mean along age. A noise-free
+stationary 2TCF has σ̂ = 0 exactly, so it passes unchanged whatever the weights; as the data get better, σ̂ and
+with it the largest possible correction shrink. The correction is bounded (``bound`` σ̂), the output is written
+to both triangles (symmetric), and the lag-0 diagonal and lags beyond the band keep their values.
+
+Inputs of the network, per cell (all affine-invariant: the 2TCF is first mapped by (C − lo)/s with lo the band's
+tail and s its contrast, so a baseline ≠ 1 or any contrast gives the same output up to the same map):
+the value; its Gaussian smooths along age (widths ``smooth_widths``) minus the value, so the network can do at
+least what the age-axis smoother does, at a width it picks per cell; log σ̂; the inside-the-matrix mask; the lag.
+A second output is the expected size of the remaining error (a spread, in σ̂ units), trained by its likelihood.
+
+Cost grows with N × K; long series are processed in tiles along age with a halo of the receptive field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.band import band_lags, band_mask, from_band, to_band
+from ..core.errors import XPCSInputError
+from ..io.files import atomic_path, file_sha256
+
+__all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "save_lagnet", "load_lagnet", "band_features"]
+
+WEIGHTS = "lagnet.safetensors"
+CARD = "lagnet_card.json"
+
+
+@dataclass(frozen=True)
+class LagNetConfig:
+    """Architecture of the lag-band model (stored in its card)."""
+
+    channels: int = 24
+    #: (lag, age) dilation of each 3×3 residual layer: wide along age, where a 2TCF changes slowly.
+    dilations: tuple = ((1, 1), (1, 2), (2, 4), (2, 8), (4, 16), (1, 1))
+    #: Widths (frames) of the Gaussian smooths along age given as inputs.
+    smooth_widths: tuple = (2.0, 6.0, 16.0)
+    #: Running mean along age (frames) that σ̂ is measured about, and the (lags, ages) it is pooled over.
+    noise_window: tuple = (15, 5, 31)
+    #: Largest correction, in units of σ̂.
+    bound: float = 10.0
+    #: The lag feature saturates here (lags beyond look like this one).
+    lag_scale: int = 64
+    #: Default band at inference: lags 1…max_lag.
+    max_lag: int = 256
+
+    def __post_init__(self):
+        object.__setattr__(self, "dilations", tuple(tuple(int(v) for v in d) for d in self.dilations))
+        object.__setattr__(self, "smooth_widths", tuple(float(w) for w in self.smooth_widths))
+        object.__setattr__(self, "noise_window", tuple(int(w) for w in self.noise_window))
+        if (self.channels < 1 or not self.dilations or any(min(d) < 1 or len(d) != 2 for d in self.dilations)
+                or any(w <= 0 for w in self.smooth_widths) or min(self.noise_window) < 2
+                or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1):
+            raise XPCSInputError(f"invalid lagnet configuration {self}")
+
+    @property
+    def n_features(self) -> int:
+        return 4 + len(self.smooth_widths)
+
+    @property
+    def halo(self) -> int:
+        """Receptive field along age beyond a cell (frames), including the input features' reach."""
+        conv = 1 + sum(d[1] for d in self.dilations)
+        feats = max(int(3 * max(self.smooth_widths)), self.noise_window[0] // 2 + self.noise_window[2] // 2)
+        return conv + feats
+
+
+def _replicate_conv1d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Filter the last axis of (R, W) with an odd kernel, "nearest" edges."""
+    r = kernel.numel() // 2
+    xp = F.pad(x[:, None], (r, r), mode="replicate")
+    return F.conv1d(xp, kernel.view(1, 1, -1))[:, 0]
+
+
+def _gauss(width: float, dtype) -> torch.Tensor:
+    r = max(1, int(math.ceil(3 * width)))
+    t = torch.arange(-r, r + 1, dtype=dtype)
+    k = torch.exp(-0.5 * (t / width) ** 2)
+    return k / k.sum()
+
+
+def _box2d(x: torch.Tensor, nk: int, na: int) -> torch.Tensor:
+    """Sum of (B, K, W) over a centred nk × na window, zeros outside."""
+    return F.avg_pool2d(x[:, None], (nk | 1, na | 1), stride=1, padding=((nk | 1) // 2, (na | 1) // 2),
+                        count_include_pad=True)[:, 0] * ((nk | 1) * (na | 1))
+
+
+def band_noise(band: torch.Tensor, mask: torch.Tensor, window=(15, 5, 31)) -> torch.Tensor:
+    """Local noise level σ̂ (B, K, W): RMS of each cell's neighbourhood about its running mean along age,
+    over the cells inside the matrix. Exactly 0 where the 2TCF is constant along age (noise-free, stationary)."""
+    b, k, w = band.shape
+    width, nk, na = window
+    box = torch.full((width | 1,), 1.0 / (width | 1), dtype=band.dtype)
+    resid = band - _replicate_conv1d(band.reshape(b * k, w), box).view(b, k, w)
+    m = mask.to(band.dtype).expand(b, k, w)
+    num = _box2d(resid * resid * m, nk, na)
+    den = _box2d(m.contiguous(), nk, na).clamp_min(1.0)
+    return torch.sqrt(num / den * ((width | 1) / ((width | 1) - 1)))
+
+
+def band_scale(band: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor):
+    """Affine map (lo, s) of each 2TCF, (B,) each: lo = median 1TCF over the band's longest quarter of lags,
+    s = |median lag-1 value − lo|, at least 3 × the median σ̂ (and a rounding floor)."""
+    m = mask.to(band.dtype)
+    g = (band * m).sum(-1) / m.sum(-1).clamp_min(1)  # (B, K) 1TCF over the band
+    k = band.shape[1]
+    lo = g[:, -max(1, k // 4):].median(dim=1).values
+    n_lag1 = int(mask[0].sum())
+    hi = band[:, 0, :n_lag1].median(dim=1).values
+    sig = noise.masked_select(mask.expand_as(noise)).view(band.shape[0], -1).median(dim=1).values
+    s = torch.maximum((hi - lo).abs(), 3 * sig)
+    s = torch.maximum(s, 1e-12 * torch.clamp(hi.abs(), min=1.0))
+    return lo, s
+
+
+def band_features(band: torch.Tensor, mask: torch.Tensor, config: LagNetConfig, lo=None, s=None):
+    """Network inputs (B, F, K, W), the normalised band x and noise S = σ̂/s (B, K, W), and (lo, s)."""
+    b, k, w = band.shape
+    noise = band_noise(band, mask, config.noise_window)
+    if lo is None:
+        lo, s = band_scale(band, mask, noise)
+    x = (band - lo[:, None, None]) / s[:, None, None]
+    big = 20.0
+    xc = x.clamp(-big, big)
+    feats = [xc]
+    flat = x.reshape(b * k, w)
+    for width in config.smooth_widths:
+        sm = _replicate_conv1d(flat, _gauss(width, x.dtype)).view(b, k, w)
+        feats.append((sm - x).clamp(-big, big))
+    S = noise / s[:, None, None]
+    feats.append(torch.log(S + 1e-3) / 3.0)
+    feats.append(mask.to(x.dtype).expand(b, k, w))
+    lag = torch.arange(1, k + 1, dtype=x.dtype).clamp(max=config.lag_scale)
+    feats.append((torch.log(lag) / math.log(config.lag_scale))[None, :, None].expand(b, k, w))
+    return torch.stack(feats, 1), x, S, lo, s
+
+
+class LagNet(nn.Module):
+    """The fully convolutional network: a 3×3 stem, dilated 3×3 residual layers, a 1×1 head of two maps
+    (the correction before its bound, and the log spread)."""
+
+    def __init__(self, config: LagNetConfig | None = None):
+        super().__init__()
+        self.config = config or LagNetConfig()
+        c = self.config.channels
+        self.stem = nn.Conv2d(self.config.n_features, c, 3, padding=1)
+        self.body = nn.ModuleList(nn.Conv2d(c, c, 3, padding=d, dilation=d) for d in self.config.dilations)
+        self.head = nn.Conv2d(c, 2, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem(feats))
+        for conv in self.body:
+            h = h + F.relu(conv(h))
+        return self.head(h)
+
+    def correct(self, feats, x, S):
+        """Denoised normalised band and its spread: x + S·bound·tanh(r/bound), S·exp(h), in the dtype of x
+        (float64 at inference, so that a cell with S = 0 keeps its value to the last bit)."""
+        out = self.forward(feats.float()).to(x.dtype)
+        bound = self.config.bound
+        y = x + S * (bound * torch.tanh(out[:, 0] / bound))
+        spread = S * torch.exp(out[:, 1].clamp(-6.0, 4.0))
+        return y, spread
+
+
+def _check_input(c2):
+    """(B, N, N) float view of the input (float32 stays float32), and whether it was one matrix."""
+    from ..core.validation import numeric_array
+
+    arr = numeric_array(c2, "2TCF")
+    if arr.dtype == np.bool_ or arr.ndim not in (2, 3) or arr.shape[-1] != arr.shape[-2]:
+        raise XPCSInputError(f"2TCF must be a numeric (N, N) or (B, N, N) array; got shape {arr.shape}, "
+                             f"dtype {arr.dtype}")
+    if arr.shape[-1] < 3:
+        raise XPCSInputError(f"2TCF is {arr.shape[-1]}×{arr.shape[-1]}: need at least 3 frames")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    single = arr.ndim == 2
+    return (arr[None] if single else arr), single
+
+
+class LagDenoiser:
+    """The lag-band model ready to denoise 2TCFs of any size (N ≥ 3), arrays in and out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpcs_denoise.nn.lagnet import LagDenoiser
+    >>> den = LagDenoiser.pretrained()
+    >>> tau = np.abs(np.subtract.outer(np.arange(40), np.arange(40)))
+    >>> clean = 1.02 + 0.2 * np.exp(-2 * 0.05 * tau)
+    >>> bool(np.allclose(den.denoise(clean), clean, rtol=0, atol=1e-9))   # noise-free in, unchanged out
+    True
+    """
+
+    name = "lagnet"
+
+    def __init__(self, model: LagNet, card: dict | None = None, *, tile: int = 2048):
+        self.model = model.eval()
+        self.config = model.config
+        self.card = card or {}
+        self.tile = int(tile)
+        self.directory = None
+
+    @classmethod
+    def pretrained(cls, **kwargs) -> LagDenoiser:
+        from .config import pretrained_directory
+
+        return cls.from_directory(pretrained_directory(), **kwargs)
+
+    @classmethod
+    def from_directory(cls, directory, **kwargs) -> LagDenoiser:
+        model, card = load_lagnet(directory)
+        den = cls(model, card, **kwargs)
+        den.directory = Path(directory)
+        return den
+
+    @torch.no_grad()
+    def denoise_band(self, band: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Denoised band and spread of one (K, N) band (raw units), float64."""
+        k = band.shape[0]
+        mask = torch.as_tensor(band_mask(n_frames, k))
+        bt = torch.as_tensor(np.ascontiguousarray(band, dtype=np.float64))[None]
+        feats, x, S, lo, s = band_features(bt, mask, self.config)
+        halo, tile = self.config.halo, max(self.tile, 1)
+        y = torch.empty_like(x)
+        spread = torch.empty_like(x)
+        for a in range(0, n_frames, tile):
+            e = min(n_frames, a + tile)
+            a0, e0 = max(0, a - halo), min(n_frames, e + halo)
+            yt, st = self.model.correct(feats[..., a0:e0], x[..., a0:e0], S[..., a0:e0])
+            y[..., a:e] = yt[..., a - a0:a - a0 + (e - a)]
+            spread[..., a:e] = st[..., a - a0:a - a0 + (e - a)]
+        s = float(s[0])
+        # Back to the input's units as a correction: a noise-free cell (S = 0) is returned bit for bit.
+        corr = (y[0] - x[0]).numpy() * s
+        return band.astype(np.float64) + corr, spread[0].numpy() * s
+
+    def denoise(self, c2, *, max_lag: int | None = None, return_std: bool = False):
+        """Denoise 2TCFs of any size.
+
+        Parameters
+        ----------
+        c2 : array_like, shape (N, N) or (B, N, N), N ≥ 3
+            2TCFs in any units (any contrast and baseline), finite. float32 stays float32.
+        max_lag : int, optional
+            Denoise lags 1…max_lag (default: the card's, 256 frames, at most N − 1). Lag 0 and longer lags keep
+            their values.
+        return_std : bool
+            Also return the model's spread: the expected size of the remaining error per cell (0 off the band).
+
+        Returns
+        -------
+        ndarray of the input's shape (and the spread).
+        """
+        x, single = _check_input(c2)
+        n = x.shape[-1]
+        k = band_lags(n, self.config.max_lag if max_lag is None else max_lag)
+        if not np.all(np.isfinite(to_band(x, k))):
+            raise XPCSInputError("2TCF contains NaN or Inf within the band; fill or crop masked frames first")
+        out = np.array(x, copy=True)
+        std = np.zeros(x.shape, np.float32 if x.dtype == np.float32 else np.float64) if return_std else None
+        for i in range(x.shape[0]):
+            # Eq. 1 is symmetric: the band is read from both triangles and their mean is denoised.
+            band = 0.5 * (to_band(x[i], k).astype(np.float64) + to_band(np.swapaxes(x[i], 0, 1), k))
+            den, spread = self.denoise_band(band, n)
+            from_band(out[i], den.astype(out.dtype, copy=False), out=out[i])
+            if return_std:
+                from_band(std[i], spread.astype(std.dtype, copy=False), out=std[i])
+        if single:
+            out = out[0]
+            std = std[0] if return_std else None
+        return (out, std) if return_std else out
+
+
+def save_lagnet(model: LagNet, directory, card: dict) -> Path:
+    """Write ``lagnet.safetensors`` and ``lagnet_card.json`` (config, SHA-256 of the weights) into ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    wpath = directory / WEIGHTS
+    with atomic_path(wpath, overwrite=True) as tmp:
+        save_file({k: v.detach().contiguous().float() for k, v in model.state_dict().items()}, str(tmp))
+    card = dict(card)
+    card["architecture"] = {"family": "lagnet", **asdict(model.config)}
+    card["weights_file"] = WEIGHTS
+    card["weights_sha256"] = file_sha256(wpath)
+    with atomic_path(directory / CARD, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=1, default=_json_default))
+    return directory
+
+
+def _json_default(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(type(v))
+
+
+def load_lagnet(directory) -> tuple[LagNet, dict]:
+    """A lag-band model and its card from ``directory``, weights checked against the card's SHA-256, no pickle."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    cpath = directory / CARD
+    if not cpath.is_file():
+        raise XPCSInputError(f"{directory} holds no lag-band model ({CARD} missing)")
+    try:
+        card = json.loads(cpath.read_text())
+        arch = dict(card["architecture"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise XPCSInputError(f"{cpath} is not a valid model card: {exc}") from exc
+    if arch.pop("family", None) != "lagnet":
+        raise XPCSInputError(f"{cpath} does not describe a lag-band model")
+    try:
+        config = LagNetConfig(**arch)
+    except TypeError as exc:
+        raise XPCSInputError(f"{cpath}: unknown architecture fields ({exc})") from exc
+    wpath = directory / card.get("weights_file", WEIGHTS)
+    if not wpath.is_file():
+        raise XPCSInputError(f"{wpath} is missing")
+    if card.get("weights_sha256") and file_sha256(wpath) != card["weights_sha256"]:
+        raise XPCSInputError(f"{wpath} does not match the SHA-256 in its card (damaged or replaced)")
+    model = LagNet(config)
+    try:
+        state = load_file(str(wpath))
+        model.load_state_dict(state)
+    except Exception as exc:  # safetensors raises its own types on a damaged file
+        raise XPCSInputError(f"{wpath} cannot be loaded as lag-band weights: {exc}") from exc
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise XPCSInputError(f"{wpath} holds non-finite weights")
+    return model, card
