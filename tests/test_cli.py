@@ -98,7 +98,8 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
     np.testing.assert_allclose(d.raw, c2.c2, rtol=6e-8)
     assert d.c2.shape == c2.c2.shape and not np.allclose(d.c2, c2.c2)
     assert np.all(d.std >= 0) and d.std.max() > 0
-    assert d.attrs["method"] == "cned" and d.attrs["step"] == 5 and len(d.attrs["model_weights_sha256"]) == 64
+    assert d.attrs["method"] == "lagnet" and len(d.attrs["model_weights_sha256"]) == 64
+    assert d.attrs["model_name"] == "lagnet-2026" and d.attrs["model_dir"].endswith("lagnet")
     np.testing.assert_allclose(d.q, c2.q)
 
     # An existing output is refused, and left as it was.
@@ -119,7 +120,7 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
     # test_workflows and benchmarks/bench_bias.py): each Γ agrees with the truth within its honest error, which
     # includes the noise and the model (bootstrap), and each row says what was fitted.
     assert np.all(err > 0) and np.all(np.abs(gamma - sim.gamma) < 3 * err)
-    assert all(r["path"] in ("denoised", "raw: fast", "raw: precise") for r in rows)
+    assert all(r["path"] == "lagnet: plain fit of the denoised 2TCF" for r in rows)
     assert float(rows[0]["alpha"]) == 1.0 and json.loads((tmp_path / "p.json").read_text())["fix_alpha"]
 
     r = run("fit", str(tmp_path / "d.h5"), "-o", str(tmp_path / "cuts.csv"), "--cut-width", "3", "--fix-beta",
@@ -133,7 +134,7 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
     for f in ("index.html", "c2_maps.png", "g2_fits.png", "gamma_q.png", "gamma_age.png", "fits.csv"):
         assert (tmp_path / "rep" / f).stat().st_size > 0
     page = (tmp_path / "rep" / "index.html").read_text()
-    assert "http" not in page and "gaussian" in page and "cned" in page
+    assert "http" not in page and "gaussian" in page and "lagnet" in page
 
 
 def test_denoise_reads_both_aps_layouts(tmp_path):

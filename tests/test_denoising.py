@@ -71,11 +71,20 @@ def test_unknown_method_names_every_valid_method(crops):
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize("method", METHODS)
+ANY_SIZE = ("lagnet", "age")  # methods along the lag-band, without a window: any N ≥ 3
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in ANY_SIZE])
 def test_fewer_than_50_frames_is_a_clear_error(method):
     c2 = true_two_time(49, 0.05, 0.2)
     with pytest.raises(XPCSInputError, match="50"):
         denoise(c2, method)
+
+
+@pytest.mark.parametrize("method", ANY_SIZE)
+def test_band_methods_take_any_size(method):
+    c2 = true_two_time(20, 0.05, 0.2)
+    np.testing.assert_allclose(denoise(c2, method), c2, atol=1e-12)  # noise-free and stationary: unchanged
 
 
 @pytest.mark.parametrize("bad", [np.full((N, N), np.nan), np.ones((N, 40)), np.ones((2, 3, N, N))])
@@ -121,6 +130,9 @@ def test_lag0_spike_is_replaced_and_does_not_leak(method, pca_filter):
     err = np.abs(one_time_from_two_time(out)[:, :5] - one_time_from_two_time(clean)[:, :5])
     assert err.max() < 0.05, err.max()
     diag = np.diagonal(out, axis1=1, axis2=2)
+    if method in ANY_SIZE:  # the band starts at lag 1: lag 0 is kept as measured, and nothing leaks from it
+        np.testing.assert_array_equal(diag, np.diagonal(spiky, axis1=1, axis2=2))
+        return
     assert np.all(diag > 1.1) and np.all(diag < 1 + beta + 0.05)
 
 

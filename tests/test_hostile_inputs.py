@@ -729,7 +729,8 @@ def test_api_raises_xpcs_input_error(case):
 
 def test_model_pretrained_as_a_string_is_accepted():
     x = good_c2(50)
-    np.testing.assert_array_equal(denoise(x, model="pretrained"), denoise(x, model=Denoiser.pretrained()))
+    np.testing.assert_array_equal(denoise(x, "cned", model="pretrained"), denoise(x, model=Denoiser.pretrained()))
+    np.testing.assert_array_equal(denoise(x, model="pretrained"), denoise(x, "lagnet"))
 
 
 def test_declared_huge_npy_refused_with_estimate(tmp_path, capsys, monkeypatch):

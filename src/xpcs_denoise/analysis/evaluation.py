@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core.correlation import one_time_from_two_time
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
-from ..restoration.denoise import available_methods, denoise
+from ..restoration.denoise import available_methods, denoise, model_family
 
 __all__ = [
     "fit_metrics",
@@ -119,8 +119,12 @@ def compare_denoisers(inputs: np.ndarray, *, targets: np.ndarray | None = None, 
         g2t = one_time_from_two_time(targets)[target_index]
     scale = {"beta": 1.0, "baseline": 1.0} if model_units else {}
     table = {"raw": fit_metrics(inputs, truth, g2t, band)}
+    fam = model_family(model)
     for m in (available_methods() if methods is None else methods):
-        table[m] = fit_metrics(denoise(inputs, m, model=model, seed=seed, **scale), truth, g2t, band)
+        # a model goes to its own family (and sets the peers' window); the other family runs its shipped model
+        mod = None if m in ("lagnet", "cned") and fam not in (None, m) else model
+        opts = {} if m in ("lagnet", "age") else scale  # affine-invariant: nothing to scale by
+        table[m] = fit_metrics(denoise(inputs, m, model=mod, seed=seed, **opts), truth, g2t, band)
     return table
 
 

@@ -352,11 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    from ..nn.config import METHODS
+    from ..nn.config import METHOD_ALIASES, METHODS
 
-    def method_opts(sp, default="cned"):
-        sp.add_argument("--method", choices=METHODS, default=default, help=f"denoiser (default {default})")
-        sp.add_argument("--model", default=None, help="model folder for --method cned (default: shipped ensemble)")
+    def method_opts(sp):
+        sp.add_argument("--method", choices=METHODS + tuple(METHOD_ALIASES), default=None,
+                        help="denoiser (default: the family of --model, else lagnet, our lag-band model; "
+                             "paper-2021 = cned, the paper's ensemble; age = the age-axis smoother)")
+        sp.add_argument("--model", default=None,
+                        help="model folder for --method lagnet or cned (default: the shipped model)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
 
     def time_opts(sp, fits=True):

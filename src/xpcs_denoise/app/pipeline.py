@@ -53,7 +53,7 @@ from ..io.formats import (
 )
 from ..nn.anomaly import finish_scores, flagged_share, merge_windows
 from ..nn.config import WINDOW
-from ..restoration.denoise import METHODS, denoise
+from ..restoration.denoise import METHODS, denoise, resolve_method
 from .report import _own_files, default_max_lag, whole_series_fit, write_report
 
 __all__ = ["correlate_file", "denoise_file", "fit_file", "report_file", "batch_denoise"]
@@ -153,6 +153,12 @@ def _checked_q(q):
     return q
 
 
+def _lag_model(model):
+    from ..restoration.denoise import _lag_model as lag_model  # defers torch
+
+    return lag_model(model)
+
+
 def _model(model):
     from ..nn.denoiser import Denoiser  # defers torch
 
@@ -237,7 +243,7 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
     return out, spread, finish_scores(u, d, r, model.card, size, step)
 
 
-def denoise_file(input_path, output, *, method: str = "cned", model=None, dataset=None, uncertainty: bool = False,
+def denoise_file(input_path, output, *, method: str | None = None, model=None, dataset=None, uncertainty: bool = False,
                  seed: int = 0, step: int = 5, keep_raw: bool = True, frame_time: float | None = None,
                  overwrite: bool = False, exclude=None, bad_frame_threshold: float | None = None,
                  output_format: str | None = None, progress: bool = False, block: int = BAND_BLOCK,
@@ -250,8 +256,10 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     output : output file; its format is ``output_format``, by default: ``.npy`` name → a (K, N, N) float64
         ``.npy`` of the denoised 2TCFs; APS 8-ID-I result input → an APS result file (:class:`APSResultWriter`:
         the input copied, maps replaced, raw kept in ``xpcs/twotime/correlation_map_raw``); otherwise our format
-    method : ``"cned"`` or a peer (see :data:`xpcs_denoise.denoising.METHODS`)
-    model : model folder for ``"cned"`` (default: the shipped ensemble)
+    method : ``"lagnet"`` (default without ``model``), ``"cned"`` (``"paper-2021"``) or a peer (see
+        :data:`xpcs_denoise.denoising.METHODS`); default: the family of ``model``
+    model : model folder for ``"lagnet"`` or ``"cned"`` (default: the shipped one); the file records its name,
+        weights' SHA-256 and folder
     uncertainty : also store the ensemble's per-pixel spread (``c2_std``, our format only)
     seed, step : lag-0 replacement seed (the same for every ROI); sliding-window step (frames)
     keep_raw : store the input 2TCFs too (our format's ``c2_raw``; APS: ``correlation_map_raw``)
@@ -281,6 +289,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
     3 × 8 N² bytes (input, output, spread) plus the model and the libraries (~300 MB), whatever K.
     """
     t0 = time.time()
+    method = resolve_method(method, model)
     output = Path(output)
     check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
@@ -300,6 +309,7 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         thr = DEFAULT_THRESHOLD if bad_frame_threshold is None else float(bad_frame_threshold)
         excl = _Exclusion(src, exclude, thr)
         den = _model(model) if method == "cned" else None
+        lag = _lag_model(model) if method == "lagnet" else None
         size = den.size if den is not None else WINDOW
 
         step = check_step(step, size)  # before any ROI is read or written
@@ -309,10 +319,17 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
         if den is not None:
             attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
             attrs["model_members"] = den.n_members
+        if lag is not None:  # the model that made the file: name, weights, folder
+            attrs["model_name"] = lag.card.get("name", "lagnet")
+            attrs["model_weights_sha256"] = lag.card.get("weights_sha256", "")
+            attrs["model_dir"] = str(lag.directory or "")
         if options:
             attrs["options"] = json.dumps(options)
         stores_anomaly = "anomaly" in out.stores
-        scores = _anomaly_attrs(den, size, step) if anomaly and den is not None and stores_anomaly else None
+        # The anomaly map is the paper ensemble's (its latent space is the reference of "what was learned"):
+        # with the lag-band model the windows are scored by the shipped ensemble, the 2TCF denoised by the model.
+        scorer = _model(None) if lag is not None and anomaly and stores_anomaly else den
+        scores = _anomaly_attrs(scorer, size, step) if anomaly and scorer is not None and stores_anomaly else None
         if anomaly and den is not None and stores_anomaly and scores is None:
             attrs["anomaly_scores"] = ("not stored: the model card has no anomaly calibration (a fine-tuned model; "
                                        "run scripts/latent_reference.py and scripts/anomaly_threshold.py on it)")
@@ -331,9 +348,12 @@ def denoise_file(input_path, output, *, method: str = "cned", model=None, datase
                 row = excl.roi(k, raw)
                 c_in = raw if row is None else fill_excluded(raw, row)
                 try:  # a 2TCF without contrast cannot be scaled (Eq. 5/7): kept unchanged, reported
-                    res = denoise_banded(c_in, method, model=den, seed=seed, step=step, block=block,
-                                         anomaly=scores is not None, **options)
-                    clean, spread, table = res if scores is not None else (*res, None)
+                    res = denoise_banded(c_in, method, model=den if lag is None else lag, seed=seed, step=step,
+                                         block=block, anomaly=scores is not None and lag is None, **options)
+                    clean, spread, table = res if scores is not None and lag is None else (*res, None)
+                    if scores is not None and lag is not None:
+                        table = denoise_banded(c_in, "cned", model=scorer, seed=seed, step=step, block=block,
+                                               anomaly=True)[2]
                 except XPCSInputError as exc:
                     if "contrast" not in str(exc):
                         raise
@@ -641,7 +661,7 @@ class _LazyC2:
         return getattr(self.src, self.part)(int(k))
 
 
-def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=None, dataset=None,
+def report_file(input_path, out_dir, *, compare=(), method: str | None = None, model=None, dataset=None,
                 seed: int = 0, step: int = 5, cut_width: int = 1, fix_alpha: bool = False,
                 frame_time: float | None = None, weighted: bool = True, overwrite: bool = False,
                 progress: bool = False, allow_external: bool = False) -> dict:
@@ -665,6 +685,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
     for m in compare:
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in compare; choose from {', '.join(METHODS)}")
+    method = resolve_method(method, model)
     out = Path(out_dir)
     resolved = out.resolve()
     if Path(input_path).resolve() == resolved or resolved in Path(input_path).resolve().parents:
@@ -688,7 +709,8 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
 
             def denoised(m):
                 path = Path(work) / f"{m}.h5"
-                denoise_file(input_path, path, method=m, model=model if m == "cned" else None, dataset=dataset,
+                denoise_file(input_path, path, method=m, model=model if m == method else None,
+                             dataset=dataset,
                              seed=seed, step=step, keep_raw=False, output_format="ours", progress=progress,
                              allow_external=allow_external)
                 opened.append(open_c2(path))
@@ -701,9 +723,10 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                 c2s = {"raw": raw, main_name: _LazyC2(src)}
                 provenance.update({k: v for k, v in src.attrs.items() if _scalar(v)})
                 window = int(src.attrs.get("window", WINDOW))
+                if main_name in ("cned", "lagnet"):
+                    anomaly = src.anomaly()
                 if main_name == "cned":
                     den = _model(model)
-                    anomaly = src.anomaly()
                     sha = str(src.attrs.get("model_weights_sha256", "")) or None  # checked as fit_file does
             else:
                 c2s = {"raw": _LazyC2(src)}
@@ -712,7 +735,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str = "cned", model=
                                    and k in ("method", "window", "step", "model_weights_sha256")})
                 window = int(opened[-1].attrs.get("window", WINDOW))
                 den = _model(model) if method == "cned" else None
-                anomaly = opened[-1].anomaly() if method == "cned" else None
+                anomaly = opened[-1].anomaly() if method in ("cned", "lagnet") else None
             for m in compare:
                 if m not in c2s:
                     c2s[m] = denoised(m)

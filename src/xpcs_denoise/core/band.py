@@ -9,10 +9,12 @@ along age), flagged by :func:`band_mask`.
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from .errors import XPCSInputError
+from .validation import numeric_array
 
-__all__ = ["band_lags", "band_indices", "band_mask", "to_band", "from_band", "age_smooth"]
+__all__ = ["check_two_time_any", "band_lags", "band_indices", "band_mask", "to_band", "from_band", "age_smooth"]
 
 
 def band_lags(n_frames: int, max_lag: int | None) -> int:
@@ -96,8 +98,6 @@ def age_smooth(c2, width: float = 8.0, max_lag: int | None = None) -> np.ndarray
     >>> bool(np.allclose(age_smooth(c2, 5.0), c2))   # a stationary 2TCF is constant along age
     True
     """
-    from scipy.ndimage import gaussian_filter1d
-
     width = float(width)
     if not np.isfinite(width) or width <= 0:
         raise XPCSInputError(f"width must be a finite number of frames > 0; got {width!r}")
@@ -113,3 +113,17 @@ def age_smooth(c2, width: float = 8.0, max_lag: int | None = None) -> np.ndarray
         out[..., k, :m] = gaussian_filter1d(band[..., k, :m], width, axis=-1, mode="nearest")
         out[..., k, m:] = out[..., k, m - 1:m]
     return from_band(c2, out)
+
+
+def check_two_time_any(c2):
+    """(B, N, N) float view of the input (float32 stays float32), and whether it was one matrix."""
+    arr = numeric_array(c2, "2TCF")
+    if arr.dtype == np.bool_ or arr.ndim not in (2, 3) or arr.shape[-1] != arr.shape[-2]:
+        raise XPCSInputError(f"2TCF must be a numeric (N, N) or (B, N, N) array; got shape {arr.shape}, "
+                             f"dtype {arr.dtype}")
+    if arr.shape[-1] < 3:
+        raise XPCSInputError(f"2TCF is {arr.shape[-1]}×{arr.shape[-1]}: need at least 3 frames")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    single = arr.ndim == 2
+    return (arr[None] if single else arr), single

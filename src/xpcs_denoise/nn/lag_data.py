@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.band import to_band
 from ..core.correlation import two_time
+from ..core.scaling import triu_to_matrix
 from ..core.simulation import simulate_speckle, true_two_time
 
 __all__ = ["TRAIN_RANGES", "simulated_bands", "real_bands"]
@@ -100,9 +101,7 @@ def real_bands(path, *, val_names=None, val_fraction: float = 0.2, split_seed: i
     targets, ``series`` keys and a boolean ``val``: whole series held out, never single crops. ``val_names``
     (target names, e.g. a model card's ``split.val_target_names``) holds out their series; else a random
     ``val_fraction`` of the series."""
-    import h5py
-
-    from ..core.scaling import triu_to_matrix
+    import h5py  # defers h5py: simulated data need none
 
     with h5py.File(path, "r") as f:
         xin = f["inputs_triu"][()]

@@ -79,7 +79,7 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     sp = spread.clamp_min(1e-9)
     nll = ((torch.log(sp) + 0.5 * (r / sp) ** 2) * use).sum() / use.sum().clamp_min(1)
     loss = (l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
-    return loss, {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll)}
+    return loss, {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll.detach())}
 
 
 def _evaluate(model, sets, cfg) -> dict:
@@ -119,13 +119,20 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
     val = {k: tensors(k) for k in ("real_val", "stat_val", "age_val") if k in data}
     batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing}
     ckpt = out_dir / "checkpoint.pt"
-    state = {"step": 0, "best": float("inf"), "history": []}
+    state = {"step": 0, "best": float("inf"), "history": [], "config": asdict(cfg)}
     if ckpt.is_file():
         saved = torch.load(ckpt, weights_only=True)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         sched.load_state_dict(saved["sched"])
         state = json.loads(saved["state"])
+        # Resume only the same run: its schedule, data order and costs depend on these (not on time or threads).
+        same = {k: v for k, v in asdict(cfg).items() if k not in ("max_minutes", "threads", "eval_every")}
+        was = {k: v for k, v in state.get("config", same).items() if k in same}
+        if json.loads(json.dumps(same)) != was:
+            diff = sorted(k for k in same if json.loads(json.dumps(same[k])) != was.get(k))
+            raise XPCSInputError(f"{ckpt} is a checkpoint of another configuration ({', '.join(diff)} differ); "
+                                 "use a new output folder")
         log(f"resumed at step {state['step']}")
     best_path = out_dir / "best"
     t0 = time.time()

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.band import band_lags, band_mask, from_band, to_band
+from ..core.band import band_lags, band_mask, check_two_time_any, from_band, to_band
 from ..core.errors import XPCSInputError
 from ..io.files import atomic_path, file_sha256
+from .config import pretrained_directory
 
 __all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "save_lagnet", "load_lagnet", "band_features"]
 
@@ -177,22 +178,6 @@ class LagNet(nn.Module):
         return y, spread
 
 
-def _check_input(c2):
-    """(B, N, N) float view of the input (float32 stays float32), and whether it was one matrix."""
-    from ..core.validation import numeric_array
-
-    arr = numeric_array(c2, "2TCF")
-    if arr.dtype == np.bool_ or arr.ndim not in (2, 3) or arr.shape[-1] != arr.shape[-2]:
-        raise XPCSInputError(f"2TCF must be a numeric (N, N) or (B, N, N) array; got shape {arr.shape}, "
-                             f"dtype {arr.dtype}")
-    if arr.shape[-1] < 3:
-        raise XPCSInputError(f"2TCF is {arr.shape[-1]}×{arr.shape[-1]}: need at least 3 frames")
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    single = arr.ndim == 2
-    return (arr[None] if single else arr), single
-
-
 class LagDenoiser:
     """The lag-band model ready to denoise 2TCFs of any size (N ≥ 3), arrays in and out.
 
@@ -218,9 +203,7 @@ class LagDenoiser:
 
     @classmethod
     def pretrained(cls, **kwargs) -> LagDenoiser:
-        from .config import pretrained_directory
-
-        return cls.from_directory(pretrained_directory(), **kwargs)
+        return cls.from_directory(pretrained_directory() / "lagnet", **kwargs)
 
     @classmethod
     def from_directory(cls, directory, **kwargs) -> LagDenoiser:
@@ -267,7 +250,7 @@ class LagDenoiser:
         -------
         ndarray of the input's shape (and the spread).
         """
-        x, single = _check_input(c2)
+        x, single = check_two_time_any(c2)
         n = x.shape[-1]
         k = band_lags(n, self.config.max_lag if max_lag is None else max_lag)
         if not np.all(np.isfinite(to_band(x, k))):

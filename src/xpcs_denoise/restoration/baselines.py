@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.band import age_smooth
 from ..core.errors import XPCSInputError
 from ..core.scaling import matrix_to_triu, triu_to_matrix
 from ..nn.config import pretrained_directory
@@ -37,6 +38,11 @@ def median_denoise(x, size: int = 5) -> np.ndarray:
     """Median filter over ``size × size`` pixels of each 2TCF."""
     x = _batched(x)
     return ndimage.median_filter(x, size=[1] * (x.ndim - 2) + [int(size)] * 2, mode="nearest")
+
+
+def age_denoise(x, width: float = 8.0) -> np.ndarray:
+    """The age-axis smoother (METHOD §8): each lag smoothed along age by a Gaussian of ``width`` frames."""
+    return age_smooth(x, width)
 
 
 def tv_denoise(x, weight: float = 0.7) -> np.ndarray:

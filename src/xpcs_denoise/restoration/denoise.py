@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.band import check_two_time_any
 from ..core.errors import XPCSInputError
 from ..core.scaling import replace_diagonal
 from ..core.validation import check_seed
 from ..core.window import check_step, check_two_times, denoise_scaled, sliding_window
-from ..nn.config import METHODS, WINDOW
+from ..nn.config import METHOD_ALIASES, METHODS, WINDOW
 from . import baselines
 
 if TYPE_CHECKING:
     from ..nn.denoiser import Denoiser
 
-__all__ = ["denoise", "METHODS", "REGISTRY", "Method", "available_methods"]
+__all__ = ["denoise", "resolve_method", "model_family", "METHODS", "REGISTRY", "Method", "available_methods"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,12 @@ class Method:
 
 #: Every method of :func:`denoise`, in the order of :data:`METHODS` (the same names, importable without torch).
 REGISTRY = {m.name: m for m in (
+    Method("lagnet", "lagnet"),
     Method("cned", "ensemble"),
     Method("gaussian", "image", baselines.gaussian_denoise),
     Method("median", "image", baselines.median_denoise),
     Method("tv", "image", baselines.tv_denoise),
+    Method("age", "band", baselines.age_denoise),
     Method("pca", "patch"),
     Method("bm3d", "image", baselines.bm3d_denoise, package="bm3d"),
     Method("none", "identity"),
@@ -67,19 +70,64 @@ def available_methods() -> tuple[str, ...]:
     return tuple(name for name, m in REGISTRY.items() if m.kind != "identity" and m.available())
 
 
-def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_std: bool = False, seed: int = 0,
+def _lag_model(model):
+    """The lag-band model: ``model`` (a LagDenoiser or its folder) or the shipped one."""
+    from ..nn.lagnet import LagDenoiser  # defers torch: the peers need none
+
+    if model is None or (isinstance(model, (str, Path)) and str(model) == "pretrained"):
+        if "lagnet" not in _LAG:
+            _LAG["lagnet"] = LagDenoiser.pretrained()
+        return _LAG["lagnet"]
+    if isinstance(model, (str, Path)):
+        return LagDenoiser.from_directory(model)
+    if not isinstance(model, LagDenoiser):
+        raise XPCSInputError(f"method 'lagnet' needs a lag-band model (LagDenoiser or its folder); got "
+                             f"{type(model).__name__}")
+    return model
+
+
+_LAG: dict = {}
+
+
+def model_family(model) -> str | None:
+    """``"lagnet"`` or ``"cned"``: the family of a model object or folder; None for no model or ``"pretrained"``."""
+    if model is None or (isinstance(model, (str, Path)) and str(model) == "pretrained"):
+        return None
+    if isinstance(model, (str, Path)):
+        # A folder without a lag-band card is read as an ensemble folder, whose loader says what is wrong with it.
+        return "lagnet" if (Path(model) / "lagnet_card.json").is_file() else "cned"
+    return "lagnet" if type(model).__name__ == "LagDenoiser" else "cned"
+
+
+def resolve_method(method: str | None, model=None) -> str:
+    """The method to run: ``method`` (aliases resolved), or without one the family of ``model``, else
+    ``"lagnet"``. A model of the other family than the method asked for is an error."""
+    fam = model_family(model)
+    if method is None:
+        return fam or "lagnet"
+    method = METHOD_ALIASES.get(method, method)
+    if fam is not None and method in ("lagnet", "cned") and fam != method:
+        raise XPCSInputError(f"the model {model if isinstance(model, (str, Path)) else type(model).__name__} is a "
+                             f"{fam} model, not {method}: use method {fam!r}, or a {method} model")
+    return method
+
+
+def denoise(c2, method: str | None = None, *, model=None, return_std: bool = False, seed: int = 0,
             beta=None, baseline=None, step: int = 5, **options):
-    """Denoise raw 2TCFs with the CNN-ED ensemble or one of its classical peers, on the same footing.
+    """Denoise raw 2TCFs with the lag-band model, the paper's CNN-ED ensemble or a classical peer.
 
     Parameters
     ----------
-    c2 : array_like, shape (N, N) or (B, N, N), N ≥ n (the model's window; 50 for the shipped ensemble)
-        Raw 2TCFs in physical units.
-    method : str
-        ``"cned"`` (the ensemble; ``model`` or the shipped one), ``"gaussian"`` (σ frames, default 1.5),
-        ``"median"`` (``size``, default 5), ``"tv"`` (Chambolle total variation, ``weight``), ``"pca"``
-        (linear PCA fitted on the same training data), ``"bm3d"`` (``sigma_psd``; needs the ``bm3d`` package),
-        or ``"none"`` (:data:`REGISTRY`). With ``model``, the peers use its window n too.
+    c2 : array_like, shape (N, N) or (B, N, N)
+        Raw 2TCFs in physical units. ``"lagnet"``: any N ≥ 3; the others N ≥ n (the ensemble's window, 50).
+    method : str, optional
+        Default: the family of ``model``, else ``"lagnet"``. ``"lagnet"`` (our lag-band model, faithful on noise-free data, any size; option ``max_lag``,
+        the band of lags it denoises, default 256), ``"cned"`` or ``"paper-2021"`` (the paper's ensemble;
+        ``model`` or the shipped one), ``"gaussian"`` (σ frames, default 1.5), ``"median"`` (``size``,
+        default 5), ``"tv"`` (Chambolle total variation, ``weight``), ``"age"`` (the age-axis smoother,
+        ``width`` frames, default 8), ``"pca"`` (linear PCA fitted on the same training data), ``"bm3d"``
+        (``sigma_psd``; needs the ``bm3d`` package), or ``"none"`` (:data:`REGISTRY`). With a CNN-ED
+        ``model``, the peers use its window n too.
     options
         Passed to the peer filter (see :mod:`xpcs_denoise.restoration.baselines`).
 
@@ -94,10 +142,30 @@ def denoise(c2, method: str = "cned", *, model: Denoiser | None = None, return_s
     lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6). Image filters act on the whole
     matrix; the patch methods (cned, pca) use the sliding window for N > n.
     """
+    method = resolve_method(method, model)
     if method not in REGISTRY:
         raise XPCSInputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     kind = REGISTRY[method].kind
     seed = check_seed(seed)
+    if kind == "lagnet":
+        # Affine-invariant: no contrast or baseline to scale by, no lag-0 draws, no window to slide.
+        unknown = set(options) - {"max_lag"}
+        if unknown:
+            raise XPCSInputError(f"unknown option(s) {sorted(unknown)} for method 'lagnet'")
+        return _lag_model(model).denoise(c2, max_lag=options.get("max_lag"), return_std=return_std)
+    if kind == "band":
+        # Along the age axis only: affine maps commute with it, so no scaling, no lag-0 draws, any size.
+        x, single = check_two_time_any(c2)
+        if not np.all(np.isfinite(x)):
+            raise XPCSInputError("2TCF contains NaN or Inf; fill or crop masked frames before denoising")
+        try:
+            out = REGISTRY[method].apply(x, **options)
+        except TypeError as exc:
+            raise XPCSInputError(f"bad option for method {method!r}: {exc}") from exc
+        out = out[0] if single else out
+        return (out, np.zeros_like(out)) if return_std else out
+    if model is not None and type(model).__name__ == "LagDenoiser":
+        model = None  # a lag-band model has no window: the peers use the default one
     if kind == "ensemble" or model is not None:
         from ..nn.denoiser import Denoiser, _pretrained  # defers torch: the peers need none
 

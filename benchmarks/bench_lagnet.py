@@ -1,0 +1,372 @@
+"""Issue 29's benchmark: the lag-band model beside raw, the paper's network and the classical peers, side by side,
+judged by what users fit (plain four-parameter Eq. 3 fits of the 1TCF of each output, as xpcs-viewer does).
+
+Parts (``--parts``, default all):
+- ``faithful``: noise-free Eq. 3 2TCFs (β 0.2; N 50 and 200; α 0.7 / 1 / 1.4; C∞ − 1 = 0, 0.1 β, 0.3 β;
+  Γ 0.005–0.3): largest |ΔΓ/Γ| between fits of the output and of the input (lags 1–49).
+- ``sim``: simulated 50-frame crops over the judged ranges (``core.simulation.JUDGED_RANGES``, seed disjoint from
+  training): median signed and median absolute relative error of Γ per Γ bin.
+- ``real``: real CHX crops of the series held out from both models' training (the paper model's card split):
+  median / mean relative error, gross errors (> 100 % or no usable fit), bias per bin, MSE(1TCF), 0.01 < Γ < 0.15.
+- ``ageing``: 400-frame series at low SNR, Γ falling 4× smoothly and in a step, and stationary ones: cuts of
+  width 3 fitted with β fixed at its truth; median relative error of Γ(t_a); on stationary series the trend of
+  Γ(t_a) in units of its standard error.
+- ``long``: 500-frame stationary series: plain fits (lags 1–250) of raw and denoised, per Γ bin.
+- ``speed``: a 1,000-frame 2TCF by the paper's sliding window and by the lag-band model over the same lags
+  (1–49), in one run; and the peak memory of a 10,000-frame 2TCF (float64) in a fresh process.
+
+The age-axis smoother is given its best width per part (grid 2–24 frames), chosen on the part's own data.
+
+    python benchmarks/bench_lagnet.py --json lagnet_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from xpcs_denoise.core.correlation import one_time_from_two_time
+from xpcs_denoise.core.fitting import fit_g2
+from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops, simulate_speckle, true_two_time
+from xpcs_denoise.restoration.denoise import available_methods, denoise
+
+BINS = (0.005, 0.01, 0.03, 0.06, 0.1, 0.15, 0.3, 0.4)
+AGE_WIDTHS = (2, 4, 6, 8, 12, 16, 24)
+PEERS = ("gaussian", "median", "tv", "bm3d")
+
+
+def plain_gamma(c2, max_lag=49):
+    """Γ of plain four-parameter fits of the 1TCFs (lags 1…max_lag), as a viewer reports it (fits that end at a
+    bound included); NaN where the fit failed."""
+    c2 = np.asarray(c2)
+    c2 = c2[None] if c2.ndim == 2 else c2
+    g2 = one_time_from_two_time(c2)[:, :max_lag]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_g2(g2)
+    return np.where(fit.success, fit.gamma, np.nan)
+
+
+def methods_for(n_frames):
+    names = ["raw", "lagnet"] + (["cned"] if n_frames >= 50 else [])
+    return names + [m for m in PEERS if m in available_methods()]
+
+
+def run(c2, method, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "raw":
+            return np.asarray(c2, dtype=np.float64)
+        if method.startswith("age"):
+            return denoise(c2, "age", width=float(method[4:]))
+        return denoise(c2, method, **kw)
+
+
+def best_age(c2, score):
+    """The age-axis smoother's best width on this data: (name, output)."""
+    best = None
+    for w in AGE_WIDTHS:
+        out = run(c2, f"age:{w}")
+        s = score(out)
+        if best is None or s < best[0]:
+            best = (s, f"age:{w}", out)
+    return best[1], best[2]
+
+
+def rel_err(est, truth):
+    return (est - truth) / truth
+
+
+def bin_rows(gamma_true, errs_by_method):
+    rows = []
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        sel = (gamma_true >= lo) & (gamma_true < hi)
+        row = {"bin": f"{lo:g}–{hi:g}", "n": int(sel.sum())}
+        for m, e in errs_by_method.items():
+            v = e[sel]
+            fin = np.isfinite(v)
+            row[m] = {"median_signed": float(np.median(v[fin])) if fin.any() else None,
+                      "median_abs": float(np.median(np.abs(v[fin]))) if fin.any() else None,
+                      "no_fit": float(1 - fin.mean()) if sel.any() else None}
+        rows.append(row)
+    return rows
+
+
+def print_bins(title, rows):
+    methods = [k for k in rows[0] if k not in ("bin", "n")]
+    print(f"\n{title}\n" + "bin".ljust(12) + "n".rjust(6) + "".join(m.rjust(22) for m in methods))
+    print(" " * 18 + "".join("bias / |err|".rjust(22) for _ in methods))
+    for r in rows:
+        cells = []
+        for m in methods:
+            c = r[m]
+            cells.append("—".rjust(22) if c["median_signed"] is None else
+                         f"{100 * c['median_signed']:+.0f} % / {c['median_abs']:.3f}".rjust(22))
+        print(r["bin"].ljust(12) + str(r["n"]).rjust(6) + "".join(cells))
+
+
+def part_faithful():
+    gammas = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+    out = {}
+    for n in (50, 200):
+        tau = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+        mats, keys = [], []
+        for alpha in (0.7, 1.0, 1.4):
+            for off in (0.0, 0.1, 0.3):
+                for g in gammas:
+                    mats.append(1 + off * 0.2 + 0.2 * np.exp(-2 * (g * tau) ** alpha))
+                    keys.append((alpha, off, g))
+        c2 = np.stack(mats)
+        g_in = plain_gamma(c2)
+        for m in methods_for(n) + ["age:8"]:
+            g_out = plain_gamma(run(c2, m))
+            d = np.abs(g_out / g_in - 1)
+            worst = int(np.nanargmax(np.where(np.isfinite(d), d, np.inf)))
+            out.setdefault(m, {})[f"N={n}"] = {"max_abs_dgamma": float(np.max(np.where(np.isfinite(d), d, np.inf))),
+                                               "worst": dict(zip(("alpha", "offset_beta", "gamma"), keys[worst]))}
+    # other lengths, lag-band model only
+    for n in (24, 37, 1000):
+        tau = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+        c2 = np.stack([1.03 + 0.2 * np.exp(-2 * (g * tau)) for g in (0.02, 0.1, 0.3)])
+        out["lagnet"][f"N={n} (max |Δc2|)"] = float(np.max(np.abs(run(c2, "lagnet") - c2)))
+    print("\nFaithfulness: largest |ΔΓ/Γ|, plain fits of output vs input (noise-free Eq. 3 2TCFs)")
+    for m, v in out.items():
+        print(f"  {m:10s} " + "  ".join(f"{k}: {x['max_abs_dgamma']:.2e}" if isinstance(x, dict) else f"{k}: {x:.1e}"
+                                         for k, x in v.items()))
+    return out
+
+
+def part_sim(n, seed):
+    measured, _, prm = simulate_crops(n, 50, seed=seed, **JUDGED_RANGES)
+    g = prm["gamma"]
+    errs = {}
+    outs = {m: run(measured, m) for m in methods_for(50)}
+    for m, o in outs.items():
+        errs[m] = rel_err(plain_gamma(o), g)
+    band = (g > 0.005) & (g < 0.15)
+    name, o = best_age(measured, lambda o: np.nanmedian(np.abs(rel_err(plain_gamma(o[band]), g[band]))))
+    errs[name] = rel_err(plain_gamma(o), g)
+    rows = bin_rows(g, errs)
+    print_bins(f"Simulated 50-frame crops ({n}, seed {seed}): plain fits, Γ relative error: median signed / median "
+               "absolute", rows)
+    return {"n": n, "seed": seed, "bins": rows}
+
+
+def _real_val():
+    from xpcs_denoise.analysis.evaluation import truth_from_targets
+    from xpcs_denoise.nn.config import pretrained_directory
+    import h5py
+
+    from xpcs_denoise.core.scaling import triu_to_matrix
+    from xpcs_denoise.nn.lag_data import _series
+
+    card = json.loads((pretrained_directory() / "model_card.json").read_text())
+    val_series = {_series(nm) for nm in card["split"]["val_target_names"]}
+    with h5py.File(DATA, "r") as f:
+        tnames = [s.decode() for s in f["target_names"][()]]
+        tidx = f["target_index"][()]
+        keep = np.array([_series(tnames[t]) in val_series for t in tidx])
+        x = triu_to_matrix(f["inputs_triu"][()][keep], 50).astype(np.float64)
+        targets = triu_to_matrix(f["targets_triu"][()], 50).astype(np.float64)
+    truth = truth_from_targets(targets)
+    ti = tidx[keep]
+    return x, truth.gamma[ti], one_time_from_two_time(targets)[ti][:, :49], ti
+
+
+def real_metrics(out, gamma, g2t):
+    est = plain_gamma(out)
+    e = np.abs(rel_err(est, gamma))
+    band = np.isfinite(gamma) & (gamma > 0.01) & (gamma < 0.15)
+    eb = np.where(np.isfinite(e), e, np.inf)[band]
+    g2 = one_time_from_two_time(out)[:, :49]
+    return {"median_rel": float(np.median(eb)), "mean_rel": float(np.mean(e[band][np.isfinite(e[band])])),
+            "gross": float(np.mean(eb > 1.0)), "no_fit": float(np.mean(~np.isfinite(e[band]))),
+            "mse_1tcf": float(np.mean((g2[band] - g2t[band]) ** 2)), "n": int(band.sum())}
+
+
+def part_real():
+    x, gamma, g2t, ti = _real_val()
+    rows, errs = {}, {}
+    outs = {m: run(x, m, beta=1.0, baseline=1.0) if m in ("cned",) + PEERS else run(x, m)
+            for m in methods_for(50)}
+    name, o = best_age(x, lambda o: real_metrics(o, gamma, g2t)["median_rel"])
+    outs[name] = o
+    for m, o in outs.items():
+        rows[m] = real_metrics(o, gamma, g2t)
+        errs[m] = rel_err(plain_gamma(o), gamma)
+    print(f"\nReal held-out crops ({len(x)} crops of {np.unique(ti).size} targets), 0.01 < Γ < 0.15:")
+    print("method".ljust(10) + "".join(c.rjust(12) for c in ("median rel", "mean rel", "gross", "no fit",
+                                                              "MSE(1TCF)")))
+    for m, r in rows.items():
+        print(m.ljust(10) + "".join(f"{r[c]:12.4f}" for c in ("median_rel", "mean_rel", "gross", "no_fit",
+                                                                 "mse_1tcf")))
+    fin = np.isfinite(gamma)
+    bins = bin_rows(np.where(fin, gamma, -1), errs)
+    print_bins("Real held-out crops per Γ bin (truth: fits of the targets)", bins)
+    return {"overall": rows, "bins": bins, "n_crops": int(len(x))}
+
+
+def ageing_series(seed, kind, n=400, pixels=600, count=0.08):
+    rng = np.random.default_rng(seed)
+    g0 = float(np.exp(rng.uniform(np.log(0.03), np.log(0.12))))
+    t = np.arange(n)
+    if kind == "smooth":
+        gamma = g0 * 4.0 ** (-t / (n - 1))
+    elif kind == "step":
+        gamma = np.where(t < n // 2, g0, g0 / 4)
+    else:
+        gamma = np.full(n, g0)
+    beta = 0.2
+    sim = simulate_speckle(n, pixels, gamma=gamma, beta=beta, mean_count=count, seed=seed)
+    return sim.two_time()[0], gamma, beta
+
+
+def cut_errors(c2, gamma_t, beta, width=3):
+    from xpcs_denoise.analysis.workflows import ageing_analysis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ageing_analysis(c2, width=width, max_lag=49, beta=beta)
+    a = np.asarray(res.ages).astype(int)
+    est = np.where(res.fit.success, res.fit.gamma, np.nan)
+    return rel_err(est, gamma_t[a]), a, est, res.fit.gamma_err
+
+
+def part_ageing(n_series):
+    kinds = ["smooth"] * (2 * n_series // 3) + ["step"] * (n_series - 2 * n_series // 3)
+    series = [ageing_series(100 + i, k) for i, k in enumerate(kinds)]
+    stat = [ageing_series(500 + i, "stationary") for i in range(3)]
+    methods = [m for m in methods_for(400)] + [f"age:{w}" for w in AGE_WIDTHS]
+    res = {}
+    for m in methods:
+        per = []
+        for c2, g, b in series:
+            e, *_ = cut_errors(run(c2, m), g, b)
+            per.append(float(np.nanmedian(np.abs(e))))
+        trends = []
+        for c2, g, b in stat:
+            _, a, est, err = cut_errors(run(c2, m), g, b)
+            ok = np.isfinite(est) & np.isfinite(err) & (err > 0)
+            # Least-squares slope of Γ(t_a) over age, with the scatter of the residuals as its noise (cuts of
+            # neighbouring ages share frames, so the fit errors alone would overstate the significance).
+            A = np.stack([np.ones(ok.sum()), a[ok] - a[ok].mean()], 1)
+            coef, *_ = np.linalg.lstsq(A, est[ok], rcond=None)
+            resid = est[ok] - A @ coef
+            n_eff = max(3.0, ok.sum() / 3.0)  # width-3 cuts: ~1 independent cut in 3
+            se = np.sqrt(np.sum(resid**2) / (ok.sum() - 2) / np.sum(A[:, 1] ** 2) * ok.sum() / n_eff)
+            trends.append(float(coef[1] / se))
+        res[m] = {"median_rel": float(np.median(per)), "per_series": per, "stationary_trend_z": trends}
+    ages = {k: v for k, v in res.items() if k.startswith("age:")}
+    best = min(ages, key=lambda k: ages[k]["median_rel"])
+    print(f"\nAgeing series ({len(kinds)}: {kinds.count('smooth')} smooth 4× falls, {kinds.count('step')} steps; "
+          "400 frames, 600 pixels, 0.08 photons/pixel/frame): cuts width 3, β fixed")
+    for m, r in res.items():
+        if m.startswith("age:") and m != best:
+            continue
+        print(f"  {m:10s} median rel. error {r['median_rel']:.3f}  per series "
+              + " ".join(f"{v:.2f}" for v in r["per_series"])
+              + "   stationary trend z " + " ".join(f"{v:+.1f}" for v in r["stationary_trend_z"]))
+    return {"methods": {k: v for k, v in res.items() if not k.startswith("age:") or k == best}, "best_age": best}
+
+
+def part_long(n, seed):
+    rng = np.random.default_rng(seed)
+    g = np.exp(rng.uniform(np.log(0.002), np.log(0.3), n))
+    c2 = []
+    for i in range(n):
+        pix = int(np.exp(rng.uniform(np.log(200), np.log(5000))))
+        cnt = float(max(np.exp(rng.uniform(np.log(0.01), np.log(1))), 60 / pix))
+        c2.append(simulate_speckle(500, pix, gamma=g[i], beta=float(rng.uniform(0.05, 0.5)),
+                                   alpha=float(rng.uniform(0.6, 1.8)), mean_count=cnt,
+                                   seed=int(rng.integers(2**31))).two_time()[0])
+    c2 = np.stack(c2)
+    errs = {m: rel_err(plain_gamma(run(c2, m), 250), g) for m in ("raw", "lagnet")}
+    rows = bin_rows(g, errs)
+    print_bins(f"Long series ({n} × 500 frames): plain fits, lags 1–250", rows)
+    return {"n": n, "seed": seed, "bins": rows}
+
+
+MEM_CODE = """
+import resource, sys, numpy as np
+from xpcs_denoise.restoration.denoise import denoise
+n = int(sys.argv[1]); dt = sys.argv[2]
+t = np.arange(n, dtype=np.float32)
+c2 = np.empty((n, n), dt)
+for s in range(0, n, 1000):
+    c2[s:s + 1000] = 1 + 0.2 * np.exp(-0.02 * np.abs(t[s:s + 1000, None] - t[None, :]))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = denoise(c2, "lagnet")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, base / 2**20)
+"""
+
+
+def part_speed():
+    rng = np.random.default_rng(0)
+    c2 = true_two_time(1000, 0.02, 0.2) + 0.05 * rng.standard_normal((1000, 1000))
+    c2 = 0.5 * (c2 + c2.T)
+    run(c2[:100, :100], "cned")
+    run(c2[:100, :100], "lagnet")
+    t = time.perf_counter()
+    run(c2, "cned")
+    t_paper = time.perf_counter() - t
+    t = time.perf_counter()
+    run(c2, "lagnet", max_lag=49)
+    t_lag = time.perf_counter() - t
+    t = time.perf_counter()
+    run(c2, "lagnet")
+    t_lag256 = time.perf_counter() - t
+    mem = {}
+    for dt in ("float32", "float64"):
+        r = subprocess.run([sys.executable, "-c", MEM_CODE, "10000", dt], capture_output=True, text=True)
+        peak, base = (float(v) for v in r.stdout.split()) if r.returncode == 0 else (float("nan"),) * 2
+        mem[dt] = {"peak_GiB": peak, "before_denoise_GiB": base}
+    print(f"\n1,000 frames: paper's sliding window {t_paper:.2f} s; lag-band model, lags 1–49: {t_lag:.2f} s "
+          f"({t_paper / t_lag:.0f}× faster); lags 1–256: {t_lag256:.2f} s")
+    print("10,000 frames, peak memory of the whole process (GiB): " +
+          ", ".join(f"{k}: {v['peak_GiB']:.2f} (input alone {v['before_denoise_GiB']:.2f})" for k, v in mem.items()))
+    return {"seconds_1000": {"paper": t_paper, "lagnet_lags49": t_lag, "lagnet_lags256": t_lag256},
+            "speedup": t_paper / t_lag, "memory_10000": mem}
+
+
+DATA = "../shared/data/cned_train.h5"
+
+
+def main():
+    global DATA
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--parts", default="faithful,sim,real,ageing,long,speed")
+    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--n-sim", type=int, default=1500)
+    ap.add_argument("--n-ageing", type=int, default=9)
+    ap.add_argument("--n-long", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=90210)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    DATA = a.data
+    parts = a.parts.split(",")
+    res = {"seed": a.seed}
+    if "faithful" in parts:
+        res["faithful"] = part_faithful()
+    if "sim" in parts:
+        res["sim_crops"] = part_sim(a.n_sim, a.seed)
+    if "real" in parts:
+        res["real"] = part_real()
+    if "ageing" in parts:
+        res["ageing"] = part_ageing(a.n_ageing)
+    if "long" in parts:
+        res["long"] = part_long(a.n_long, a.seed + 1)
+    if "speed" in parts:
+        res["speed"] = part_speed()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The lag-band model (issue 29): faithful on noise-free 2TCFs, any size, symmetric, affine-invariant, better than
+its input on simulated data with a known truth; (lag, age) coordinates and the age-axis smoother; its files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xpcs_denoise.core.band import age_smooth, band_mask, from_band, to_band
+from xpcs_denoise.core.correlation import one_time_from_two_time
+from xpcs_denoise.core.errors import XPCSInputError
+from xpcs_denoise.core.fitting import fit_g2
+from xpcs_denoise.core.simulation import simulate_speckle, true_two_time
+from xpcs_denoise.restoration.denoise import denoise
+
+torch = pytest.importorskip("torch")
+
+from xpcs_denoise.nn.lagnet import LagDenoiser, LagNet, LagNetConfig, load_lagnet, save_lagnet  # noqa: E402
+
+
+def eq3(n, gamma, alpha=1.0, offset=0.0, beta=0.2):
+    tau = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
+    return 1 + offset * beta + beta * np.exp(-2 * (gamma * tau) ** alpha)
+
+
+@pytest.fixture(scope="module")
+def den():
+    return LagDenoiser.pretrained()
+
+
+@pytest.fixture(scope="module")
+def noisy_series():
+    sim = simulate_speckle(100, 1500, gamma=[0.02, 0.06, 0.15], beta=0.2, mean_count=0.2, n_rois=3, seed=3)
+    truth = np.stack([true_two_time(100, g, 0.2) for g in (0.02, 0.06, 0.15)])
+    return sim.two_time(), truth
+
+
+@pytest.mark.parametrize("n", [24, 50, 200])
+@pytest.mark.parametrize("alpha", [0.7, 1.0, 1.4])
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_noise_free_in_same_out(den, n, alpha, offset):
+    c2 = np.stack([eq3(n, g, alpha, offset) for g in (0.005, 0.02, 0.1, 0.3)])
+    out = den.denoise(c2)
+    np.testing.assert_allclose(out, c2, rtol=0, atol=1e-9)
+    lags = min(49, n - 1)
+    f_in = fit_g2(one_time_from_two_time(c2)[:, :lags])
+    f_out = fit_g2(one_time_from_two_time(out)[:, :lags])
+    np.testing.assert_allclose(f_out.gamma, f_in.gamma, rtol=0.03)
+
+
+def test_paper_network_is_not_faithful():
+    # The reason for the new model: the 2021 network re-draws a noise-free decay (METHOD §8).
+    c2 = eq3(50, 0.01)
+    g_in = fit_g2(one_time_from_two_time(c2)[None]).gamma[0]
+    g_out = fit_g2(one_time_from_two_time(denoise(c2, "paper-2021"))[None]).gamma[0]
+    assert abs(g_out / g_in - 1) > 0.1
+
+
+def test_default_method_is_lagnet_and_alias(den, noisy_series):
+    c2 = noisy_series[0][0]
+    np.testing.assert_array_equal(denoise(c2), den.denoise(c2))
+    np.testing.assert_array_equal(denoise(c2[:50, :50], "paper-2021"), denoise(c2[:50, :50], "cned"))
+
+
+def test_denoises_toward_the_truth(den, noisy_series):
+    c2, truth = noisy_series
+    out = den.denoise(c2)
+    k = 49
+    err_raw = np.mean((to_band(c2, k) - to_band(truth, k)) ** 2)
+    err_out = np.mean((to_band(out, k) - to_band(truth, k)) ** 2)
+    assert err_out < 0.5 * err_raw
+    # and the plain fit of the output lands near the true Γ
+    fit = fit_g2(one_time_from_two_time(out)[:, :49])
+    np.testing.assert_allclose(fit.gamma, [0.02, 0.06, 0.15], rtol=0.35)
+
+
+def test_symmetric_shape_dtype_and_untouched_cells(den, noisy_series):
+    c2 = noisy_series[0][1]
+    out = den.denoise(c2, max_lag=30)
+    assert out.shape == c2.shape and out.dtype == np.float64
+    far = np.abs(np.subtract.outer(np.arange(100), np.arange(100))) > 30
+    np.testing.assert_array_equal(out[~far], out.T[~far])  # the band is written to both triangles
+    np.testing.assert_array_equal(np.diag(out), np.diag(c2))  # lag 0 kept
+    np.testing.assert_array_equal(out[far], c2[far])  # beyond the band: kept
+    assert not np.allclose(out[~far], c2[~far])
+    out32 = den.denoise(c2.astype(np.float32))
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, den.denoise(c2), atol=1e-4)
+
+
+def test_affine_invariant(den, noisy_series):
+    # A baseline above 1 (an intensity gradient across the ring) or any contrast: the same output, mapped.
+    c2 = noisy_series[0][0]
+    a, b = 2.5, 0.3
+    np.testing.assert_allclose(den.denoise(a * c2 + b), a * den.denoise(c2) + b, rtol=0, atol=1e-4)
+
+
+def test_correction_shrinks_with_the_noise(den, noisy_series):
+    c2, truth = noisy_series[0][1], noisy_series[1][1]
+    sizes = [np.abs(den.denoise(truth + f * (c2 - truth)) - (truth + f * (c2 - truth))).mean()
+             for f in (1.0, 0.3, 0.1, 0.0)]
+    assert sizes[0] > sizes[1] > sizes[2] > 1e3 * sizes[3] and sizes[3] < 1e-12  # rounding only
+
+
+def test_spread(den, noisy_series):
+    c2, truth = noisy_series
+    _, sd = den.denoise(c2[0], return_std=True)
+    assert sd.shape == (100, 100) and np.all(sd >= 0) and sd[0, 5] > 0
+    _, sd0 = den.denoise(truth[0], return_std=True)
+    assert np.all(sd0 < 1e-9)
+
+
+def test_any_size_one_pass(den):
+    for n in (3, 24, 37):
+        c2 = eq3(n, 0.05) + 0.01 * np.random.default_rng(n).standard_normal((n, n))
+        c2 = 0.5 * (c2 + c2.T)
+        assert den.denoise(c2).shape == (n, n)
+
+
+def test_tiles_match_one_pass(noisy_series):
+    # Long series are processed in tiles along age with a halo of the receptive field: no seams.
+    model, card = load_lagnet(LagDenoiser.pretrained().directory)
+    c2 = noisy_series[0][0]
+    whole = LagDenoiser(model, card, tile=4096).denoise(c2)
+    tiled = LagDenoiser(model, card, tile=16).denoise(c2)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_refuses_bad_input(den):
+    with pytest.raises(XPCSInputError):
+        den.denoise(np.ones((5, 6)))
+    c2 = eq3(30, 0.1)
+    c2[3, 4] = np.nan
+    with pytest.raises(XPCSInputError, match="NaN"):
+        den.denoise(c2)
+    with pytest.raises(XPCSInputError, match="max_lag"):
+        den.denoise(eq3(30, 0.1), max_lag=2.5)
+    with pytest.raises(XPCSInputError, match="option"):
+        denoise(eq3(30, 0.1), "lagnet", width=3)
+
+
+def test_files_round_trip_and_checks(tmp_path, noisy_series):
+    model = LagNet(LagNetConfig(channels=4, dilations=((1, 1), (1, 2))))
+    torch.nn.init.normal_(model.head.weight, std=0.5)
+    save_lagnet(model, tmp_path, {"name": "tiny"})
+    den = LagDenoiser.from_directory(tmp_path)
+    c2 = noisy_series[0][0]
+    np.testing.assert_allclose(den.denoise(c2), LagDenoiser(model).denoise(c2), atol=1e-12)
+    w = tmp_path / "lagnet.safetensors"
+    w.write_bytes(w.read_bytes()[:200])
+    with pytest.raises(XPCSInputError, match="SHA-256"):
+        LagDenoiser.from_directory(tmp_path)
+    card = json.loads((tmp_path / "lagnet_card.json").read_text())
+    card.pop("weights_sha256")
+    (tmp_path / "lagnet_card.json").write_text(json.dumps(card))
+    with pytest.raises(XPCSInputError, match="cannot be loaded"):
+        LagDenoiser.from_directory(tmp_path)
+    with pytest.raises(XPCSInputError, match="no lag-band model"):
+        LagDenoiser.from_directory(tmp_path / "nowhere")
+
+
+def test_config_checked():
+    with pytest.raises(XPCSInputError):
+        LagNetConfig(bound=float("nan"))
+    with pytest.raises(XPCSInputError):
+        LagNetConfig(dilations=((0, 1),))
+
+
+def test_training_runs_and_resumes(tmp_path):
+    from xpcs_denoise.nn.lag_data import simulated_bands
+    from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
+
+    d = simulated_bands(6, 30, 12, seed=1)
+    a = simulated_bands(4, 40, 12, seed=2, ageing=True)
+    data = {"stat": (d["x"], d["y"]), "stat_val": (d["x"][:2], d["y"][:2]), "age": (a["x"], a["y"])}
+    cfg = LagTrainConfig(steps=4, eval_every=2, batch_sim=2, batch_ageing=2, schedule=("stat", "age"))
+    small = LagNetConfig(channels=4, dilations=((1, 1),))
+    best = train_lagnet(data, tmp_path, cfg, small, log=lambda s: None)
+    den = LagDenoiser.from_directory(best)
+    assert den.card["training"]["steps"] == 4
+    hist = json.loads(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"])["history"]
+    assert [h["step"] for h in hist] == [2, 4]
+    # An interrupted run resumes where it stopped (here: nothing left to do); another configuration is refused.
+    logs = []
+    train_lagnet(data, tmp_path, cfg, small, log=logs.append)
+    assert logs == ["resumed at step 4"]
+    with pytest.raises(XPCSInputError, match="steps differ"):
+        train_lagnet(data, tmp_path, LagTrainConfig(steps=6, eval_every=2, batch_sim=2, batch_ageing=2,
+                                                    schedule=("stat", "age")), small, log=lambda s: None)
+    with pytest.raises(XPCSInputError):
+        LagTrainConfig(lr=-1.0)
+
+
+def test_band_round_trip_and_mask():
+    rng = np.random.default_rng(0)
+    c2 = rng.standard_normal((2, 9, 9))
+    c2 = c2 + np.swapaxes(c2, 1, 2)
+    band = to_band(c2, 8)
+    assert band.shape == (2, 8, 9)
+    np.testing.assert_array_equal(from_band(c2 * 0, band) + np.eye(9) * c2, c2 * (1 - np.eye(9)) + np.eye(9) * c2)
+    m = band_mask(9, 8)
+    assert m.sum() == 9 * 8 // 2 and m[0, 7] and not m[0, 8]
+
+
+def test_age_smoother():
+    from scipy.ndimage import gaussian_filter1d
+
+    c2 = eq3(40, 0.05)
+    np.testing.assert_allclose(age_smooth(c2, 6.0), c2, atol=1e-12)
+    rng = np.random.default_rng(1)
+    noisy = c2 + 0.05 * rng.standard_normal(c2.shape)
+    noisy = 0.5 * (noisy + noisy.T)
+    out = age_smooth(noisy, 3.0)
+    np.testing.assert_allclose(np.diagonal(out, 5), gaussian_filter1d(np.diagonal(noisy, 5), 3.0, mode="nearest"))
+    np.testing.assert_array_equal(out, out.T)
+    np.testing.assert_array_equal(denoise(noisy, "age", width=3.0), out)
+    with pytest.raises(XPCSInputError):
+        age_smooth(c2, 0.0)
