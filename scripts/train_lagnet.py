@@ -16,8 +16,11 @@ from xpcs_denoise.nn.config import pretrained_directory
 from xpcs_denoise.nn.lag_data import real_bands, simulated_bands
 from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
 
+# name: (series, frames, ageing, seed); the long ones age slowly (Γ0 0.003–0.2, at most 6× over the series)
 SIM = {"stat": (8000, 100, False, 1), "age": (2400, 160, True, 2), "stat_val": (600, 100, False, 11),
-       "age_val": (200, 160, True, 12)}
+       "age_val": (200, 160, True, 12), "long": (1500, 320, False, 3), "longage": (1500, 320, True, 4),
+       "long_val": (100, 320, False, 21), "longage_val": (100, 320, True, 22)}
+SLOW = {"gamma0": (0.003, 0.2), "ratio": (1 / 6, 6.0)}
 
 
 def main():
@@ -29,14 +32,23 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--init", default=None, help="model folder to start from (fine-tuning)")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--weight-1tcf", type=float, default=1.0)
+    ap.add_argument("--weight-tail", type=float, default=1.0)
+    ap.add_argument("--schedule", default="real,real,stat,stat,age", help="sources of successive steps")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {}
+    schedule = tuple(a.schedule.split(","))
     for name, (n, nf, ageing, seed) in SIM.items():
+        if name.split("_")[0] not in schedule:  # only the sources this run trains on
+            continue
         path = out / f"{name}.npz"
         if not path.is_file():
-            np.savez(path, **simulated_bands(n, nf, 64, seed=seed, ageing=ageing))
+            np.savez(path, **simulated_bands(n, nf, 64, seed=seed, ageing=ageing,
+                                             **(SLOW if name.startswith("long") else {})))
         with np.load(path) as z:
             data[name] = (z["x"], z["y"])
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
@@ -46,16 +58,23 @@ def main():
     # Validation during training on a fixed subset (the full held-out set is for the benchmark).
     pick = np.random.default_rng(5).permutation(np.flatnonzero(v))[:800]
     data["real_val"] = (real["x"][pick], real["y"][pick])
-    data["stat_val"] = tuple(a[:300] for a in data["stat_val"])
-    data["age_val"] = tuple(a[:100] for a in data["age_val"])
+    for name, keep in (("stat_val", 300), ("age_val", 100)):
+        if name in data:
+            data[name] = tuple(a[:keep] for a in data[name])
+    for name in [k for k in data if k.split("_")[0] not in schedule]:
+        del data[name]
     sha = hashlib.sha256(Path(a.data).read_bytes()).hexdigest()
     extra = {"name": "lagnet-2026", "training_data": {"real": Path(a.data).name, "real_sha256": sha,
              "real_train_crops": int((~v).sum()), "real_val_crops": int(v.sum()),
              "split": "series of the paper model's card split.val_target_names held out (every-2nd-frame copies too)",
-             "simulated": {k: {"n": n, "frames": nf, "ageing": ag, "seed": s} for k, (n, nf, ag, s) in SIM.items()}}}
+             "simulated": {k: {"n": n, "frames": nf, "ageing": ag, "seed": s} for k, (n, nf, ag, s) in SIM.items()
+                           if k.split("_")[0] in schedule}}}
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
-                         eval_every=a.eval_every)
-    train_lagnet(data, out, cfg, card_extra=extra)
+                         eval_every=a.eval_every, lr=a.lr, schedule=schedule,
+                         weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail)
+    if a.init:
+        extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
+    train_lagnet(data, out, cfg, card_extra=extra, init=Path(a.init) if a.init else None)
 
 
 if __name__ == "__main__":

@@ -216,3 +216,28 @@ def test_age_smoother():
     np.testing.assert_array_equal(denoise(noisy, "age", width=3.0), out)
     with pytest.raises(XPCSInputError):
         age_smooth(c2, 0.0)
+
+
+def test_api_fit_and_report_agree_on_lagnet(tmp_path, noisy_series):
+    """fit_two_time(method="lagnet"), `fit` and `report` on the file it denoised give the same Γ, σ and path."""
+    import csv
+
+    from xpcs_denoise.analysis.uncertainty import fit_two_time
+    from xpcs_denoise.app.pipeline import denoise_file, fit_file, report_file
+    from xpcs_denoise.io.formats import write_c2
+
+    c2 = noisy_series[0]
+    write_c2(tmp_path / "c2.h5", c2, q=[0.01, 0.02, 0.03])
+    api = fit_two_time(c2, method="lagnet", max_lag=49, seed=2)
+    denoise_file(tmp_path / "c2.h5", tmp_path / "d.h5")
+    fit_file(tmp_path / "d.h5", tmp_path / "f.csv", max_lag=49, seed=2)
+    report_file(tmp_path / "d.h5", tmp_path / "rep", seed=2)
+    rows = list(csv.DictReader(open(tmp_path / "f.csv")))
+    rep = [r for r in csv.DictReader(open(tmp_path / "rep" / "fits.csv")) if r["method"] == "lagnet"]
+    for i, (a, b) in enumerate(zip(rows, rep, strict=True)):
+        # the file stores float32: the same fit to that precision
+        assert float(a["gamma"]) == pytest.approx(api.fit.gamma[i], rel=1e-4)
+        assert float(a["gamma_err"]) == pytest.approx(api.fit.gamma_err[i], rel=1e-3)
+        assert a["path"] == b["path"] == api.path[i] and float(a["gamma"]) == float(b["gamma"])
+    # the plain fit of the faithful output is near the truth, within its (raw) error bars
+    assert np.all(np.abs(api.fit.gamma - [0.02, 0.06, 0.15]) < 3 * api.fit.gamma_err)

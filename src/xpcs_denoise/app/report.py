@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
-from ..analysis.uncertainty import fit_two_time
+from ..analysis.uncertainty import fit_two_time, lagnet_fit
 from ..analysis.workflows import ageing_analysis
 from ..core.badframes import fill_excluded, unusable_rows
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
-from ..core.fitting import PARAMETERS, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
+from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.validation import json_safe
 from ..io.formats import write_csv
 from ..nn.anomaly import anomaly_map, flagged_share
@@ -132,19 +132,9 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
                               max_lag=lag_max, fix=fix, frame_time=frame_time)
         return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "model-consistent fit, calibrated (noise and model)"}
     if method == "lagnet" and raw is not None:
-        # The lag-band model is faithful: its output is fitted as it stands. Until its own calibration exists
-        # (issue 30), σ is the raw fit's calibrated one, which its errors stay within on the benchmark.
-        raw = _whole(raw, progress)
-        tf = fit_two_time(raw, method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
-                          frame_time=frame_time)
-        den = _whole(c2, progress)
-        g2 = one_time_from_two_time(den, max_lag=lag_max)
-        err = one_time_from_two_time(raw, max_lag=lag_max, return_err=True)[1]
-        fit = fit_g2(g2, fix=fix, sigma=sigma_for_fit(err) if weighted else None, frame_time=frame_time)
-        for k in PARAMETERS:
-            getattr(fit, f"{k}_err")[:] = getattr(tf.fit, f"{k}_err")
-        return fit, {"path": np.full(k_rois, "lagnet: plain fit of the denoised 2TCF"),
-                     "errors": "the raw fit's calibrated σ (conservative)"}
+        tf = lagnet_fit(_whole(raw, progress), _whole(c2, progress), n_boot=n_boot, seed=seed, max_lag=lag_max,
+                        fix=fix, frame_time=frame_time, weighted=weighted)
+        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "the raw fit's calibrated σ (conservative)"}
     if method in ("none", "raw"):
         tf = fit_two_time(_whole(c2, progress), method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
                           frame_time=frame_time)

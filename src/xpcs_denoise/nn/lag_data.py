@@ -40,12 +40,12 @@ def _noise_ratio(beta, count_target, pix_target, count_sim, pix_sim):
 
 
 def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bool = False,
-                    clean_share: float = 0.05, group: int = 64) -> dict:
+                    clean_share: float = 0.05, group: int = 64, gamma0=(0.005, 0.3), ratio=(0.1, 10.0)) -> dict:
     """``n`` simulated 2TCFs as bands: ``x`` noisy and ``y`` noise-free, (n, K, N) float32, and their parameters.
 
     Stationary: Γ, counts and pixels log-uniform, α, β and the baseline offset uniform over
-    :data:`TRAIN_RANGES`. Ageing (α = 1): Γ(t) = Γ0·r^(t/N) or a step ×r at a random frame, r from 1/10 to 10.
-    A share ``clean_share`` has no noise at all (x = y).
+    :data:`TRAIN_RANGES`. Ageing (α = 1): Γ(t) = Γ0·r^(t/N) or a step ×r at a random frame, Γ0 log-uniform
+    over ``gamma0``, r over ``ratio`` (steps of at least 1.5×). A share ``clean_share`` has no noise (x = y).
     """
     rng = np.random.default_rng(seed)
     r = TRAIN_RANGES
@@ -59,9 +59,11 @@ def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bo
     f[rng.uniform(size=n) < clean_share] = 0.0
     if ageing:
         alpha = np.ones(n)
-        g0 = _loguniform(rng, 0.005, 0.3, n)
-        ratio = _loguniform(rng, 0.1, 10.0, n)
+        g0 = _loguniform(rng, *gamma0, n)
+        ratio = _loguniform(rng, *ratio, n)
         step = rng.uniform(size=n) < 0.4
+        small = step & (np.abs(np.log(ratio)) < np.log(1.5))
+        ratio[small] = np.where(ratio[small] < 1, 1 / 1.5, 1.5)
         t = np.arange(n_frames)
         at = rng.integers(int(0.25 * n_frames), int(0.75 * n_frames), n)
         gamma = np.where(step[:, None], g0[:, None] * np.where(t[None] >= at[:, None], ratio[:, None], 1.0),

@@ -19,9 +19,12 @@ import torch
 
 from ..core.band import band_mask
 from ..core.errors import XPCSInputError
-from .lagnet import LagNet, LagNetConfig, band_features, save_lagnet
+from .lagnet import LagNet, LagNetConfig, band_features, load_lagnet, save_lagnet
 
-__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet"]
+__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "SOURCES"]
+
+#: Training sources: real CHX crops, simulated stationary and ageing series, and long (320-frame) ones of both.
+SOURCES = ("real", "stat", "age", "long", "longage")
 
 
 @dataclass(frozen=True)
@@ -33,17 +36,21 @@ class LagTrainConfig:
     batch_real: int = 16
     batch_sim: int = 12
     batch_ageing: int = 8
+    #: Series of 320 frames (stationary and slowly ageing): the context of wide smoothing along age.
+    batch_long: int = 4
     #: Of every 5 steps: this many on real crops, the rest on simulated stationary, then ageing series.
     schedule: tuple = ("real", "real", "stat", "stat", "age")
     weight_1tcf: float = 1.0
     weight_spread: float = 0.05
+    #: Weight of a lag of the 1TCF cost where the decay is over, against 1 + this where it starts.
+    weight_tail: float = 1.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
     eval_every: int = 250
 
     def __post_init__(self):
-        for name in ("steps", "batch_real", "batch_sim", "batch_ageing", "threads", "eval_every"):
+        for name in ("steps", "batch_real", "batch_sim", "batch_ageing", "batch_long", "threads", "eval_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise XPCSInputError(f"{name} must be a whole number >= 1; got {v!r}")
@@ -51,16 +58,17 @@ class LagTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_1tcf", "weight_spread"):
+        for name in ("weight_1tcf", "weight_spread", "weight_tail"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
-        if not set(self.schedule) <= {"real", "stat", "age"} or not self.schedule:
-            raise XPCSInputError(f"schedule must name sources among real, stat, age; got {self.schedule}")
+        if not set(self.schedule) <= set(SOURCES) or not self.schedule:
+            raise XPCSInputError(f"schedule must name sources among {', '.join(SOURCES)}; got {self.schedule}")
 
 
 def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-             weight_1tcf: float = 1.0, weight_spread: float = 0.05) -> tuple[torch.Tensor, dict]:
+             weight_1tcf: float = 1.0, weight_spread: float = 0.05, weight_tail: float = 1.0
+             ) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats)."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
@@ -73,7 +81,12 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     l_pix = e_out / (e_in + eps * m.sum((1, 2)))
     cnt = m.sum(-1).clamp_min(1)
     g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
-    l_g = ((g_o - g_y) ** 2).sum(-1) / (((g_x - g_y) ** 2).sum(-1) + eps * g_y.shape[-1])
+    # Lags weighted by how much of the decay is left there (plus a floor for the tail): a fast decay's few
+    # informative lags are not drowned by its flat tail, which is what plain fits of Γ need.
+    k = g_y.shape[-1]
+    tail = g_y[:, -max(1, k // 4):].mean(-1, keepdim=True)
+    w = ((g_y - tail) / (g_y[:, :1] - tail).abs().clamp_min(1e-6)).clamp(0, 1) + weight_tail
+    l_g = (w * (g_o - g_y) ** 2).sum(-1) / ((w * (g_x - g_y) ** 2).sum(-1) + eps * k)
     r = (xo - y).detach()
     use = m * (S > 1e-6)
     sp = spread.clamp_min(1e-9)
@@ -86,7 +99,7 @@ def _evaluate(model, sets, cfg) -> dict:
     out = {}
     with torch.no_grad():
         for name, (xb, yb, mask) in sets.items():
-            parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0)[1]
+            parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0, cfg.weight_tail)[1]
                      for i in range(0, len(xb), 64)]
             out[name] = {k: float(np.mean([p[k] for p in parts])) for k in ("pix", "g")}
     out["score"] = float(np.mean([v["pix"] + v["g"] for v in out.values()]))
@@ -94,12 +107,13 @@ def _evaluate(model, sets, cfg) -> dict:
 
 
 def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
-                 model_config: LagNetConfig | None = None, card_extra: dict | None = None, log=print) -> Path:
+                 model_config: LagNetConfig | None = None, card_extra: dict | None = None, log=print,
+                 init: Path | None = None) -> Path:
     """Train a lag-band model on ``data`` and save the best one (lowest validation score) to ``out_dir``.
 
-    ``data`` maps ``"real"``, ``"stat"``, ``"age"`` (training) and ``"real_val"``, ``"stat_val"``, ``"age_val"``
-    (validation) to (x, y) float32 band arrays (n, K, N). A run resumes from ``out_dir/checkpoint.pt`` if
-    it exists (same data, same configuration).
+    ``data`` maps sources of :data:`SOURCES` (training) and the same names with ``_val`` (validation) to (x, y)
+    float32 band arrays (n, K, N). A run resumes from ``out_dir/checkpoint.pt`` if it exists (same data, same
+    configuration); else it starts from the weights of the model folder ``init`` if given (fine-tuning).
     """
     cfg = config or LagTrainConfig()
     mcfg = model_config or LagNetConfig()
@@ -115,9 +129,10 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         x, y = data[key]
         return torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(band_mask(x.shape[-1], x.shape[-2]))
 
-    train = {k: tensors(k) for k in ("real", "stat", "age") if k in data}
-    val = {k: tensors(k) for k in ("real_val", "stat_val", "age_val") if k in data}
-    batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing}
+    train = {k: tensors(k) for k in SOURCES if k in data}
+    val = {f"{k}_val": tensors(f"{k}_val") for k in SOURCES if f"{k}_val" in data}
+    batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing, "long": cfg.batch_long,
+             "longage": cfg.batch_long}
     ckpt = out_dir / "checkpoint.pt"
     state = {"step": 0, "best": float("inf"), "history": [], "config": asdict(cfg)}
     if ckpt.is_file():
@@ -134,6 +149,13 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
             raise XPCSInputError(f"{ckpt} is a checkpoint of another configuration ({', '.join(diff)} differ); "
                                  "use a new output folder")
         log(f"resumed at step {state['step']}")
+    elif init is not None:
+        start, _ = load_lagnet(init)
+        if start.config != mcfg:
+            raise XPCSInputError(f"{init} has another architecture than this run's")
+        model.load_state_dict(start.state_dict())
+        state["init"] = str(init)
+        log(f"starting from {init}")
     best_path = out_dir / "best"
     t0 = time.time()
     rng = np.random.default_rng([cfg.seed, state["step"]])
@@ -146,7 +168,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         x, y, mask = train[src]
         idx = torch.as_tensor(rng.integers(0, len(x), batch[src]))
         model.train()
-        loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread)
+        loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
