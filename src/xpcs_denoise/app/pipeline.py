@@ -37,7 +37,14 @@ from ..core.correlation import one_time_from_two_time, time_resolved_cuts, two_t
 from ..core.errors import XPCSInputError, XPCSNoContrastWarning
 from ..core.fitting import _check_frame_time, cut_trust, fit_diffusion, fit_g2, fit_rows
 from ..core.scaling import flat_two_times, scale_parameters
-from ..core.validation import check_int, check_output_not_input, check_seed, json_safe
+from ..core.validation import (
+    NOT_C2_SUFFIXES,
+    check_int,
+    check_output_file,
+    check_output_not_input,
+    check_seed,
+    json_safe,
+)
 from ..core.window import check_step
 from ..io.formats import (
     OUTPUT_FORMATS,
@@ -151,6 +158,13 @@ def _checked_q(q):
     if not q.size or not np.all(np.isfinite(q)) or np.any(q <= 0):
         raise XPCSInputError(f"q must be finite and > 0 (1/Å), one per ROI; got {q[:5].tolist()}")
     return q
+
+
+def _warn_frame_time(given, stored, path) -> None:
+    """Say so when a frame time given by the user replaces another one that the file records."""
+    if given is not None and stored is not None and not np.isclose(given, stored, rtol=1e-6, atol=0):
+        warnings.warn(f"frame time {given:g} s given replaces the {stored:g} s that {Path(path).name} records",
+                      stacklevel=3)
 
 
 def _lag_model(model):
@@ -290,7 +304,10 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
     """
     t0 = time.time()
     method = resolve_method(method, model)
-    output = Path(output)
+    output = check_output_file(output)
+    if output.suffix.lower() in NOT_C2_SUFFIXES:
+        raise XPCSInputError(f"output {output.name}: a denoised 2TCF file is HDF5 (.h5, .hdf) or .npy, not "
+                             f"{output.suffix}; name it so")
     check_output_not_input(output, input_path)
     if output.exists() and not overwrite:
         raise XPCSInputError(f"{output} exists; choose another output or pass overwrite=True")
@@ -333,6 +350,7 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
         if anomaly and den is not None and stores_anomaly and scores is None:
             attrs["anomaly_scores"] = ("not stored: the model card has no anomaly calibration (a fine-tuned model; "
                                        "run scripts/latent_reference.py and scripts/anomaly_threshold.py on it)")
+        _warn_frame_time(frame_time, src.frame_time, input_path)
         frame_time = frame_time if frame_time is not None else src.frame_time
         if frame_time is not None:
             attrs["frame_time"] = float(frame_time)
@@ -528,6 +546,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     if frame_time is not None:
         frame_time = _check_frame_time(frame_time)
     data = read_c2(input_path, dataset, allow_external=allow_external)
+    _warn_frame_time(frame_time, data.frame_time, input_path)
     if frame_time is None:
         frame_time = data.frame_time
     c2, n = data.c2, data.c2.shape[-1]
@@ -717,6 +736,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str | None = None, m
                 return _LazyC2(opened[-1])
 
             window, den, anomaly, sha = WINDOW, None, None, None
+            _warn_frame_time(frame_time, src.frame_time, input_path)
             ft = frame_time if frame_time is not None else src.frame_time
             if src.has_raw:
                 raw, main_name = _LazyC2(src, "raw"), str(src.attrs.get("method", "denoised"))

@@ -115,6 +115,20 @@ def check_regular_input(path) -> Path:
     return path
 
 
+#: Suffixes of files that are never HDF5 or .npy: an output named so would hold something else than its name says.
+NOT_C2_SUFFIXES = (".csv", ".json", ".txt", ".png", ".jpg", ".pdf", ".tif", ".tiff", ".npz", ".mat", ".pkl",
+                   ".html", ".bin", ".imm")
+
+
+def check_output_file(output, what: str = "output") -> Path:
+    """Refuse an output file name that is a folder (an existing one, or a name ending in a separator)."""
+    text = str(output)
+    out = Path(output)
+    if text.endswith(("/", os.sep)) or out.is_dir():
+        raise XPCSInputError(f"{what} {text} is a folder; give a file name, e.g. {out / 'denoised.h5'}")
+    return out
+
+
 def check_output_not_input(output, *inputs) -> None:
     """Refuse an output path that is one of the inputs (``-o`` equal to the input would replace the raw data)."""
     out = Path(output)

@@ -154,6 +154,10 @@ def _load_npy(path: Path, mmap_mode=None, dataset=None) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         if isinstance(exc, XPCSInputError):
             raise
+        if "object" in str(exc).lower() or "pickle" in str(exc).lower():
+            # an intact file of Python objects: refused for safety (loading it would run pickled code)
+            raise XPCSInputError(f"{path} holds Python objects (dtype object), which are never loaded (unsafe); "
+                                 "save a numeric array with numpy.save") from exc
         raise XPCSInputError(f"cannot read {path} as .npy ({_one_line(exc)}); the file is corrupt or truncated") \
             from exc
 
@@ -172,8 +176,12 @@ def _open_h5(path: Path):
         return _h5py().File(path, "r")
     except OSError as exc:
         msg = _one_line(exc)
-        hint = ("another program holds a lock on it; wait, or set HDF5_USE_FILE_LOCKING=FALSE" if "lock" in
-                msg.lower() else "the file is corrupt or truncated; copy it again")
+        low = msg.lower()
+        # "lock" as a word: HDF5's truncated-file message names its superblock ("sblock"), not a lock
+        hint = ("the file is truncated (shorter than its header says: an interrupted copy or write); copy it again"
+                if "truncated" in low else
+                "another program holds a lock on it; wait, or set HDF5_USE_FILE_LOCKING=FALSE"
+                if re.search(r"\block(ed|ing)?\b", low) else "the file is corrupt or truncated; copy it again")
         raise XPCSInputError(f"cannot open {path} as HDF5 ({msg}); {hint}") from exc
 
 
@@ -779,6 +787,7 @@ class C2Source(_OpenFile):
 
     def _setup(self, node, where, layout=None):
         self.n_rois, self.n_frames, self._get, self.names, self.dtype = _node_getter(node, self.path, where, layout)
+        self.single = getattr(node, "ndim", 3) == 2  # one (N, N) 2TCF: written back as one
 
     def _open_ours(self, f, dataset):
         path = self.path
@@ -1242,15 +1251,16 @@ class NpyWriter:
     """A (K, N, N) float64 ``.npy`` of 2TCFs written one ROI at a time, atomically (``with`` block, :meth:`write`
     once per ROI, in order)."""
 
-    def __init__(self, path, k, n, overwrite):
+    def __init__(self, path, k, n, overwrite, single: bool = False):
         self.path, self.k, self.n, self.overwrite, self.attrs = Path(path), k, n, overwrite, {}
+        self.shape = (n, n) if single and k == 1 else (k, n, n)  # the input's shape: one (N, N) stays (N, N)
 
     def __enter__(self):
         self._ctx = atomic_path(self.path, overwrite=self.overwrite)
         tmp = self._ctx.__enter__()
         self._fh = open(tmp, "wb")
         np.lib.format.write_array_header_1_0(self._fh, {"descr": np.dtype("<f8").str, "fortran_order": False,
-                                                        "shape": (self.k, self.n, self.n)})
+                                                        "shape": self.shape})
         return self
 
     def write(self, k, c2, **_):
@@ -1296,7 +1306,7 @@ def _aps_writer(src, path, *, attrs, keep_raw, uncertainty, overwrite):
 
 
 def _npy_writer(src, path, *, attrs, keep_raw, uncertainty, overwrite):
-    return NpyWriter(path, src.n_rois, src.n_frames, overwrite)
+    return NpyWriter(path, src.n_rois, src.n_frames, overwrite, single=getattr(src, "single", False))
 
 
 def _has(name):
