@@ -69,3 +69,42 @@ def test_frame_time_override_is_said(tmp_path, c2):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same value: nothing to say
         pipeline.fit_file(tmp_path / "c2.h5", tmp_path / "g.csv", frame_time=0.01)
+
+
+def test_cut_max_lag_beyond_the_series_is_one_line(tmp_path, c2):
+    np.save(tmp_path / "c2.npy", c2)
+    one_line_error(run("fit", tmp_path / "c2.npy", "-o", tmp_path / "f.csv", "--cut-width", 3, "--max-lag", 500,
+                       "-q"), "reaches beyond the 60-frame")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.npy"]
+
+
+def test_unphysical_fits_are_not_called_ok(tmp_path):
+    import csv
+
+    good = true_two_time(80, 0.05, 0.2)
+    bad = true_two_time(80, 0.05, 1.6)  # β = 1.6: no speckle pattern has it
+    np.save(tmp_path / "c2.npy", np.stack([good, bad]))
+    r = run("fit", tmp_path / "c2.npy", "-o", tmp_path / "f.csv")
+    assert r.returncode == 0 and "1 of 2 fits ok (1 beta > 1)" in r.stdout, r.stdout + r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "f.csv")))
+    assert [r["status"] for r in rows] == ["ok", "beta > 1"]
+
+
+def test_fit_outputs_both_or_neither(tmp_path, c2):
+    # Under a file-size limit the JSON (written second, larger) cannot be written: then no CSV either.
+    import resource
+    import signal
+
+    np.save(tmp_path / "c2.npy", c2)
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1100, 1100))  # the CSV fits (~0.8 kB), the JSON (~1.5) not
+
+    r = subprocess.run([sys.executable, "-m", "xpcs_denoise", "fit", str(tmp_path / "c2.npy"), "-o",
+                        str(tmp_path / "f.csv"), "-q"], capture_output=True, text=True, preexec_fn=limit,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.npy"]
+    r = run("fit", tmp_path / "c2.npy", "-o", tmp_path / "f.csv", "-q")  # and a rerun is not refused
+    assert r.returncode == 0 and (tmp_path / "f.json").is_file()

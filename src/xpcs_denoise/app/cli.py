@@ -217,8 +217,10 @@ def _cmd_fit(a):
                  cut_width=a.cut_width, max_lag=a.max_lag, frame_time=a.frame_time, weighted=not a.unweighted,
                  overwrite=a.overwrite, progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
                  bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
-    line = (f"{s['successful']} of {s['fits']} fits succeeded (Γ in {s['gamma_unit']}) → {s['output']}, {s['json']}"
-            f"{_excluded_note(s)}")
+    c = s["status_counts"]
+    other = ", ".join(f"{v} {k}" for k, v in c.items() if k != "ok" and v)
+    line = (f"{c['ok']} of {s['fits']} fits ok{f' ({other})' if other else ''} (Γ in {s['gamma_unit']}) → "
+            f"{s['output']}, {s['json']}{_excluded_note(s)}")
     d = s.get("diffusion")
     if d and "D" in d:
         line += (f"\nΓ = D q^{d['power']:g}: D = {d['D']:.4g} ± {d['D_err']:.2g} {d['D_unit']} "

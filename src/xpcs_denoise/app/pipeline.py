@@ -35,7 +35,7 @@ from ..core.badframes import (
 )
 from ..core.correlation import one_time_from_two_time, time_resolved_cuts, two_time
 from ..core.errors import XPCSInputError, XPCSNoContrastWarning
-from ..core.fitting import _check_frame_time, cut_trust, fit_diffusion, fit_g2, fit_rows
+from ..core.fitting import FIT_STATUSES, _check_frame_time, cut_trust, fit_diffusion, fit_g2, fit_rows, fit_status
 from ..core.scaling import flat_two_times, scale_parameters
 from ..core.validation import (
     NOT_C2_SUFFIXES,
@@ -553,6 +553,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     labels = data.rois if data.rois is not None else np.arange(1, c2.shape[0] + 1)  # the input's ROI labels
     if cut_width is not None and cut_width > n:
         raise XPCSInputError(f"cut_width={cut_width} is wider than the {n}-frame 2TCF; use 1..{n}")
+    if cut_width is not None and max_lag is not None and max_lag > n - 1:
+        raise XPCSInputError(f"max_lag={max_lag} reaches beyond the {n}-frame 2TCF's cuts; use 1..{n - 1}")
     mask = _exclusion(data, exclude, DEFAULT_THRESHOLD if bad_frame_threshold is None else bad_frame_threshold)
     if mask is not None:
         c2 = apply_exclusion(c2, mask)
@@ -602,7 +604,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
             lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
             if flat[k]:
-                rows.append({"roi": k + 1, "q": _q(data.q, k), "age": float("nan"), "success": False,
+                rows.append({"roi": int(labels[k]), "q": _q(data.q, k), "age": float("nan"), "success": False,
                              "message": "flat 2TCF: no contrast, nothing to fit"})
                 continue
             # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
@@ -624,7 +626,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                          strict=True))
         for r in rows:
             r["anomalous_share"] = share.get(r.get("roi"), float("nan"))
-    write_csv(output, rows, overwrite=overwrite)
+    for r in rows:
+        r["status"] = fit_status(r)  # rows made here (flat, failed ROIs) too
     lists = _lists(mask, c2.shape[0])
     units = {"gamma_unit": "1/s" if frame_time is not None else "1/frame", "q_unit": "1/Å", "age_unit": "frames",
              "frame_time_s": frame_time}
@@ -632,11 +635,14 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
             "weighted": bool(weighted and cut_width is None), **units, "excluded_frames": lists, "rows": rows}
     if diffusion is not None:
         meta["diffusion"] = diffusion
-    with atomic_path(json_path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(json.dumps(json_safe(meta), indent=1, allow_nan=False) + "\n")
+    # Both files or neither: each is written to a temporary name first, and renamed only once both are complete.
+    with atomic_path(json_path, overwrite=overwrite) as tmp_json, atomic_path(output, overwrite=overwrite) as tmp:
+        write_csv(tmp, rows, overwrite=True)
+        Path(tmp_json).write_text(json.dumps(json_safe(meta), indent=1, allow_nan=False) + "\n")
     ok = sum(bool(r["success"]) for r in rows)
+    counts = {st: sum(r["status"] == st for r in rows) for st in FIT_STATUSES}
     out = {"input": str(input_path), "output": str(output), "json": str(json_path), "fits": len(rows),
-           "successful": ok, "excluded_frames": lists, **units}
+           "successful": ok, "status_counts": counts, "excluded_frames": lists, **units}
     if diffusion is not None:
         out["diffusion"] = diffusion
     return out

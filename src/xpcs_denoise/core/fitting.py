@@ -25,7 +25,7 @@ import numpy as np
 from .errors import XPCSInputError
 from .validation import numeric_array
 
-__all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "sigma_for_fit", "cut_trust", "DiffusionFit", "fit_diffusion",
+__all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "fit_status", "FIT_STATUSES", "sigma_for_fit", "cut_trust", "DiffusionFit", "fit_diffusion",
            "PARAMETERS", "DEFAULT_BOUNDS"]
 
 PARAMETERS = ("gamma", "beta", "baseline", "alpha")
@@ -237,8 +237,8 @@ def fit_rows(fits, index=None, *, index_name: str | None = None, columns: dict |
     -------
     list of dict
         Per fit: [method], [index], the extra columns, Γ, β, C∞, α and their errors, ``gamma_unit``
-        (``"1/frame"`` or ``"1/s"``), reduced χ², ``success``, ``at_bound`` (and ``trusted`` where the fit
-        has it), ``message``. Values are Python scalars.
+        (``"1/frame"`` or ``"1/s"``), reduced χ², ``success``, ``at_bound``, ``status`` (:func:`fit_status`;
+        and ``trusted`` where the fit has it), ``message``. Values are Python scalars.
     """
     named = fits if isinstance(fits, dict) else {None: fits}
     rows = []
@@ -259,11 +259,27 @@ def fit_rows(fits, index=None, *, index_name: str | None = None, columns: dict |
             row["redchi"] = float(cols["redchi"][i])
             row["success"] = bool(cols["success"][i])
             row["at_bound"] = bool(cols["at_bound"][i])
+            row["status"] = fit_status(row)
             if trusted is not None:
                 row["trusted"] = bool(np.ravel(trusted)[i])
             row["message"] = str(cols["message"][i])
             rows.append(row)
     return rows
+
+
+#: The ``status`` of a fit row: a converged fit is "ok" only when it is physical and inside its bounds.
+FIT_STATUSES = ("ok", "beta > 1", "at bound", "failed")
+
+
+def fit_status(row: dict) -> str:
+    """``"failed"`` (no convergence), ``"beta > 1"`` (a contrast no speckle pattern has: unphysical),
+    ``"at bound"`` (a parameter on its bound: not resolved) or ``"ok"``."""
+    if not row.get("success"):
+        return "failed"
+    beta = row.get("beta", float("nan"))
+    if isinstance(beta, (int, float)) and np.isfinite(beta) and beta > 1:
+        return "beta > 1"
+    return "at bound" if row.get("at_bound") else "ok"
 
 
 def _py(v):
