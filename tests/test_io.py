@@ -265,12 +265,12 @@ def test_aps_round_trip_with_q_and_half_storage(tmp_path):
 
 
 def test_aps_file_as_boost_corr_writes_it(tmp_path):
-    """float32 halves, lzf-compressed, 11 ROIs of a 3 q × 2 φ map; q from the bin labels through the index map."""
-    full = sym_stack(k=11).astype(np.float32)
+    """float32 halves, lzf-compressed, 4 ROIs of a 3 q × 2 φ map; q from the bin labels through the index map."""
+    full = sym_stack(k=4).astype(np.float32)
     with h5py.File(tmp_path / "r.hdf", "w") as f:
         for i, m in enumerate(full):
             f.create_dataset(f"xpcs/twotime/correlation_map/c2_{i + 1:05d}", data=np.triu(m), compression="lzf")
-        f["xpcs/twotime/processed_bins"] = np.array([2, 4, 1, 3, 2, 4, 1, 3, 2, 4, 1])
+        f["xpcs/twotime/processed_bins"] = np.array([2, 4, 1, 3])
         f["xpcs/qmap/dynamic_v_list_dim0"] = np.array([0.01, 0.02, 0.03])
         f["xpcs/qmap/dynamic_v_list_dim1"] = np.array([0.0, 90.0])
         f["xpcs/qmap/dynamic_index_mapping"] = np.array([0, 2, 3, 5])  # bins with pixels → (q, φ) grid index

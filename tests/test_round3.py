@@ -108,3 +108,46 @@ def test_fit_outputs_both_or_neither(tmp_path, c2):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c2.npy"]
     r = run("fit", tmp_path / "c2.npy", "-o", tmp_path / "f.csv", "-q")  # and a rerun is not refused
     assert r.returncode == 0 and (tmp_path / "f.json").is_file()
+
+
+def _aps(path, c2, names, bins, q=(0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07)):
+    with h5py.File(path, "w") as f:
+        for nm, m in zip(names, c2, strict=True):
+            f.create_dataset(f"xpcs/twotime/correlation_map/{nm}", data=np.triu(m).astype(np.float32))
+        f["xpcs/twotime/processed_bins"] = np.asarray(bins)
+        f["xpcs/qmap/dynamic_v_list_dim0"] = np.asarray(q)
+    return path
+
+
+def test_aps_maps_keep_their_bins_when_one_is_missing(tmp_path, c2):
+    """c2_00002 gone from a file of bins [2, 5, 7]: the two maps left are bins 5 and 7 with their q (never 1 and 2
+    with q NaN), and the APS output lists exactly the bins it holds, column by column."""
+    from xpcs_denoise.io.formats import read_c2
+
+    src = _aps(tmp_path / "r.hdf", c2, ["c2_00005", "c2_00007"], [2, 5, 7])
+    got = read_c2(src)
+    np.testing.assert_array_equal(got.rois, [5, 7])
+    np.testing.assert_allclose(got.q, [0.05, 0.07])
+    pipeline.denoise_file(src, tmp_path / "d.hdf", method="gaussian")
+    with h5py.File(tmp_path / "d.hdf") as f:
+        np.testing.assert_array_equal(f["xpcs/twotime/processed_bins"][()], [5, 7])
+        assert f["xpcs/twotime/normalized_g2"].shape[1] == 2
+    back = read_c2(tmp_path / "d.hdf")
+    np.testing.assert_array_equal(back.rois, [5, 7])
+    np.testing.assert_allclose(back.q, [0.05, 0.07])
+    # maps numbered by position (boost_corr's counter) with one missing: c2_00003 is the third bin, 7
+    src = _aps(tmp_path / "p.hdf", c2, ["c2_00001", "c2_00003"], [2, 5, 7])
+    np.testing.assert_array_equal(read_c2(src).rois, [2, 7])
+
+
+@pytest.mark.parametrize("names,bins,phrase", [
+    (["c2_00001", "c2_00002"], [3, 3], "twice"),
+    (["c2_00004", "c2_00009"], [2, 5], "matches no bin"),
+    (["c2_00001", "c2_00002"], [1.5, 2], "whole numbers"),
+    (["c2_00001", "c2_00002"], [1, 9], "beyond the q list"),
+])
+def test_aps_bin_lists_that_cannot_be_matched_are_refused(tmp_path, c2, names, bins, phrase):
+    src = _aps(tmp_path / "r.hdf", c2, names, bins)
+    before = src.read_bytes()
+    one_line_error(run("fit", src, "-o", tmp_path / "f.csv", "-q"), phrase)
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["r.hdf"]

@@ -321,7 +321,8 @@ def _c2_stack(arr, where: str, *, halves: bool = True, layout: str | None = None
     return np.stack([_full_from_half(m, layout) for m in out]) if halves else out
 
 
-def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None = None, mapping: str | None = None):
+def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None = None, mapping: str | None = None,
+               names=None):
     """(q, φ of each stored 2TCF from its 1-based dynamic-bin label, each None when the file does not say; the
     labels)."""
     def get(name):
@@ -337,9 +338,46 @@ def _q_of_bins(f, path: Path, k: int, qlist: str, bins: str, philist: str | None
         return arr
 
     qs, labels, phis, index = get(qlist), get(bins), get(philist), get(mapping)
+    if labels is not None and names is not None:
+        labels = _labels_of_maps(names, labels, path, bins)
     if qs is None or labels is None or labels.size != k:
         return (qs.astype(np.float64) if qs is not None and qs.size == k else None), None, labels
-    return (*_qphi_of_labels(labels, qs, phis, index), labels)
+    q, phi = _qphi_of_labels(labels, qs, phis, index)
+    if q is None:
+        raise XPCSInputError(f"{path}: {bins} {labels.astype(np.int64).tolist()[:8]} reaches beyond the q list "
+                             f"({qlist}, {qs.size} values); the file is inconsistent: export it again")
+    return q, phi, labels
+
+
+def _labels_of_maps(names, bins, path: Path, where: str) -> np.ndarray:
+    """The dynamic-bin label of each stored map, from the number in its name, never from its place among the
+    maps present (a missing map must not shift the others onto other bins' labels). Maps numbered 1…K for K listed
+    bins are the bins in order (boost_corr's counter); otherwise ``c2_{label:05d}`` where every number is a listed
+    label, else ``c2_{n:05d}`` for the n-th listed bin. A list that fits none of these is refused."""
+    bins = np.asarray(bins, dtype=np.float64)
+    if bins.size == 0 or not np.all(np.isfinite(bins)) or np.any(bins != np.round(bins)) or np.any(bins < 1):
+        raise XPCSInputError(f"{path}:{where} must hold whole numbers >= 1 (dynamic-bin labels); got "
+                             f"{bins.tolist()[:8]}")
+    bins = bins.astype(np.int64)
+    if np.unique(bins).size != bins.size:
+        raise XPCSInputError(f"{path}:{where} lists a bin twice ({bins.tolist()[:8]}); each map needs its own "
+                             "label: export the file again")
+    found = [re.fullmatch(r"c2_0*(\d+)", str(nm)) for nm in names]
+    if not all(found):  # maps not named by number: only a list of the same length can be matched
+        if bins.size != len(names):
+            raise XPCSInputError(f"{path}:{where} lists {bins.size} bins for {len(names)} maps; the file is "
+                                 "inconsistent: export it again")
+        return bins
+    num = np.array([int(m.group(1)) for m in found])
+    if num.size == bins.size and np.array_equal(num, np.arange(1, num.size + 1)):
+        return bins  # every bin's map, numbered in order (boost_corr): the list as it stands
+    if np.all(np.isin(num, bins)):
+        return num
+    if num.min() >= 1 and num.max() <= bins.size:
+        return bins[num - 1]
+    bad = names[int(np.flatnonzero(~np.isin(num, bins))[0])]
+    raise XPCSInputError(f"{path}: map {bad} matches no bin of {where} {bins.tolist()[:8]}; the file is "
+                         "inconsistent: export it again")
 
 
 def _qphi_of_labels(labels, qs, phis=None, index=None):
@@ -761,7 +799,8 @@ class C2Source(_OpenFile):
     def _open_aps(self, f, dataset):
         path = self.path
         self._setup(_node(f, APS_C2_GROUP, path), f"{path}:/{APS_C2_GROUP}", layout="upper")
-        self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, APS_QLIST, APS_BINS, APS_PHILIST, APS_INDEX_MAP)
+        self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, APS_QLIST, APS_BINS, APS_PHILIST, APS_INDEX_MAP,
+                                            names=self.names)
         if (raw := _node(f, APS_C2_RAW_GROUP, path)) is not None:
             self._parts["raw"] = _node_getter(raw, path, f"{path}:/{APS_C2_RAW_GROUP}", layout="upper")[2]
         if _node(f, APS_ANOMALY_GROUP, path) is not None:
@@ -773,7 +812,7 @@ class C2Source(_OpenFile):
     def _open_aps_legacy(self, f, dataset):
         path = self.path
         self._setup(_node(f, LEGACY_C2, path), f"{path}:/{LEGACY_C2}", layout="upper")
-        self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, LEGACY_QLIST, LEGACY_BINS)
+        self.q, self.phi, bins = _q_of_bins(f, path, self.n_rois, LEGACY_QLIST, LEGACY_BINS, names=self.names)
         self._aps_bins_and_time(f, bins)
 
     def _aps_bins_and_time(self, f, bins):
@@ -1237,6 +1276,11 @@ class APSResultWriter(_StreamWriter):
     def close(self) -> Path:
         self._check_complete()
         f = self._f
+        labels = self.source.roi_labels()
+        if APS_BINS in f and (f[APS_BINS].shape != (self.k,) or not np.array_equal(f[APS_BINS][()], labels)):
+            del f[APS_BINS]  # a list that did not match the maps one by one (a map was missing): the maps' labels
+        if APS_BINS not in f:
+            f.create_dataset(APS_BINS, data=np.asarray(labels, dtype=np.int64))
         f.create_dataset(APS_G2, data=self.g2, compression="lzf" if self.g2.size > 8192 else None)
         f.create_dataset(APS_G2_SEGMENTS, data=self.g2_segments,
                          compression="lzf" if self.g2_segments.size > 8192 else None)
