@@ -123,3 +123,36 @@ def test_halves_carry_no_normalisation_bias_at_lags_above_zero():
         assert abs(d) < 0.01, (lag, d)                    # β e^{-2Γk} is 0.18 … 0.027 here
     # lag 0 is where the ratio of Eq. 1 is biased (and lag 0 is replaced before the model sees it)
     assert np.mean(np.diagonal(halves)) > np.mean(np.diagonal(whole))
+
+
+@pytest.mark.slow
+def test_finetune_overwrite_keeps_the_users_files_and_never_the_shipped_folder(tmp_path):
+    """--overwrite replaces the model's own files only; the shipped folder is refused; a label map of another
+    detector is refused in one line; the published folder is readable by others as the umask allows."""
+    import os
+    import stat
+
+    from xpcs_denoise.app.cli import main
+    from xpcs_denoise.nn.config import pretrained_directory
+
+    sim = simulate_speckle(200, 800, gamma=[0.05], beta=0.2, mean_count=0.3, n_rois=1, seed=5)
+    np.save(tmp_path / "frames.npy", sim.frames)
+    np.save(tmp_path / "labels.npy", sim.labels)
+    args = ["finetune", str(tmp_path / "frames.npy"), "--rois", str(tmp_path / "labels.npy"), "--epochs", "1", "-q"]
+    assert main([*args, "-o", str(tmp_path / "tuned")]) == 0
+    mode = stat.S_IMODE(os.stat(tmp_path / "tuned").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o777 & ~umask
+    (tmp_path / "tuned" / "notes.txt").write_text("my notes")
+    (tmp_path / "tuned" / "runs").mkdir()
+    assert main([*args, "-o", str(tmp_path / "tuned"), "--overwrite"]) == 0
+    assert (tmp_path / "tuned" / "notes.txt").read_text() == "my notes" and (tmp_path / "tuned" / "runs").is_dir()
+    assert (tmp_path / "tuned" / "model_card.json").is_file()
+    before = sorted(p.name for p in pretrained_directory().iterdir())
+    assert main([*args, "-o", str(pretrained_directory()), "--overwrite"]) == 2
+    assert sorted(p.name for p in pretrained_directory().iterdir()) == before
+    np.save(tmp_path / "small.npy", sim.labels[:, :10])
+    assert main(["finetune", str(tmp_path / "frames.npy"), "--rois", str(tmp_path / "small.npy"), "-o",
+                 str(tmp_path / "other"), "-q"]) == 2
+    assert not (tmp_path / "other").exists()

@@ -59,7 +59,7 @@ from ..io.formats import (
     write_csv,
 )
 from ..nn.anomaly import finish_scores, flagged_share, merge_windows
-from ..nn.config import WINDOW
+from ..nn.config import WINDOW, pretrained_directory
 from ..restoration.denoise import METHODS, denoise, resolve_method
 from .report import _own_files, default_max_lag, whole_series_fit, write_report
 
@@ -905,9 +905,16 @@ def finetune_file(frames_path, labels_path, output, *, frames_dataset=None, labe
         raise XPCSInputError(f"{output} exists; choose another output folder or pass overwrite=True")
     if output.exists() and not (output.is_dir() and (output / "model_card.json").is_file()):
         raise XPCSInputError(f"{output} exists and is not a model folder; refusing to replace it")
+    shipped = pretrained_directory().resolve()
+    if output.resolve() == shipped or shipped in output.resolve().parents:
+        raise XPCSInputError(f"{output} is the shipped model's folder, which is never replaced; choose another "
+                             "output folder")
     base = _model(model)
     labels = read_labels(labels_path, labels_dataset)
     with read_frames(frames_path, frames_dataset) as frames:
+        if tuple(labels.shape) != tuple(frames.shape[1:]):
+            raise XPCSInputError(f"the ROI label map is {labels.shape} but the frames are {tuple(frames.shape[1:])}; "
+                                 "give the label map of this detector")
         frames = np.asarray(frames)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
@@ -916,9 +923,20 @@ def finetune_file(frames_path, labels_path, output, *, frames_dataset=None, labe
                            val_fraction=val_fraction, progress=progress)
         for f in tmp.glob("training_log.csv"):
             f.unlink()
+        # mkdtemp makes a private (0700) folder: published with the modes the user's umask gives new folders
+        umask = os.umask(0)
+        os.umask(umask)
         if output.exists():
-            shutil.rmtree(output)
-        tmp.replace(output)
+            # --overwrite replaces the model's own files, one by one; the user's other files stay
+            for f in sorted(tmp.iterdir()):
+                os.chmod(f, 0o666 & ~umask)
+                os.replace(f, output / f.name)
+            tmp.rmdir()
+        else:
+            os.chmod(tmp, 0o777 & ~umask)
+            for f in tmp.iterdir():
+                os.chmod(f, 0o666 & ~umask)
+            tmp.replace(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
