@@ -172,12 +172,12 @@ def test_denoise_keeps_an_roi_without_contrast_and_says_so(tmp_path):
     np.save(tmp_path / "c2.npy", c2)
     r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "out.h5"), "--method", "gaussian")
     assert r.returncode == 0, r.stderr
-    assert "1 ROI(s) denoised" in r.stdout and "ROI index [1] without contrast kept unchanged" in r.stdout
+    assert "1 ROI(s) denoised" in r.stdout and "ROI [2] without contrast kept unchanged" in r.stdout
     assert "no contrast" in r.stderr
     d = read_c2(tmp_path / "out.h5")
     np.testing.assert_array_equal(d.c2[1], d.raw[1])  # unchanged (both float32 copies of the input)
     np.testing.assert_allclose(d.c2[1], c2[1], rtol=6e-8)
-    assert not np.allclose(d.c2[0], c2[0]) and json.loads(d.attrs["not_denoised_rois"]) == [1]
+    assert not np.allclose(d.c2[0], c2[0]) and json.loads(d.attrs["not_denoised_rois"]) == [2]
 
 
 @pytest.mark.slow
@@ -195,8 +195,9 @@ def test_batch_reports_and_skips_a_bad_file(tmp_path):
     rows = json.loads(r.stdout)
     assert [row["status"] for row in rows] == ["ok", "failed", "ok"]
     assert "HDF5" in rows[1]["error"]
-    assert (tmp_path / "out" / "good0_denoised.h5").exists() and (tmp_path / "out" / "good1_denoised.h5").exists()
-    assert not (tmp_path / "out" / "bad_denoised.h5").exists()
+    assert (tmp_path / "out" / "good0_npy_denoised.h5").exists()
+    assert (tmp_path / "out" / "good1_npy_denoised.h5").exists()
+    assert not list((tmp_path / "out").glob("bad*"))
     assert (tmp_path / "out" / "batch_summary.csv").read_text().count("\n") == 4
 
 

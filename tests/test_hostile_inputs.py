@@ -114,7 +114,7 @@ def test_batch_outputs_keep_the_relative_layout(tmp_path):
     outs = batch_outputs(ins, tmp_path / "out")
     assert len(set(outs)) == 3
     assert outs[0] == tmp_path / "out" / "a" / "scan_npy_denoised.h5"
-    assert outs[1] == tmp_path / "out" / "b" / "scan_denoised.h5"
+    assert outs[1] == tmp_path / "out" / "b" / "scan_npy_denoised.h5"
     with pytest.raises(XPCSInputError, match="more than once"):
         batch_outputs([ins[0], ins[0]], tmp_path / "out")
 

@@ -151,3 +151,33 @@ def test_aps_bin_lists_that_cannot_be_matched_are_refused(tmp_path, c2, names, b
     before = src.read_bytes()
     one_line_error(run("fit", src, "-o", tmp_path / "f.csv", "-q"), phrase)
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["r.hdf"]
+
+
+def test_batch_names_depend_on_their_input_alone_and_summaries_are_kept(tmp_path, c2):
+    from xpcs_denoise.app.pipeline import batch_denoise, batch_outputs
+
+    np.save(tmp_path / "a.npy", c2)
+    write_c2(tmp_path / "a.h5", c2)
+    write_c2(tmp_path / "a_npy.h5", c2)
+    ins = [tmp_path / "a.npy", tmp_path / "a.h5", tmp_path / "a_npy.h5"]
+    outs = batch_outputs(ins, tmp_path / "out")
+    assert len(set(outs)) == 3
+    assert outs[0] == batch_outputs(ins[:1], tmp_path / "out")[0]  # the same name whatever else is in the batch
+    with pytest.raises(XPCSInputError, match="no input"):
+        batch_outputs([], tmp_path / "out")
+    rows = batch_denoise(ins[:2], tmp_path / "out", method="gaussian")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    summary = (tmp_path / "out" / "batch_summary.csv").read_bytes()
+    with pytest.raises(XPCSInputError, match="earlier batch"):  # no silent rewrite of the summary
+        batch_denoise(ins, tmp_path / "out", method="gaussian")
+    assert (tmp_path / "out" / "batch_summary.csv").read_bytes() == summary
+    rows = batch_denoise(ins, tmp_path / "out", method="gaussian", skip_existing=True)
+    assert [r["status"] for r in rows] == ["skipped", "skipped", "ok"]  # the right files skipped, every row kept
+    assert not list((tmp_path / "out").glob(".*"))  # no hidden temporary file left
+
+
+def test_roi_labels_name_rois_in_messages(tmp_path, c2):
+    flat = np.ones((60, 60))
+    write_c2(tmp_path / "c2.h5", np.stack([c2[0], flat, c2[1]]), rois=[2, 4, 9])
+    r = run("denoise", tmp_path / "c2.h5", "-o", tmp_path / "d.h5", "--method", "gaussian")
+    assert r.returncode == 0 and "ROI [4] without contrast" in r.stdout, r.stdout + r.stderr

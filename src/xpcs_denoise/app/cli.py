@@ -200,10 +200,10 @@ def _cmd_denoise(a):
                      bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external,
                      anomaly=not a.no_anomaly)
     skipped = s["not_denoised_rois"]
-    note = f" (ROI index {skipped} without contrast kept unchanged)" if skipped else ""
-    flagged = [i for i, v in enumerate(s.get("anomalous_share") or []) if v]
+    note = f" (ROI {skipped} without contrast kept unchanged)" if skipped else ""
+    flagged = [lb for lb, v in zip(s["roi_labels"], s.get("anomalous_share") or [], strict=False) if v]
     if flagged:
-        note += (f"; ROI index {flagged[:10]} have windows outside what the model learned (anomaly scores stored; "
+        note += (f"; ROI {flagged[:10]} have windows outside what the model learned (anomaly scores stored; "
                  "see the report)")
     _print_summary(a, s, f"{s['n_rois'] - len(skipped)} ROI(s) denoised with {s['method']}{note} → {s['output']}"
                          f"{_excluded_note(s)}")

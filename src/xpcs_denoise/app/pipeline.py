@@ -394,9 +394,11 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
                 del raw, c_in, clean, spread
             if skipped and len(skipped) == k_rois:  # nothing to denoise: the reason, as for one 2TCF
                 raise first_error
+            roi_labels = src.roi_labels()
+            skipped = [int(roi_labels[k]) for k in skipped]  # ROIs are named by their label everywhere
             if skipped:
                 warnings.warn(f"{len(skipped)} of {k_rois} 2TCFs have no contrast (mean lag-1 value not "
-                              f"significantly above the baseline, or flat), e.g. index {skipped[:5]}: returned "
+                              f"significantly above the baseline, or flat), e.g. ROI {skipped[:5]}: returned "
                               "unchanged, not denoised",
                               XPCSNoContrastWarning, stacklevel=2)
             writer.attrs["not_denoised_rois"] = json.dumps(skipped)
@@ -407,7 +409,7 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
     return {"input": str(input_path), "output": str(output), "method": method, "format": fmt,
             "n_rois": int(k_rois), "n_frames": int(n), "not_denoised_rois": skipped, "excluded_frames": lists,
             "anomalous_share": [None if not np.isfinite(v) else round(float(v), 4) for v in flag_share]
-            if scores is not None else None,
+            if scores is not None else None, "roi_labels": [int(v) for v in roi_labels],
             "frame_time_s": frame_time, "seconds": round(time.time() - t0, 2)}
 
 
@@ -795,19 +797,25 @@ def _denoise_one(path, out, kwargs, skip_existing: bool = False):
 
 
 def batch_outputs(inputs, out_dir) -> list[Path]:
-    """One output per input, ``<out_dir>/<path relative to the inputs' common folder>/<stem>_denoised.h5``: the
-    relative layout is kept, so ``a/scan.npy`` and ``b/scan.npy`` never share an output; inputs of one folder and
-    stem (``scan.npy``, ``scan.h5``) keep their suffix in the name. The same file given twice is refused."""
+    """One output per input, ``<out_dir>/<path relative to the inputs' common folder>/<stem>_<suffix>_denoised.h5``
+    (``scan.npy`` → ``scan_npy_denoised.h5``): the relative layout is kept, so ``a/scan.npy`` and ``b/scan.npy``
+    never share an output, and a name depends on its input alone, never on the other inputs of the batch. The
+    same file given twice, or two inputs whose names would still meet, are refused."""
     paths = [Path(p).resolve() for p in inputs]
+    if not paths:
+        raise XPCSInputError("no input files given")
     if len(set(paths)) != len(paths):
         dup = next(p for p in paths if paths.count(p) > 1)
         raise XPCSInputError(f"{dup} is given more than once; give each input once")
     base = Path(os.path.commonpath([str(p.parent) for p in paths]))
-    stems = [(p.parent, p.stem) for p in paths]
     outs = []
-    for p, key in zip(paths, stems, strict=False):
-        name = f"{p.stem}_{p.suffix.lstrip('.')}" if stems.count(key) > 1 else p.stem
+    for p in paths:
+        name = f"{p.stem}_{p.suffix.lstrip('.')}" if p.suffix else p.stem
         outs.append(Path(out_dir) / p.parent.relative_to(base) / f"{name}_denoised.h5")
+    for o in outs:
+        if outs.count(o) > 1:
+            clash = [str(p) for p, q in zip(paths, outs, strict=True) if q == o]
+            raise XPCSInputError(f"inputs {' and '.join(clash)} would both be written to {o}; rename one")
     return outs
 
 
@@ -839,6 +847,10 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
                                                   str(scheduler)):
         raise XPCSInputError(f"scheduler must be a Dask scheduler address like tcp://host:8786; got "
                              f"{scheduler!r}")
+    if summary and not kwargs.get("overwrite") and not skip_existing and \
+            any((out / f"batch_summary.{x}").exists() for x in ("csv", "json")):
+        raise XPCSInputError(f"{out} holds the summary of an earlier batch; pass overwrite=True to replace it, or "
+                             "skip_existing=True to finish that batch")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with dask.config.set({"distributed.worker.daemon": False}):
@@ -879,6 +891,9 @@ def batch_denoise(inputs, out_dir, *, workers: int = 1, scheduler: str | None = 
                 cluster.close()
     order = {p: i for i, p in enumerate(inputs)}
     rows.sort(key=lambda r: order[r["input"]])
+    for o in outputs:  # a worker killed mid-write (e.g. for memory) cannot clean up its temporary file
+        for tmp in o.parent.glob(f".{o.name}.*.tmp{o.suffix}"):
+            tmp.unlink(missing_ok=True)
     if summary:
         write_csv(out / "batch_summary.csv", rows, overwrite=True)
         with atomic_path(out / "batch_summary.json", overwrite=True) as tmp:
