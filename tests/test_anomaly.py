@@ -192,7 +192,7 @@ def test_cli_denoise_names_flagged_rois_and_no_anomaly_skips_the_scores(pair, tm
     np.save(tmp_path / "c2.npy", pair)
     r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "out.h5"), "-q")
     assert r.returncode == 0, r.stderr
-    assert "ROI index [1] have windows outside what the model learned" in r.stdout
+    assert "ROI [2] have windows outside what the model learned" in r.stdout
     r = run("denoise", str(tmp_path / "c2.npy"), "-o", str(tmp_path / "bare.h5"), "-q", "--no-anomaly")
     assert r.returncode == 0, r.stderr
     assert "outside" not in r.stdout

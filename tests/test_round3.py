@@ -181,3 +181,75 @@ def test_roi_labels_name_rois_in_messages(tmp_path, c2):
     write_c2(tmp_path / "c2.h5", np.stack([c2[0], flat, c2[1]]), rois=[2, 4, 9])
     r = run("denoise", tmp_path / "c2.h5", "-o", tmp_path / "d.h5", "--method", "gaussian")
     assert r.returncode == 0 and "ROI [4] without contrast" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: pipeline.denoise(c, "gaussian", sigma=np.nan),
+    lambda c: pipeline.denoise(c, "gaussian", sigma=0),
+    lambda c: pipeline.denoise(c, "gaussian", sigma=np.inf),
+    lambda c: pipeline.denoise(c, "tv", weight=-1),
+    lambda c: pipeline.denoise(c, "tv", weight=0),
+    lambda c: pipeline.denoise(c, "median", size=2.5),
+    lambda c: pipeline.denoise(c, "cned", baseline=np.nan),
+    lambda c: pipeline.denoise(c, "cned", baseline=-1),
+    lambda c: pipeline.denoise(c, "cned", beta=np.inf),
+], ids=["sigma nan", "sigma 0", "sigma inf", "weight < 0", "weight 0", "size 2.5", "baseline nan", "baseline < 0",
+        "beta inf"])
+def test_filter_and_scaling_numbers_are_checked(c2, call):
+    with pytest.raises(XPCSInputError):
+        call(c2[0])
+
+
+@pytest.mark.parametrize("fix", [{"alpha": -1.0}, {"alpha": 0.0}, {"alpha": np.nan}, {"alpha": np.inf},
+                                 {"beta": 0.0}, {"baseline": np.inf}])
+def test_fixed_parameters_are_checked(c2, fix):
+    from xpcs_denoise.core.correlation import one_time_from_two_time
+    from xpcs_denoise.core.fitting import fit_g2
+
+    with pytest.raises(XPCSInputError, match="fixed"):
+        fit_g2(one_time_from_two_time(c2), fix=fix)
+
+
+@pytest.mark.parametrize("power", [np.nan, np.inf, 0.0, -2.0, "two"])
+def test_diffusion_power_is_checked(power):
+    from xpcs_denoise.core.fitting import fit_diffusion
+
+    with pytest.raises(XPCSInputError, match="power"):
+        fit_diffusion([0.01, 0.02, 0.03], [1.0, 4.0, 9.0], power=power)
+
+
+@pytest.mark.parametrize("factor", [1e200, 1e-200])
+def test_two_time_of_extreme_counts_is_eq1(factor):
+    """Eq. 1 does not depend on the counts' scale: counts near float64's limits give the same 2TCF."""
+    from xpcs_denoise.core.correlation import two_time
+
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(2.0, (30, 6, 6)).astype(np.float64)
+    labels = np.ones((6, 6), int)
+    ref = two_time(frames, labels)
+    # independent computation of Eq. 1
+    x = frames.reshape(30, -1)
+    direct = (x @ x.T / x.shape[1]) / np.outer(x.mean(1), x.mean(1))
+    np.testing.assert_allclose(ref[0], direct, rtol=1e-12)
+    np.testing.assert_allclose(two_time(frames * factor, labels)[0], direct, rtol=1e-12)
+
+
+def test_masked_arrays_and_fractional_lags_are_refused(c2):
+    from xpcs_denoise.core.correlation import one_time_from_two_time, time_resolved_cuts, two_time
+
+    m = np.ma.masked_array(c2[0], mask=np.zeros((60, 60), bool))
+    m.mask[5] = True
+    with pytest.raises(XPCSInputError, match="masked"):
+        one_time_from_two_time(m)
+    with pytest.raises(XPCSInputError, match="masked"):
+        pipeline.denoise(m)
+    frames = np.ma.masked_array(np.ones((5, 2, 2)), mask=np.zeros((5, 2, 2), bool))
+    frames.mask[0, 0, 0] = True
+    with pytest.raises(XPCSInputError, match="masked"):
+        two_time(frames, np.ones((2, 2), int))
+    with pytest.raises(XPCSInputError, match="whole number"):
+        one_time_from_two_time(c2, max_lag=10.5)
+    with pytest.raises(XPCSInputError, match="whole number"):
+        time_resolved_cuts(c2[0], max_lag=10.5)
+    # an unmasked masked array is an array
+    np.testing.assert_array_equal(one_time_from_two_time(np.ma.masked_array(c2[0])), one_time_from_two_time(c2[0]))

@@ -68,7 +68,7 @@ def test_q_dependence_table_has_every_documented_column(q_experiment):
     for r in rows:
         assert set(r) == {"q", "method", "gamma", "gamma_err", "beta", "beta_err", "baseline", "baseline_err",
                           "alpha", "alpha_err", "redchi", "success", "message", "gamma_true", "gamma_unit",
-                          "at_bound", "path"}
+                          "at_bound", "status", "path"}
         assert r["gamma_unit"] == "1/frame"
         # the ensemble's rows say what was fitted for that ROI; the others leave it empty
         assert (r["path"] in ("denoised", "raw: fast", "raw: precise")) if r["method"] == "cned" else r["path"] == ""

@@ -85,8 +85,8 @@ def _frames_and_shape(frames):
     """``frames`` (as an array unless it already has a shape: memmaps and h5py datasets stay lazy) and its
     shape, checked to be (T, H, W) or (T, P)."""
     shape = getattr(frames, "shape", None)
-    if shape is None:
-        frames = np.asarray(frames)
+    if shape is None or isinstance(frames, np.ma.MaskedArray):
+        frames = numeric_array(frames, "frames")
         shape = frames.shape
     if len(shape) not in (2, 3):
         raise XPCSInputError(f"frames must have shape (T, H, W) or (T, P); got {tuple(shape)}")
@@ -180,6 +180,7 @@ def two_time(
 
     # Reading the whole pixel range of a row-major (T, H, W) store in column blocks: for an h5py.Dataset or
     # memmap, a block of whole detector rows is contiguous per frame, so we block over rows where we can.
+    scale = None  # float counts near float64's limits are brought to order 1 first: Eq. 1 is scale-free
     starts = range(0, n_pix, block_pixels)
     if progress:
         from tqdm.auto import tqdm
@@ -195,6 +196,11 @@ def two_time(
             raise XPCSInputError(
                 "frames contain NaN or Inf; mask bad pixels by setting their label to 0"
             )
+        if scale is None:
+            top = float(np.max(np.abs(block[:, lab > 0]))) if block.dtype.kind == "f" else 0.0
+            scale = 1.0 / top if top > 0 and not 1e-100 < top < 1e100 else 1.0
+        if scale != 1.0:
+            block = block * scale
         for k in np.unique(lab[lab > 0]):
             cols = block[:, lab == k].astype(dtype, copy=False)
             if device is not None:
@@ -229,6 +235,9 @@ def two_time(
         mean = np.where(excl, np.nan, mean)
     num /= mean[:, :, None]
     num /= mean[:, None, :]
+    if not np.all(np.isfinite(num) | np.isnan(mean)[:, :, None] | np.isnan(mean)[:, None, :]):
+        raise XPCSInputError("the counts span too wide a range for float64 (products overflow or vanish); "
+                             "rescale the frames")
     return num
 
 
@@ -289,14 +298,12 @@ def one_time_from_two_time(c2, *, max_lag: int | None = None, exclude=None, retu
     g2_err : ndarray, same shape (only with ``return_err``)
         Standard error of each point (same unit as ``c2``).
     """
-    c2 = np.asarray(c2, dtype=np.float64)
+    c2 = numeric_array(c2, "2TCF").astype(np.float64, copy=False)
     check_square(c2.shape)
     n = c2.shape[-1]
     if n < 2:
         raise XPCSInputError(f"2TCF must be at least 2×2 to have a lag; got {c2.shape}")
-    max_lag = n - 1 if max_lag is None else int(max_lag)
-    if not 1 <= max_lag <= n - 1:
-        raise XPCSInputError(f"max_lag must be in 1..{n - 1}; got {max_lag}")
+    max_lag = n - 1 if max_lag is None else check_int(max_lag, "max_lag (frames)", 1, n - 1)
     single = c2.ndim == 2
     c = c2[None] if single else c2
     if exclude is not None:
@@ -369,7 +376,7 @@ def time_resolved_cuts(c2, width: int = 1, *, max_lag: int | None = None, step: 
     g2 : ndarray, shape (n_ages, max_lag)
         The 1TCF of each age; NaN where that lag does not exist at that age (the cut leaves the matrix).
     """
-    c2 = np.asarray(c2, dtype=np.float64)
+    c2 = numeric_array(c2, "2TCF").astype(np.float64, copy=False)
     check_square(c2.shape, "time_resolved_cuts: the 2TCF", ndim=(2,))
 
     n = c2.shape[0]

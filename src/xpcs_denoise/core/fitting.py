@@ -517,8 +517,13 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     fixed_vals = np.full((nb, 4), np.nan)
     for k, v in fix.items():
         fixed_vals[:, PARAMETERS.index(k)] = _as_param_array(v, nb, k)
-    if np.any(np.isfinite(fixed_vals[:, 0]) & (fixed_vals[:, 0] <= 0)):
-        raise XPCSInputError("a fixed gamma must be > 0")
+    for k in fix:
+        v = fixed_vals[:, PARAMETERS.index(k)]
+        # NaN for some curves is "no value for this one" (that fit fails with its reason); never for all of them
+        if np.all(np.isnan(v)) or np.any(np.isinf(v)):
+            raise XPCSInputError(f"a fixed {k} must be a finite number; got {fix[k]!r}")
+        if k != "baseline" and np.any(v[np.isfinite(v)] <= 0):
+            raise XPCSInputError(f"a fixed {k} must be > 0; got {fix[k]!r}")
     is_fixed = np.array([k in fix for k in PARAMETERS])
     free = np.flatnonzero(~is_fixed)
     n_free = free.size
@@ -1009,6 +1014,13 @@ def fit_diffusion(q, gamma, gamma_err=None, *, power: float | None = 2.0, absolu
             raise XPCSInputError(f"need one Γ error per Γ: got {s.size} for {g.size}")
         used &= np.isfinite(s) & (s > 0)
         w = np.where(used, 1.0 / np.where(used, s, 1.0) ** 2, 0.0)
+    if power is not None:
+        try:
+            ok_power = np.isfinite(float(power)) and float(power) > 0
+        except (TypeError, ValueError):
+            ok_power = False
+        if not ok_power:
+            raise XPCSInputError(f"power must be a finite number > 0 (Γ = D qⁿ), or None to fit it; got {power!r}")
     n_par = 1 if power is not None else 2
     n = int(used.sum())
     if n < n_par:

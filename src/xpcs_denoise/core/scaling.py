@@ -295,10 +295,15 @@ def scale_parameters(c2: np.ndarray, size: int = WINDOW, beta=None, baseline=Non
 def _per_matrix(value, nb: int, name: str) -> np.ndarray:
     """A scalar or one value per 2TCF, as a float array of ``nb``."""
     try:
-        return np.broadcast_to(np.asarray(value, float), (nb,)).copy()
+        out = np.broadcast_to(np.asarray(value, float), (nb,)).copy()
     except (ValueError, TypeError):
         raise XPCSInputError(f"{name} must be one number or one per 2TCF ({nb}); got shape "
                              f"{np.shape(value)}") from None
+    # a baseline or contrast given by the user is used as given: NaN, ±inf or ≤ 0 would give NaN or a sign flip
+    if not np.all(np.isfinite(out)) or np.any(out <= 0):
+        raise XPCSInputError(f"{name} must be finite and > 0 (a contrast or baseline of a 2TCF); got "
+                             f"{np.asarray(value).ravel()[:5].tolist()}")
+    return out
 
 
 #: Relative tolerance below which a contrast is rounding, and a 2TCF flat (no structure at all).

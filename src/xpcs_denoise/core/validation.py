@@ -74,6 +74,10 @@ def is_real_dtype(dtype) -> bool:
 
 def numeric_array(x, what: str) -> np.ndarray:
     """``np.asarray(x)`` that refuses ragged nested lists and non-numeric dtypes with a clear message."""
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():
+        # np.asarray drops the mask: the masked values would be used as data
+        raise XPCSInputError(f"{what} is a masked array; its mask would be lost: fill the masked values (NaN where "
+                             "they may be left out, e.g. numpy.ma.filled(x, numpy.nan)) or drop them")
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:

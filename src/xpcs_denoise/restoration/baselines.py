@@ -27,15 +27,30 @@ def _batched(x):
     return x
 
 
+def _positive(value, name: str) -> float:
+    """A filter parameter as a finite float > 0: NaN, ±inf, zero or a negative value would filter nothing or
+    give NaN silently."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (np.isfinite(v) and v > 0):
+        raise XPCSInputError(f"{name} must be a finite number > 0; got {value!r}")
+    return v
+
+
 def gaussian_denoise(x, sigma: float = 1.5) -> np.ndarray:
     """Gaussian filter of width ``sigma`` frames along both time axes of each 2TCF (edges: nearest value)."""
+    sigma = _positive(sigma, "gaussian sigma (frames)")
     x = _batched(x)
-    s = [0.0] * (x.ndim - 2) + [float(sigma)] * 2
+    s = [0.0] * (x.ndim - 2) + [sigma] * 2
     return ndimage.gaussian_filter(x, sigma=s, mode="nearest")
 
 
 def median_denoise(x, size: int = 5) -> np.ndarray:
     """Median filter over ``size × size`` pixels of each 2TCF."""
+    if not float(_positive(size, "median size (pixels)")).is_integer():
+        raise XPCSInputError(f"median size (pixels) must be a whole number; got {size!r}")
     x = _batched(x)
     return ndimage.median_filter(x, size=[1] * (x.ndim - 2) + [int(size)] * 2, mode="nearest")
 
@@ -49,9 +64,10 @@ def tv_denoise(x, weight: float = 0.7) -> np.ndarray:
     """Total-variation denoising (Chambolle's algorithm, scikit-image) of each 2TCF separately."""
     from skimage.restoration import denoise_tv_chambolle
 
+    weight = _positive(weight, "tv weight")
     x = _batched(x)
     flat = x.reshape(-1, *x.shape[-2:])
-    out = np.stack([denoise_tv_chambolle(im, weight=float(weight)) for im in flat])
+    out = np.stack([denoise_tv_chambolle(im, weight=weight) for im in flat])
     return out.reshape(x.shape)
 
 
@@ -61,9 +77,10 @@ def bm3d_denoise(x, sigma_psd: float = 0.2) -> np.ndarray:
         import bm3d
     except ImportError as exc:
         raise XPCSInputError("method 'bm3d' needs the bm3d package: pip install bm3d") from exc
+    sigma_psd = _positive(sigma_psd, "bm3d sigma_psd")
     x = _batched(x)
     flat = x.reshape(-1, *x.shape[-2:])
-    out = np.stack([np.asarray(bm3d.bm3d(im, sigma_psd=float(sigma_psd))) for im in flat])
+    out = np.stack([np.asarray(bm3d.bm3d(im, sigma_psd=sigma_psd)) for im in flat])
     # BM3D's block matching is not symmetric under transposition; a 2TCF is (Eq. 1), so keep its symmetric part.
     out = 0.5 * (out + np.swapaxes(out, -1, -2))
     return out.reshape(x.shape)
