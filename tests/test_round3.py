@@ -253,3 +253,27 @@ def test_masked_arrays_and_fractional_lags_are_refused(c2):
         time_resolved_cuts(c2[0], max_lag=10.5)
     # an unmasked masked array is an array
     np.testing.assert_array_equal(one_time_from_two_time(np.ma.masked_array(c2[0])), one_time_from_two_time(c2[0]))
+
+
+def test_model_with_a_classical_method_is_refused(tmp_path, c2):
+    np.save(tmp_path / "c2.npy", c2)
+    one_line_error(run("denoise", tmp_path / "c2.npy", "-o", tmp_path / "o.h5", "--method", "gaussian", "--model",
+                       tmp_path / "missing"), "--model")
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_roi_without_contrast_passes_through(tmp_path, c2):
+    """One flat ROI: the file is denoised, that ROI is returned unchanged (lagnet: no noise, nothing to remove;
+    cned: recorded as not denoised), and on the CLI no library parameter is named."""
+    from xpcs_denoise.io.formats import read_c2
+
+    x = np.stack([c2[0], np.ones((60, 60)), c2[1]])
+    np.save(tmp_path / "c2.npy", x)
+    pipeline.denoise_file(tmp_path / "c2.npy", tmp_path / "d.h5")
+    d = read_c2(tmp_path / "d.h5")
+    np.testing.assert_array_equal(d.c2[1], 1.0)
+    assert not np.allclose(d.c2[0], x[0])
+    np.save(tmp_path / "one.npy", np.ones((60, 60)) + 0.001 * np.eye(60))
+    r = run("denoise", tmp_path / "one.npy", "-o", tmp_path / "o.h5", "--method", "cned", "-q")
+    one_line_error(r, "contrast")
+    assert "beta=" not in r.stderr and "--method lagnet" in r.stderr

@@ -23,6 +23,7 @@ _FLAGS = (
     (r"exclude='([^']*)'", r"--exclude-frames \1"),
     (r"split='([^']*)'", r"--split \1"),
     (r"model=DIR", "--model DIR"),
+    (r"model=(\S+) applies", r"--model \1 applies"),
     (r"cut_width=", "--cut-width "),
     (r"cut_width", "--cut-width"),
     (r"max_lag", "--max-lag"),
@@ -39,6 +40,8 @@ _FLAGS = (
     (r"TrainConfig\.lr", "--lr"),
     (r"TrainConfig\.simulated", "--simulated"),
     (r"ModelConfig\.size", "xpcs-denoise train --size"),
+    # the CLI has no --beta: the lag-band model needs no contrast at all
+    (r"or pass beta= explicitly", "or denoise with --method lagnet, which needs no contrast"),
 )
 
 

@@ -160,6 +160,12 @@ def _checked_q(q):
     return q
 
 
+def _model_for(method: str, model) -> None:
+    """A model folder goes with a model's method: given with a classical filter it would be ignored."""
+    if model is not None and method not in ("lagnet", "cned"):
+        raise XPCSInputError(f"model={model} applies to the lagnet and cned methods, not {method!r}; drop it")
+
+
 def _warn_frame_time(given, stored, path) -> None:
     """Say so when a frame time given by the user replaces another one that the file records."""
     if given is not None and stored is not None and not np.isclose(given, stored, rtol=1e-6, atol=0):
@@ -304,6 +310,7 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
     """
     t0 = time.time()
     method = resolve_method(method, model)
+    _model_for(method, model)
     output = check_output_file(output)
     if output.suffix.lower() in NOT_C2_SUFFIXES:
         raise XPCSInputError(f"output {output.name}: a denoised 2TCF file is HDF5 (.h5, .hdf) or .npy, not "
@@ -370,8 +377,13 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
                                          block=block, anomaly=scores is not None and lag is None, **options)
                     clean, spread, table = res if scores is not None and lag is None else (*res, None)
                     if scores is not None and lag is not None:
-                        table = denoise_banded(c_in, "cned", model=scorer, seed=seed, step=step, block=block,
-                                               anomaly=True)[2]
+                        try:  # the ensemble scores what it can scale; a ROI without contrast has no scores
+                            table = denoise_banded(c_in, "cned", model=scorer, seed=seed, step=step, block=block,
+                                                   anomaly=True)[2]
+                        except XPCSInputError as exc:
+                            if "contrast" not in str(exc):
+                                raise
+                            table = None
                 except XPCSInputError as exc:
                     if "contrast" not in str(exc):
                         raise
@@ -713,6 +725,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str | None = None, m
         if m not in METHODS:
             raise XPCSInputError(f"unknown method {m!r} in compare; choose from {', '.join(METHODS)}")
     method = resolve_method(method, model)
+    _model_for(method, model)
     out = Path(out_dir)
     resolved = out.resolve()
     if Path(input_path).resolve() == resolved or resolved in Path(input_path).resolve().parents:
