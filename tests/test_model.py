@@ -240,3 +240,29 @@ def test_simulated_pairs_are_scaled_as_at_inference():
     np.testing.assert_allclose((y[:, 0, 5] - 1) * b[keep] + 1, true[keep, 0, 5], rtol=1e-5)
     i = np.arange(50)
     np.testing.assert_array_equal(y[:, i, i], np.repeat(y[:, 0, 1][:, None], 50, axis=1))
+
+
+@pytest.mark.slow
+def test_damaged_or_nan_checkpoints_are_refused(tmp_path):
+    """A checkpoint with non-finite weights is not resumed (no card with a bare NaN), and a damaged checkpoint
+    or its metadata gives one line, not a traceback."""
+    from safetensors.torch import load_file, save_file
+
+    data = _synthetic_prepared()
+    cfg = TrainConfig(n_members=2, keep=1, batch_size=8, lr=1e-3, max_epochs=1, patience=10, seed=1,
+                      val_fraction=0.25)
+    train_ensemble(data, tmp_path / "a", cfg, progress=False)
+    ckpt = next((tmp_path / "a").glob("*checkpoint*"))
+    more = TrainConfig(**{**cfg.__dict__, "max_epochs": 2})
+    tensors = load_file(str(ckpt))
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = f.metadata()
+    bad = {k: (v.float().fill_(float("nan")) if k.startswith("param.") else v) for k, v in tensors.items()}
+    save_file(bad, str(ckpt), metadata=meta)
+    with pytest.raises(XPCSInputError, match="non-finite"):
+        train_ensemble(data, tmp_path / "a", more, progress=False)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(XPCSInputError, match="damaged"):
+        train_ensemble(data, tmp_path / "a", more, progress=False)

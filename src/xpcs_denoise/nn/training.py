@@ -144,10 +144,22 @@ def _save_checkpoint(path: Path, model, best, opt, state: dict):
 
 
 def _load_checkpoint(path: Path, model, best, opt) -> dict:
+    try:
+        return _read_checkpoint(path, model, best, opt)
+    except XPCSInputError:
+        raise
+    except Exception as exc:  # safetensors' own errors, a missing key, bad JSON: one line, not a traceback
+        raise XPCSInputError(f"checkpoint {path} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                             "; delete it or pass resume=False to start again") from exc
+
+
+def _read_checkpoint(path: Path, model, best, opt) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         state = json.loads(f.metadata()["state"])
+        if not isinstance(state, dict):
+            raise XPCSInputError(f"checkpoint {path} holds no training state; pass resume=False to start again")
         for k in PARAM_NAMES:  # a run with other --members/--size/--channels/--latent: say so, before copying
             shape = tuple(f.get_slice(f"param.{k}").get_shape()) if f"param.{k}" in f.keys() else None
             if shape != tuple(getattr(model, k).shape):
@@ -157,8 +169,12 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
                     "channels, latent), or pass resume=False to start again")
         with torch.no_grad():
             for k in PARAM_NAMES:
-                getattr(model, k).copy_(f.get_tensor(f"param.{k}"))
-                best[k].copy_(f.get_tensor(f"best.{k}"))
+                p, b = f.get_tensor(f"param.{k}"), f.get_tensor(f"best.{k}")
+                if not (torch.isfinite(p).all() and torch.isfinite(b).all()):
+                    raise XPCSInputError(f"checkpoint {path} holds non-finite weights ({k}); it cannot be resumed: "
+                                         "pass resume=False to start again")
+                getattr(model, k).copy_(p)
+                best[k].copy_(b)
         for i, p in enumerate(opt.param_groups[0]["params"]):
             if f"adam.{i}.exp_avg" in f.keys():
                 opt.state[p] = {"step": f.get_tensor(f"adam.{i}.step").reshape(()),
@@ -170,8 +186,15 @@ def _load_checkpoint(path: Path, model, best, opt) -> dict:
 def _checkpoint_state(path: Path) -> dict:
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads(f.metadata()["state"])
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = json.loads(f.metadata()["state"])
+    except Exception as exc:  # a damaged file or metadata: one line, not a traceback
+        raise XPCSInputError(f"checkpoint {path} is damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+                             "; delete it or pass resume=False to start again") from exc
+    if not isinstance(state, dict):
+        raise XPCSInputError(f"checkpoint {path} holds no training state; pass resume=False to start again")
+    return state
 
 
 def _adam(model: CNNEDEnsemble, lr: float) -> torch.optim.Optimizer:
