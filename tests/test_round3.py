@@ -277,3 +277,22 @@ def test_a_roi_without_contrast_passes_through(tmp_path, c2):
     r = run("denoise", tmp_path / "one.npy", "-o", tmp_path / "o.h5", "--method", "cned", "-q")
     one_line_error(r, "contrast")
     assert "beta=" not in r.stderr and "--method lagnet" in r.stderr
+
+
+def test_no_number_that_a_check_would_refuse(c2):
+    """A curve at float64's limits, and a 2TCF without contrast, are not successful fits."""
+    from xpcs_denoise.analysis.uncertainty import fit_two_time
+    from xpcs_denoise.core.correlation import one_time_from_two_time
+    from xpcs_denoise.core.fitting import fit_g2
+
+    g = one_time_from_two_time(c2)
+    assert fit_g2(g).success.all()
+    for s in (1e-300, 1e300):
+        f = fit_g2(g * s)
+        assert not f.success.any() and "float64" in f.message[0]
+    anti = 2.0 - true_two_time(60, 0.05, 0.2)  # lag-1 values below the baseline: no contrast to speak of
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = fit_two_time(anti, method="cned")
+    assert str(t.path) == "raw: no contrast" and not t.fit.success and "no contrast" in str(t.fit.message)
+    assert np.isnan(t.fit.gamma)

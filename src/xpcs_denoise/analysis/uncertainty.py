@@ -607,6 +607,11 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     sunk = is_raw & ~long_raw & (res["baseline"] - 1.0 < -RAW_SUNK_OFFSET * np.abs(res["beta"]))
     berr["gamma"] = np.hypot(berr["gamma"], np.where(sunk, RAW_SUNK_SPAN / span, 0.0))
     fix = fix_all
+    no_contrast = path == "raw: no contrast"  # nothing to measure a decay against: not a result
+    message[no_contrast & success] = "no contrast could be estimated (lag-1 values at the baseline): no decay"
+    success[no_contrast] = False
+    for k in PARAMETERS:
+        res[k][no_contrast] = np.nan
     err = {k: np.sqrt(np.nan_to_num(ferr[k]) ** 2 + np.nan_to_num(berr[k]) ** 2) for k in PARAMETERS}
     for k in PARAMETERS:
         # neither part known (a covariance left singular at a bound, no replicates drawn): unknown, not 0

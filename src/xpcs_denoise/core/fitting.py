@@ -593,6 +593,11 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
         success[new] = False
 
     fail(n_pts < n_free + 1, f"too few finite points (need more than {n_free})")
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        level = np.nanmedian(np.abs(masked), axis=1)
+    # a 1TCF is of order 1; near float64's limits the optimiser's steps and tolerances lose their meaning
+    fail(~((level > 1e-100) & (level < 1e100)), "values at the limits of float64 (a 1TCF is of order 1): rescale")
     fail(~np.isfinite(p).all(axis=1) | ~np.isfinite(cost), "non-finite result")
     fail((rng_y == 0) & ~is_fixed[1], "flat curve (all values equal): no decay to fit")
     fail(~conv, f"did not converge in {max_iter} iterations")
