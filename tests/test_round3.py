@@ -296,3 +296,33 @@ def test_no_number_that_a_check_would_refuse(c2):
         t = fit_two_time(anti, method="cned")
     assert str(t.path) == "raw: no contrast" and not t.fit.success and "no contrast" in str(t.fit.message)
     assert np.isnan(t.fit.gamma)
+
+
+@pytest.mark.slow
+def test_a_baseline_above_one_gives_the_right_gamma(tmp_path):
+    """One ring of 50 frames whose pixels see 0.3 and 0.9 photons per frame (Γ = 0.05, β = 0.2): Eq. 1 gives a
+    baseline ≈ 1.25. correlate → denoise → fit, and fit_two_time of it and of 2 × it, find Γ within their σ."""
+    from xpcs_denoise.analysis.uncertainty import fit_two_time
+    from xpcs_denoise.core.simulation import simulate_speckle
+
+    sim = simulate_speckle(50, 2000, gamma=0.05, beta=0.2, mean_count=[0.3, 0.9], n_rois=2, seed=3)
+    np.save(tmp_path / "frames.npy", sim.frames.reshape(50, 1, -1))
+    np.save(tmp_path / "rois.npy", np.ones((1, 4000), int))
+    assert run("correlate", tmp_path / "frames.npy", "--rois", tmp_path / "rois.npy", "-o", tmp_path / "c2.h5",
+               "-q").returncode == 0
+    assert run("denoise", tmp_path / "c2.h5", "-o", tmp_path / "d.h5", "-q").returncode == 0
+    assert run("fit", tmp_path / "d.h5", "-o", tmp_path / "f.csv", "-q").returncode == 0
+    import csv
+
+    row = next(csv.DictReader(open(tmp_path / "f.csv")))
+    gamma, err = float(row["gamma"]), float(row["gamma_err"])
+    assert abs(gamma - 0.05) < 2.5 * err and err < 0.05 and row["status"] == "ok"
+    from xpcs_denoise.io.formats import read_c2
+
+    c2 = read_c2(tmp_path / "c2.h5").c2[0]
+    assert np.mean(np.diagonal(c2, 40)) > 1.2  # the baseline this test is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x in (c2, 2 * c2):
+            t = fit_two_time(x)
+            assert abs(t.fit.gamma - 0.05) < 2.5 * t.fit.gamma_err

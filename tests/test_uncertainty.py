@@ -67,10 +67,10 @@ def test_paths_follow_the_dynamics():
     """Fast dynamics → raw fit; slow dynamics in a long series → binned; long in range → raw; else denoised."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fast = fit_two_time(_series(0.35, 50, 1), n_boot=4)
-        mid = fit_two_time(_series(0.05, 50, 2, n_pixels=500, mean_count=0.2), n_boot=4)
-        slow = fit_two_time(_series(0.0015, 400, 3), n_boot=4)
-        long = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), n_boot=4)
+        fast = fit_two_time(_series(0.35, 50, 1), n_boot=4, method="cned")
+        mid = fit_two_time(_series(0.05, 50, 2, n_pixels=500, mean_count=0.2), n_boot=4, method="cned")
+        slow = fit_two_time(_series(0.0015, 400, 3), n_boot=4, method="cned")
+        long = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), n_boot=4, method="cned")
         long_raw = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), method="none", n_boot=4)
     assert str(fast.path) == "raw: fast"
     assert str(mid.path) == "denoised"
@@ -86,7 +86,7 @@ def test_no_contrast_is_recorded_not_denoised():
     flat = np.ones((50, 50)) + np.eye(50) * 0.3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = fit_two_time(np.stack([flat, _series(0.05, 50, 4)]), n_boot=4)
+        r = fit_two_time(np.stack([flat, _series(0.05, 50, 4)]), n_boot=4, method="cned")
     assert r.path[0] == "raw: no contrast"
     assert r.path[1] != "raw: no contrast"
     assert not r.fit.success[0]
@@ -273,8 +273,8 @@ def test_slow_crops_take_the_priors_pooled_from_resolved_ones():
     with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.simplefilter("ignore")
         mp.setattr(U, "consistent_fit", spy)
-        r = fit_two_time(c2, seed=0)
-        off = fit_two_time(c2, seed=0, pool_baseline=False)
+        r = fit_two_time(c2, seed=0, method="cned")
+        off = fit_two_time(c2, seed=0, pool_baseline=False, method="cned")
     assert weights.count(POOL_MODEL_WEIGHT) == 1 and weights.count(None) == 2  # the pooled refit only
     (centre, width), n = r.priors["offset"], r.priors["n_fits"]
     assert n >= 20 and abs(centre) < 0.05 and 0.02 <= width < 0.15

@@ -63,8 +63,8 @@ from ..core.scaling import scale_parameters
 from ..core.validation import check_square
 from ..core.window import check_two_times
 from ..io.files import write_csv
-from ..nn.config import METHOD_ALIASES, WINDOW
-from ..restoration.denoise import denoise
+from ..nn.config import WINDOW
+from ..restoration.denoise import denoise, resolve_method
 from .consistent import POOL_MODEL_WEIGHT, consistent_fit, needs_prior, offset_prior, pooled_priors
 
 __all__ = ["calibrate", "calibration_scale", "cut_fits", "residual_bootstrap", "slow_bin_factor", "bin_two_time",
@@ -386,7 +386,7 @@ def _half_ensembles(den, rng):
             for part in (perm[: m // 2], perm[m // 2:])]
 
 
-def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed: int = 0,
+def fit_two_time(c2, *, method: str | None = None, model=None, n_boot: int = 16, seed: int = 0,
                  max_lag: int | None = None, fix: dict | None = None, step: int = 5,
                  gamma_fast: float = GAMMA_FAST, raw_precise: float = RAW_PRECISE,
                  auto_path: bool = True, frame_time: float | None = None, pool_baseline: bool = True) -> TwoTimeFit:
@@ -396,8 +396,11 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     ----------
     c2 : array_like, (N, N) or (B, N, N)
         Raw 2TCFs in physical units (N ≥ the model's window for ``method="cned"``).
-    method : str
-        ``"cned"`` (the ensemble, ``model`` or the shipped one) or ``"none"`` (fit the raw 2TCF).
+    method : str, optional
+        ``"lagnet"`` (default without a model: the lag-band model's output fitted as it stands, with the raw
+        fit's σ; any baseline and contrast), ``"cned"`` / ``"paper-2021"`` (the ensemble, ``model`` or the shipped
+        one; its Eq. 5 scaling takes C∞ = 1, the path switching below applies) or ``"none"`` (fit the raw 2TCF).
+        Default: the family of ``model``, else ``"lagnet"``.
     n_boot : int
         Bootstrap replicates per raw fit of a long series (see the module's notes); 16 gives σ to about ±18 %.
     max_lag : int, optional
@@ -424,7 +427,7 @@ def fit_two_time(c2, *, method: str = "cned", model=None, n_boot: int = 16, seed
     """
     from ..nn.denoiser import _pretrained  # defers torch
 
-    method = METHOD_ALIASES.get(method, method)
+    method = resolve_method(method, model)
     if method not in ("lagnet", "cned", "none"):
         raise XPCSInputError(f"fit_two_time supports method 'lagnet', 'cned' (paper-2021) or 'none'; got {method!r}")
     if method == "lagnet":
@@ -770,7 +773,7 @@ class CutFits:
         return write_csv(path, self.table(), overwrite=overwrite)
 
 
-def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: int | None = None, beta=None,
+def cut_fits(c2, *, method: str | None = None, model=None, width: int = 1, max_lag: int | None = None, beta=None,
              baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
              frame_time: float | None = None):
     """Γ(t_a), C∞(t_a), α(t_a) from time-resolved cuts of one (N, N) 2TCF, β fixed, with honest errors.
@@ -790,7 +793,7 @@ def cut_fits(c2, *, method: str = "cned", model=None, width: int = 1, max_lag: i
 
     x = np.asarray(c2, dtype=np.float64)
     check_square(x.shape, "cut_fits: the 2TCF", ndim=(2,))
-    method = METHOD_ALIASES.get(method, method)
+    method = resolve_method(method, model)
     if method not in ("lagnet", "cned", "none"):
         raise XPCSInputError(f"cut_fits supports method 'lagnet', 'cned' (paper-2021) or 'none'; got {method!r}")
     b, base = scale_parameters(x, 0, beta, baseline)
