@@ -326,3 +326,19 @@ def test_a_baseline_above_one_gives_the_right_gamma(tmp_path):
         for x in (c2, 2 * c2):
             t = fit_two_time(x)
             assert abs(t.fit.gamma - 0.05) < 2.5 * t.fit.gamma_err
+
+
+def test_a_frame_stack_of_pixels_takes_a_label_vector(tmp_path):
+    """(T, P) frames are read; their label map is (P,), on the CLI as in Python."""
+    from xpcs_denoise.core.simulation import simulate_speckle
+    from xpcs_denoise.io.formats import read_c2
+
+    sim = simulate_speckle(60, 500, gamma=[0.05, 0.1], beta=0.2, mean_count=0.5, n_rois=2, seed=2)
+    frames = sim.frames.reshape(60, -1)
+    np.save(tmp_path / "frames.npy", frames)
+    np.save(tmp_path / "rois.npy", sim.labels.ravel())
+    r = run("correlate", tmp_path / "frames.npy", "--rois", tmp_path / "rois.npy", "-o", tmp_path / "c2.h5", "-q")
+    assert r.returncode == 0, r.stderr
+    from xpcs_denoise.core.correlation import two_time
+
+    np.testing.assert_allclose(read_c2(tmp_path / "c2.h5").c2, two_time(frames, sim.labels.ravel()), rtol=1e-6)

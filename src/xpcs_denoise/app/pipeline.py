@@ -533,16 +533,17 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     n_boot, seed : bootstrap replicates behind the standard errors of whole-series raw fits of 100 frames or more,
         and their seed
 
-    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time`: their standard errors include
-    the photon noise (calibrated on simulated data; a residual bootstrap for long series) and, for a file
-    denoised by the ensemble whose raw 2TCF is kept, the model (the model-consistent fit's calibrated
-    covariance); ``path`` says per ROI what was fitted (the denoised
-    2TCF with its raw one, a binned one, or the raw one where the model cannot help). A denoised file without
-    its raw 2TCF is fitted as it is, with a warning that its errors are the fit's alone.
-
     Returns
     -------
     dict summary; with q known and a whole-series fit, ``diffusion``: Γ = D q² of the converged ROIs.
+
+    Notes
+    -----
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time` (a file denoised by the lag-band
+    model: :func:`~xpcs_denoise.uncertainty.lagnet_fit`, the same as ``report``); their standard errors include
+    the photon noise and, for a file denoised by the ensemble whose raw 2TCF is kept, the model; ``path`` says per
+    ROI what was fitted. A denoised file without its raw 2TCF is fitted as it is, with a warning that its errors
+    are the fit's alone.
     """
     output = Path(output)
     if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file

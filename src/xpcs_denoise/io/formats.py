@@ -1567,8 +1567,9 @@ def read_labels(path, dataset: str | None = None, *, allow_external: bool = Fals
             arr, where = _read(dset, path), f"{path}:{dset.name}"
     while arr.ndim > 2 and arr.shape[0] == 1:
         arr = arr[0]
-    if arr.ndim != 2:
-        raise XPCSInputError(f"{where}: ROI label map must be 2-D (H, W), like one frame; got shape {arr.shape}")
+    if arr.ndim not in (1, 2):
+        raise XPCSInputError(f"{where}: ROI label map must be (H, W) like one frame, or (P,) for a (T, P) frame "
+                             f"stack; got shape {arr.shape}")
     arr = arr.astype(np.int64) if arr.dtype == np.bool_ else arr
     if np.issubdtype(arr.dtype, np.floating):
         if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):

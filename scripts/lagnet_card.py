@@ -1,0 +1,37 @@
+"""Put a trained lag-band model in place with its card: copy ``lagnet.safetensors`` and ``lagnet_card.json`` from
+a training run's ``best`` folder, and add the benchmark's tables (``benchmarks/bench_lagnet.py --json``):
+faithfulness, Γ bias and error per bin on simulated and real held-out crops, ageing, long series, speed and
+memory. The card's SHA-256 still matches the weights (checked by loading the result).
+
+    python scripts/lagnet_card.py runs/lagnet/best lagnet_bench.json src/xpcs_denoise/pretrained/lagnet
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from xpcs_denoise.nn.lagnet import CARD, WEIGHTS, LagDenoiser
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", help="a training run's best folder")
+    ap.add_argument("bench", help="JSON written by benchmarks/bench_lagnet.py --json")
+    ap.add_argument("out", help="model folder to write (e.g. src/xpcs_denoise/pretrained/lagnet)")
+    a = ap.parse_args()
+    run, out = Path(a.run), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if run.resolve() != out.resolve():
+        shutil.copyfile(run / WEIGHTS, out / WEIGHTS)
+    card = json.loads((run / CARD).read_text())
+    card["benchmark"] = json.loads(Path(a.bench).read_text())
+    card["benchmark"]["script"] = "benchmarks/bench_lagnet.py"
+    (out / CARD).write_text(json.dumps(card, indent=1) + "\n")
+    den = LagDenoiser.from_directory(out)  # the weights still match the card
+    print(f"{out}: {den.card['name']}, weights SHA-256 {den.card['weights_sha256'][:12]}…, "
+          f"{(out / WEIGHTS).stat().st_size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
