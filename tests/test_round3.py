@@ -342,3 +342,22 @@ def test_a_frame_stack_of_pixels_takes_a_label_vector(tmp_path):
     from xpcs_denoise.core.correlation import two_time
 
     np.testing.assert_allclose(read_c2(tmp_path / "c2.h5").c2, two_time(frames, sim.labels.ravel()), rtol=1e-6)
+
+
+def test_report_draws_every_roi_and_names_them(tmp_path):
+    """Nine ROIs labelled 2…10: every one is drawn (two pages of figures), the page says which ROIs each figure
+    holds, and headings are whole titles (not cut at 'Eq.')."""
+    rng = np.random.default_rng(3)
+    x = np.stack([true_two_time(60, g, 0.2) for g in np.geomspace(0.02, 0.2, 9)]) + rng.normal(0, 0.01, (9, 60, 60))
+    x = 0.5 * (x + np.swapaxes(x, 1, 2))
+    write_c2(tmp_path / "c2.h5", x, rois=np.arange(2, 11), q=np.linspace(0.002, 0.01, 9))
+    pipeline.report_file(tmp_path / "c2.h5", tmp_path / "rep", compare=("gaussian",))
+    import json
+
+    s = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert s["rois_shown"] == list(range(2, 11))
+    assert {"c2_maps_1.png", "c2_maps_2.png", "g2_fits_1.png", "g2_fits_2.png"} <= set(s["figures"])
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "ROIs 2, 3, 4, 5, 6, 7" in page and "ROIs 8, 9, 10" in page
+    assert "<h2>1TCFs and their fits (1 of 2)</h2>" in page and "<h2>Eq" not in page
+    assert "lags 1–49 frames" in page or "lags 1–59 frames" in page

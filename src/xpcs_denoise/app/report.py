@@ -571,7 +571,21 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     rois = None if rois is None else np.asarray(rois).ravel()
     if anomaly is not None and np.shape(anomaly["score"])[0] != k_rois:
         raise XPCSInputError(f"anomaly scores for {np.shape(anomaly['score'])[0]} ROIs, 2TCFs for {k_rois}")
-    shown = list(np.linspace(0, k_rois - 1, min(k_rois, _MAX_ROIS_SHOWN)).round().astype(int))
+    # Every ROI is drawn: pages of _MAX_ROIS_SHOWN ROIs per figure (beamline files have dozens of q–φ bins).
+    pages = [list(range(i, min(i + _MAX_ROIS_SHOWN, k_rois))) for i in range(0, k_rois, _MAX_ROIS_SHOWN)]
+    labels = rois if rois is not None else np.arange(1, k_rois + 1)
+
+    def paged(stem, title, caption, draw):
+        """Draw ``draw(path, shown)`` once per page of ROIs; (title, caption, file) entries, ROIs named."""
+        out_figs = []
+        for p, shown in enumerate(pages):
+            name = f"{stem}.png" if len(pages) == 1 else f"{stem}_{p + 1}.png"
+            draw(tmp / name, shown)
+            which = f"ROI {labels[shown[0]]}" if len(shown) == 1 else \
+                f"ROIs {', '.join(str(labels[i]) for i in shown)}"
+            out_figs.append((title + (f" ({p + 1} of {len(pages)})" if len(pages) > 1 else ""),
+                             f"{which}. {caption}", name))
+        return out_figs
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
@@ -594,16 +608,19 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                 f"|t₁ − t₂| = {band} frames, the edge of the sliding window's band; that method changes only the "
                 "pixels between them, pixels farther from the diagonal keep the raw values (hence the sharp "
                 "edge)." if band and n > band and any(m in c2s for m in _BANDED) else "")
-        figures = [("Two-time correlation functions: one colour scale per ROI shared by every panel, percentiles "
-                    "1–99 of the off-diagonal band of the denoised 2TCF." + edge, "c2_maps.png")]
-        _fig_maps(tmp / "c2_maps.png", c2s, shown, q, phi, rois, band)
+        figures = paged("c2_maps", "Two-time correlation functions",
+                        "One colour scale per ROI shared by every panel, percentiles 1–99 of the off-diagonal band "
+                        "of the denoised 2TCF." + edge,
+                        lambda path, shown: _fig_maps(path, c2s, shown, q, phi, rois, band))
         if band and n > 8 * band:  # the band is a sliver of a long series: show its start up close too
-            _fig_maps(tmp / "c2_zoom.png", c2s, shown, q, phi, rois, band, span=8 * band)
-            figures.append((f"Zoom on the first {8 * band} frames: the same maps and colour scales." + edge,
-                            "c2_zoom.png"))
+            figures += paged("c2_zoom", f"Zoom on the first {8 * band} frames",
+                             "The same maps and colour scales." + edge,
+                             lambda path, shown: _fig_maps(path, c2s, shown, q, phi, rois, band, span=8 * band))
         next(steps, None)
-        figures.append(("1TCFs with Eq. 3 fits (top) and residuals (bottom)", "g2_fits.png"))
-        _fig_g2(tmp / "g2_fits.png", c2s, fits, shown, q, phi, rois)
+        lag_text = f"lags 1–{max_lag} frames" if max_lag else "every lag"
+        figures += paged("g2_fits", "1TCFs and their fits",
+                         f"1TCFs with Eq. 3 fits (top) and residuals (bottom); fits over {lag_text}, as in the table.",
+                         lambda path, shown: _fig_g2(path, c2s, fits, shown, q, phi, rois))
         next(steps, None)
         if k_rois > 1 and q is not None and np.all(q > 0):
             for name, fit in fits.items():
@@ -620,31 +637,36 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             if flagged is not None and len(flagged) != len(q):
                 flagged = None
             _fig_gamma_q(tmp / "gamma_q.png", q, phi, fits, diffusion, flagged)
-            figures.append(("Γ(q), β(q), C∞(q), α(q)" + (", one series per φ bin" if phi is not None else ""),
-                            "gamma_q.png"))
+            figures.append(("Γ(q), β(q), C∞(q), α(q): every ROI",
+                            "Every ROI's fit against q" + (", one series per φ bin" if phi is not None else "") +
+                            ": the overview of all ROIs.", "gamma_q.png"))
         next(steps, None)
         if n > window:
-            _fig_ageing(tmp / "gamma_age.png", c2s, shown, cut_width, q, phi, rois, frame_time, window)
-            figures.append((f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
-                            "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
-                            "or lags shorter than 2 half-decay times), ×: failed fits", "gamma_age.png"))
+            figures += paged("gamma_age", "Γ(t_a): dynamics against age",
+                             f"Γ(t_a) from time-resolved cuts of width {cut_width} frame(s), β fixed; open "
+                             "markers: the cut does not resolve its decay (fewer than 5 lags before half decay "
+                             "or lags shorter than 2 half-decay times), ×: failed fits.",
+                             lambda path, shown: _fig_ageing(path, c2s, shown, cut_width, q, phi, rois, frame_time,
+                                                             window))
         next(steps, None)
         if anomaly is not None:
             anom_summary = anom_summary or _anomaly_rows(anomaly, rows, rois, k_rois)
             main = next((m for m in c2s if m != "raw"), "raw")
-            _fig_anomaly(tmp / "anomaly.png", c2s[main], anomaly, shown, q, phi, rois, main)
-            figures.append((f"Where the model is outside what it learned: {main} 2TCF with the flagged windows "
-                            f"outlined, the anomaly score map and the score of each window against its age. A "
-                            f"window is flagged when its score exceeds {anom_summary['threshold']:.3g}, the "
-                            f"{anomaly['attrs'].get('threshold_quantile', 0.99):.0%} quantile of the scores of "
-                            "held-out real crops; its denoised values (and fits resting on them) deserve "
-                            "a check against the raw 2TCF.", "anomaly.png"))
+            figures += paged("anomaly", "Where the model is outside what it learned",
+                             f"The {main} 2TCF with the flagged windows outlined, the anomaly score map and the "
+                             f"score of each window against its age. A window is flagged when its score exceeds "
+                             f"{anom_summary['threshold']:.3g}, the "
+                             f"{anomaly['attrs'].get('threshold_quantile', 0.99):.0%} quantile of the scores of "
+                             "held-out real crops; its denoised values (and fits resting on them) deserve "
+                             "a check against the raw 2TCF.",
+                             lambda path, shown: _fig_anomaly(path, c2s[main], anomaly, shown, q, phi, rois, main))
         write_csv(tmp / "fits.csv", rows)
         summary = {"title": title, "n_rois": int(k_rois), "n_frames": int(n), "methods": list(c2s),
                    "gamma_unit": g_unit, "lag_unit": lag_unit, "q_unit": "1/Å", "frame_time_s": frame_time,
                    "weighted": bool(weighted), "provenance": provenance or {}, "fits": rows,
                    "diffusion": {m: d.to_dict() for m, d in diffusion.items()},
-                   "figures": [f for _, f in figures]}
+                   "figures": [f for _, _, f in figures], "rois_shown": [int(v) for v in labels],
+                   "lags_fitted": lag_text}
         if anom_summary is not None:
             summary["anomaly"] = anom_summary
 
@@ -670,8 +692,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                 "what the model learned.") + "</p>")
         prov = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
                        for k, v in (provenance or {}).items())
-        figs = "".join(f"<h2>{html.escape(t.split(':')[0].split('.')[0])}</h2><p>{html.escape(t)}</p>"
-                       f"<img src='{f}' alt='{html.escape(t)}'>" for t, f in figures)
+        figs = "".join(f"<h2>{html.escape(t)}</h2><p>{html.escape(c)}</p>"
+                       f"<img src='{f}' alt='{html.escape(c)}'>" for t, c, f in figures)
         (tmp / "index.html").write_text(
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title>"
