@@ -361,3 +361,27 @@ def test_report_draws_every_roi_and_names_them(tmp_path):
     assert "ROIs 2, 3, 4, 5, 6, 7" in page and "ROIs 8, 9, 10" in page
     assert "<h2>1TCFs and their fits (1 of 2)</h2>" in page and "<h2>Eq" not in page
     assert "lags 1–49 frames" in page or "lags 1–59 frames" in page
+
+
+@pytest.mark.slow
+def test_fit_and_report_follow_the_model_the_file_records(tmp_path, c2):
+    """A file denoised by another ensemble than the shipped one: fit and report use the folder the file records
+    (no '--model' needed), and fit takes --model."""
+    import torch
+
+    from xpcs_denoise.nn.config import pretrained_directory
+    from xpcs_denoise.nn.model import load_ensemble, save_ensemble
+
+    model, card = load_ensemble(pretrained_directory())
+    with torch.no_grad():
+        model.d2_b.add_(0.01)  # another model: other weights, another SHA-256
+    save_ensemble(model, tmp_path / "mine", {k: v for k, v in card.items() if k not in ("weights_sha256",)})
+    np.save(tmp_path / "c2.npy", c2)
+    assert run("denoise", tmp_path / "c2.npy", "-o", tmp_path / "d.h5", "--model", tmp_path / "mine",
+               "-q").returncode == 0
+    r = run("report", tmp_path / "d.h5", "-o", tmp_path / "rep", "-q")
+    assert r.returncode == 0, r.stderr
+    r = run("fit", tmp_path / "d.h5", "-o", tmp_path / "f.csv", "-q")
+    assert r.returncode == 0, r.stderr
+    r = run("fit", tmp_path / "d.h5", "-o", tmp_path / "g.csv", "--model", tmp_path / "mine", "-q")
+    assert r.returncode == 0, r.stderr

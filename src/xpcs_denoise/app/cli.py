@@ -219,7 +219,7 @@ def _cmd_fit(a):
     s = fit_file(a.input, a.output, dataset=a.dataset, fix_alpha=a.fix_alpha, fix_beta=a.fix_beta,
                  cut_width=a.cut_width, max_lag=a.max_lag, frame_time=a.frame_time, weighted=not a.unweighted,
                  overwrite=a.overwrite, progress=not a.quiet, exclude=_exclude_arg(a.exclude_frames),
-                 bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external)
+                 bad_frame_threshold=a.bad_frame_threshold, allow_external=a.allow_external, model=a.model)
     c = s["status_counts"]
     other = ", ".join(f"{v} {k}" for k, v in c.items() if k != "ok" and v)
     line = (f"{c['ok']} of {s['fits']} fits ok{f' ({other})' if other else ''} (Γ in {s['gamma_unit']}) → "
@@ -410,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--format", choices=["aps", "ours", "npy"], default=None,
                     help="output format (default: aps for an APS 8-ID-I input, npy for a .npy name, else ours)")
     method_opts(dn)
-    dn.add_argument("--uncertainty", action="store_true", help="store the ensemble's per-pixel spread")
+    dn.add_argument("--uncertainty", action="store_true",
+                    help="store the model's per-pixel spread (c2_std; our format)")
     dn.add_argument("--step", type=int, default=5, help="sliding-window step in frames (N above the model's window)")
     dn.add_argument("--no-raw", action="store_true", help="do not store the raw 2TCFs in the output")
     dn.add_argument("--no-anomaly", action="store_true",
@@ -429,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hold β at the data's β*(lag=1) (Eq. 7; biased low on series under 100 frames: warned)")
     f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
     f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
+    f.add_argument("--model", default=None,
+                   help="the model folder that denoised the file (default: the one the file records, else the "
+                        "shipped one)")
     time_opts(f)
     exclude_opts(f)
     input_opts(f)
@@ -453,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     b.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     method_opts(b)
-    b.add_argument("--uncertainty", action="store_true")
+    b.add_argument("--uncertainty", action="store_true",
+                   help="store the model's per-pixel spread in each output (c2_std; our format)")
     b.add_argument("--skip-existing", action="store_true",
                    help="skip inputs whose output exists (resume an interrupted batch)")
     input_opts(b)

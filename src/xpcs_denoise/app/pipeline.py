@@ -187,6 +187,22 @@ def _model(model):
     return Denoiser.from_directory(model)
 
 
+def _recorded_model(model, attrs: dict):
+    """The model to follow a denoised file through: the one given, else the folder the file records when it still
+    holds the weights that made the file (same SHA-256), else the shipped one (whose SHA-256 is then checked)."""
+    if model is not None:
+        return model
+    folder, sha = str(attrs.get("model_dir", "") or ""), str(attrs.get("model_weights_sha256", "") or "")
+    card = Path(folder) / "model_card.json" if folder else None
+    if card is not None and card.is_file():
+        try:
+            if json.loads(card.read_text()).get("weights_sha256") == sha:
+                return folder
+        except (OSError, ValueError):
+            pass
+    return None
+
+
 #: Output formats of :func:`denoise_file` (the writers of :data:`~xpcs_denoise.io.formats.C2_FORMATS`).
 FORMATS = OUTPUT_FORMATS
 
@@ -341,8 +357,10 @@ def denoise_file(input_path, output, *, method: str | None = None, model=None, d
                  "method": method, "seed": int(seed), "window": size, "step": int(step),
                  "source_file": str(input_path), "source_format": src.source_format}
         if den is not None:
+            attrs["model_name"] = den.card.get("name", "cned")
             attrs["model_weights_sha256"] = den.card.get("weights_sha256", "")
             attrs["model_members"] = den.n_members
+            attrs["model_dir"] = str(den.directory or "")
         if lag is not None:  # the model that made the file: name, weights, folder
             attrs["model_name"] = lag.card.get("name", "lagnet")
             attrs["model_weights_sha256"] = lag.card.get("weights_sha256", "")
@@ -593,7 +611,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         method = str(data.attrs.get("method", "none"))
         raw = data.raw if data.raw is None or mask is None else apply_exclusion(data.raw, mask)
         fit, extra = whole_series_fit(c2, method=method, raw=raw,
-                                      model=_model(model) if method == "cned" and raw is not None else None,
+                                      model=_model(_recorded_model(model, data.attrs))
+                                      if method == "cned" and raw is not None else None,
                                       model_sha256=str(data.attrs.get("model_weights_sha256", "")) or None,
                                       max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted,
                                       n_boot=n_boot, seed=seed)
@@ -768,7 +787,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str | None = None, m
                 if main_name in ("cned", "lagnet"):
                     anomaly = src.anomaly()
                 if main_name == "cned":
-                    den = _model(model)
+                    den = _model(_recorded_model(model, src.attrs))
                     sha = str(src.attrs.get("model_weights_sha256", "")) or None  # checked as fit_file does
             else:
                 c2s = {"raw": _LazyC2(src)}

@@ -4,6 +4,7 @@ mean and spread, Eq. 6 back to physical units; the window size is the model's (`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ class Denoiser:
         # Small chunks keep each member's (C, B·P) activations in cache; 32 patches was fastest on 2 cores.
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self._weights = model.inference_weights()
+        self.directory: Path | None = None
 
     @classmethod
     def pretrained(cls, **kwargs) -> Denoiser:
@@ -55,7 +57,9 @@ class Denoiser:
     def from_directory(cls, directory, **kwargs) -> Denoiser:
         """An ensemble saved by training (``model.safetensors`` + ``model_card.json``)."""
         model, card = load_ensemble(directory)
-        return cls(model, card, **kwargs)
+        den = cls(model, card, **kwargs)
+        den.directory = Path(directory)  # recorded in the files it denoises
+        return den
 
     @property
     def size(self) -> int:
