@@ -119,7 +119,9 @@ def correlate_file(frames_path, labels_path, output, *, frames_dataset=None, lab
         raise XPCSInputError(f"{q.size} q value(s) for {int(labels.max())} ROI(s) in the label map; give one per ROI")
     if q is None:
         q = info["q"]
-    with read_frames(frames_path, frames_dataset, allow_external=allow_external) as frames:
+    # a Rigaku .bin does not say its frame size: the label map (one frame's shape) does
+    shape = labels.shape if Path(frames_path).suffix.lower() == ".bin" and labels.ndim == 2 else None
+    with read_frames(frames_path, frames_dataset, allow_external=allow_external, frame_shape=shape) as frames:
         if auto:
             # frame statistics first: a frame without photons has no 2TCF row, so it is excluded up front
             stats = frame_statistics(frames, labels, block_pixels=block_pixels)

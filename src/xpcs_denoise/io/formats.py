@@ -54,6 +54,7 @@ from ..core.validation import (
     numeric_array,
     unique_roi_count,
 )
+from .detectors import RIGAKU_FRAME, EigerStack, RigakuSparse, is_eiger_master
 from .files import _one_line, atomic_path, write_csv
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
@@ -1433,7 +1434,7 @@ class FrameStack(_OpenFile):
     ndim = property(lambda self: len(self.data.shape))
 
     def __getitem__(self, key) -> np.ndarray:
-        if self._file is None:
+        if self.source_format != "hdf5":  # arrays, memory maps and the detector handlers read themselves
             return np.asarray(self.data[key])
         with _external(self._allow_external):
             return _read(self.data, self.path, key)
@@ -1489,15 +1490,31 @@ def _read_tiff_folder(folder: Path) -> np.ndarray:
     return out
 
 
-def read_frames(path, dataset: str | None = None, *, allow_external: bool = False) -> FrameStack:
+class _Closing:
+    """Closes a detector handler and the file it was opened from, as one handle."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def close(self):
+        for p in self.parts:
+            p.close()
+
+
+def read_frames(path, dataset: str | None = None, *, allow_external: bool = False,
+                frame_shape=None) -> FrameStack:
     """Open a frame stack for :func:`~xpcs_denoise.correlation.two_time`.
 
     Parameters
     ----------
     path : str or Path
         HDF5 file (the dataset ``dataset``, else the first of :data:`FRAME_DATASETS` present: ``entry/data/data``,
-        ``exchange/data``...), ``.npy`` file, multi-page ``.tif``, or a folder of single-frame TIFFs (natural name
-        order: ``f_2.tif`` before ``f_10.tif``; read with tifffile, else Pillow).
+        ``exchange/data``...), an Eiger master file (its ``entry/data/data_…`` links followed into the master's own
+        folder only), a Rigaku sparse ``.bin`` file (APS 8-ID-I), a ``.npy`` file, a multi-page ``.tif``, or a
+        folder of single-frame TIFFs (natural name order: ``f_2.tif`` before ``f_10.tif``; read with tifffile,
+        else Pillow). The detector formats are :mod:`xpcs_denoise.io.detectors`.
+    frame_shape : (rows, columns), optional
+        Frame size of a Rigaku ``.bin`` file (default 512 × 1024, the Rigaku 500K).
     dataset : str, optional
         HDF5 path of the (T, H, W) or (T, P) dataset.
     allow_external : bool
@@ -1513,6 +1530,8 @@ def read_frames(path, dataset: str | None = None, *, allow_external: bool = Fals
     path = Path(path)
     if path.is_dir():
         return FrameStack(_read_tiff_folder(path), source_format="tiff", path=path)
+    if path.suffix.lower() == ".bin" and path.is_file():
+        return FrameStack(RigakuSparse(path, frame_shape or RIGAKU_FRAME), source_format="rigaku", path=path)
     if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
         arr = np.asarray(_tiff_reader()(path))
         return FrameStack(arr[None] if arr.ndim == 2 else arr, source_format="tiff", path=path)
@@ -1520,6 +1539,13 @@ def read_frames(path, dataset: str | None = None, *, allow_external: bool = Fals
     if kind == "npy":
         return FrameStack(_load_npy(path, mmap_mode="r", dataset=dataset), source_format="npy", path=path)
     f = _open_h5(path)
+    if dataset is None and is_eiger_master(f):
+        try:
+            stack = EigerStack(path, f)
+        except BaseException:
+            f.close()
+            raise
+        return FrameStack(stack, source_format="eiger", path=path, handle=_Closing(stack, f))
     try:
         with _external(allow_external):
             dset = _dataset(f, dataset, path, FRAME_DATASETS, "frame stack")
