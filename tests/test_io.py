@@ -496,7 +496,7 @@ def test_read_labels_npy_and_aps_maps(tmp_path):
 
 
 @pytest.mark.parametrize(("array", "words"), [
-    (np.ones((2, 3, 3), dtype=int), "must be 2-D"),
+    (np.ones((2, 3, 3), dtype=int), "must be \\(H, W\\)"),
     (np.array([[0, 1], [-1, 2]]), ">= 0"),
     (np.array([[0, 1.5], [1, 2]]), "whole numbers"),
     (np.array([[0, np.nan], [1, 2]]), "whole numbers"),
