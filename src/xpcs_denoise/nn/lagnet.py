@@ -13,7 +13,8 @@ the value; its Gaussian smooths along age (widths ``smooth_widths``) minus the v
 least what the age-axis smoother does, at a width it picks per cell; log σ̂; the inside-the-matrix mask; the lag.
 A second output is the expected size of the remaining error (a spread, in σ̂ units), trained by its likelihood.
 
-Cost grows with N × K; long series are processed in tiles along age with a halo of the receptive field.
+Cost grows with N × K; long series are processed in tiles of 512 ages with a halo of the receptive field, which
+bounds the convolutions' working memory (CPU dilated convolutions unfold their input 9 times).
 """
 
 from __future__ import annotations
@@ -78,18 +79,19 @@ class LagNetConfig:
         return conv + feats
 
 
-def _replicate_conv1d(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Filter the last axis of (R, W) with an odd kernel, "nearest" edges."""
-    r = kernel.numel() // 2
-    xp = F.pad(x[:, None], (r, r), mode="replicate")
-    return F.conv1d(xp, kernel.view(1, 1, -1))[:, 0]
+def _smooth_age(x: torch.Tensor, width: float) -> torch.Tensor:
+    """Gaussian of ``width`` frames along the last axis, "nearest" edges, kernel cut at 3 widths (scipy's, which
+    needs no unfolded copy of the input: a torch convolution with a 97-tap kernel would make one)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    return torch.as_tensor(gaussian_filter1d(x.numpy(), float(width), axis=-1, mode="nearest", truncate=3.0))
 
 
-def _gauss(width: float, dtype) -> torch.Tensor:
-    r = max(1, int(math.ceil(3 * width)))
-    t = torch.arange(-r, r + 1, dtype=dtype)
-    k = torch.exp(-0.5 * (t / width) ** 2)
-    return k / k.sum()
+def _box_age(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Running mean over ``width`` (odd) frames along the last axis, "nearest" edges."""
+    from scipy.ndimage import uniform_filter1d
+
+    return torch.as_tensor(uniform_filter1d(x.numpy(), int(width), axis=-1, mode="nearest"))
 
 
 def _box2d(x: torch.Tensor, nk: int, na: int) -> torch.Tensor:
@@ -103,8 +105,7 @@ def band_noise(band: torch.Tensor, mask: torch.Tensor, window=(15, 5, 31)) -> to
     over the cells inside the matrix. Exactly 0 where the 2TCF is constant along age (noise-free, stationary)."""
     b, k, w = band.shape
     width, nk, na = window
-    box = torch.full((width | 1,), 1.0 / (width | 1), dtype=band.dtype)
-    resid = band - _replicate_conv1d(band.reshape(b * k, w), box).view(b, k, w)
+    resid = band - _box_age(band, width | 1)
     m = mask.to(band.dtype).expand(b, k, w)
     num = _box2d(resid * resid * m, nk, na)
     den = _box2d(m.contiguous(), nk, na).clamp_min(1.0)
@@ -136,10 +137,8 @@ def band_features(band: torch.Tensor, mask: torch.Tensor, config: LagNetConfig, 
     big = 20.0
     xc = x.clamp(-big, big)
     feats = [xc]
-    flat = x.reshape(b * k, w)
     for width in config.smooth_widths:
-        sm = _replicate_conv1d(flat, _gauss(width, x.dtype)).view(b, k, w)
-        feats.append((sm - x).clamp(-big, big))
+        feats.append((_smooth_age(x, width) - x).clamp(-big, big))
     S = noise / s[:, None, None]
     feats.append(torch.log(S + 1e-3) / 3.0)
     feats.append(mask.to(x.dtype).expand(b, k, w))
@@ -194,7 +193,7 @@ class LagDenoiser:
 
     name = "lagnet"
 
-    def __init__(self, model: LagNet, card: dict | None = None, *, tile: int = 2048):
+    def __init__(self, model: LagNet, card: dict | None = None, *, tile: int = 512):
         self.model = model.eval()
         self.config = model.config
         self.card = card or {}
