@@ -13,8 +13,9 @@ the value; its Gaussian smooths along age (widths ``smooth_widths``) minus the v
 least what the age-axis smoother does, at a width it picks per cell; log σ̂; the inside-the-matrix mask; the lag.
 A second output is the expected size of the remaining error (a spread, in σ̂ units), trained by its likelihood.
 
-Cost grows with N × K; long series are processed in tiles of 512 ages with a halo of the receptive field, which
-bounds the convolutions' working memory (CPU dilated convolutions unfold their input 9 times).
+Cost grows with N × K; long series are processed in tiles along age with a halo of the receptive field, as long as
+keeps the convolutions' working memory within :attr:`LagDenoiser.TILE_BYTES` (CPU dilated convolutions unfold
+their input 9 times).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class LagNet(nn.Module):
     def correct(self, feats, x, S):
         """Denoised normalised band and its spread: x + S·bound·tanh(r/bound), S·exp(h), in the dtype of x
         (float64 at inference, so that a cell with S = 0 keeps its value to the last bit)."""
-        out = self.forward(feats.float()).to(x.dtype)
+        out = self.forward(feats.float().contiguous(memory_format=torch.channels_last)).to(x.dtype)
         bound = self.config.bound
         y = x + S * (bound * torch.tanh(out[:, 0] / bound))
         spread = S * torch.exp(out[:, 1].clamp(-6.0, 4.0))
@@ -193,11 +194,14 @@ class LagDenoiser:
 
     name = "lagnet"
 
-    def __init__(self, model: LagNet, card: dict | None = None, *, tile: int = 512):
+    #: Working memory of one tile's convolutions (bytes): the tile along age is as long as this allows.
+    TILE_BYTES = 256 * 2**20
+
+    def __init__(self, model: LagNet, card: dict | None = None, *, tile: int | None = None):
         self.model = model.eval()
         self.config = model.config
         self.card = card or {}
-        self.tile = int(tile)
+        self.tile = None if tile is None else int(tile)
         self.directory = None
 
     @classmethod
@@ -218,7 +222,10 @@ class LagDenoiser:
         mask = torch.as_tensor(band_mask(n_frames, k))
         bt = torch.as_tensor(np.ascontiguousarray(band, dtype=np.float64))[None]
         feats, x, S, lo, s = band_features(bt, mask, self.config)
-        halo, tile = self.config.halo, max(self.tile, 1)
+        halo = self.config.halo
+        # CPU dilated convolutions unfold their input 9×: a tile's length along age keeps that within TILE_BYTES
+        auto = self.TILE_BYTES // (k * self.config.channels * 9 * 4)
+        tile = max(self.tile or max(512, auto), 1)
         y = torch.empty_like(x)
         spread = torch.empty_like(x)
         for a in range(0, n_frames, tile):
