@@ -85,7 +85,7 @@ def rel_err(est, truth):
 
 def bin_rows(gamma_true, errs_by_method):
     rows = []
-    for lo, hi in zip(BINS[:-1], BINS[1:]):
+    for lo, hi in zip(BINS[:-1], BINS[1:], strict=False):
         sel = (gamma_true >= lo) & (gamma_true < hi)
         row = {"bin": f"{lo:g}–{hi:g}", "n": int(sel.sum())}
         for m, e in errs_by_method.items():
@@ -128,8 +128,9 @@ def part_faithful():
             g_out = plain_gamma(run(c2, m))
             d = np.abs(g_out / g_in - 1)
             worst = int(np.nanargmax(np.where(np.isfinite(d), d, np.inf)))
-            out.setdefault(m, {})[f"N={n}"] = {"max_abs_dgamma": float(np.max(np.where(np.isfinite(d), d, np.inf))),
-                                               "worst": dict(zip(("alpha", "offset_beta", "gamma"), keys[worst]))}
+            worst_d = float(np.max(np.where(np.isfinite(d), d, np.inf)))
+            out.setdefault(m, {})[f"N={n}"] = {"max_abs_dgamma": worst_d,
+                                               "worst": dict(zip(("alpha", "offset_beta", "gamma"), keys[worst], strict=False))}
     # other lengths, lag-band model only
     for n in (24, 37, 1000):
         tau = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
@@ -159,11 +160,11 @@ def part_sim(n, seed):
 
 
 def _real_val():
-    from xpcs_denoise.analysis.evaluation import truth_from_targets
-    from xpcs_denoise.nn.config import pretrained_directory
     import h5py
 
+    from xpcs_denoise.analysis.evaluation import truth_from_targets
     from xpcs_denoise.core.scaling import triu_to_matrix
+    from xpcs_denoise.nn.config import pretrained_directory
     from xpcs_denoise.nn.lag_data import _series
 
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
@@ -385,7 +386,8 @@ def markdown(res) -> str:
         out.append("")
         if key == "real":
             out += ["Overall, 0.01 < Γ < 0.15 (gross: relative error > 100 % or no fit):", "",
-                    "| method | median rel. error | mean rel. error | gross | MSE(1TCF) |", "| --- | ---: | ---: | ---: | ---: |"]
+                    "| method | median rel. error | mean rel. error | gross | MSE(1TCF) |",
+                    "| --- | ---: | ---: | ---: | ---: |"]
             for m, r in res["real"]["overall"].items():
                 out.append(f"| {m} | {r['median_rel']:.3f} | {r['mean_rel']:.3f} | {100 * r['gross']:.1f} % | "
                            f"{r['mse_1tcf']:.4f} |")
@@ -396,7 +398,8 @@ def markdown(res) -> str:
                 "a step (3); cuts of width 3 with β fixed at its truth, lags 1–49. Median relative error of Γ(t_a); "
                 "on three stationary series, the drift of Γ(t_a) over the series (least-squares line, relative to "
                 "Γ) beside the cuts' median relative error bar.", "",
-                "| method | median rel. error | per series | stationary drift / error bar |", "| --- | ---: | --- | --- |"]
+                "| method | median rel. error | per series | stationary drift / error bar |",
+                "| --- | ---: | --- | --- |"]
         for m, r in res["ageing"]["methods"].items():
             per = " ".join(f"{v:.2f}" for v in r["per_series"])
             tr = ", ".join(f"{t['drift']:+.2f} / {t['error_bar']:.2f}" for t in r["stationary_trend"])

@@ -385,3 +385,21 @@ def test_fit_and_report_follow_the_model_the_file_records(tmp_path, c2):
     assert r.returncode == 0, r.stderr
     r = run("fit", tmp_path / "d.h5", "-o", tmp_path / "g.csv", "--model", tmp_path / "mine", "-q")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("kw,phrase", [({"lr_decay": 0.0}, "lr_decay"), ({"lr_decay": float("nan")}, "lr_decay"),
+                                       ({"max_hours": -1.0}, "max_hours"), ({"max_epochs": 0}, "max_epochs")])
+def test_training_settings_are_checked(tmp_path, kw, phrase):
+    from xpcs_denoise.nn.training import TrainConfig, train_ensemble
+
+    with pytest.raises(XPCSInputError, match=phrase):
+        train_ensemble(tmp_path / "none.h5", tmp_path / "m", TrainConfig(**kw), progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("epochs", [0, 2.5, -1])
+def test_finetune_epochs_are_checked(tmp_path, epochs):
+    from xpcs_denoise.nn.finetune import finetune
+
+    with pytest.raises(XPCSInputError, match="epochs"):
+        finetune(np.ones((10, 4, 4)), np.ones((4, 4), int), tmp_path / "m", epochs=epochs)

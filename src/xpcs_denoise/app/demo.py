@@ -16,12 +16,11 @@ from ..analysis.uncertainty import fit_two_time
 from ..analysis.workflows import ageing_analysis
 from ..core.correlation import one_time_from_two_time, two_time
 from ..core.errors import XPCSInputError
-from ..core.scaling import card_split
+from ..core.scaling import card_split, scale_parameters
 from ..core.simulation import simulate_speckle
 from ..core.validation import check_seed
 from ..io.formats import write_csv
 from ..io.prepared import load_prepared
-from ..core.scaling import scale_parameters
 from ..nn.denoiser import Denoiser
 from ..nn.lagnet import LagDenoiser
 

@@ -632,7 +632,8 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                     pass
             if anomaly is not None:
                 anom_summary = _anomaly_rows(anomaly, rows, rois, k_rois)
-            flagged = (np.array([(r.get("anomalous_share") or 0) > 0 for r in rows if r.get("method") in ("cned", "lagnet")])
+            flagged = (np.array([(r.get("anomalous_share") or 0) > 0 for r in rows
+                                 if r.get("method") in ("cned", "lagnet")])
                        if anomaly is not None else None)
             if flagged is not None and len(flagged) != len(q):
                 flagged = None

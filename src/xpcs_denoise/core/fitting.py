@@ -25,7 +25,8 @@ import numpy as np
 from .errors import XPCSInputError
 from .validation import numeric_array
 
-__all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "fit_status", "FIT_STATUSES", "sigma_for_fit", "cut_trust", "DiffusionFit", "fit_diffusion",
+__all__ = ["FitResult", "fit_g2", "g2_model", "fit_rows", "fit_status", "FIT_STATUSES", "sigma_for_fit", "cut_trust",
+           "DiffusionFit", "fit_diffusion",
            "PARAMETERS", "DEFAULT_BOUNDS"]
 
 PARAMETERS = ("gamma", "beta", "baseline", "alpha")

@@ -26,6 +26,7 @@ from ..core.correlation import two_time
 from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
+from ..core.validation import check_int
 from ..io.files import atomic_path
 from .anomaly import anomaly_calibration, latent_reference
 from .denoiser import Denoiser, _pretrained
@@ -141,6 +142,9 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
     size = base.size
     if not 0 < val_fraction < 1:
         raise XPCSInputError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    check_int(epochs, "epochs", 1)  # before any work: int(2.5) or 0 epochs would train silently otherwise
+    if not (np.isfinite(lr) and lr > 0):
+        raise XPCSInputError(f"lr must be a finite number > 0; got {lr}")
     t0 = time.time()
     a, b = half_split_two_times(frames, labels, n_splits=n_splits, seed=seed)
     n_frames = a.shape[-1]

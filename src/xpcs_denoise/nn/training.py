@@ -256,6 +256,12 @@ def train_ensemble(data: str | Path | PreparedDataset, out_dir: str | Path, conf
     check_seed(config.split_seed, "TrainConfig.split_seed")
     if not (np.isfinite(config.lr) and config.lr > 0):
         raise XPCSInputError(f"learning rate (TrainConfig.lr) must be a finite number > 0; got {config.lr}")
+    if not (np.isfinite(config.lr_decay) and 0 < config.lr_decay <= 1):
+        raise XPCSInputError(f"learning-rate decay (TrainConfig.lr_decay) must be in (0, 1] per epoch; got "
+                             f"{config.lr_decay}")
+    if config.max_hours is not None and not (np.isfinite(config.max_hours) and config.max_hours > 0):
+        raise XPCSInputError(f"max_hours (TrainConfig.max_hours) must be a finite number > 0; got {config.max_hours}")
+    check_int(config.max_epochs, "TrainConfig.max_epochs", 1)
     if config.keep > config.n_members or config.keep < 1:
         raise XPCSInputError(f"keep ({config.keep}) must be between 1 and n_members ({config.n_members})")
     check_int(config.prune_after, "TrainConfig.prune_after", 0)

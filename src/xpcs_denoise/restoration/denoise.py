@@ -20,7 +20,7 @@ from ..nn.config import METHOD_ALIASES, METHODS, WINDOW
 from . import baselines
 
 if TYPE_CHECKING:
-    from ..nn.denoiser import Denoiser
+    pass
 
 __all__ = ["denoise", "resolve_method", "model_family", "METHODS", "REGISTRY", "Method", "available_methods"]
 
@@ -121,7 +121,8 @@ def denoise(c2, method: str | None = None, *, model=None, return_std: bool = Fal
     c2 : array_like, shape (N, N) or (B, N, N)
         Raw 2TCFs in physical units. ``"lagnet"``: any N ≥ 3; the others N ≥ n (the ensemble's window, 50).
     method : str, optional
-        Default: the family of ``model``, else ``"lagnet"``. ``"lagnet"`` (our lag-band model, faithful on noise-free data, any size; option ``max_lag``,
+        Default: the family of ``model``, else ``"lagnet"``. ``"lagnet"`` (our lag-band model, faithful on
+        noise-free data, any size; option ``max_lag``,
         the band of lags it denoises, default 256), ``"cned"`` or ``"paper-2021"`` (the paper's ensemble;
         ``model`` or the shipped one), ``"gaussian"`` (σ frames, default 1.5), ``"median"`` (``size``,
         default 5), ``"tv"`` (Chambolle total variation, ``weight``), ``"age"`` (the age-axis smoother,
