@@ -129,8 +129,8 @@ def part_faithful():
             d = np.abs(g_out / g_in - 1)
             worst = int(np.nanargmax(np.where(np.isfinite(d), d, np.inf)))
             worst_d = float(np.max(np.where(np.isfinite(d), d, np.inf)))
-            out.setdefault(m, {})[f"N={n}"] = {"max_abs_dgamma": worst_d,
-                                               "worst": dict(zip(("alpha", "offset_beta", "gamma"), keys[worst], strict=False))}
+            where = dict(zip(("alpha", "offset_beta", "gamma"), keys[worst], strict=True))
+            out.setdefault(m, {})[f"N={n}"] = {"max_abs_dgamma": worst_d, "worst": where}
     # other lengths, lag-band model only
     for n in (24, 37, 1000):
         tau = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
