@@ -139,9 +139,10 @@ def denoise(c2, method: str | None = None, *, model=None, return_std: bool = Fal
 
     Notes
     -----
-    Every method sees the same input: Eq. 5 (N = n) or Eq. 7 (N > n) scaling to contrast 1 and baseline 1,
-    lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6). Image filters act on the whole
-    matrix; the patch methods (cned, pca) use the sliding window for N > n.
+    ``lagnet`` and ``age`` work on the 2TCF as given (both are affine-invariant: any baseline and contrast), any
+    N ≥ 3, lag 0 kept. The ensemble and the image filters see the same input: Eq. 5 (N = n) or Eq. 7 (N > n)
+    scaling to contrast 1 and baseline 1, lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6).
+    Image filters act on the whole matrix; the patch methods (cned, pca) use the sliding window for N > n.
     """
     method = resolve_method(method, model)
     if method not in REGISTRY:
