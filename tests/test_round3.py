@@ -403,3 +403,28 @@ def test_finetune_epochs_are_checked(tmp_path, epochs):
 
     with pytest.raises(XPCSInputError, match="epochs"):
         finetune(np.ones((10, 4, 4)), np.ones((4, 4), int), tmp_path / "m", epochs=epochs)
+
+
+@pytest.mark.parametrize("field,value", [("anomaly_threshold", {"threshold": float("nan"), "latent_scale": 1.0,
+                                                                 "residual_scale": 1.0}),
+                                         ("anomaly_threshold", {"threshold": 2.0}),
+                                         ("latent_reference", {"mean": [[0.0]], "cov_inv": [[[1.0]]],
+                                                               "median_residual": 1.0}),
+                                         ("latent_reference", "nonsense")])
+def test_model_cards_anomaly_fields_are_checked(tmp_path, field, value):
+    import json
+    import shutil
+
+    from xpcs_denoise.nn.config import pretrained_directory
+    from xpcs_denoise.nn.model import load_ensemble
+
+    d = tmp_path / "m"
+    d.mkdir()
+    for name in ("model.safetensors", "model_card.json"):
+        shutil.copyfile(pretrained_directory() / name, d / name)
+    load_ensemble(d)  # as shipped: valid
+    card = json.loads((d / "model_card.json").read_text())
+    card[field] = value
+    (d / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(XPCSInputError, match=field):
+        load_ensemble(d)

@@ -271,7 +271,41 @@ def load_ensemble(directory: str | Path, *, verify: bool = True) -> tuple[CNNEDE
                                      "retrain it or restore the weights")
             param.copy_(tensors[name])
     model.eval()
+    _check_anomaly_card(card, model, card_path)
     return model, card
+
+
+def _check_anomaly_card(card: dict, model: CNNEDEnsemble, card_path: Path) -> None:
+    """The card's ``latent_reference`` and ``anomaly_threshold`` (not covered by the weights' SHA-256), checked
+    once at loading: shapes that fit the ensemble, finite numbers, positive scales."""
+    def positive(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+
+    m, lat = model.n_members, model.config.latent
+    ref = card.get("latent_reference")
+    if ref is not None:
+        try:
+            mean = np.asarray(ref["mean"], dtype=np.float64)
+            cov = np.asarray(ref["cov_inv"], dtype=np.float64)
+            ok = (mean.shape == (m, lat) and cov.shape == (m, lat, lat) and np.isfinite(mean).all()
+                  and np.isfinite(cov).all() and positive(ref["median_residual"]))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise XPCSInputError(f"{card_path}: latent_reference is malformed (needs mean ({m}, {lat}), cov_inv "
+                                 f"({m}, {lat}, {lat}) and a median_residual > 0, all finite); run "
+                                 "scripts/latent_reference.py again")
+    cal = card.get("anomaly_threshold")
+    if cal is not None:
+        try:
+            ok = (all(positive(cal[k]) for k in ("threshold", "latent_scale", "residual_scale"))
+                  and positive(cal.get("quantile", 0.99)) and cal.get("quantile", 0.99) < 1)
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise XPCSInputError(f"{card_path}: anomaly_threshold is malformed (threshold, latent_scale and "
+                                 "residual_scale finite and > 0, quantile in (0, 1)); run scripts/anomaly_threshold.py "
+                                 "again")
 
 
 #: Limits of a model card, checked before anything is allocated (the SHA-256 covers the weights, not the card).
