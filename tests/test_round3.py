@@ -428,3 +428,22 @@ def test_model_cards_anomaly_fields_are_checked(tmp_path, field, value):
     (d / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(XPCSInputError, match=field):
         load_ensemble(d)
+
+
+def test_tiff_folder_of_mixed_dtypes_is_widened_not_wrapped(tmp_path):
+    """A first frame saved as uint8 and later ones above 255 (uint16, uint32) or signed: the stack takes a type
+    that holds every value, so the 2TCF is that of the counts as written."""
+    tifffile = pytest.importorskip("tifffile")
+    from xpcs_denoise.core.correlation import two_time
+    from xpcs_denoise.io.formats import read_frames
+
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(2.0, (6, 4, 4)).astype(np.int64)
+    frames[3:] += 300
+    frames[5, 0, 0] = 70000
+    for i, f in enumerate(frames):
+        dtype = np.uint8 if i < 3 else (np.uint32 if i == 5 else np.uint16)
+        tifffile.imwrite(tmp_path / f"f_{i}.tif", f.astype(dtype))
+    with read_frames(tmp_path) as stack:
+        np.testing.assert_array_equal(np.asarray(stack), frames)
+        np.testing.assert_allclose(two_time(stack, np.ones((4, 4), int)), two_time(frames, np.ones((4, 4), int)))
