@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise.nn.config import pretrained_directory
+from xpcs_denoise.nn.lagnet import LagNetConfig
 from xpcs_denoise.nn.lag_data import real_bands, simulated_bands
 from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
 
@@ -36,6 +37,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-1tcf", type=float, default=1.0)
     ap.add_argument("--weight-tail", type=float, default=1.0)
+    ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
+    ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--schedule", default="real,real,stat,stat,age", help="sources of successive steps")
     a = ap.parse_args()
     out = Path(a.out)
@@ -74,7 +77,13 @@ def main():
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
-    train_lagnet(data, out, cfg, card_extra=extra, init=Path(a.init) if a.init else None)
+    arch = {}
+    if a.smooth_widths:
+        arch["smooth_widths"] = tuple(float(w) for w in a.smooth_widths.split(","))
+    if a.dilations:
+        arch["dilations"] = tuple(tuple(int(v) for v in d.split("x")) for d in a.dilations.split(","))
+    train_lagnet(data, out, cfg, model_config=LagNetConfig(**arch), card_extra=extra,
+                 init=Path(a.init) if a.init else None)
 
 
 if __name__ == "__main__":

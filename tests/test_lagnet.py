@@ -241,3 +241,23 @@ def test_api_fit_and_report_agree_on_lagnet(tmp_path, noisy_series):
         assert a["path"] == b["path"] == api.path[i] and float(a["gamma"]) == float(b["gamma"])
     # the plain fit of the faithful output is near the truth, within its (raw) error bars
     assert np.all(np.abs(api.fit.gamma - [0.02, 0.06, 0.15]) < 3 * api.fit.gamma_err)
+
+
+def test_an_expanded_model_computes_what_the_smaller_one_did():
+    """New smooth widths and layers at zero weight: the same function, so training can start from it."""
+    from xpcs_denoise.nn.lagnet import LagDenoiser, LagNetConfig, expand_lagnet, load_lagnet
+
+    model, _ = load_lagnet(LagDenoiser.pretrained().directory)
+    cfg = model.config
+    big_cfg = LagNetConfig(**{**cfg.__dict__, "smooth_widths": (*cfg.smooth_widths, 40.0),
+                              "dilations": (*cfg.dilations[:-1], (1, 32), cfg.dilations[-1])})
+    big = expand_lagnet(model, big_cfg)
+    rng = np.random.default_rng(0)
+    t = np.arange(90)
+    x = 1 + 0.2 * np.exp(-0.1 * np.abs(t[:, None] - t[None])) + 0.03 * rng.standard_normal((90, 90))
+    a, b = LagDenoiser(model).denoise(x), LagDenoiser(big).denoise(x)
+    assert np.abs(a - x).max() > 1e-3 and np.allclose(a, b, rtol=0, atol=1e-9)
+    with pytest.raises(XPCSInputError, match="cannot expand"):
+        expand_lagnet(model, LagNetConfig(**{**cfg.__dict__, "channels": cfg.channels + 1}))
+    with pytest.raises(XPCSInputError, match="cannot expand"):
+        expand_lagnet(model, LagNetConfig(**{**cfg.__dict__, "dilations": cfg.dilations[::-1]}))

@@ -19,7 +19,7 @@ import torch
 
 from ..core.band import band_mask
 from ..core.errors import XPCSInputError
-from .lagnet import LagNet, LagNetConfig, band_features, load_lagnet, save_lagnet
+from .lagnet import LagNet, LagNetConfig, band_features, expand_lagnet, load_lagnet, save_lagnet
 
 __all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "SOURCES"]
 
@@ -113,7 +113,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
 
     ``data`` maps sources of :data:`SOURCES` (training) and the same names with ``_val`` (validation) to (x, y)
     float32 band arrays (n, K, N). A run resumes from ``out_dir/checkpoint.pt`` if it exists (same data, same
-    configuration); else it starts from the weights of the model folder ``init`` if given (fine-tuning).
+    configuration); else it starts from the weights of the model folder ``init`` if given (fine-tuning; ``model_config``
+    may add smooth widths and layers to its architecture, :func:`~xpcs_denoise.nn.lagnet.expand_lagnet`).
     """
     cfg = config or LagTrainConfig()
     mcfg = model_config or LagNetConfig()
@@ -151,9 +152,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         log(f"resumed at step {state['step']}")
     elif init is not None:
         start, _ = load_lagnet(init)
-        if start.config != mcfg:
-            raise XPCSInputError(f"{init} has another architecture than this run's")
-        model.load_state_dict(start.state_dict())
+        # A larger architecture starts from the same function (new inputs and layers at zero weight).
+        model.load_state_dict((start if start.config == mcfg else expand_lagnet(start, mcfg)).state_dict())
         state["init"] = str(init)
         log(f"starting from {init}")
     best_path = out_dir / "best"

@@ -35,7 +35,7 @@ from ..core.errors import XPCSInputError
 from ..io.files import atomic_path, file_sha256
 from .config import pretrained_directory
 
-__all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "save_lagnet", "load_lagnet", "band_features"]
+__all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "save_lagnet", "load_lagnet", "band_features", "expand_lagnet"]
 
 WEIGHTS = "lagnet.safetensors"
 CARD = "lagnet_card.json"
@@ -176,6 +176,43 @@ class LagNet(nn.Module):
         y = x + S * (bound * torch.tanh(out[:, 0] / bound))
         spread = S * torch.exp(out[:, 1].clamp(-6.0, 4.0))
         return y, spread
+
+
+def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
+    """A larger model that computes exactly what ``model`` does: ``config`` may add smooth widths (new input
+    channels, zero weights) and residual layers (zero weights, so each is the identity), nothing else.
+    Training then starts from the smaller model's function instead of from scratch."""
+    old = model.config
+    same = {k: v for k, v in asdict(old).items() if k not in ("smooth_widths", "dilations")}
+    new = {k: v for k, v in asdict(config).items() if k not in ("smooth_widths", "dilations")}
+    if same != new or not set(old.smooth_widths) <= set(config.smooth_widths):
+        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths and layers may be added")
+    layers, i = [], 0
+    for d in config.dilations:  # old layers matched in order; the others are new
+        if i < len(old.dilations) and d == old.dilations[i]:
+            layers.append(i)
+            i += 1
+        else:
+            layers.append(None)
+    if i != len(old.dilations):
+        raise XPCSInputError(f"cannot expand {old} into {config}: its layers are not kept in order")
+    big = LagNet(config)
+    names_old = ["x", *old.smooth_widths, "logS", "mask", "lag"]
+    names_new = ["x", *config.smooth_widths, "logS", "mask", "lag"]
+    with torch.no_grad():
+        big.stem.weight.zero_()
+        for j, name in enumerate(names_new):
+            if name in names_old:
+                big.stem.weight[:, j] = model.stem.weight[:, names_old.index(name)]
+        big.stem.bias.copy_(model.stem.bias)
+        for conv, src in zip(big.body, layers):
+            if src is None:
+                conv.weight.zero_()
+                conv.bias.zero_()
+            else:
+                conv.load_state_dict(model.body[src].state_dict())
+        big.head.load_state_dict(model.head.state_dict())
+    return big
 
 
 class LagDenoiser:
