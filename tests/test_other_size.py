@@ -80,7 +80,7 @@ def test_denoise_and_fits_use_the_models_window(model_dir, c2):
     with pytest.raises(ValueError, match="at least 50"):
         denoise(short, "gaussian")
     # Fits of the denoised 2TCF: lags 1..N − 1, never the shipped window's 49.
-    r = fit_two_time(short, method="cned", model=den, n_boot=2)
+    r = fit_two_time(short, method="cned", model=den)
     assert r.fit.lags.max() == N - 1 and r.fit.gamma.shape == (2,)
     cuts = cut_fits(c2[0], model=den, n_boot=2)
     assert cuts.fit.lags.max() == N - 1
@@ -107,7 +107,7 @@ def test_files_train_denoise_fit_report(model_dir, c2, tmp_path):
     fit_file(tmp_path / "den.h5", tmp_path / "cuts.csv", cut_width=2)
     rows = json.loads((tmp_path / "cuts.json").read_text())["rows"]
     assert len(rows) > 100 and sum(r["success"] for r in rows) > 0.8 * len(rows)
-    s = fit_file(tmp_path / "den.h5", tmp_path / "fit.csv", model=model_dir, n_boot=2)
+    s = fit_file(tmp_path / "den.h5", tmp_path / "fit.csv", model=model_dir)
     assert s["fits"] == 2
     rep = report_file(tmp_path / "den.h5", tmp_path / "report", model=model_dir)
     assert rep["methods"] == ["raw", "cned"] and (tmp_path / "report" / "gamma_age.png").is_file()

@@ -294,7 +294,7 @@ def test_no_number_that_a_check_would_refuse(c2):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = fit_two_time(anti, method="cned")
-    assert str(t.path) == "raw: no contrast" and not t.fit.success and "no contrast" in str(t.fit.message)
+    assert str(t.path) == "failed: no contrast" and not t.fit.success and "no contrast" in str(t.fit.message)
     assert np.isnan(t.fit.gamma)
 
 

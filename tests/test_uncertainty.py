@@ -1,17 +1,127 @@
-"""Uncertainties and path choice of fit_two_time: bootstrap replicates, binning, calibration, paths."""
+"""fit_two_time's three steps (path, one fit, stored calibration), the calibration object, and the helpers."""
 
+import json
 import warnings
 
 import numpy as np
 import pytest
 
 from xpcs_denoise import XPCSInputError, simulate_speckle
-from xpcs_denoise.analysis.uncertainty import bin_two_time, calibration_scale, fit_two_time, residual_bootstrap
+from xpcs_denoise.analysis.calibration import FitCalibration, cell_key, fit_calibration, load_calibration
+from xpcs_denoise.analysis.uncertainty import (
+    PATH_NAMES,
+    bin_two_time,
+    calibration_scale,
+    fit_denoised,
+    fit_two_time,
+    residual_bootstrap,
+)
 
 
 def _lag_matrix(n):
     t = np.arange(n)
     return np.abs(t[:, None] - t[None, :]).astype(float)
+
+
+def _series(gamma, n, seed, pixels=3000, count=0.5):
+    return simulate_speckle(n, pixels, gamma=gamma, beta=0.2, mean_count=count, seed=seed).two_time()[0]
+
+
+EDGES = (0.0, 0.5, 1.5, 4.0, 12.0)
+
+
+def test_calibration_checks_itself_and_round_trips():
+    cal = FitCalibration(EDGES, {"lagnet/short/free": [[1.2, 0.1]] * 5, "lagnet/*": [[1.5, 0.0]]})
+    assert FitCalibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+    for bad in ({"edges": (0.5, 1.0)}, {"edges": (0.0, 2.0, 1.0)}, {"cells": {}},
+                {"cells": {"lagnet/short/free": [[1.0, 0.0]] * 4}},  # one pair per bin
+                {"cells": {"lagnet/*": [[-1.0, 0.0]]}}, {"cells": {"lagnet/*": [[1.0, float("nan")]]}},
+                {"cells": {"lagnet/*": [[0.0, 0.0]]}},
+                {"version": 2}, {"long_frames": 0}):
+        kw = {"edges": EDGES, "cells": {"lagnet/*": [[1.0, 0.0]]}, **bad}
+        with pytest.raises(XPCSInputError):
+            FitCalibration(**kw)
+    with pytest.raises(XPCSInputError, match="not a valid calibration"):
+        FitCalibration.from_dict({"edges": EDGES, "cells": {"lagnet/*": [[1.0, 0.0]]}, "extra": 1})
+
+
+def test_calibrated_sigma_follows_the_cell_and_the_decay_times_spanned():
+    pairs = [[1.0, 0.0], [2.0, 0.0], [1.0, 0.5], [3.0, 0.0], [1.0, 0.0]]  # σ = hypot(s·u, r·Γ̂)
+    cal = FitCalibration(EDGES, {"raw/short/free": pairs, "raw/*": [[10.0, 0.0]]})
+    gamma = np.array([0.005, 0.02, 0.05, 0.1, 0.5])  # × 49 lags: 0.25, 0.98, 2.45, 4.9, 24.5 decay times
+    u = np.full(5, 0.01)
+    np.testing.assert_allclose(cal.sigma("raw/short/free", gamma, u, 49),
+                               [0.01, 0.02, np.hypot(0.01, 0.025), 0.03, 0.01])
+    # an unmeasured cell: the same path's α-held cell if any, else the path's pooled pair
+    np.testing.assert_allclose(cal.sigma("raw/long/free", gamma, u, 49), 0.1)
+    with pytest.raises(XPCSInputError, match="no cell"):
+        cal.sigma("lagnet/short/free", gamma, u, 49)
+    assert cell_key("lagnet", 50, None, 100) == "lagnet/short/free"
+    assert cell_key("raw", 100, {"alpha": 1.0}, 100) == "raw/long/alpha"
+
+
+def test_fit_calibration_recovers_a_known_scale_and_floor():
+    """Residuals of 2 u (Gaussian): s = 2, r = 0 and |z| < 1 for 68 % of unseen ones; a bin of fits whose error
+    is 30 % of Γ whatever u says: its pair covers that with the floor."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    u = rng.uniform(0.001, 0.01, n)
+    gamma = rng.uniform(0.002, 0.2, n)
+    resolved = gamma * 49
+    resid = rng.normal(0, 1, n) * 2 * u
+    fast = resolved > 4
+    resid[fast] = rng.normal(0, 0.3, fast.sum()) * gamma[fast]
+    cal = fit_calibration({"raw/short/free": {"residual": resid, "u": u, "gamma": gamma, "resolved": resolved}},
+                          EDGES)
+    s, r = cal.cells["raw/short/free"][0]
+    assert s == pytest.approx(2.0, rel=0.08) and r < 0.05
+    resid2 = np.where(fast, rng.normal(0, 0.3, n) * gamma, rng.normal(0, 1, n) * 2 * u)  # unseen
+    z = np.abs(resid2 / cal.sigma("raw/short/free", gamma, u, 49))
+    assert 0.63 < np.mean(z[~fast] < 1) < 0.73 and 0.63 < np.mean(z[fast] < 1) < 0.73
+    assert np.mean(z < 2) > 0.92
+
+
+def test_the_shipped_calibrations_load_and_cover_simulated_crops():
+    """Each path's stored calibration, on 40 crops of known Γ it never saw: |z| < 2 for most of them."""
+    for method in ("lagnet", "none", "cned"):
+        cal = load_calibration(method)
+        assert isinstance(cal, FitCalibration) and cal.coverage and cal.source
+    rng = np.random.default_rng(11)
+    gam = np.exp(rng.uniform(np.log(0.01), np.log(0.15), 40))
+    c2 = np.stack([_series(g, 50, 100 + i) for i, g in enumerate(gam)])
+    for method in ("lagnet", "none"):
+        r = fit_two_time(c2, method=method)
+        assert set(r.path) == {PATH_NAMES[method]}
+        z = np.abs(r.fit.gamma - gam) / r.fit.gamma_err
+        assert np.mean(z < 2) >= 0.8, (method, np.mean(z < 2))
+        assert np.all(r.fit.gamma_err > 0)
+
+
+def test_no_contrast_fails_with_its_reason():
+    flat = np.ones((50, 50)) + np.eye(50) * 0.3
+    r = fit_two_time(np.stack([flat, _series(0.05, 50, 4)]), method="none")
+    assert r.path[0] == "failed: no contrast" and r.path[1] == "raw: plain fit"
+    assert not r.fit.success[0] and np.isnan(r.fit.gamma[0]) and "no contrast" in r.fit.message[0]
+    assert r.fit.success[1]
+
+
+def test_fit_denoised_is_the_raw_fit_for_raw_data_and_states_its_lags():
+    c2 = _series(0.03, 60, 2)
+    a = fit_two_time(c2, method="none", frame_time=0.01)
+    b = fit_denoised(c2, c2, method="none", frame_time=0.01)
+    assert a.fit.gamma == b.fit.gamma and a.fit.gamma_err == b.fit.gamma_err
+    assert a.lag_range == (0.01, 0.59) and a.fit.lag_unit == "s"
+    with pytest.raises(XPCSInputError, match="differ in shape"):
+        fit_denoised(c2, c2[:-1, :-1])
+
+
+def test_held_parameters_take_their_own_cell_and_no_error():
+    c2 = _series(0.03, 50, 5)
+    r = fit_two_time(c2, fix={"alpha": 1.0})
+    assert str(r.cell) == "lagnet/short/alpha" and r.fit.alpha == 1.0 and r.fit.alpha_err == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert str(fit_two_time(c2).cell) == "lagnet/short/free"
 
 
 def test_residual_bootstrap_permutes_frames_of_the_residual():
@@ -62,37 +172,6 @@ def _series(gamma, n_frames, seed, n_pixels=3000, mean_count=0.3):
     return sim.two_time()[0]
 
 
-@pytest.mark.slow
-def test_paths_follow_the_dynamics():
-    """Fast dynamics → raw fit; slow dynamics in a long series → binned; long in range → raw; else denoised."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fast = fit_two_time(_series(0.35, 50, 1), n_boot=4, method="cned")
-        mid = fit_two_time(_series(0.05, 50, 2, n_pixels=500, mean_count=0.2), n_boot=4, method="cned")
-        slow = fit_two_time(_series(0.0015, 400, 3), n_boot=4, method="cned")
-        long = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), n_boot=4, method="cned")
-        long_raw = fit_two_time(_series(0.05, 300, 5, n_pixels=500, mean_count=0.2), method="none", n_boot=4)
-    assert str(fast.path) == "raw: fast"
-    assert str(mid.path) == "denoised"
-    assert str(slow.path).startswith("binned")  # degenerate raw fit: little decay within the lags
-    assert str(long.path) == "raw: long series"  # in range, long: the raw fit of every frame pair is kept
-    assert float(long.fit.gamma) == float(long_raw.fit.gamma)
-    for r, g in ((fast, 0.35), (mid, 0.05), (slow, 0.0015), (long, 0.05)):
-        assert r.fit.success
-        assert abs(float(r.fit.gamma) - g) < 4 * float(r.fit.gamma_err) + 0.3 * g
-
-
-def test_no_contrast_is_recorded_not_denoised():
-    flat = np.ones((50, 50)) + np.eye(50) * 0.3
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = fit_two_time(np.stack([flat, _series(0.05, 50, 4)]), n_boot=4, method="cned")
-    assert r.path[0] == "raw: no contrast"
-    assert r.path[1] != "raw: no contrast"
-    assert not r.fit.success[0]
-    np.testing.assert_array_equal(r.denoised[0], flat)
-
-
 def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
     from xpcs_denoise.analysis.uncertainty import calibrate
 
@@ -123,105 +202,6 @@ def test_calibrate_needs_no_floor_for_gaussian_errors_and_one_for_a_bias():
     assert np.mean(np.abs(resid) < 2 * sig) >= 0.93
 
 
-def test_raw_fits_at_a_bound_carry_the_bound_floor():
-    """A raw fit ending at a parameter bound gets σ(Γ) ≥ RAW_BOUND_FLOOR·Γ̂ and ≥ RAW_BOUND_SPAN / (longest lag);
-    the others keep their own σ."""
-    from xpcs_denoise.analysis.uncertainty import RAW_BOUND_FLOOR, RAW_BOUND_SPAN
-    from xpcs_denoise.core.simulation import simulate_crops
-
-    crops, _, _ = simulate_crops(40, 50, seed=3, gamma_range=(0.004, 0.03), count_range=(0.02, 0.1),
-                                 pixel_range=(200, 600))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = fit_two_time(crops, method="none", n_boot=4, seed=1)
-    ok = r.fit.success
-    bound = ok & r.fit.at_bound
-    assert bound.sum() >= 3 and (ok & ~r.fit.at_bound).sum() >= 3  # slow noisy crops: both kinds occur
-    g, e = r.fit.gamma, r.fit.gamma_err
-    assert np.all(e[bound] >= RAW_BOUND_FLOOR * np.abs(g[bound]) * (1 - 1e-9))
-    # …and at least RAW_BOUND_SPAN over the longest lag (49 frames): a Γ̂ collapsed to ~0 still gets a scale
-    assert np.all(e[bound] >= RAW_BOUND_SPAN / 49 * (1 - 1e-9))
-    assert np.any(e[bound] < 2 * RAW_BOUND_SPAN / 49)  # where Γ̂ collapsed, the absolute floor is what σ is
-    free = ok & ~r.fit.at_bound
-    # a fit that moved C∞ away from 1 traded baseline for rate: its σ(Γ) covers that trade
-    from xpcs_denoise.analysis.uncertainty import RAW_BASELINE_FLOOR
-
-    traded = RAW_BASELINE_FLOOR * np.abs(g) * np.abs(r.fit.baseline - 1) / np.maximum(np.abs(r.fit.beta), 1e-3)
-    assert np.all(e[ok] >= traded[ok] * (1 - 1e-9))
-    assert np.any(traded[free] > r.fit_error["gamma"][free])  # the floor matters for some of these fits
-
-
-def test_held_alpha_raw_fits_with_a_sunk_baseline_cover_fast_decays(monkeypatch):
-    """Fast α = 1 decays in noisy 50-frame crops, fitted raw with α held at 1: many fits read a slow decay with a
-    sunk baseline (Γ̂ ≈ 0.01 Γ); those get σ(Γ) ≥ RAW_SUNK_SPAN / (longest lag), so the truth stays within 2σ for
-    most crops, while fits that kept their baseline keep their σ."""
-    import xpcs_denoise.analysis.uncertainty as U
-    from xpcs_denoise.core.simulation import simulate_crops
-
-    crops, _, prm = simulate_crops(200, 50, seed=12, gamma_range=(0.08, 0.4), alpha_range=(1.0, 1.0),
-                                   count_range=(0.01, 0.3), pixel_range=(100, 3000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = fit_two_time(crops, method="none", seed=1, fix={"alpha": 1.0})
-        monkeypatch.setattr(U, "RAW_SUNK_SPAN", 0.0)
-        r0 = fit_two_time(crops, method="none", seed=1, fix={"alpha": 1.0})
-    f, ok = r.fit, r.fit.success
-    sunk = ok & (f.baseline - 1 < -U.RAW_SUNK_OFFSET * np.abs(f.beta))
-    assert sunk.sum() >= 10 and (ok & ~sunk).sum() >= 100
-    assert np.all(f.gamma_err[sunk] >= 10.0 / 49 * (1 - 1e-9))
-    np.testing.assert_array_equal(f.gamma_err[ok & ~sunk], r0.fit.gamma_err[ok & ~sunk])
-    z = np.abs(f.gamma - prm["gamma"]) / f.gamma_err
-    z0 = np.abs(f.gamma - prm["gamma"]) / r0.fit.gamma_err
-    assert np.mean(z[ok] < 2) >= 0.85 and np.mean(z[ok] < 2) >= np.mean(z0[ok] < 2) + 0.05
-
-
-def test_short_raw_fits_scale_their_own_error_and_draw_no_replicates(monkeypatch):
-    """A raw fit of a short series: Γ's own error times RAW_FIT_SCALE (RAW_FIXED_FIT_SCALE with a parameter held
-    fixed), the other parameters' errors as the fit gives them, never exactly 0, and no bootstrap replicates; a
-    long series still draws them."""
-    import xpcs_denoise.analysis.uncertainty as U
-    from xpcs_denoise.core.simulation import simulate_crops
-
-    crops, _, _ = simulate_crops(30, 50, seed=4, gamma_range=(0.004, 0.2), count_range=(0.02, 0.3),
-                                 pixel_range=(200, 3000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = fit_two_time(crops, method="none", seed=1)
-        rf = fit_two_time(crops, method="none", seed=1, fix={"alpha": 1.0})
-        monkeypatch.setattr(U, "RAW_FIT_SCALE", 1.0)
-        monkeypatch.setattr(U, "RAW_FIXED_FIT_SCALE", 1.0)
-        r1 = fit_two_time(crops, method="none", seed=1)
-        rf1 = fit_two_time(crops, method="none", seed=1, fix={"alpha": 1.0})
-    monkeypatch.undo()
-    ok = r.fit.success
-    assert ok.sum() >= 25 and np.all(np.isnan(r.raw_boot_error))  # no replicates drawn
-    np.testing.assert_allclose(r.fit_error["gamma"][ok], U.RAW_FIT_SCALE * r1.fit_error["gamma"][ok])
-    np.testing.assert_allclose(rf.fit_error["gamma"][rf.fit.success],
-                               U.RAW_FIXED_FIT_SCALE * rf1.fit_error["gamma"][rf.fit.success])
-    assert U.RAW_FIXED_FIT_SCALE > U.RAW_FIT_SCALE  # fewer free parameters: a covariance that shrinks more
-    for k in ("beta", "baseline", "alpha"):
-        np.testing.assert_array_equal(r.fit_error[k], r1.fit_error[k])
-        e = getattr(r.fit, k + "_err")[ok]
-        assert np.all(np.isnan(e) | (e > 0))  # unknown where the covariance is singular, never a claimed 0
-    long, _, _ = simulate_crops(1, 200, seed=5, gamma_range=(0.05, 0.05), count_range=(0.2, 0.2),
-                                pixel_range=(2000, 2000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rl = fit_two_time(long[0], method="none", n_boot=8, seed=1)
-        scale = U.RAW_LONG_FIT_SCALE
-        monkeypatch.setattr(U, "RAW_LONG_FIT_SCALE", 1.0)
-        rl1 = fit_two_time(long[0], method="none", n_boot=8, seed=1)
-    assert np.isfinite(rl.raw_boot_error) and rl.raw_boot_error > 0
-    # a long series: Γ's error adds the finite duration's, c·√(Γ̂/N), to the scaled fit's, the replicates', r·Γ̂
-    # and the traded-baseline floor
-    g = float(rl.fit.gamma)
-    np.testing.assert_allclose(rl.fit_error["gamma"], scale * rl1.fit_error["gamma"])
-    traded = U.RAW_BASELINE_FLOOR * g * abs(float(rl.fit.baseline) - 1) / abs(float(rl.fit.beta))
-    expect = np.sqrt(rl.fit_error["gamma"] ** 2 + (U.RAW_LONG_BOOT_SCALE * rl.raw_boot_error) ** 2
-                     + U.RAW_LONG_DURATION_FLOOR**2 * g / 200 + (U.RAW_LONG_REL_FLOOR * g) ** 2 + traded**2)
-    np.testing.assert_allclose(rl.fit.gamma_err, expect, rtol=1e-9)
-
-
 def test_calibrate_takes_the_floor_with_the_most_within_two_sigma():
     """Two kinds of error: a Gaussian core of known σ, and 12 % of cases whose σ says almost nothing while their
     error scales with the value. Floors from 0.02 to 0.11 reach both targets (0.02 only just: 90.5 % within 2σ); the
@@ -247,73 +227,6 @@ def test_calibrate_takes_the_floor_with_the_most_within_two_sigma():
         o1, o2 = shares(s_other, rel)
         if o2 >= 0.9 and o1 <= 0.72:
             assert z2 >= o2 - 0.005
-
-
-@pytest.mark.slow
-def test_slow_crops_take_the_priors_pooled_from_resolved_ones():
-    """One call with slow (Γ 0.01–0.02 frames⁻¹: about one decay time in 50 frames) and resolved crops, C∞ = 1:
-    the slow ones are refitted with priors on (C∞ − 1)/β and α pooled from the resolved ones (offset near 0),
-    which removes much of their error; with pool_baseline=False nothing is pooled."""
-    from xpcs_denoise.core.simulation import simulate_crops
-
-    judged = {"beta_range": (0.1, 0.4), "alpha_range": (0.8, 1.4), "count_range": (0.05, 0.5),
-              "pixel_range": (500, 5000)}
-    slow, _, ps = simulate_crops(40, 50, seed=21, gamma_range=(0.01, 0.02), **judged)
-    fast, _, pf = simulate_crops(30, 50, seed=22, gamma_range=(0.08, 0.18), **judged)
-    c2, truth = np.concatenate([slow, fast]), np.concatenate([ps["gamma"], pf["gamma"]])
-    import xpcs_denoise.analysis.uncertainty as U
-    from xpcs_denoise.analysis.consistent import POOL_MODEL_WEIGHT, consistent_fit
-
-    weights = []
-
-    def spy(*args, **kwargs):  # which weight each batched consistent fit gets
-        weights.append(kwargs.get("weight"))
-        return consistent_fit(*args, **kwargs)
-
-    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
-        warnings.simplefilter("ignore")
-        mp.setattr(U, "consistent_fit", spy)
-        r = fit_two_time(c2, seed=0, method="cned")
-        off = fit_two_time(c2, seed=0, pool_baseline=False, method="cned")
-    assert weights.count(POOL_MODEL_WEIGHT) == 1 and weights.count(None) == 2  # the pooled refit only
-    (centre, width), n = r.priors["offset"], r.priors["n_fits"]
-    assert n >= 20 and abs(centre) < 0.05 and 0.02 <= width < 0.15
-    assert 0.8 < r.priors["alpha"][0] < 1.4
-    assert r.pooled[:40].mean() > 0.8 and r.pooled[40:].mean() < 0.2  # (a fast crop fitted slow is pooled too)
-    assert all("priors pooled from" in m for m in r.fit.message[r.pooled])
-    assert off.priors is None and not off.pooled.any()
-    err = np.abs(r.fit.gamma[:40] / truth[:40] - 1)
-    err_off = np.abs(off.fit.gamma[:40] / truth[:40] - 1)
-    assert np.median(err) < 0.75 * np.median(err_off)
-    assert abs(np.median(r.fit.gamma[:40] / truth[:40] - 1)) < 0.15
-    kept = ~r.pooled
-    np.testing.assert_array_equal(r.fit.gamma[kept], off.fit.gamma[kept])  # resolved fits are left as they are
-
-
-def test_no_pooled_calibration_in_the_card_means_no_pooling():
-    """A card from before the pooled priors (e.g. an older fine-tuned model's) has no calibration for them; their
-    σ would be too small, so the slow decays are fitted without the priors, with a note."""
-    import copy
-
-    from xpcs_denoise import Denoiser
-    from xpcs_denoise.core.simulation import simulate_crops
-
-    den = Denoiser.pretrained()
-    card = copy.deepcopy(den.card)
-    card["uncertainty"].pop("pooled")
-    old = Denoiser(den.model, card)
-    judged = {"beta_range": (0.2, 0.3), "alpha_range": (1.0, 1.0), "count_range": (0.2, 0.5),
-              "pixel_range": (2000, 5000)}
-    slow, _, _ = simulate_crops(3, 50, seed=31, gamma_range=(0.01, 0.015), **judged)
-    fast, _, _ = simulate_crops(8, 50, seed=32, gamma_range=(0.09, 0.12), **judged)
-    c2 = np.concatenate([slow, fast])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with_cal = fit_two_time(c2, model=den, n_boot=4)
-        without = fit_two_time(c2, model=old, n_boot=4)
-    assert with_cal.pooled.any() and with_cal.priors is not None
-    assert not without.pooled.any() and without.priors is None
-    assert any("no calibration for fits with pooled priors" in n for n in without.notes)
 
 
 def test_coverage_counts_z_over_all_rates():

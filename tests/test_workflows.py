@@ -71,7 +71,7 @@ def test_q_dependence_table_has_every_documented_column(q_experiment):
                           "at_bound", "status", "path"}
         assert r["gamma_unit"] == "1/frame"
         # the ensemble's rows say what was fitted for that ROI; the others leave it empty
-        assert (r["path"] in ("denoised", "raw: fast", "raw: precise")) if r["method"] == "cned" else r["path"] == ""
+        assert (r["path"] == "paper-2021: plain fit of the denoised 2TCF") if r["method"] == "cned" else r["path"] == ""
     assert {r["method"] for r in rows} == {"raw", "cned", "gaussian", "target"}
     assert res.window == (0, 50) and not res.alpha_free and res.q_is_physical
     for m, fit in res.fits.items():

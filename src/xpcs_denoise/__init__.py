@@ -14,9 +14,8 @@ Public API (stable names):
 - :func:`denoise` — one entry point for the ensemble and its classical peers (``method=``);
 - :func:`q_dependence`, :func:`ageing` — the paper's Fig. 5 and Fig. 6 workflows;
 - :func:`subsample_frames` — every k-th frame of a 2TCF, for slow dynamics;
-- :func:`fit_two_time`, :func:`cut_fits` — Eq. 3 parameters of raw or denoised 2TCFs with errors that include
-  the noise and the model, and the path taken per 2TCF; :func:`consistent_fit` — the fit of denoised 2TCFs
-  through the model that they use;
+- :func:`fit_two_time`, :func:`cut_fits` — Eq. 3 parameters of raw or denoised 2TCFs, Γ's error calibrated
+  from data stored beside the weights, and the path taken per 2TCF;
 - :func:`finetune` — self-supervised (Noise2Noise) fine-tuning of the ensemble on the user's frames;
 - :func:`read_c2`, :func:`write_c2`, :func:`read_frames`, :func:`read_labels` — files (ours, APS 8-ID-I, .npy);
 - :func:`correlate_file`, :func:`denoise_file`, :func:`fit_file`, :func:`report_file`, :func:`batch_denoise` —
@@ -55,8 +54,8 @@ _EXPORTS = {
     "app.pipeline": ("batch_denoise", "correlate_file", "denoise_file", "finetune_file", "fit_file", "report_file"),
     "core.scaling": ("subsample_frames",),
     "core.simulation": ("SpeckleSeries", "simulate_q_rings", "simulate_speckle"),
-    "analysis.uncertainty": ("TwoTimeFit", "CutFits", "cut_fits", "fit_two_time"),
-    "analysis.consistent": ("consistent_fit",),
+    "analysis.uncertainty": ("TwoTimeFit", "CutFits", "cut_fits", "fit_two_time", "fit_denoised"),
+    "analysis.calibration": ("FitCalibration",),
     "analysis.workflows": ("AgeingResult", "QDependenceResult", "ageing", "q_dependence"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -163,7 +162,8 @@ __all__ = [
     "finetune",
     "finetune_file",
     "fit_two_time",
-    "consistent_fit",
+    "fit_denoised",
+    "FitCalibration",
     "cut_fits",
     "TwoTimeFit",
     "CutFits",

@@ -209,8 +209,7 @@ def q_dependence(c2, *, q=None, methods=("raw", "cned"), targets=None, start: in
     outputs, _ = _per_roi_outputs(window, methods, model=model, seed=seed)
     fix = None if alpha_free else {"alpha": 1.0}
     fits = {m: fit_one_times(x, fix=fix, frame_time=frame_time, weighted=weighted) for m, x in outputs.items()}
-    # Raw and ensemble fits carry errors that include the noise and the model (uncertainty.fit_two_time); the
-    # ensemble's entry takes, per ROI, the path uncertainty.fit_two_time chooses (raw where it cannot help).
+    # Raw and ensemble fits carry Γ errors calibrated per path (uncertainty.fit_two_time), whose name each row states.
     paths = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

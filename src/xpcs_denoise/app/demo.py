@@ -62,7 +62,7 @@ def run_demo(out_dir="xpcs-denoise-demo", *, seed: int = 0, progress: bool = Tru
     w = 50  # the first 50 frames are fitted: a short series, where denoising matters most
     first = slice(0, w)
     # Fits of the first w frames (uncertainty.fit_two_time): raw, and the plain fit of the lag-band model's
-    # output (faithful, so fitted as it stands) with the raw fit's calibrated σ.
+    # output (faithful, so fitted as it stands), each with Γ's σ from its path's stored calibration.
     fr = fit_two_time(c2[:, first, first], method="none", fix={"alpha": 1.0}, seed=seed)
     fd = fit_two_time(c2[:, first, first], method="lagnet", model=den, fix={"alpha": 1.0}, seed=seed)
     f_raw, f_den = fr.fit, fd.fit
@@ -168,8 +168,8 @@ def _write_html(path, rows, figures, summary, window):
         f"<p>Seed {summary['seed']}; lag-band model {html.escape(str(summary['model']['name']))} "
         f"(weights SHA-256 {html.escape(str(summary['model']['weights_sha256']))[:16]}…). Γ in frames⁻¹, "
         f"fits of the first {window} frames with α = 1; truth = mean simulated Γ over those frames. Errors (±1σ): "
-        "the raw fit's calibrated error (the fit's own, with floors), also for the denoised column, whose "
-        "plain fit stays within it; z = (Γ̂ − Γ)/σ; path = what was fitted for the denoised column.</p>"
+        "each path's calibrated error (the fit's own error scaled per calibration cell, stored beside the "
+        "weights); z = (Γ̂ − Γ)/σ; path = what was fitted for the denoised column.</p>"
         f"<table><tr>{head}</tr>{body}</table>{figs}</body></html>\n")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.uncertainty import LONG_FRAMES, CutFits
+from ..analysis.uncertainty import CutFits
 from ..analysis.workflows import ageing_analysis
 from ..core.badframes import (
     DEFAULT_THRESHOLD,
@@ -189,13 +189,23 @@ def _model(model):
     return Denoiser.from_directory(model)
 
 
-def _recorded_model(model, attrs: dict):
+def _calibrated_model(method: str, model, attrs: dict):
+    """The model whose card calibrates fits of a file denoised by ``method``: :func:`_recorded_model`'s, loaded;
+    None for other methods."""
+    if method == "cned":
+        return _model(_recorded_model(model, attrs))
+    if method == "lagnet":
+        return _lag_model(_recorded_model(model, attrs, card_name="lagnet_card.json"))
+    return None
+
+
+def _recorded_model(model, attrs: dict, card_name: str = "model_card.json"):
     """The model to follow a denoised file through: the one given, else the folder the file records when it still
     holds the weights that made the file (same SHA-256), else the shipped one (whose SHA-256 is then checked)."""
     if model is not None:
         return model
     folder, sha = str(attrs.get("model_dir", "") or ""), str(attrs.get("model_weights_sha256", "") or "")
-    card = Path(folder) / "model_card.json" if folder else None
+    card = Path(folder) / card_name if folder else None
     if card is not None and card.is_file():
         try:
             if json.loads(card.read_text()).get("weights_sha256") == sha:
@@ -525,14 +535,14 @@ def _scalar(v) -> bool:
 def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_beta: bool = False,
              cut_width: int | None = None, max_lag: int | None = None, frame_time: float | None = None,
              weighted: bool = True, overwrite: bool = False, exclude=None,
-             bad_frame_threshold: float | None = None, model=None, n_boot: int = 16, seed: int = 0,
+             bad_frame_threshold: float | None = None, model=None, seed: int = 0,
              progress: bool = False, allow_external: bool = False) -> dict:
     """Eq. 3 fits of each ROI's 1TCF (or of its time-resolved cuts) → CSV and JSON (values, errors, status).
 
     Parameters
     ----------
     fix_alpha : hold α = 1 (simple exponential)
-    fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI (biased low on series under ``LONG_FRAMES``:
+    fix_beta : hold β at the data's β*(lag = 1) (Eq. 7), per ROI (biased low on series of up to 100 frames:
         warned)
     cut_width : fit the cuts of this width (frames) at every age instead of the whole-series 1TCF
     max_lag : lags fitted (frames); default: all up to 100 frames, else the first half (or 49 for cuts)
@@ -550,8 +560,7 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     bad_frame_threshold : robust z-score of ``"auto"``
     model : model folder of a file denoised by ``cned`` (default: the shipped ensemble; it must be the model
         that denoised the file, checked by its SHA-256)
-    n_boot, seed : bootstrap replicates behind the standard errors of whole-series raw fits of 100 frames or more,
-        and their seed
+    seed : recorded with the fits
 
     Returns
     -------
@@ -559,10 +568,10 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
 
     Notes
     -----
-    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_two_time` (a file denoised by the lag-band
-    model: :func:`~xpcs_denoise.uncertainty.lagnet_fit`, the same as ``report``); their standard errors include
-    the photon noise and, for a file denoised by the ensemble whose raw 2TCF is kept, the model; ``path`` says per
-    ROI what was fitted. A denoised file without its raw 2TCF is fitted as it is, with a warning that its errors
+    Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_denoised` (the same as ``report`` and
+    :func:`~xpcs_denoise.uncertainty.fit_two_time`): Γ's standard error is calibrated per path from the
+    calibration stored beside the weights of the model the file records (raw files: the raw fits'); ``path`` says
+    per ROI what was fitted, ``lag_range`` which lags. A denoised file without its raw 2TCF is fitted as it is, with a warning that its errors
     are the fit's alone.
     """
     output = Path(output)
@@ -603,21 +612,19 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         lag_max = max_lag or default_max_lag(n)
         if fix_beta:
             fix["beta"] = _beta_or_nan(c2)
-            if n < LONG_FRAMES:
+            if n <= 100:  # a short series, all of whose lags are fitted (default_max_lag)
                 # Eq. 7 on a short series: C∞* from its longest lags sits above the baseline where the decay has
                 # not finished, and lag 1 has already decayed for fast ones (simulated 50-frame crops: median
                 # β* 0.71 β; Γ 0.01–0.03 frames⁻¹ +73 % raw, +28 % denoised, against +4 / +2 % with β free)
-                warnings.warn(f"β held at β*(lag = 1) of a series of {n} frames (< {LONG_FRAMES}): β* of a short "
+                warnings.warn(f"β held at β*(lag = 1) of a series of {n} frames (≤ 100): β* of a short "
                               "series is biased low (simulated 50-frame crops: 0.71 β; Γ too high where the decay "
                               "does not finish within it); fitting β free is more accurate", stacklevel=2)
         method = str(data.attrs.get("method", "none"))
         raw = data.raw if data.raw is None or mask is None else apply_exclusion(data.raw, mask)
         fit, extra = whole_series_fit(c2, method=method, raw=raw,
-                                      model=_model(_recorded_model(model, data.attrs))
-                                      if method == "cned" and raw is not None else None,
+                                      model=_calibrated_model(method, model, data.attrs) if raw is not None else None,
                                       model_sha256=str(data.attrs.get("model_weights_sha256", "")) or None,
-                                      max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted,
-                                      n_boot=n_boot, seed=seed)
+                                      max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted, seed=seed)
         q_col = np.array([_q(data.q, k) for k in range(c2.shape[0])])
         phi_col = np.array([_q(data.phi, k) for k in range(c2.shape[0])])
         rows = fit_rows(fit, labels, index_name="roi",
@@ -731,10 +738,10 @@ def report_file(input_path, out_dir, *, compare=(), method: str | None = None, m
     A file written by :func:`denoise_file` (with its raw 2TCFs, our format or APS) is reported as is; any other
     2TCF file is denoised with ``method`` first. ``compare`` adds peers (e.g. ``("gaussian", "median")``) on the
     raw data. ROI labels, q and φ of the input label the tables and figures. Denoised versions go to a
-    temporary file beside the report, and the figures read one ROI at a time (the fits of the raw and cned
-    entries, with bootstrap errors, take whole arrays). ``frame_time`` (s per frame; default the file's) puts Γ
-    in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF. ``seed`` also seeds the
-    fits' bootstrap, so that the report's fits are :func:`fit_file`'s (same ``seed``, lags up to the window).
+    temporary file beside the report, and the figures read one ROI at a time (the whole-series fits take whole
+    arrays). ``frame_time`` (s per frame; default the file's) puts Γ
+    in s⁻¹; ``weighted`` weights 1TCF points by their standard errors from the 2TCF. The report's whole-series
+    fits are :func:`fit_file`'s (same function, same lags).
     ``out_dir`` must not be or contain the input; with ``overwrite`` only a report folder written before is
     replaced, file by file (see :func:`~xpcs_denoise.report.write_report`).
     """
@@ -788,8 +795,8 @@ def report_file(input_path, out_dir, *, compare=(), method: str | None = None, m
                 window = int(src.attrs.get("window", WINDOW))
                 if main_name in ("cned", "lagnet"):
                     anomaly = src.anomaly()
-                if main_name == "cned":
-                    den = _model(_recorded_model(model, src.attrs))
+                if main_name in ("cned", "lagnet"):
+                    den = _calibrated_model(main_name, model, src.attrs)
                     sha = str(src.attrs.get("model_weights_sha256", "")) or None  # checked as fit_file does
             else:
                 c2s = {"raw": _LazyC2(src)}
@@ -797,7 +804,7 @@ def report_file(input_path, out_dir, *, compare=(), method: str | None = None, m
                 provenance.update({k: v for k, v in opened[-1].attrs.items() if _scalar(v)
                                    and k in ("method", "window", "step", "model_weights_sha256")})
                 window = int(opened[-1].attrs.get("window", WINDOW))
-                den = _model(model) if method == "cned" else None
+                den = _model(model) if method == "cned" else _lag_model(model) if method == "lagnet" else None
                 anomaly = opened[-1].anomaly() if method in ("cned", "lagnet") else None
             for m in compare:
                 if m not in c2s:

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
-from ..analysis.uncertainty import fit_two_time, lagnet_fit
+from ..analysis.uncertainty import fit_denoised
 from ..analysis.workflows import ageing_analysis
-from ..core.badframes import fill_excluded, unusable_rows
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
 from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
@@ -28,6 +27,7 @@ from ..core.validation import json_safe
 from ..io.formats import write_csv
 from ..nn.anomaly import anomaly_map, flagged_share
 from ..nn.config import WINDOW
+from ..restoration.denoise import model_family
 
 __all__ = ["fit_table", "whole_series_fit", "write_report", "default_max_lag"]
 
@@ -77,7 +77,7 @@ def default_max_lag(n_frames: int) -> int:
 
 def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str | None = None,
                      max_lag: int | None = None, fix: dict | None = None, frame_time: float | None = None,
-                     weighted: bool = True, n_boot: int = 16, seed: int = 0, progress: bool = False):
+                     weighted: bool = True, seed: int = 0, progress: bool = False):
     """Eq. 3 fits of each ROI's whole 2TCF, and how they were obtained: the one place that decides it for
     :func:`fit_table` (the report) and :func:`~xpcs_denoise.pipeline.fit_file`.
 
@@ -85,70 +85,59 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
     ----------
     c2 : (K, N, N) 2TCFs (an array, or anything with ``shape`` whose ``[k]`` is one (N, N) matrix); excluded
         frames NaN
-    method : what ``c2`` is: ``"none"``/``"raw"`` (raw 2TCFs), ``"cned"`` (denoised by the ensemble) or the
-        name of a classical filter
+    method : what ``c2`` is: ``"none"``/``"raw"`` (raw 2TCFs), ``"lagnet"`` or ``"cned"`` (denoised by that
+        model) or the name of a classical filter
     raw : (K, N, N) raw 2TCFs behind a denoised ``c2`` (excluded frames NaN), optional
-    model : the ensemble (a :class:`~xpcs_denoise.Denoiser`) behind ``"cned"``; None: the shipped one
+    model : the model behind ``c2`` (its card holds the calibration); None: the shipped one
     model_sha256 : SHA-256 of the weights that denoised ``c2`` as its file records it; checked against
         ``model``'s
     max_lag : lags fitted (frames); default :func:`default_max_lag`
     fix : parameters held fixed, e.g. ``{"alpha": 1.0}``
     frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
-    weighted : weight 1TCF points by their standard error from the 2TCF (fits with the fit's own errors;
-        :func:`~xpcs_denoise.uncertainty.fit_two_time` weights raw fits itself)
-    n_boot, seed : bootstrap replicates behind the raw standard errors of series of 100 frames or more, and their
-        seed
-    progress : a progress bar on stderr where the 2TCFs are read ROI by ROI
+    weighted : weight 1TCF points by the raw 2TCF's standard errors (the calibration is measured so)
+    seed : recorded with the fit
 
-    Raw 2TCFs, and ``"cned"`` ones with their raw 2TCFs, are fitted by
-    :func:`~xpcs_denoise.uncertainty.fit_two_time` (calibrated errors that include the noise and the model; the
-    model sees excluded frames filled along the diagonals, as when denoising). Anything else (a classical
-    filter, or ``"cned"`` without its raw 2TCFs) is fitted as it is, with a warning that its errors are the
-    fit's own.
+    Raw 2TCFs, and those denoised by ``lagnet`` or ``cned`` with their raw 2TCFs, are fitted by
+    :func:`~xpcs_denoise.uncertainty.fit_denoised` (Γ's σ calibrated, the path named per row). Anything else (a
+    classical filter, or a model's output without its raw 2TCFs) is fitted as it is, with a warning that its
+    errors are the fit's own.
 
     Returns
     -------
     fit : :class:`~xpcs_denoise.fitting.FitResult`
-    columns : dict: ``path`` (K,) what was fitted per ROI, ``errors`` what the standard errors include
+    columns : dict: ``path`` (K,) what was fitted per ROI, ``errors`` what the standard errors include,
+        ``lag_range`` the lags fitted
     """
     import warnings
 
     k_rois = c2.shape[0]
     lag_max = max_lag or default_max_lag(c2.shape[-1])
-    if method == "cned" and raw is not None:
-        if model_sha256:
-            if model is None:
-                from ..nn.denoiser import Denoiser  # defers torch
-
-                model = Denoiser.pretrained()
-            if model_sha256 != model.card.get("weights_sha256"):
-                raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {model_sha256[:12]}…, "
-                                     f"not by the model given (SHA-256 {str(model.card.get('weights_sha256'))[:12]}…);"
-                                     " pass that model (model=DIR) so that its uncertainty can be measured")
-        raw = _whole(raw, progress)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            tf = fit_two_time(_fill_for_model(raw), method="cned", model=model, n_boot=n_boot, seed=seed,
-                              max_lag=lag_max, fix=fix, frame_time=frame_time)
-        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "model-consistent fit, calibrated (noise and model)"}
-    if method == "lagnet" and raw is not None:
-        tf = lagnet_fit(_whole(raw, progress), _whole(c2, progress), n_boot=n_boot, seed=seed, max_lag=lag_max,
-                        fix=fix, frame_time=frame_time, weighted=weighted)
-        return tf.fit, {"path": np.atleast_1d(tf.path), "errors": "the raw fit's calibrated σ (conservative)"}
-    if method in ("none", "raw"):
-        tf = fit_two_time(_whole(c2, progress), method="none", n_boot=n_boot, seed=seed, max_lag=lag_max, fix=fix,
-                          frame_time=frame_time)
-        errors = "fit, calibrated (+ bootstrap over frames for series of 100 frames or more)"
-        return tf.fit, {"path": np.full(k_rois, "raw"), "errors": errors}
-    why = ("come without their raw 2TCFs (keep them when denoising)" if raw is None else
-           "were denoised by a classical filter (calibrated errors exist for raw data and the ensemble)")
-    warnings.warn(f"the {method} 2TCFs {why}: their fits' errors are the fit's own and understate the uncertainty",
-                  stacklevel=3)
-    g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max, return_err=True)
-                    for k in _progress(range(k_rois), progress, f"1TCF {method}")), strict=False)
-    fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
-                 frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
-    return fit, {"path": np.full(k_rois, f"{method} (as stored)"), "errors": "fit only"}
+    if method in ("cned", "lagnet") and raw is not None:
+        if model_sha256 and model is not None and model_sha256 != model.card.get("weights_sha256"):
+            raise XPCSInputError(f"the file was denoised by the model with weights SHA-256 {model_sha256[:12]}…, "
+                                 f"not by the model given (SHA-256 {str(model.card.get('weights_sha256'))[:12]}…);"
+                                 " pass that model (model=DIR) so that its calibration is used")
+        tf = fit_denoised(_whole(raw, progress), _whole(c2, progress), method=method, model=model,
+                          max_lag=lag_max, fix=fix, frame_time=frame_time, weighted=weighted, seed=seed)
+    elif method in ("none", "raw"):
+        x = _whole(c2, progress)
+        tf = fit_denoised(x, x, method="none", max_lag=lag_max, fix=fix, frame_time=frame_time,
+                          weighted=weighted, seed=seed)
+    else:
+        why = ("come without their raw 2TCFs (keep them when denoising)" if raw is None else
+               "were denoised by a classical filter (calibrations exist for raw data and the models)")
+        warnings.warn(f"the {method} 2TCFs {why}: their fits' errors are the fit's own and understate the "
+                      "uncertainty", stacklevel=3)
+        g2, err = zip(*(one_time_from_two_time(np.asarray(c2[k], dtype=np.float64), max_lag=lag_max,
+                                               return_err=True)
+                        for k in _progress(range(k_rois), progress, f"1TCF {method}")), strict=False)
+        fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
+                     frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
+        return fit, {"path": np.full(k_rois, f"{method} (as stored)"), "errors": "fit only",
+                     "lag_range": f"1–{lag_max} frames"}
+    cells = sorted(set(np.atleast_1d(tf.cell).tolist()))
+    errors = ("calibrated (" + ", ".join(cells) + ")" if "uncalibrated" not in cells else "the fit's own")
+    return tf.fit, {"path": np.atleast_1d(tf.path), "errors": errors, "lag_range": f"1–{lag_max} frames"}
 
 
 def _whole(c2, progress: bool = False) -> np.ndarray:
@@ -158,17 +147,9 @@ def _whole(c2, progress: bool = False) -> np.ndarray:
     return np.stack([np.asarray(c2[k], dtype=np.float64) for k in _progress(range(c2.shape[0]), progress, "read")])
 
 
-def _fill_for_model(c2):
-    """Excluded frames (rows that are NaN) filled along the diagonals before the model sees them (as denoise
-    does). Other rows hold NaN only in the excluded frames' columns: they are not excluded themselves."""
-    if np.all(np.isfinite(c2)):
-        return c2
-    return fill_excluded(c2, unusable_rows(c2))
-
-
 def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None = None, phi=None, rois=None,
               progress: bool = False, frame_time: float | None = None, weighted: bool = True,
-              model=None, model_sha256: str | None = None, n_boot: int = 16, seed: int = 0) -> tuple[list, dict]:
+              model=None, model_sha256: str | None = None, seed: int = 0) -> tuple[list, dict]:
     """Eq. 3 fits of the 1TCF of every ROI for each method.
 
     Parameters
@@ -183,15 +164,15 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     progress : a progress bar on stderr
     frame_time : seconds per frame: Γ in s⁻¹ (else frames⁻¹)
     weighted : weight each 1TCF point by its standard error from the 2TCF
-    model : the ensemble behind a ``"cned"`` entry (default: the shipped one)
-    model_sha256 : the weights' SHA-256 recorded with the ``"cned"`` entry, checked against ``model``'s
-    n_boot, seed : bootstrap replicates behind the raw standard errors of series of 100 frames or more, and their
-        seed
+    model : the model behind the ``"lagnet"`` or ``"cned"`` entry of its family (default: the shipped one); its
+        card holds the calibration
+    model_sha256 : the weights' SHA-256 recorded with that entry, checked against ``model``'s
+    seed : recorded with the fits
 
     Each entry is fitted by :func:`whole_series_fit` (as :func:`~xpcs_denoise.pipeline.fit_file` fits a
-    file), the ``"cned"`` one with the ``"raw"`` entry as its raw 2TCFs: the ``"raw"`` and ``"cned"`` entries
-    carry calibrated errors that include the noise and the model, other methods the fit's own errors (with a
-    warning); a ``path`` column says what was fitted per ROI.
+    file), the ``"lagnet"`` and ``"cned"`` ones with the ``"raw"`` entry as their raw 2TCFs: those and ``"raw"``
+    carry calibrated errors of Γ, other methods the fit's own errors (with a warning); ``path`` and ``lag_range``
+    columns say what was fitted per ROI.
 
     Returns
     -------
@@ -202,9 +183,10 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
     rows, fits = [], {}
     for name, c2 in c2s.items():
         k_rois = c2.shape[0]
-        fit, cols = whole_series_fit(c2, method=name, raw=c2s.get("raw") if name != "raw" else None, model=model,
-                                     model_sha256=model_sha256 if name == "cned" else None, max_lag=max_lag,
-                                     fix=fix, frame_time=frame_time, weighted=weighted, n_boot=n_boot, seed=seed,
+        mine = model is not None and model_family(model) == name  # the model (and its hash) of its family's entry
+        fit, cols = whole_series_fit(c2, method=name, raw=c2s.get("raw") if name != "raw" else None,
+                                     model=model if mine else None, model_sha256=model_sha256 if mine else None,
+                                     max_lag=max_lag, fix=fix, frame_time=frame_time, weighted=weighted, seed=seed,
                                      progress=progress)
         fits[name] = fit
         q_col = np.asarray(q, dtype=float) if q is not None else np.full(k_rois, np.nan)
@@ -212,7 +194,8 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
         labels = np.asarray(rois) if rois is not None else np.arange(1, k_rois + 1)
         rows += [{"method": name, **r} for r in fit_rows(fit, labels, index_name="roi",
                                                           columns={"q": q_col, "phi": phi_col,
-                                                                   "path": cols["path"]})]
+                                                                   "path": cols["path"],
+                                                                   "lag_range": cols["lag_range"]})]
     return rows, fits
 
 
@@ -516,7 +499,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
                  provenance: dict | None = None, overwrite: bool = False, phi=None, rois=None,
                  band: int | None = WINDOW, progress: bool = False, frame_time: float | None = None,
                  weighted: bool = True, model=None, anomaly: dict | None = None,
-                 model_sha256: str | None = None, n_boot: int = 16, seed: int = 0) -> Path:
+                 model_sha256: str | None = None, seed: int = 0) -> Path:
     """Write a report folder: ``c2_maps.png``, ``g2_fits.png``, ``gamma_q.png`` (several ROIs with q),
     ``gamma_age.png`` (N above the window), ``anomaly.png`` (with ``anomaly``), ``fits.csv``, ``summary.json``
     and ``index.html``.
@@ -539,13 +522,12 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
     progress : progress bars on stderr
     frame_time : seconds per frame: Γ in s⁻¹ and lags in s (else frames)
     weighted : weight 1TCF points by their standard errors from the 2TCF
-    model : the ensemble behind a ``"cned"`` entry (its fits' errors include the model's spread)
+    model : the model behind the ``"lagnet"`` or ``"cned"`` entry (its card's calibration gives Γ's σ)
     anomaly : stored anomaly scores of the ``"cned"`` entry (:meth:`~xpcs_denoise.io.C2Source.anomaly`:
         ``window_start`` (W,), ``score`` and ``flagged`` (K, W), ``attrs`` with ``window`` and ``threshold``):
         the figure ``anomaly.png``, columns ``anomalous_share`` and ``anomaly_score_max`` in the table, and
         ``summary.json["anomaly"]``
-    model_sha256, n_boot, seed : passed to :func:`fit_table` (the weights' SHA-256 the ``"cned"`` entry records;
-        the bootstrap's replicates and seed)
+    model_sha256, seed : passed to :func:`fit_table` (the weights' SHA-256 the model's entry records; the seed)
 
     Returns
     -------
@@ -598,7 +580,7 @@ def write_report(out_dir, c2s: dict, *, q=None, title: str = "xpcs-denoise repor
             max_lag = min(default_max_lag(n), window - 1)
         rows, fits = fit_table(c2s, q, max_lag=max_lag, fix=fix, phi=phi, rois=rois, progress=progress,
                                frame_time=frame_time, weighted=weighted, model=model,
-                               model_sha256=model_sha256, n_boot=n_boot, seed=seed)
+                               model_sha256=model_sha256, seed=seed)
         g_unit = next(iter(fits.values())).gamma_unit
         lag_unit = next(iter(fits.values())).lag_unit
         diffusion, anom_summary = {}, None

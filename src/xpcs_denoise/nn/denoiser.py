@@ -95,35 +95,6 @@ class Denoiser:
             return (mean[0], std[0], zs[:, 0]) if single else (mean, std, zs)
         return (mean[0], std[0]) if single else (mean, std)
 
-    @torch.no_grad()
-    def stationary_response(self, g: np.ndarray) -> np.ndarray:
-        """Ensemble-mean denoised 1TCFs of stationary 2TCFs, in model units.
-
-        Parameters
-        ----------
-        g : array_like, shape (B, n)
-            1TCFs in model units (Eq. 4) at lags 0 … n − 1 frames (lag 0 as the model sees it after the
-            lag-0 replacement, i.e. the lag-1 value); the 2TCF is ``C[i, j] = g[|i − j|]``.
-
-        Returns
-        -------
-        ndarray, shape (B, n − 1)
-            The denoised 1TCF at lags 1 … n − 1 (the mean along each diagonal of the ensemble's output).
-            The forward operator of :func:`~xpcs_denoise.analysis.consistent.consistent_fit`.
-        """
-        g = np.asarray(g, dtype=np.float32)
-        n = self.size
-        if g.ndim != 2 or g.shape[1] != n:
-            raise XPCSInputError(f"need 1TCFs of shape (B, {n}); got {g.shape}")
-        iu = np.triu_indices(n)
-        tri = torch.as_tensor(np.ascontiguousarray(g[:, iu[1] - iu[0]]))
-        out = np.empty((g.shape[0], n - 1), dtype=np.float64)
-        step = 8 * self.batch_size  # larger chunks: one 1TCF per patch, no full matrices to build
-        for s in range(0, g.shape[0], step):
-            mean = self.model.predict_tri(tri[s:s + step], self._weights).mean(dim=0)
-            out[s:s + step] = self.model.one_time_tri(mean).double().numpy()
-        return out
-
     def denoise(self, c2, *, return_std: bool = False, seed: int = 0, beta=None, baseline=None,
                 step: int = 5):
         """Denoise raw 2TCFs of any size N ≥ n (n = 50 for the shipped ensemble).

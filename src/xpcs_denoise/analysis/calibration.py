@@ -1,0 +1,266 @@
+"""The calibration of Γ's standard error: one validated object, stored as data beside the weights it belongs to.
+
+Method (normalised-residual quantiles, a Mondrian split-conformal calibration; Angelopoulos & Bates 2021, §4):
+every fit has an uncalibrated scale ``u`` of its error, the Eq. 3 fit's own covariance σ of Γ with the raw
+1TCF's standard errors as weights (``absolute_sigma``). Its calibrated standard error is
+
+    σ = sqrt((s·u)² + (r·Γ̂)²)
+
+with one pair (s, r) per *cell*: the path (``lagnet``, ``raw``, ``paper-2021``), the series' regime (``short``:
+fewer than :attr:`FitCalibration.long_frames` frames; ``long``), which parameters were held (``free``, ``alpha``;
+any other held set takes ``alpha``'s cell, the closest measured) and a bin of Γ̂·L, the number of decay times
+the fitted lags 1…L span (how well the window resolves the decay). (s, r) are chosen on held-out fits of known
+truth (real CHX crops held out by series, and simulated ones) such that |Γ̂ − Γ| < σ for 68.3 % of them and < 2σ
+for at least 93 % (:func:`~xpcs_denoise.analysis.uncertainty.calibrate`); a cell with too few fits takes its
+cell-group's pooled pair. ``scripts/calibrate_fits.py`` writes it into the model card (key ``"calibration"``)
+and, for raw fits, into ``pretrained/raw_calibration.json``; the coverage measured on the other half of the data
+is stored with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import XPCSInputError
+from ..io.files import atomic_path
+from ..nn.config import pretrained_directory
+
+__all__ = ["FitCalibration", "calibrate", "calibration_scale", "cell_key", "fit_calibration", "load_calibration"]
+
+#: Version of the stored layout; a file of another version is refused.
+VERSION = 1
+
+
+def cell_key(path: str, n_frames: int, fix, long_frames: int) -> str:
+    """The cell of a fit: ``"<path>/<short|long>/<free|alpha>"``."""
+    regime = "long" if int(n_frames) >= long_frames else "short"
+    held = "free" if not fix else "alpha"
+    return f"{path}/{regime}/{held}"
+
+
+@dataclass(frozen=True)
+class FitCalibration:
+    """(s, r) per cell and Γ̂·L bin (see the module's notes); checks itself when made.
+
+    Attributes
+    ----------
+    edges : tuple of float
+        Bin edges of Γ̂·L (decay times spanned by the fitted lags), increasing, from 0; the last bin is open.
+    cells : dict
+        ``key -> [[s, r], …]`` one pair per bin (σ = sqrt((s·u)² + (r·Γ̂)²)), keys as :func:`cell_key`;
+        ``"<path>/*"`` the pooled pair of a path as ``[[s, r]]`` (used for a cell that was not measured).
+    long_frames : int
+        Series of at least this many frames are ``long``.
+    coverage : dict
+        What was measured on data the calibration did not see (|z| < 1, < 2 per cell and overall).
+    source : dict
+        Where it was measured (data, seeds, counts, model SHA-256).
+    """
+
+    edges: tuple
+    cells: dict
+    long_frames: int = 100
+    version: int = VERSION
+    method: str = "normalised-residual quantiles per cell (Mondrian split-conformal): sigma = hypot(s*u, r*gamma)"
+    coverage: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        edges = tuple(float(e) for e in self.edges)
+        object.__setattr__(self, "edges", edges)
+        if self.version != VERSION:
+            raise XPCSInputError(f"calibration version {self.version} is not {VERSION}; recalibrate "
+                                 "(scripts/calibrate_fits.py)")
+        if not edges or edges[0] != 0 or any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=False)) \
+                or not all(math.isfinite(e) for e in edges):
+            raise XPCSInputError(f"calibration edges must increase from 0; got {self.edges}")
+        if not isinstance(self.long_frames, int) or self.long_frames < 3:
+            raise XPCSInputError(f"calibration long_frames must be a whole number >= 3; got {self.long_frames!r}")
+        if not self.cells:
+            raise XPCSInputError("calibration holds no cells")
+        for key, pairs in self.cells.items():
+            want = 1 if key.endswith("/*") else len(edges)
+            a = np.asarray(pairs, dtype=np.float64)
+            if (a.shape != (want, 2) or not np.all(np.isfinite(a)) or np.any(a < 0)
+                    or np.any(a.sum(axis=1) <= 0)):
+                raise XPCSInputError(f"calibration cell {key!r} must hold {want} pairs (s, r >= 0, not both 0); "
+                                     f"got {pairs}")
+
+    def pairs(self, key: str) -> np.ndarray:
+        """(n_bins, 2) pairs of ``key``, else its path's pooled pair in every bin."""
+        if key in self.cells:
+            return np.asarray(self.cells[key], dtype=np.float64)
+        path = key.split("/")[0]
+        for fallback in (key.rsplit("/", 1)[0] + "/alpha", f"{path}/*"):
+            if fallback in self.cells:
+                a = np.asarray(self.cells[fallback], dtype=np.float64)
+                return np.repeat(a, len(self.edges), axis=0) if len(a) == 1 else a
+        raise XPCSInputError(f"the calibration has no cell for {key!r} (it holds {', '.join(sorted(self.cells))})")
+
+    def sigma(self, key: str, gamma, u, span) -> np.ndarray:
+        """Calibrated σ of Γ for fits of one cell: ``gamma`` Γ̂ and ``u`` its uncalibrated error (any one unit),
+        ``span`` the longest lag fitted in frames × Γ̂'s unit (so that Γ̂·span is the decay times spanned)."""
+        g = np.abs(np.asarray(gamma, dtype=np.float64))
+        u = np.nan_to_num(np.asarray(u, dtype=np.float64), nan=0.0, posinf=0.0)
+        b = self.bin(g * np.asarray(span, dtype=np.float64))
+        p = self.pairs(key)
+        return np.hypot(p[b, 0] * u, p[b, 1] * g)
+
+    def bin(self, resolved) -> np.ndarray:
+        x = np.nan_to_num(np.asarray(resolved, dtype=np.float64), nan=0.0)
+        return np.clip(np.searchsorted(np.asarray(self.edges), x, side="right") - 1, 0, len(self.edges) - 1)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=_plain))
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "calibration") -> FitCalibration:
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise XPCSInputError(f"{where} is not a valid calibration: {exc}") from exc
+
+
+def _plain(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(type(v))
+
+
+def fit_calibration(rows: dict, edges, *, long_frames: int = 100, min_fits: int = 60, source=None,
+                    coverage=None) -> FitCalibration:
+    """A :class:`FitCalibration` from held-out fits of known truth.
+
+    ``rows`` maps a cell key to arrays ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂) and ``resolved`` (Γ̂·L); a bin
+    with fewer than ``min_fits`` fits takes the cell's pooled pair, a cell with fewer its path's.
+    """
+    edges = tuple(float(e) for e in edges)
+    probe = FitCalibration(edges, {"x/*": [[1.0, 0.0]]}, long_frames)
+    cells, per_path = {}, {}
+    for key, r in rows.items():
+        ok = np.isfinite(r["residual"]) & np.isfinite(r["gamma"])
+        per_path.setdefault(key.split("/")[0], []).append({k: np.asarray(v)[ok] for k, v in r.items()})
+    for path, parts in per_path.items():
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        cells[f"{path}/*"] = [_pair(cat)]
+    for key, r in rows.items():
+        ok = np.isfinite(r["residual"]) & np.isfinite(r["gamma"])
+        r = {k: np.asarray(v)[ok] for k, v in r.items()}
+        if r["residual"].size < min_fits:
+            continue
+        pooled = _pair(r)
+        b = probe.bin(r["resolved"])
+        cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}) if np.sum(b == i) >= min_fits else pooled)
+                      for i in range(len(edges))]
+    return FitCalibration(edges, cells, long_frames, source=dict(source or {}), coverage=dict(coverage or {}))
+
+
+def _pair(r) -> list:
+    # calibrate() scales its second error part (u; the kept part is 0) and adds the floor r·Γ̂
+    s, rel = calibrate(r["residual"], np.zeros_like(r["u"]), np.nan_to_num(r["u"]), r["gamma"])
+    return [round(float(s), 4), round(float(rel), 4)]
+
+
+def calibration_scale(residual, fit_err, boot_err, target: float = 0.683) -> float:
+    """The factor s for which ``|residual| < sqrt(fit_err² + (s·boot_err)²)`` holds for ``target`` of the cases.
+
+    Measured on simulated data with known truth (``residual`` = estimate − truth) by bisection; the coverage
+    grows with s. Returns 1 where the inputs are empty.
+    """
+    r = np.abs(np.asarray(residual, float))
+    f = np.nan_to_num(np.asarray(fit_err, float))
+    b = np.nan_to_num(np.asarray(boot_err, float))
+    ok = np.isfinite(r)
+    r, f, b = r[ok], f[ok], b[ok]
+    if r.size == 0:
+        return 1.0
+    lo, hi = 0.0, 100.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if np.mean(r < np.sqrt(f**2 + (mid * b) ** 2)) < target:
+            lo = mid
+        else:
+            hi = mid
+    return float(hi)
+
+
+def calibrate(residual, fit_err, boot_err, value, *, z1: float = 0.683, z2: float = 0.93) -> tuple[float, float]:
+    """Scale s of the bootstrap error and relative floor r such that, with
+    ``σ² = fit_err² + (s·boot_err)² + (r·value)²``, |residual| < σ for ``z1`` of the cases and < 2σ for at least
+    ``z2``.
+
+    Of the r on a grid of 0.01 that reach both (|z| < 1 within 0.01 of ``z1``), the one with the largest share
+    within 2σ is taken (the smallest within 0.5 % of it): the floor stands for what no replicate shows, the
+    estimator's bias and the tails of the noise, and where the tails are heavy it decides how many stay within 2σ.
+    Where none does (tails too heavy for a core at ``z1``), z2 wins: r = 0 and the s for which exactly ``z2`` lie
+    within 2σ, so |z| < 1 comes out above ``z1``; a floor-only solution is kept only where no such s exists
+    (``boot_err`` ≈ 0).
+
+    Parameters
+    ----------
+    residual : array of n
+        Estimate − truth, measured on simulated data.
+    fit_err, boot_err, value : array of n
+        The error part kept as it is, the part to scale, and the estimate (for the floor).
+    z1, z2 : float
+        Target share of |z| < 1 and least share of |z| < 2.
+
+    Returns
+    -------
+    (s, r) : tuple of float
+    """
+    v = np.abs(np.asarray(value, float))
+    r_res = np.asarray(residual, float)
+    f = np.asarray(fit_err, float)
+    b = np.asarray(boot_err, float)
+    ok = np.isfinite(r_res)
+    floor_only, reached = None, []
+    for rel in np.arange(0.0, 1.0001, 0.01):
+        fr = np.hypot(np.nan_to_num(f), rel * v)
+        s = calibration_scale(r_res, fr, b, z1)
+        sig = np.sqrt(fr**2 + (s * np.nan_to_num(b)) ** 2)
+        c1, c2 = np.mean(np.abs(r_res[ok]) < sig[ok]), np.mean(np.abs(r_res[ok]) < 2 * sig[ok])
+        if c2 >= z2:
+            if c1 <= z1 + 0.01:
+                reached.append((c2, float(s), float(round(rel, 2))))
+            else:
+                floor_only = floor_only or (float(s), float(round(rel, 2)))
+        if c1 > z1 + 0.01:
+            break  # the floor alone covers more than z1: larger floors only add to it
+    if reached:  # the most within 2σ at the core's target; the smallest floor within 0.5 % of that
+        best = max(c for c, _, _ in reached)
+        return next((s, rel) for c, s, rel in reached if c >= best - 0.005)
+    s2 = calibration_scale(r_res / 2.0, f, b, z2)  # |residual| < 2σ ⟺ |residual| / 2 < σ
+    if s2 < 99.0 or floor_only is None:  # 100: calibration_scale's bound, no scale reached z2
+        return s2, 0.0
+    return floor_only
+
+
+def load_calibration(method: str, model=None) -> FitCalibration | None:
+    """The calibration of fits on ``method``'s path: the model card's ``"calibration"`` (``model`` or the shipped
+    one), or for raw fits ``pretrained/raw_calibration.json``. None where the card has none."""
+    if method == "none":
+        p = pretrained_directory() / "raw_calibration.json"
+        if not p.is_file():
+            return None
+        return FitCalibration.from_dict(json.loads(p.read_text()), str(p))
+    card = getattr(model, "card", None) or {}
+    if model is None:
+        name = "lagnet/lagnet_card.json" if method == "lagnet" else "model_card.json"
+        card = json.loads((pretrained_directory() / name).read_text())
+    d = card.get("calibration")
+    return None if d is None else FitCalibration.from_dict(d, "the model card's calibration")
+
+
+def write_raw_calibration(cal: FitCalibration, path: Path) -> Path:
+    """Store the raw fits' calibration (``scripts/calibrate_fits.py``)."""
+    with atomic_path(path, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(cal.to_dict(), indent=1))
+    return Path(path)
