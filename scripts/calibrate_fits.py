@@ -16,19 +16,17 @@ that is stored is measured on both. Writes the lagnet card's ``"calibration"``, 
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from xpcs_denoise.analysis.calibration import FitCalibration, cell_key, fit_calibration, write_raw_calibration
+from xpcs_denoise.analysis.calibration import FitCalibration, fit_calibration, write_raw_calibration
 from xpcs_denoise.analysis.evaluation import GAMMA_BINS
-from xpcs_denoise.analysis.uncertainty import default_max_lag, fit_two_time
+from xpcs_denoise.analysis.uncertainty import CALIBRATION_EDGES, calibration_records
 from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops, simulate_speckle
 from xpcs_denoise.nn.config import pretrained_directory
 
-EDGES = (0.0, 0.5, 1.5, 4.0, 12.0)
-IDENTITY = FitCalibration(EDGES, {f"{p}/*": [[1.0, 0.0]] for p in ("lagnet", "raw", "paper-2021")})
+EDGES = CALIBRATION_EDGES
 CELL_PATH = {"lagnet": "lagnet", "none": "raw", "cned": "paper-2021"}
 
 
@@ -82,18 +80,10 @@ def sim_long(n, seed, alpha_one=False):
 
 
 def records(x, truth, method, model, fix, tag, fold):
-    """Fits of (B, N, N) 2TCFs: dict of arrays (key, residual, u, gamma, resolved, truth, tag, fold)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = fit_two_time(x, method=method, model=model, fix=fix, calibration=IDENTITY)
-    n = x.shape[-1]
-    lag_max = min(default_max_lag(n), 49) if method == "cned" else default_max_lag(n)
-    g = np.atleast_1d(r.fit.gamma)
-    key = cell_key(CELL_PATH[method], n, fix, IDENTITY.long_frames)
-    m = g.size
-    return {"key": np.full(m, key), "residual": g - truth, "u": np.atleast_1d(r.gamma_err_fit), "gamma": g,
-            "resolved": np.abs(g) * lag_max, "truth": np.asarray(truth, float), "tag": np.full(m, tag),
-            "fold": np.full(m, fold)}
+    """Fits of (B, N, N) 2TCFs (:func:`calibration_records`) with their set and fold."""
+    r = calibration_records(x, truth, method, model, fix)
+    m = r["gamma"].size
+    return {**r, "tag": np.full(m, tag), "fold": np.full(m, fold)}
 
 
 def collect(a, methods, model_for):
@@ -187,6 +177,7 @@ def main():
         rec = collect(a, methods, lambda m: lag if m == "lagnet" else None)
         if a.cache:
             np.savez(a.cache, **rec)
+    paper_sha = json.loads((pretrained_directory() / "model_card.json").read_text()).get("weights_sha256")
     path_of = np.array([k.split("/")[0] for k in rec["key"]])
     results = {}
     for m in methods:
@@ -201,8 +192,8 @@ def main():
         source = {"edges": "Γ̂·L (decay times spanned by the fitted lags)", "seed": a.seed,
                   "real": f"{Path(a.data).name}: the paper model's held-out series, 2 folds by series",
                   "simulated": f"{a.n_short} + {a.n_short // 3} (α held) 50-frame crops and {a.n_long} + {a.n_long}"
-                               " series of 200–600 frames per fold", "model": lag.card.get("weights_sha256")
-                  if m == "lagnet" else None}
+                               " series of 200–600 frames per fold",
+                  "model": lag.card.get("weights_sha256") if m == "lagnet" else paper_sha if m == "cned" else None}
         results[p] = FitCalibration(final.edges, final.cells, final.long_frames, coverage=cov, source=source)
         print(f"{p}: cells " + "; ".join(f"{k} " + " ".join(f"({s:.2f},{r:.2f})" for s, r in v)
                                           for k, v in final.cells.items()))

@@ -78,6 +78,13 @@ def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
         warnings.simplefilter("ignore")
         out = denoise(sim.two_time(), model=tuned)
     assert out.shape == (2, 220, 220) and np.all(np.isfinite(out))
+    # Its own calibration of Γ's σ, measured again for the tuned weights; the base's kept for reference.
+    cal = card["calibration"]
+    assert cal["source"]["model"] == card["weights_sha256"] != card["base_calibration"]["source"]["model"]
+    from xpcs_denoise.analysis.uncertainty import fit_two_time
+
+    r = fit_two_time(sim.two_time()[:, :60, :60], model=tuned)
+    assert set(r.cell) == {"paper-2021/short/free"} and np.all(r.fit.gamma_err > 0)
     # Its own anomaly calibration: the training stretch is the reference, the held-out frames set the threshold.
     assert card["anomaly_threshold"]["n_crops"] > ft["val_pairs"]  # every held-out window position
     assert "fine-tuning" in card["latent_reference"]["source"]

@@ -25,14 +25,15 @@ from ..core.correlation import one_time_from_two_time, time_resolved_cuts
 from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, fit_rows, sigma_for_fit
 from ..core.scaling import scale_parameters
+from ..core.simulation import JUDGED_RANGES, simulate_crops
 from ..core.validation import check_square
 from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise, resolve_method
-from .calibration import FitCalibration, calibrate, calibration_scale, cell_key, load_calibration
+from .calibration import FitCalibration, calibrate, calibration_scale, cell_key, fit_calibration, load_calibration
 
-__all__ = ["calibrate", "calibration_scale", "choose_path", "cut_fits", "default_max_lag", "fit_denoised",
-           "fit_two_time", "residual_bootstrap", "bin_two_time", "TwoTimeFit", "CutFits", "PATH_NAMES"]
+__all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "cut_fits", "default_max_lag",
+           "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "bin_two_time", "TwoTimeFit", "CutFits", "PATH_NAMES"]
 
 #: The path of each method, as every row states it.
 PATH_NAMES = {"lagnet": "lagnet: plain fit of the denoised 2TCF", "none": "raw: plain fit",
@@ -281,11 +282,14 @@ def fit_two_time(c2, *, method: str | None = None, model=None, max_lag: int | No
         failed = np.zeros(x3.shape[0], bool)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            for i in range(x3.shape[0]):  # one by one: a 2TCF without contrast stops only its own denoising
-                try:
-                    d3[i] = denoise(x3[i], "cned", model=model, seed=seed, step=step)
-                except XPCSInputError:
-                    failed[i] = True
+            try:
+                d3[:] = denoise(x3, "cned", model=model, seed=seed, step=step)
+            except XPCSInputError:  # one by one: a 2TCF without contrast stops only its own denoising
+                for i in range(x3.shape[0]):
+                    try:
+                        d3[i] = denoise(x3[i], "cned", model=model, seed=seed, step=step)
+                    except XPCSInputError:
+                        failed[i] = True
     return fit_denoised(x, den, method=method, model=model, max_lag=max_lag, fix=fix, frame_time=frame_time,
                         calibration=calibration, seed=seed, failed=failed if method == "cned" else None)
 
@@ -301,6 +305,44 @@ def _half_ensembles(den, rng):
     perm = rng.permutation(m)
     return [Denoiser(den.model.select(sorted(part.tolist())), den.card, batch_size=den.batch_size)
             for part in (perm[: m // 2], perm[m // 2:])]
+
+
+#: Bins of Γ̂·L (decay times spanned by the fitted lags) of the calibrations that :func:`recalibrate` and
+#: ``scripts/calibrate_fits.py`` measure.
+CALIBRATION_EDGES = (0.0, 0.5, 1.5, 4.0, 12.0)
+_IDENTITY = FitCalibration(CALIBRATION_EDGES, {f"{p}/*": [[1.0, 0.0]] for p in _CELL_PATH.values()})
+
+
+def calibration_records(x, truth, method: str, model=None, fix: dict | None = None) -> dict:
+    """Uncalibrated fits of (B, N, N) 2TCFs of known Γ (``truth``): arrays ``key`` (the calibration cell),
+    ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂), ``resolved`` (Γ̂·L) and ``truth``, what
+    :func:`~xpcs_denoise.analysis.calibration.fit_calibration` takes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(x, method=method, model=model, fix=fix, calibration=_IDENTITY)
+    g = np.atleast_1d(r.fit.gamma)
+    key = cell_key(_CELL_PATH[method], x.shape[-1], fix, _IDENTITY.long_frames)
+    return {"key": np.full(g.size, key), "residual": g - np.asarray(truth, float), "u": np.atleast_1d(r.gamma_err_fit),
+            "gamma": g, "resolved": np.abs(g) * r.lag_range[1], "truth": np.asarray(truth, float)}
+
+
+def recalibrate(method: str, model=None, *, n: int = 900, seed: int = 0) -> FitCalibration:
+    """The calibration of ``method``'s path for ``model`` measured again, on simulated 50-frame crops of known Γ
+    (the judged ranges; a third with α = 1 fitted with α held): what a fine-tuned model stores in its card, whose
+    user has no data of known truth. Cells it does not measure (long series) take the path's pooled pair."""
+    rows = []
+    for alpha_one, m in ((False, n), (True, n // 3)):
+        kw = {**JUDGED_RANGES, **({"alpha_range": (1.0, 1.0)} if alpha_one else {})}
+        x, _, prm = simulate_crops(m, 50, seed=seed + alpha_one, **kw)
+        rows.append(calibration_records(x, prm["gamma"], method, model, {"alpha": 1.0} if alpha_one else None))
+    by_key = {}
+    for r in rows:
+        ok = np.isfinite(r["residual"])
+        by_key[str(r["key"][0])] = {k: r[k][ok] for k in ("residual", "u", "gamma", "resolved")}
+    return fit_calibration(by_key, CALIBRATION_EDGES,
+                           source={"simulated": f"{n} + {n // 3} (α held) 50-frame crops, judged ranges",
+                                   "seed": int(seed), "model": (getattr(model, "card", None) or {}).get(
+                                       "weights_sha256")})
 
 
 @dataclass

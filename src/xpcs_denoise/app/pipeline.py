@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.uncertainty import CutFits
+from ..analysis.uncertainty import CutFits, recalibrate
 from ..analysis.workflows import ageing_analysis
 from ..core.badframes import (
     DEFAULT_THRESHOLD,
@@ -976,8 +976,12 @@ def finetune_file(frames_path, labels_path, output, *, frames_dataset=None, labe
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        _, card = finetune(frames, labels, tmp, model=base, epochs=epochs, seed=seed, n_splits=n_splits,
-                           val_fraction=val_fraction, progress=progress)
+        tuned, card = finetune(frames, labels, tmp, model=base, epochs=epochs, seed=seed, n_splits=n_splits,
+                               val_fraction=val_fraction, progress=progress)
+        # Its fits' σ: the calibration measured again for the tuned weights (simulated crops of known Γ)
+        card["calibration"] = recalibrate("cned", tuned, seed=seed).to_dict()
+        with atomic_path(tmp / "model_card.json", overwrite=True) as t:
+            Path(t).write_text(json.dumps(card, indent=2) + "\n")
         for f in tmp.glob("training_log.csv"):
             f.unlink()
         # mkdtemp makes a private (0700) folder: published with the modes the user's umask gives new folders

@@ -177,12 +177,13 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
         "seconds": round(time.time() - t0, 1),
     }
     card["training_data"] = {"file": None, "sha256": digest, "n_inputs": int(len(x_tr)), "n_targets": int(len(x_tr))}
-    # the base card's evaluation of bias and calibration is kept for reference: it was measured on the base
-    for key in ("uncertainty", "validation_metrics", "bias"):
+    # the base card's evaluation of bias and calibration is kept for reference: it was measured on the base (the
+    # fine-tuned model's own calibration is measured again: app.pipeline.finetune_file, uncertainty.recalibrate)
+    for key in ("uncertainty", "validation_metrics", "bias", "calibration"):
         if key in base_card:
             card[f"base_{key}"] = base_card[key]
     if "uncertainty" in base_card:
-        card["uncertainty"] = base_card["uncertainty"]
+        card["uncertainty"] = base_card["uncertainty"]  # the cuts' bootstrap scale (cut_fits)
     # Fine-tuning moves the latent space, so the base card's reference no longer applies: "what the model has
     # learned" is now the user's training stretch, and its held-out last frames calibrate the threshold.
     tuned_den = Denoiser(tuned, card)
