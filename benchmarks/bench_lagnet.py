@@ -408,8 +408,10 @@ def markdown(res) -> str:
         out.append("")
     if "coverage" in res:
         out += ["### Coverage of the tool's own fit", "",
-                "`fit_two_time` (the lagnet path: the plain fit of the output, with the raw fit's calibrated σ): share "
-                "of fits with |z| < 1 / < 2, z = (Γ̂ − Γ)/σ, per bin of the true Γ.", "",
+                "`fit_two_time` (the lagnet path: the plain fit of the output, Γ's σ from the calibration stored in "
+                "the card): share of fits with |z| < 1 / < 2, z = (Γ̂ − Γ)/σ, per bin of the true Γ. The simulated "
+                "crops are new to the calibration; the real held-out crops are those it was measured on (both folds), "
+                "so their row is in-sample: the card's `calibration.coverage` holds the fold-against-fold numbers.", "",
                 "| set | " + " | ".join(res["coverage"]["simulated"]) + " |",
                 "| --- |" + " --- |" * len(res["coverage"]["simulated"])]
         for name, tab in res["coverage"].items():
@@ -462,7 +464,7 @@ def _z_table(est, err, truth):
 
 def part_coverage(n, seed):
     """|z| coverage of the tool's own fit (fit_two_time, the default lagnet path: the plain fit of the output with
-    the raw fit's calibrated σ) on simulated crops and real held-out crops."""
+    the stored calibration's σ) on simulated crops and real held-out crops."""
     from xpcs_denoise.analysis.uncertainty import fit_two_time
 
     measured, _, prm = simulate_crops(n, 50, seed=seed + 7, **JUDGED_RANGES)

@@ -112,3 +112,52 @@ def test_correlate_takes_a_rigaku_file_with_its_label_map(tmp_path):
     from xpcs_denoise.io.formats import read_c2
 
     np.testing.assert_allclose(read_c2(tmp_path / "c2.h5").c2, two_time(fr, labels), rtol=1e-6)
+
+
+def write_imm(path, frames, *, sparse_frames=(), width=2, dt=0.01):
+    """IMM to its header layout (1024 bytes, little-endian: compression at 4, rows 108, cols 112, bytes per value
+    116, elapsed float64 128, dlen 152), each header followed by the frame: all values, or for compression 6
+    dlen int32 row-major pixel indices then dlen values."""
+    t, h, w = frames.shape
+    with open(path, "wb") as f:
+        for i in range(t):
+            head = bytearray(1024)
+            flat = frames[i].ravel()
+            sparse = i in sparse_frames
+            idx = np.flatnonzero(flat)
+            dlen = idx.size if sparse else h * w
+            for off, v in ((4, 6 if sparse else 0), (108, h), (112, w), (116, width), (152, dlen)):
+                head[off:off + 4] = np.int32(v).tobytes()
+            head[128:136] = np.float64(i * dt).tobytes()
+            f.write(bytes(head))
+            vt = {1: "<u1", 2: "<u2", 4: "<u4"}[width]
+            if sparse:
+                f.write(idx.astype("<i4").tobytes() + flat[idx].astype(vt).tobytes())
+            else:
+                f.write(flat.astype(vt).tobytes())
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_imm_reads_dense_and_sparse_frames(tmp_path, width):
+    fr = _frames(t=20, h=6, w=9, seed=3)
+    write_imm(tmp_path / "scan.imm", fr, sparse_frames=range(0, 20, 2), width=width)
+    with read_frames(tmp_path / "scan.imm") as st:
+        assert st.shape == (20, 6, 9) and st.source_format == "imm" and st.dtype.itemsize == width
+        np.testing.assert_array_equal(np.asarray(st), fr)
+        np.testing.assert_array_equal(st[3:7, 1:4], fr[3:7, 1:4])
+        np.testing.assert_allclose(st.data.elapsed, np.arange(20) * 0.01)
+    labels = np.ones((6, 9), int)
+    with read_frames(tmp_path / "scan.imm") as st:
+        np.testing.assert_allclose(two_time(st, labels), two_time(fr, labels))
+
+
+def test_imm_refuses_a_torn_file_and_a_foreign_header(tmp_path):
+    fr = _frames(t=5, h=4, w=4)
+    write_imm(tmp_path / "a.imm", fr, sparse_frames=(1,))
+    data = (tmp_path / "a.imm").read_bytes()
+    (tmp_path / "torn.imm").write_bytes(data[:-3])
+    with pytest.raises(XPCSInputError, match="truncated"):
+        read_frames(tmp_path / "torn.imm")
+    (tmp_path / "junk.imm").write_bytes(b"\xff" * 2048)
+    with pytest.raises(XPCSInputError, match="not an IMM header"):
+        read_frames(tmp_path / "junk.imm")

@@ -9,6 +9,11 @@
 - **Eiger master/data** HDF5 (NSLS-II CHX): a master file whose ``entry/data/data_000001…`` are external links to
   data files; the links are followed into the master's own folder only, never elsewhere, and the data files'
   (n, H, W) datasets are read as one stack, block by block.
+- **IMM** (legacy APS 8-ID-I, the Madden/XSD-DET layout that boost_corr and pyCHX read): frame after frame, a
+  1024-byte little-endian header then the data. Header fields used (byte offsets): compression (4; 6 = sparse),
+  rows (108), cols (112), bytes per value (116), elapsed seconds (128, float64), dlen (152, values stored).
+  Uncompressed: rows × cols values; sparse: dlen int32 pixel indices (row-major) then dlen values. Frames are
+  indexed once by their headers and read when sliced.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from ..core.errors import XPCSInputError
 from ..core.validation import check_memory
 
-__all__ = ["RigakuSparse", "EigerStack", "RIGAKU_FRAME", "is_eiger_master"]
+__all__ = ["RigakuSparse", "EigerStack", "ImmStack", "RIGAKU_FRAME", "is_eiger_master"]
 
 #: Frame size (rows, columns) of the Rigaku 500K, the detector that writes the sparse ``.bin`` files.
 RIGAKU_FRAME = (512, 1024)
@@ -148,3 +153,82 @@ class EigerStack:
         for df in self._files:
             df.close()
         self._files = []
+
+
+#: IMM: header size, the value of ``compression`` that means sparse, and the value types by byte width.
+IMM_HEADER = 1024
+IMM_SPARSE = 6
+_IMM_TYPES = {1: "<u1", 2: "<u2", 4: "<u4"}
+
+
+class ImmStack:
+    """An IMM file (legacy APS 8-ID-I) as a lazy (T, H, W) stack (see the module's notes); ``elapsed`` holds each
+    frame's time stamp (s) from its header."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        size = self.path.stat().st_size
+        offsets, sparse, lengths, elapsed = [], [], [], []
+        shape = dtype = None
+        with open(self.path, "rb") as f:
+            pos = 0
+            while pos < size:
+                f.seek(pos)
+                head = f.read(IMM_HEADER)
+                if len(head) < IMM_HEADER:
+                    raise XPCSInputError(f"{self.path}: frame {len(offsets)} has a torn header ({len(head)} of "
+                                         f"{IMM_HEADER} bytes): the file is truncated")
+                comp, rows, cols, width, dlen = (int(np.frombuffer(head, "<i4", 1, o)[0])
+                                                 for o in (4, 108, 112, 116, 152))
+                if rows < 1 or cols < 1 or width not in _IMM_TYPES or dlen < 0:
+                    raise XPCSInputError(f"{self.path}: frame {len(offsets)}'s header is not an IMM header (rows "
+                                         f"{rows}, cols {cols}, {width} bytes per value)")
+                if shape is None:
+                    shape, dtype = (rows, cols), np.dtype(_IMM_TYPES[width])
+                elif (rows, cols) != shape or np.dtype(_IMM_TYPES[width]) != dtype:
+                    raise XPCSInputError(f"{self.path}: frame {len(offsets)} is {rows}×{cols} of {width}-byte values,"
+                                         f" unlike the first ({shape[0]}×{shape[1]}, {dtype.itemsize})")
+                is_sparse = comp == IMM_SPARSE
+                n = dlen * (4 + width) if is_sparse else rows * cols * width
+                if pos + IMM_HEADER + n > size:
+                    raise XPCSInputError(f"{self.path}: frame {len(offsets)} needs {n} bytes of data beyond the "
+                                         "end of the file: the file is truncated")
+                offsets.append(pos + IMM_HEADER)
+                sparse.append(is_sparse)
+                lengths.append(dlen)
+                elapsed.append(float(np.frombuffer(head, "<f8", 1, 128)[0]))
+                pos += IMM_HEADER + n
+        if not offsets:
+            raise XPCSInputError(f"{self.path} is empty: no IMM frames")
+        self.shape = (len(offsets), *shape)
+        self.dtype = dtype
+        self.elapsed = np.array(elapsed)
+        self._offsets, self._sparse, self._dlen = offsets, sparse, lengths
+
+    def _frame(self, f, i) -> np.ndarray:
+        h, w = self.shape[1:]
+        f.seek(self._offsets[i])
+        if not self._sparse[i]:
+            return np.fromfile(f, self.dtype, h * w).reshape(h, w)
+        n = self._dlen[i]
+        idx = np.fromfile(f, "<i4", n)
+        val = np.fromfile(f, self.dtype, n)
+        if n and (idx.min() < 0 or idx.max() >= h * w):
+            raise XPCSInputError(f"{self.path}: frame {i} holds pixel index {int(idx.max())} beyond its {h}×{w} "
+                                 "frame")
+        out = np.zeros(h * w, self.dtype)
+        np.add.at(out, idx, val)
+        return out.reshape(h, w)
+
+    def __getitem__(self, key) -> np.ndarray:
+        t, r, c = _row_block(key, self.shape)
+        check_memory(len(t) * len(r) * len(c) * self.dtype.itemsize, f"reading {self.path}")
+        out = np.empty((len(t), len(r), len(c)), self.dtype)
+        with open(self.path, "rb") as f:
+            for j, i in enumerate(t):
+                out[j] = self._frame(f, i)[np.asarray(r)][:, np.asarray(c)]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)

@@ -54,7 +54,7 @@ from ..core.validation import (
     numeric_array,
     unique_roi_count,
 )
-from .detectors import RIGAKU_FRAME, EigerStack, RigakuSparse, is_eiger_master
+from .detectors import RIGAKU_FRAME, EigerStack, ImmStack, RigakuSparse, is_eiger_master
 from .files import _one_line, atomic_path, write_csv
 
 __all__ = ["C2File", "C2Source", "C2Writer", "APSResultWriter", "FrameStack", "read_c2", "open_c2", "write_c2",
@@ -1510,8 +1510,8 @@ def read_frames(path, dataset: str | None = None, *, allow_external: bool = Fals
     path : str or Path
         HDF5 file (the dataset ``dataset``, else the first of :data:`FRAME_DATASETS` present: ``entry/data/data``,
         ``exchange/data``...), an Eiger master file (its ``entry/data/data_…`` links followed into the master's own
-        folder only), a Rigaku sparse ``.bin`` file (APS 8-ID-I), a ``.npy`` file, a multi-page ``.tif``, or a
-        folder of single-frame TIFFs (natural name order: ``f_2.tif`` before ``f_10.tif``; read with tifffile,
+        folder only), a Rigaku sparse ``.bin`` file (APS 8-ID-I), an ``.imm`` file (legacy APS), a ``.npy`` file,
+        a multi-page ``.tif``, or a folder of single-frame TIFFs (natural name order: ``f_2.tif`` before ``f_10.tif``; read with tifffile,
         else Pillow). The detector formats are :mod:`xpcs_denoise.io.detectors`.
     frame_shape : (rows, columns), optional
         Frame size of a Rigaku ``.bin`` file (default 512 × 1024, the Rigaku 500K).
@@ -1532,6 +1532,8 @@ def read_frames(path, dataset: str | None = None, *, allow_external: bool = Fals
         return FrameStack(_read_tiff_folder(path), source_format="tiff", path=path)
     if path.suffix.lower() == ".bin" and path.is_file():
         return FrameStack(RigakuSparse(path, frame_shape or RIGAKU_FRAME), source_format="rigaku", path=path)
+    if path.suffix.lower() == ".imm" and path.is_file():
+        return FrameStack(ImmStack(path), source_format="imm", path=path)
     if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
         arr = np.asarray(_tiff_reader()(path))
         return FrameStack(arr[None] if arr.ndim == 2 else arr, source_format="tiff", path=path)
