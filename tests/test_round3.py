@@ -12,7 +12,7 @@ import pytest
 
 from xpcs_denoise.app import pipeline
 from xpcs_denoise.core.errors import XPCSInputError
-from xpcs_denoise.core.simulation import true_two_time
+from xpcs_denoise.core.simulation import simulate_speckle, true_two_time
 from xpcs_denoise.io.formats import write_c2
 
 
@@ -447,3 +447,53 @@ def test_tiff_folder_of_mixed_dtypes_is_widened_not_wrapped(tmp_path):
     with read_frames(tmp_path) as stack:
         np.testing.assert_array_equal(np.asarray(stack), frames)
         np.testing.assert_allclose(two_time(stack, np.ones((4, 4), int)), two_time(frames, np.ones((4, 4), int)))
+
+
+def _disk_full_setup(tmp_path):
+    c2 = simulate_speckle(400, 500, gamma=[0.05, 0.1, 0.02], beta=0.2, mean_count=0.5, n_rois=3,
+                          seed=1).two_time()
+    write_c2(tmp_path / "c2.h5", c2)
+    return tmp_path / "c2.h5"
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """Issue 32 #4: the writer's OSError ENOSPC (as HDF5 raises it) → exit 2, one line, no file left."""
+    import errno
+
+    from xpcs_denoise.app.cli import main
+    from xpcs_denoise.io import formats
+
+    src = _disk_full_setup(tmp_path)
+    before = src.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "Can't write data (file write failed: errno = 28, error message = 'No space "
+                                    "left on device')")
+
+    monkeypatch.setattr(formats.C2Writer, "write", full)
+    assert main(["denoise", str(src), "-o", str(out / "den.h5"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no space left on device" in err
+    assert list(out.iterdir()) == [] and src.read_bytes() == before
+
+
+def test_a_really_full_disk_ends_in_one_line_not_a_crash(tmp_path):
+    """The same on a 600 KiB tmpfs (root only: skipped elsewhere): HDF5 fails inside its own writes and frees;
+    before, 79 lines of tracebacks and SIGSEGV / SIGBUS at exit."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        src = _disk_full_setup(tmp_path)
+        for _ in range(3):  # the crash was intermittent
+            r = subprocess.run(["xpcs-denoise", "denoise", str(src), "-o", str(mnt / "den.h5"), "-q"],
+                               capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            assert r.returncode == 2, (r.returncode, r.stderr[-500:])
+            assert r.stderr.strip().count("\n") == 0 and "no space left" in r.stderr
+            assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
 import sys
 
@@ -501,6 +503,10 @@ def main(argv=None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
         if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # the start-up handler of __init__
             signal.signal(signal.SIGINT, signal.default_int_handler)
+    hook, excepthook = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook = _quiet_disk_full(hook)
+    # Cython prints such errors through sys.excepthook first (a traceback without "Exception ignored")
+    sys.excepthook = lambda t, v, tb: None if _disk_full(v) else excepthook(t, v, tb)
     try:
         try:
             parser = build_parser()  # imports torch: Ctrl-C here gets one line too
@@ -509,10 +515,35 @@ def main(argv=None) -> int:
             print("xpcs-denoise: " + ("terminated" if isinstance(exc, _Terminated) else "interrupted"),
                   file=sys.stderr)
             return 143 if isinstance(exc, _Terminated) else 130
-        return _run(a)
+        code = _run(a)
+        if code == _DISK_FULL and argv is None:
+            # HDF5 can crash the interpreter at exit while it frees a file whose writes failed (SIGSEGV, SIGBUS):
+            # the temporary file is gone and the message printed, so the process ends here, finalizers skipped.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
+        return 2 if code == _DISK_FULL else code
     finally:
+        sys.unraisablehook, sys.excepthook = hook, excepthook
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+#: _run's code for a full disk (the process exits with 2).
+_DISK_FULL = -28
+
+
+def _disk_full(exc) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+def _quiet_disk_full(default):
+    """An unraisable-exception hook that drops HDF5's complaints, while objects of a file whose writes failed for a
+    full disk are freed (dozens of traceback lines after the one-line error); anything else goes to ``default``."""
+    def hook(unraisable):
+        if not _disk_full(unraisable.exc_value):
+            default(unraisable)
+    return hook
 
 
 def _run(a) -> int:
@@ -533,6 +564,10 @@ def _run(a) -> int:
               "XPCS_DENOISE_MAX_MEMORY_GB lower so that it is refused up front", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, disk full, a path that vanished: the system's reason, one line
+        if _disk_full(exc):
+            print(f"xpcs-denoise {a.command}: error: no space left on device while writing the output; nothing was "
+                  "written (temporary files removed): free disk space or choose another folder", file=sys.stderr)
+            return _DISK_FULL
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"xpcs-denoise {a.command}: error: {exc.strerror or exc}{where}; check the path, its permissions "
               "and free disk space", file=sys.stderr)
