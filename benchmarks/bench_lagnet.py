@@ -59,6 +59,10 @@ def methods_for(n_frames):
     return names + [m for m in PEERS if m in available_methods()]
 
 
+#: The lag-band model judged (--model; default the shipped one).
+LAGNET = None
+
+
 def run(c2, method, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -66,6 +70,8 @@ def run(c2, method, **kw):
             return np.asarray(c2, dtype=np.float64)
         if method.startswith("age"):
             return denoise(c2, "age", width=float(method[4:]))
+        if method == "lagnet" and LAGNET is not None:
+            kw = {"model": LAGNET, **kw}
         return denoise(c2, method, **kw)
 
 
@@ -470,13 +476,13 @@ def part_coverage(n, seed):
     measured, _, prm = simulate_crops(n, 50, seed=seed + 7, **JUDGED_RANGES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = fit_two_time(measured, seed=seed)
+        t = fit_two_time(measured, seed=seed, model=LAGNET)
     sim = _z_table(t.fit.gamma, t.fit.gamma_err, prm["gamma"])
     x, gamma, _, _ = _real_val()
     fin = np.isfinite(gamma)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = fit_two_time(x[fin], seed=seed)
+        r = fit_two_time(x[fin], seed=seed, model=LAGNET)
     real = _z_table(r.fit.gamma, r.fit.gamma_err, gamma[fin])
     print("\nCoverage of the tool's fit (fit_two_time, lagnet path): share of |z| < 1 / < 2")
     for name, tab in (("simulated", sim), ("real", real)):
@@ -489,7 +495,7 @@ DATA = "../shared/data/cned_train.h5"
 
 
 def main():
-    global DATA
+    global DATA, LAGNET
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", default="faithful,sim,real,ageing,long,speed,coverage")
     ap.add_argument("--data", default=DATA)
@@ -497,10 +503,15 @@ def main():
     ap.add_argument("--n-ageing", type=int, default=9)
     ap.add_argument("--n-long", type=int, default=200)
     ap.add_argument("--seed", type=int, default=90210)
+    ap.add_argument("--model", default=None, help="lag-band model folder to judge (default: the shipped one)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", default=None, help="write the tables as Markdown here")
     a = ap.parse_args()
     DATA = a.data
+    if a.model:
+        from xpcs_denoise.nn.lagnet import LagDenoiser
+
+        LAGNET = LagDenoiser.from_directory(a.model)
     parts = a.parts.split(",")
     res = {"seed": a.seed}
     if "faithful" in parts:
