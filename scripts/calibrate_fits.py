@@ -22,11 +22,13 @@ import numpy as np
 
 from xpcs_denoise.analysis.calibration import FitCalibration, fit_calibration, write_raw_calibration
 from xpcs_denoise.analysis.evaluation import GAMMA_BINS
-from xpcs_denoise.analysis.uncertainty import CALIBRATION_EDGES, calibration_records
+from xpcs_denoise.analysis.uncertainty import CALIBRATION_EDGES, CALIBRATION_REL_EDGES, calibration_records
 from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops, simulate_speckle
 from xpcs_denoise.nn.config import pretrained_directory
 
 EDGES = CALIBRATION_EDGES
+#: Target share of |z| < 1 and least share of |z| < 2 of each cell's pair (the issue's bars: 60–78 %, ≥ 90 %).
+Z1, Z2 = 0.683, 0.93
 CELL_PATH = {"lagnet": "lagnet", "none": "raw", "cned": "paper-2021"}
 
 
@@ -109,12 +111,22 @@ def collect(a, methods, model_for):
     return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
 
 
-def calibrate_on(rec, sel):
+def calibrate_on(rec, sel, seed=0):
+    """A calibration from the fits ``sel``; within a cell, real and simulated fits weigh alike (the larger set is
+    subsampled to the size of the smaller), so that neither source's tails decide σ for the other."""
+    rng = np.random.default_rng(seed)
     rows = {}
     for key in np.unique(rec["key"][sel]):
         s = sel & (rec["key"] == key)
-        rows[key] = {k: rec[k][s] for k in ("residual", "u", "gamma", "resolved")}
-    return fit_calibration(rows, EDGES)
+        real = np.flatnonzero(s & (rec["tag"] == "real"))
+        sim = np.flatnonzero(s & (rec["tag"] != "real"))
+        if real.size and sim.size:
+            m = min(real.size, sim.size)
+            idx = np.concatenate([rng.permutation(real)[:m], rng.permutation(sim)[:m]])
+        else:
+            idx = np.flatnonzero(s)
+        rows[key] = {k: rec[k][idx] for k in ("residual", "u", "gamma", "resolved")}
+    return fit_calibration(rows, EDGES, rel_edges=CALIBRATION_REL_EDGES, z1=Z1, z2=Z2)
 
 
 def sigma_of(cal, rec, sel):
@@ -155,6 +167,7 @@ def table(rec, sigma, sel, title):
 
 
 def main():
+    global Z2
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/cned_train.h5")
     ap.add_argument("--model", default=None, help="lag-band model folder (default: the shipped one)")
@@ -163,8 +176,10 @@ def main():
     ap.add_argument("--n-long", type=int, default=120)
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--cache", default=None, help="npz of the fits (made if missing)")
+    ap.add_argument("--z2", type=float, default=Z2, help="least share of |z| < 2 per cell")
     ap.add_argument("--write", action="store_true", help="store the calibrations (cards, raw_calibration.json)")
     a = ap.parse_args()
+    Z2 = a.z2
     from xpcs_denoise.nn.lagnet import LagDenoiser
 
     lag_dir = Path(a.model) if a.model else pretrained_directory() / "lagnet"
@@ -189,12 +204,13 @@ def main():
             sig = np.where(mine & (rec["fold"] == f), sigma_of(cal, rec, mine & (rec["fold"] == f)), sig)
         cov = table(rec, sig, mine, f"{p}: calibrated on one fold, measured on the other (|z|, Γ relative error)")
         final = calibrate_on(rec, mine)
-        source = {"edges": "Γ̂·L (decay times spanned by the fitted lags)", "seed": a.seed,
+        source = {"edges": "Γ̂·L (decay times spanned by the fitted lags); rel_edges: u/Γ̂", "seed": a.seed,
                   "real": f"{Path(a.data).name}: the paper model's held-out series, 2 folds by series",
                   "simulated": f"{a.n_short} + {a.n_short // 3} (α held) 50-frame crops and {a.n_long} + {a.n_long}"
                                " series of 200–600 frames per fold",
                   "model": lag.card.get("weights_sha256") if m == "lagnet" else paper_sha if m == "cned" else None}
-        results[p] = FitCalibration(final.edges, final.cells, final.long_frames, coverage=cov, source=source)
+        results[p] = FitCalibration(final.edges, final.cells, final.long_frames, final.rel_edges, coverage=cov,
+                                    source=source)
         print(f"{p}: cells " + "; ".join(f"{k} " + " ".join(f"({s:.2f},{r:.2f})" for s, r in v)
                                           for k, v in final.cells.items()))
     if a.write:

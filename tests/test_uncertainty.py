@@ -60,6 +60,17 @@ def test_calibrated_sigma_follows_the_cell_and_the_decay_times_spanned():
     assert cell_key("raw", 100, {"alpha": 1.0}, 100) == "raw/long/alpha"
 
 
+def test_the_bins_run_over_decay_times_and_then_over_relative_error():
+    cal = FitCalibration((0.0, 2.0), {"raw/short/free": [[1, 0], [2, 0], [3, 0], [4, 0], [5, 0], [6, 0]],
+                                      "raw/*": [[1.0, 0.0]]}, rel_edges=(0.0, 0.1, 0.5))
+    assert cal.n_bins == 6
+    gamma = np.array([0.01, 0.01, 0.01, 0.1, 0.1, 0.1])  # × 49 lags: 0.49 (bin 0) and 4.9 (bin 1) decay times
+    u = gamma * np.array([0.05, 0.2, 1.0, 0.05, 0.2, 1.0])  # u/Γ̂ in each of the three relative bins
+    np.testing.assert_allclose(cal.sigma("raw/short/free", gamma, u, 49), u * np.arange(1, 7))
+    with pytest.raises(XPCSInputError, match="must hold 6 pairs"):
+        FitCalibration((0.0, 2.0), {"raw/short/free": [[1, 0]] * 2}, rel_edges=(0.0, 0.1, 0.5))
+
+
 def test_fit_calibration_recovers_a_known_scale_and_floor():
     """Residuals of 2 u (Gaussian): s = 2, r = 0 and |z| < 1 for 68 % of unseen ones; a bin of fits whose error
     is 30 % of Γ whatever u says: its pair covers that with the floor."""

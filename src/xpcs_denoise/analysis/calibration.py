@@ -9,7 +9,9 @@ every fit has an uncalibrated scale ``u`` of its error, the Eq. 3 fit's own cova
 with one pair (s, r) per *cell*: the path (``lagnet``, ``raw``, ``paper-2021``), the series' regime (``short``:
 fewer than :attr:`FitCalibration.long_frames` frames; ``long``), which parameters were held (``free``, ``alpha``;
 any other held set takes ``alpha``'s cell, the closest measured) and a bin of Γ̂·L, the number of decay times
-the fitted lags 1…L span (how well the window resolves the decay). (s, r) are chosen on held-out fits of known
+the fitted lags 1…L span (how well the window resolves the decay), times a bin of u/Γ̂ (how precise the fit says it
+is: the fits that call themselves imprecise over-state their error, the precise ones under-state it, on real and
+simulated data alike). (s, r) are chosen on held-out fits of known
 truth (real CHX crops held out by series, and simulated ones) such that |Γ̂ − Γ| < σ for 68.3 % of them and < 2σ
 for at least 93 % (:func:`~xpcs_denoise.analysis.uncertainty.calibrate`); a cell with too few fits takes its
 cell-group's pooled pair. ``scripts/calibrate_fits.py`` writes it into the model card (key ``"calibration"``)
@@ -51,6 +53,8 @@ class FitCalibration:
     ----------
     edges : tuple of float
         Bin edges of Γ̂·L (decay times spanned by the fitted lags), increasing, from 0; the last bin is open.
+    rel_edges : tuple of float
+        Bin edges of u/Γ̂ alike; a cell's pairs run over Γ̂·L bins, and within each over u/Γ̂ bins.
     cells : dict
         ``key -> [[s, r], …]`` one pair per bin (σ = sqrt((s·u)² + (r·Γ̂)²)), keys as :func:`cell_key`;
         ``"<path>/*"`` the pooled pair of a path as ``[[s, r]]`` (used for a cell that was not measured).
@@ -65,6 +69,7 @@ class FitCalibration:
     edges: tuple
     cells: dict
     long_frames: int = 100
+    rel_edges: tuple = (0.0,)
     version: int = VERSION
     method: str = "normalised-residual quantiles per cell (Mondrian split-conformal): sigma = hypot(s*u, r*gamma)"
     coverage: dict = field(default_factory=dict)
@@ -72,24 +77,31 @@ class FitCalibration:
 
     def __post_init__(self):
         edges = tuple(float(e) for e in self.edges)
+        rel = tuple(float(e) for e in self.rel_edges)
         object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "rel_edges", rel)
         if self.version != VERSION:
             raise XPCSInputError(f"calibration version {self.version} is not {VERSION}; recalibrate "
                                  "(scripts/calibrate_fits.py)")
-        if not edges or edges[0] != 0 or any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=False)) \
-                or not all(math.isfinite(e) for e in edges):
-            raise XPCSInputError(f"calibration edges must increase from 0; got {self.edges}")
+        for e in (edges, rel):
+            if not e or e[0] != 0 or any(b <= a for a, b in zip(e[:-1], e[1:], strict=False)) \
+                    or not all(math.isfinite(v) for v in e):
+                raise XPCSInputError(f"calibration edges must increase from 0; got {e}")
         if not isinstance(self.long_frames, int) or self.long_frames < 3:
             raise XPCSInputError(f"calibration long_frames must be a whole number >= 3; got {self.long_frames!r}")
         if not self.cells:
             raise XPCSInputError("calibration holds no cells")
         for key, pairs in self.cells.items():
-            want = 1 if key.endswith("/*") else len(edges)
+            want = 1 if key.endswith("/*") else self.n_bins
             a = np.asarray(pairs, dtype=np.float64)
             if (a.shape != (want, 2) or not np.all(np.isfinite(a)) or np.any(a < 0)
                     or np.any(a.sum(axis=1) <= 0)):
                 raise XPCSInputError(f"calibration cell {key!r} must hold {want} pairs (s, r >= 0, not both 0); "
                                      f"got {pairs}")
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.edges) * len(self.rel_edges)
 
     def pairs(self, key: str) -> np.ndarray:
         """(n_bins, 2) pairs of ``key``, else its path's pooled pair in every bin."""
@@ -99,7 +111,7 @@ class FitCalibration:
         for fallback in (key.rsplit("/", 1)[0] + "/alpha", f"{path}/*"):
             if fallback in self.cells:
                 a = np.asarray(self.cells[fallback], dtype=np.float64)
-                return np.repeat(a, len(self.edges), axis=0) if len(a) == 1 else a
+                return np.repeat(a, self.n_bins, axis=0) if len(a) == 1 else a
         raise XPCSInputError(f"the calibration has no cell for {key!r} (it holds {', '.join(sorted(self.cells))})")
 
     def sigma(self, key: str, gamma, u, span) -> np.ndarray:
@@ -107,13 +119,17 @@ class FitCalibration:
         ``span`` the longest lag fitted in frames × Γ̂'s unit (so that Γ̂·span is the decay times spanned)."""
         g = np.abs(np.asarray(gamma, dtype=np.float64))
         u = np.nan_to_num(np.asarray(u, dtype=np.float64), nan=0.0, posinf=0.0)
-        b = self.bin(g * np.asarray(span, dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = self.bin(g * np.asarray(span, dtype=np.float64), np.where(g > 0, u / g, np.inf))
         p = self.pairs(key)
         return np.hypot(p[b, 0] * u, p[b, 1] * g)
 
-    def bin(self, resolved) -> np.ndarray:
-        x = np.nan_to_num(np.asarray(resolved, dtype=np.float64), nan=0.0)
-        return np.clip(np.searchsorted(np.asarray(self.edges), x, side="right") - 1, 0, len(self.edges) - 1)
+    def bin(self, resolved, rel=0.0) -> np.ndarray:
+        """The bin of fits that span ``resolved`` decay times with relative error ``rel`` (u/Γ̂)."""
+        def one(v, e):
+            v = np.nan_to_num(np.asarray(v, dtype=np.float64), nan=0.0, posinf=np.inf)
+            return np.clip(np.searchsorted(np.asarray(e), v, side="right") - 1, 0, len(e) - 1)
+        return one(resolved, self.edges) * len(self.rel_edges) + one(rel, self.rel_edges)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self), default=_plain))
@@ -134,37 +150,41 @@ def _plain(v):
     raise TypeError(type(v))
 
 
-def fit_calibration(rows: dict, edges, *, long_frames: int = 100, min_fits: int = 60, source=None,
-                    coverage=None) -> FitCalibration:
+def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 100, min_fits: int = 60,
+                    source=None, coverage=None, z1: float = 0.683, z2: float = 0.93) -> FitCalibration:
     """A :class:`FitCalibration` from held-out fits of known truth.
 
     ``rows`` maps a cell key to arrays ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂) and ``resolved`` (Γ̂·L); a bin
-    with fewer than ``min_fits`` fits takes the cell's pooled pair, a cell with fewer its path's.
+    with fewer than ``min_fits`` fits takes the cell's pooled pair, a cell with fewer its path's. ``z1``, ``z2``:
+    the shares of |z| < 1 (target) and < 2 (least) each pair is chosen for (:func:`calibrate`).
     """
     edges = tuple(float(e) for e in edges)
-    probe = FitCalibration(edges, {"x/*": [[1.0, 0.0]]}, long_frames)
+    probe = FitCalibration(edges, {"x/*": [[1.0, 0.0]]}, long_frames, tuple(rel_edges))
     cells, per_path = {}, {}
     for key, r in rows.items():
         ok = np.isfinite(r["residual"]) & np.isfinite(r["gamma"])
         per_path.setdefault(key.split("/")[0], []).append({k: np.asarray(v)[ok] for k, v in r.items()})
     for path, parts in per_path.items():
         cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        cells[f"{path}/*"] = [_pair(cat)]
+        cells[f"{path}/*"] = [_pair(cat, z1, z2)]
     for key, r in rows.items():
         ok = np.isfinite(r["residual"]) & np.isfinite(r["gamma"])
         r = {k: np.asarray(v)[ok] for k, v in r.items()}
         if r["residual"].size < min_fits:
             continue
-        pooled = _pair(r)
-        b = probe.bin(r["resolved"])
-        cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}) if np.sum(b == i) >= min_fits else pooled)
-                      for i in range(len(edges))]
-    return FitCalibration(edges, cells, long_frames, source=dict(source or {}), coverage=dict(coverage or {}))
+        pooled = _pair(r, z1, z2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = probe.bin(r["resolved"], np.where(r["gamma"] != 0, np.nan_to_num(r["u"]) / np.abs(r["gamma"]),
+                                                  np.inf))
+        cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}, z1, z2) if np.sum(b == i) >= min_fits else pooled)
+                      for i in range(probe.n_bins)]
+    return FitCalibration(edges, cells, long_frames, probe.rel_edges, source=dict(source or {}),
+                          coverage=dict(coverage or {}))
 
 
-def _pair(r) -> list:
+def _pair(r, z1: float = 0.683, z2: float = 0.93) -> list:
     # calibrate() scales its second error part (u; the kept part is 0) and adds the floor r·Γ̂
-    s, rel = calibrate(r["residual"], np.zeros_like(r["u"]), np.nan_to_num(r["u"]), r["gamma"])
+    s, rel = calibrate(r["residual"], np.zeros_like(r["u"]), np.nan_to_num(r["u"]), r["gamma"], z1=z1, z2=z2)
     return [round(float(s), 4), round(float(rel), 4)]
 
 

@@ -307,9 +307,10 @@ def _half_ensembles(den, rng):
             for part in (perm[: m // 2], perm[m // 2:])]
 
 
-#: Bins of Γ̂·L (decay times spanned by the fitted lags) of the calibrations that :func:`recalibrate` and
-#: ``scripts/calibrate_fits.py`` measure.
-CALIBRATION_EDGES = (0.0, 0.5, 1.5, 4.0, 12.0)
+#: Bins of Γ̂·L (decay times spanned by the fitted lags) and of u/Γ̂ (the fit's own relative error) of the
+#: calibrations that :func:`recalibrate` and ``scripts/calibrate_fits.py`` measure.
+CALIBRATION_EDGES = (0.0, 1.5, 4.0)
+CALIBRATION_REL_EDGES = (0.0, 0.15, 0.5)
 _IDENTITY = FitCalibration(CALIBRATION_EDGES, {f"{p}/*": [[1.0, 0.0]] for p in _CELL_PATH.values()})
 
 
@@ -339,7 +340,7 @@ def recalibrate(method: str, model=None, *, n: int = 900, seed: int = 0) -> FitC
     for r in rows:
         ok = np.isfinite(r["residual"])
         by_key[str(r["key"][0])] = {k: r[k][ok] for k in ("residual", "u", "gamma", "resolved")}
-    return fit_calibration(by_key, CALIBRATION_EDGES,
+    return fit_calibration(by_key, CALIBRATION_EDGES, rel_edges=CALIBRATION_REL_EDGES,
                            source={"simulated": f"{n} + {n // 3} (α held) 50-frame crops, judged ranges",
                                    "seed": int(seed), "model": (getattr(model, "card", None) or {}).get(
                                        "weights_sha256")})
