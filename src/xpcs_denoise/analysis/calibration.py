@@ -76,8 +76,12 @@ class FitCalibration:
     source: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        edges = tuple(float(e) for e in self.edges)
-        rel = tuple(float(e) for e in self.rel_edges)
+        try:
+            edges = tuple(float(e) for e in self.edges)
+            rel = tuple(float(e) for e in self.rel_edges)
+        except (TypeError, ValueError):
+            raise XPCSInputError(f"calibration edges must be numbers increasing from 0; got {self.edges!r}, "
+                                 f"{self.rel_edges!r}") from None
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "rel_edges", rel)
         if self.version != VERSION:
@@ -89,11 +93,18 @@ class FitCalibration:
                 raise XPCSInputError(f"calibration edges must increase from 0; got {e}")
         if not isinstance(self.long_frames, int) or self.long_frames < 3:
             raise XPCSInputError(f"calibration long_frames must be a whole number >= 3; got {self.long_frames!r}")
+        if not isinstance(self.cells, dict):
+            raise XPCSInputError(f"calibration cells must map cell keys to pairs; got {type(self.cells).__name__}")
         if not self.cells:
             raise XPCSInputError("calibration holds no cells")
         for key, pairs in self.cells.items():
+            if not isinstance(key, str):
+                raise XPCSInputError(f"calibration cell keys are 'path/regime/held' text; got {key!r}")
             want = 1 if key.endswith("/*") else self.n_bins
-            a = np.asarray(pairs, dtype=np.float64)
+            try:
+                a = np.asarray(pairs, dtype=np.float64)
+            except (TypeError, ValueError):
+                a = np.full((0, 2), np.nan)  # ragged or not numbers: refused below
             if (a.shape != (want, 2) or not np.all(np.isfinite(a)) or np.any(a < 0)
                     or np.any(a.sum(axis=1) <= 0)):
                 raise XPCSInputError(f"calibration cell {key!r} must hold {want} pairs (s, r >= 0, not both 0); "

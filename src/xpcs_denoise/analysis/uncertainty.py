@@ -26,7 +26,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, fit_rows, sigma_for_fit
 from ..core.scaling import scale_parameters
 from ..core.simulation import JUDGED_RANGES, simulate_crops
-from ..core.validation import check_square
+from ..core.validation import check_int, check_square, numeric_array
 from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise, resolve_method
@@ -168,14 +168,19 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
     failed : array of bool, optional
         2TCFs the path could not take (no contrast for the model): their fits fail with that reason.
     """
-    raw = np.asarray(raw, dtype=np.float64)
-    den = np.asarray(denoised, dtype=np.float64)
+    if method not in PATH_NAMES:
+        raise XPCSInputError(f"fit_denoised supports method 'lagnet', 'cned' or 'none'; got {method!r}")
+    raw = numeric_array(raw, "raw 2TCF").astype(np.float64, copy=False)
+    den = numeric_array(denoised, "denoised 2TCF").astype(np.float64, copy=False)
     if raw.shape != den.shape:
         raise XPCSInputError(f"raw and denoised 2TCFs differ in shape: {raw.shape} and {den.shape}")
+    check_square(raw.shape, min_n=3)
     single = raw.ndim == 2
     raw3, den3 = (raw[None], den[None]) if single else (raw, den)
     nb, n = raw3.shape[0], raw3.shape[-1]
-    lag_max = min(int(max_lag) if max_lag else default_max_lag(n), n - 1)
+    if nb == 0:
+        raise XPCSInputError(f"no 2TCF to fit: shape {raw.shape}")
+    lag_max = default_max_lag(n) if max_lag is None else check_int(max_lag, "max_lag (frames)", 1, n - 1)
     if method == "cned":  # the ensemble denoises lags up to its window − 1
         lag_max = min(lag_max, int(getattr(model, "size", None) or WINDOW) - 1)
     path = choose_path(den3, method, lag_max)
@@ -270,8 +275,10 @@ def fit_two_time(c2, *, method: str | None = None, model=None, max_lag: int | No
     method = resolve_method(method, model)
     if method not in PATH_NAMES:
         raise XPCSInputError(f"fit_two_time supports method 'lagnet', 'cned' (paper-2021) or 'none'; got {method!r}")
-    x = np.asarray(c2, dtype=np.float64)
+    x = numeric_array(c2, "2TCF").astype(np.float64, copy=False)
     check_square(x.shape, min_n=3)
+    if x.ndim == 3 and x.shape[0] == 0:
+        raise XPCSInputError(f"no 2TCF to fit: shape {x.shape}")
     if method == "none":
         den = x
     elif method == "lagnet":

@@ -281,8 +281,15 @@ def _cmd_finetune(a):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, as every other error of the CLI (the usage is one --help away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xpcs-denoise", description="Denoise XPCS two-time correlation functions "
+    p = _Parser(prog="xpcs-denoise", description="Denoise XPCS two-time correlation functions "
                                 "with CNN encoder-decoder ensembles.")
     p.add_argument("--version", action="version", version=f"xpcs-denoise {__version__}")
     sub = p.add_subparsers(dest="command", required=True)

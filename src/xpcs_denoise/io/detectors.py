@@ -214,11 +214,16 @@ class ImmStack:
         idx = np.fromfile(f, "<i4", n)
         val = np.fromfile(f, self.dtype, n)
         if n and (idx.min() < 0 or idx.max() >= h * w):
-            raise XPCSInputError(f"{self.path}: frame {i} holds pixel index {int(idx.max())} beyond its {h}×{w} "
-                                 "frame")
-        out = np.zeros(h * w, self.dtype)
-        np.add.at(out, idx, val)
-        return out.reshape(h, w)
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise XPCSInputError(f"{self.path}: frame {i} holds pixel index {bad} beyond its {h}×{w} frame")
+        out = np.zeros(h * w, np.int64)
+        np.add.at(out, idx, val)  # a pixel listed twice: its counts add up
+        top = np.iinfo(self.dtype).max
+        if n and out.max() > top:
+            raise XPCSInputError(f"{self.path}: frame {i}'s repeated pixel {int(out.argmax())} sums to "
+                                 f"{int(out.max())} counts, more than its {self.dtype.itemsize}-byte values hold "
+                                 f"({top}); the file is damaged")
+        return out.astype(self.dtype).reshape(h, w)
 
     def __getitem__(self, key) -> np.ndarray:
         t, r, c = _row_block(key, self.shape)

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..core.band import band_lags, band_mask, check_two_time_any, from_band, to_band
 from ..core.errors import XPCSInputError
+from ..core.validation import check_memory
 from ..io.files import atomic_path, file_sha256
 from .config import pretrained_directory
 
@@ -60,11 +61,16 @@ class LagNetConfig:
     max_lag: int = 256
 
     def __post_init__(self):
-        object.__setattr__(self, "dilations", tuple(tuple(int(v) for v in d) for d in self.dilations))
-        object.__setattr__(self, "smooth_widths", tuple(float(w) for w in self.smooth_widths))
-        object.__setattr__(self, "noise_window", tuple(int(w) for w in self.noise_window))
+        try:
+            object.__setattr__(self, "dilations", tuple(tuple(int(v) for v in d) for d in self.dilations))
+            object.__setattr__(self, "smooth_widths", tuple(float(w) for w in self.smooth_widths))
+            object.__setattr__(self, "noise_window", tuple(int(w) for w in self.noise_window))
+        except (TypeError, ValueError):
+            raise XPCSInputError(f"invalid lagnet configuration: dilations {self.dilations!r}, smooth_widths "
+                                 f"{self.smooth_widths!r} and noise_window {self.noise_window!r} must be lists of "
+                                 "numbers") from None
         if (self.channels < 1 or not self.dilations or any(min(d) < 1 or len(d) != 2 for d in self.dilations)
-                or any(w <= 0 for w in self.smooth_widths) or min(self.noise_window) < 2
+                or not all(math.isfinite(w) and w > 0 for w in self.smooth_widths) or min(self.noise_window) < 2
                 or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1):
             raise XPCSInputError(f"invalid lagnet configuration {self}")
 
@@ -358,17 +364,25 @@ def load_lagnet(directory) -> tuple[LagNet, dict]:
         config = LagNetConfig(**arch)
     except TypeError as exc:
         raise XPCSInputError(f"{cpath}: unknown architecture fields ({exc})") from exc
-    wpath = directory / card.get("weights_file", WEIGHTS)
+    name = card.get("weights_file", WEIGHTS)
+    wpath = directory / str(name)
+    if not isinstance(name, str) or directory.resolve() not in wpath.resolve().parents:
+        raise XPCSInputError(f"{cpath}: weights_file {name!r} points outside the model folder; refused (copy the "
+                             "weights into the folder)")
     if not wpath.is_file():
         raise XPCSInputError(f"{wpath} is missing")
     if card.get("weights_sha256") and file_sha256(wpath) != card["weights_sha256"]:
         raise XPCSInputError(f"{wpath} does not match the SHA-256 in its card (damaged or replaced)")
+    c = int(config.channels)  # float32 weights of the 3×3 layers, before allocating them
+    check_memory(3 * 4 * 9 * c * (c * len(config.dilations) + config.n_features + 2),
+                 f"the lag-band model in {directory} ({c} channels)")
     model = LagNet(config)
     try:
         state = load_file(str(wpath))
         model.load_state_dict(state)
     except Exception as exc:  # safetensors raises its own types on a damaged file
-        raise XPCSInputError(f"{wpath} cannot be loaded as lag-band weights: {exc}") from exc
+        raise XPCSInputError(f"{wpath} cannot be loaded as lag-band weights (another architecture than its card "
+                             f"says, or damaged): {' '.join(str(exc).split())[:200]}") from exc
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise XPCSInputError(f"{wpath} holds non-finite weights")
     return model, card

@@ -90,12 +90,15 @@ _LAG: dict = {}
 
 
 def model_family(model) -> str | None:
-    """``"lagnet"`` or ``"cned"``: the family of a model object or folder; None for no model or ``"pretrained"``."""
+    """``"lagnet"`` or ``"cned"``: the family of a model object or folder; None for no model, ``"pretrained"`` or a
+    folder holding neither model's card."""
     if model is None or (isinstance(model, (str, Path)) and str(model) == "pretrained"):
         return None
     if isinstance(model, (str, Path)):
-        # A folder without a lag-band card is read as an ensemble folder, whose loader says what is wrong with it.
-        return "lagnet" if (Path(model) / "lagnet_card.json").is_file() else "cned"
+        # A folder with neither card belongs to no family: the loader of the method asked for says what is missing.
+        if (Path(model) / "lagnet_card.json").is_file():
+            return "lagnet"
+        return "cned" if (Path(model) / "model_card.json").is_file() else None
     return "lagnet" if type(model).__name__ == "LagDenoiser" else "cned"
 
 
