@@ -1,7 +1,9 @@
 """Put a trained lag-band model in place with its card: copy ``lagnet.safetensors`` and ``lagnet_card.json`` from
 a training run's ``best`` folder, and add the benchmark's tables (``benchmarks/bench_lagnet.py --json``):
 faithfulness, Γ bias and error per bin on simulated and real held-out crops, ageing, long series, speed and
-memory. The card's SHA-256 still matches the weights (checked by loading the result).
+memory. The card's SHA-256 still matches the weights (checked by loading the result). When ``out`` already holds
+these weights, what its card has beyond the run's (lineage, calibration) is kept, and the benchmark parts that the
+JSON does not hold keep their values (a part measured again replaces its old table).
 
     python scripts/lagnet_card.py runs/lagnet/best lagnet_bench.json src/xpcs_denoise/pretrained/lagnet
 """
@@ -25,7 +27,11 @@ def main():
     if run.resolve() != out.resolve():
         shutil.copyfile(run / WEIGHTS, out / WEIGHTS)
     card = json.loads((run / CARD).read_text())
-    card["benchmark"] = json.loads(Path(a.bench).read_text())
+    old = json.loads((out / CARD).read_text()) if (out / CARD).is_file() else {}
+    same = old.get("weights_sha256") == card.get("weights_sha256")
+    if same:
+        card = {**old, **card}
+    card["benchmark"] = {**(old.get("benchmark", {}) if same else {}), **json.loads(Path(a.bench).read_text())}
     card["benchmark"]["script"] = "benchmarks/bench_lagnet.py"
     (out / CARD).write_text(json.dumps(card, indent=1) + "\n")
     den = LagDenoiser.from_directory(out)  # the weights still match the card
