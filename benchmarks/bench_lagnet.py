@@ -167,24 +167,10 @@ def part_sim(n, seed):
 
 
 def _real_val():
-    import h5py
+    from xpcs_denoise.analysis.evaluation import held_out_real_crops
 
-    from xpcs_denoise.analysis.evaluation import truth_from_targets
-    from xpcs_denoise.core.scaling import triu_to_matrix
-    from xpcs_denoise.nn.config import pretrained_directory
-    from xpcs_denoise.nn.lag_data import _series
-
-    card = json.loads((pretrained_directory() / "model_card.json").read_text())
-    val_series = {_series(nm) for nm in card["split"]["val_target_names"]}
-    with h5py.File(DATA, "r") as f:
-        tnames = [s.decode() for s in f["target_names"][()]]
-        tidx = f["target_index"][()]
-        keep = np.array([_series(tnames[t]) in val_series for t in tidx])
-        x = triu_to_matrix(f["inputs_triu"][()][keep], 50).astype(np.float64)
-        targets = triu_to_matrix(f["targets_triu"][()], 50).astype(np.float64)
-    truth = truth_from_targets(targets)
-    ti = tidx[keep]
-    return x, truth.gamma[ti], one_time_from_two_time(targets)[ti][:, :49], ti
+    r = held_out_real_crops(DATA)
+    return r["x"], r["gamma"], r["g2_target"], r["target_index"]
 
 
 def real_metrics(out, gamma, g2t):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise.analysis.calibration import FitCalibration, fit_calibration, write_raw_calibration
-from xpcs_denoise.analysis.evaluation import GAMMA_BINS
+from xpcs_denoise.analysis.evaluation import GAMMA_BINS, held_out_real_crops
 from xpcs_denoise.analysis.uncertainty import CALIBRATION_EDGES, CALIBRATION_REL_EDGES, calibration_records
 from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops, simulate_speckle
 from xpcs_denoise.nn.config import pretrained_directory
@@ -33,26 +33,15 @@ CELL_PATH = {"lagnet": "lagnet", "none": "raw", "cned": "paper-2021"}
 
 
 def real_sets(data):
-    """Real held-out crops, (x, truth Γ, fold) with the fold by series."""
-    import h5py
+    """Real held-out crops, (x, truth Γ, fold) with the fold by series (alternate held-out series in name order)."""
+    from xpcs_denoise.nn.lag_data import series_of
 
-    from xpcs_denoise.analysis.evaluation import truth_from_targets
-    from xpcs_denoise.core.scaling import triu_to_matrix
-    from xpcs_denoise.nn.lag_data import _series
-
+    r = held_out_real_crops(data)
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
-    val_series = sorted({_series(nm) for nm in card["split"]["val_target_names"]})
-    fold_of = {s: i % 2 for i, s in enumerate(val_series)}
-    with h5py.File(data, "r") as f:
-        tnames = [s.decode() for s in f["target_names"][()]]
-        tidx = f["target_index"][()]
-        keep = np.array([_series(tnames[t]) in fold_of for t in tidx])
-        x = triu_to_matrix(f["inputs_triu"][()][keep], 50).astype(np.float64)
-        targets = triu_to_matrix(f["targets_triu"][()], 50).astype(np.float64)
-    truth = truth_from_targets(targets).gamma[tidx[keep]]
-    fold = np.array([fold_of[_series(tnames[t])] for t in tidx[keep]])
-    ok = np.isfinite(truth)
-    return x[ok], truth[ok], fold[ok]
+    fold_of = {s: i % 2 for i, s in enumerate(sorted({series_of(nm) for nm in card["split"]["val_target_names"]}))}
+    fold = np.array([fold_of[s] for s in r["series"]])
+    ok = np.isfinite(r["gamma"])
+    return r["x"][ok], r["gamma"][ok], fold[ok]
 
 
 def sim_short(n, seed, alpha_one=False):

@@ -21,8 +21,7 @@ __all__ = [
     "truth_from_targets",
     "format_table",
     "coverage",
-    "GAMMA_BAND",
-]
+    "GAMMA_BAND", "held_out_real_crops"]
 
 GAMMA_BAND = (0.01, 0.15)
 
@@ -216,3 +215,31 @@ def format_bias_table(rows_by_method: dict[str, list[dict]], params=("gamma", "b
                 cells.append(f"{v:11d}" if c == "n" else f"{100 * v:10.1f}%")
             lines.append(m.ljust(10) + r["bin"].ljust(13) + "".join(cells))
     return "\n".join(lines)
+
+
+def held_out_real_crops(path) -> dict:
+    """The real CHX crops of the series that the paper model's card holds out (every crop of a held-out series,
+    never single crops), with their truth: ``x`` (B, 50, 50) float64 inputs, ``gamma`` (B,) the Eq. 3 fit of each
+    crop's target (:func:`truth_from_targets`; NaN where it has none), ``g2_target`` (B, 49) the target's 1TCF,
+    ``target_index`` (B,) and ``series`` (B,) the series' names. One helper for the benchmark and the
+    calibration."""
+    import json
+
+    import h5py
+
+    from ..core.scaling import triu_to_matrix
+    from ..nn.config import pretrained_directory
+    from ..nn.lag_data import series_of
+
+    card = json.loads((pretrained_directory() / "model_card.json").read_text())
+    val_series = {series_of(nm) for nm in card["split"]["val_target_names"]}
+    with h5py.File(path, "r") as f:
+        tnames = [s.decode() for s in f["target_names"][()]]
+        tidx = f["target_index"][()]
+        keep = np.array([series_of(tnames[t]) in val_series for t in tidx])
+        x = triu_to_matrix(f["inputs_triu"][()][keep], 50).astype(np.float64)
+        targets = triu_to_matrix(f["targets_triu"][()], 50).astype(np.float64)
+    ti = tidx[keep]
+    return {"x": x, "gamma": truth_from_targets(targets).gamma[ti],
+            "g2_target": one_time_from_two_time(targets)[ti][:, :49], "target_index": ti,
+            "series": np.array([series_of(tnames[t]) for t in ti])}

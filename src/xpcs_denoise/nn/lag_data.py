@@ -15,7 +15,7 @@ from ..core.correlation import two_time
 from ..core.scaling import triu_to_matrix
 from ..core.simulation import simulate_speckle, true_two_time
 
-__all__ = ["TRAIN_RANGES", "simulated_bands", "real_bands"]
+__all__ = ["TRAIN_RANGES", "simulated_bands", "real_bands", "series_of"]
 
 #: Dynamics and photon statistics of the simulated training series (issue 29): Γ frames⁻¹, α, β, C∞ − 1 as a
 #: share of β, photons per pixel per frame, pixels per ROI.
@@ -92,7 +92,8 @@ def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bo
     return {"x": x, "y": y, **params}
 
 
-def _series(target_name: str) -> str:
+def series_of(target_name: str) -> str:
+    """The series a CHX target belongs to (its scan name)."""
     # A scan name with a trailing "2" is the same series taken every second frame: one series (9-character scans).
     scan = target_name.rsplit("_", 1)[0]
     return scan[:-1] if len(scan) == 10 and scan.endswith("2") else scan
@@ -117,9 +118,9 @@ def real_bands(path, *, val_names=None, val_fraction: float = 0.2, split_seed: i
     n = counts[tidx][:, None, None].astype(np.float64)
     # Leave-one-out: the other crops' mean. Its noise is independent of this crop's (up to the crops' overlap).
     loo = np.where(n > 1, (n * tm[tidx] - xm) / np.maximum(n - 1, 1), tm[tidx])
-    keys = np.array([_series(tnames[t]) for t in tidx])
+    keys = np.array([series_of(tnames[t]) for t in tidx])
     if val_names is not None:
-        val_keys = {_series(nm) for nm in val_names}
+        val_keys = {series_of(nm) for nm in val_names}
     else:
         uniq = np.unique(keys)
         rng = np.random.default_rng(split_seed)
