@@ -7,10 +7,15 @@ target's 1TCF; ``failed`` is the share of fits that did not succeed.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..core.correlation import one_time_from_two_time
 from ..core.fitting import PARAMETERS, FitResult, fit_g2
+from ..core.scaling import triu_to_matrix
+from ..nn.config import pretrained_directory
+from ..nn.lag_data import series_of
 from ..restoration.denoise import available_methods, denoise, model_family
 
 __all__ = [
@@ -223,13 +228,7 @@ def held_out_real_crops(path) -> dict:
     crop's target (:func:`truth_from_targets`; NaN where it has none), ``g2_target`` (B, 49) the target's 1TCF,
     ``target_index`` (B,) and ``series`` (B,) the series' names. One helper for the benchmark and the
     calibration."""
-    import json
-
-    import h5py
-
-    from ..core.scaling import triu_to_matrix
-    from ..nn.config import pretrained_directory
-    from ..nn.lag_data import series_of
+    import h5py  # defers h5py: the other helpers need none
 
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
     val_series = {series_of(nm) for nm in card["split"]["val_target_names"]}
