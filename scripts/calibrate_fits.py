@@ -212,7 +212,7 @@ def main():
             cpath = pretrained_directory() / "model_card.json"
             card = json.loads(cpath.read_text())
             card["calibration"] = results["paper-2021"].to_dict()
-            cpath.write_text(json.dumps(card, indent=1))
+            cpath.write_text(json.dumps(card, indent=2) + "\n")
         if "raw" in results:
             write_raw_calibration(results["raw"], pretrained_directory() / "raw_calibration.json")
         print("written")

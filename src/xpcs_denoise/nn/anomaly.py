@@ -10,9 +10,12 @@ reconstruction (lag 0 left out), in units of the training crops' median residual
 gives ~1, structure it cannot represent gives more.
 
 ``score`` combines the two: max(latent_distance / latent_scale, residual / residual_scale), the scales being
-the medians of the held-out validation crops (targets the ensemble never saw); a window is flagged "outside
-what the model learned" where its score exceeds the card's ``anomaly_threshold`` (the 99th percentile of the
-held-out crops' scores, written by ``scripts/anomaly_threshold.py``; never computed from the user's data).
+the medians of the held-out validation crops (targets the ensemble never saw), divided by what noise alone gives
+at the window's noise level (``noise``: the RMS spread of each diagonal about its mean, model units): both terms
+grow as photons get scarce, and noisy data the model knows (simulated stationary Eq. 3 2TCFs at that noise level)
+score up to the card's ``anomaly_threshold.by_noise`` factor times the threshold. A window is flagged "outside
+what the model learned" where its score exceeds the card's threshold (the 99th percentile of the held-out crops'
+scores, and by noise level of the simulated ones; ``scripts/anomaly_threshold.py``; never from the user's data).
 :func:`~xpcs_denoise.nn.denoiser.anomaly_scores` scores any 2TCF; ``denoise_file`` stores the scores
 of the very windows it denoises (one ensemble pass); :func:`anomaly_map`
 spreads them over the 2TCF.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["anomaly_map", "latent_reference", "anomaly_calibration", "window_scores", "combined_score",
-           "flagged_share"]
+           "flagged_share", "window_noise", "noise_factor", "noise_calibration"]
 
 
 def _encode(den, x):
@@ -57,11 +60,39 @@ def window_scores(ref: dict, z, x, out) -> tuple[np.ndarray, np.ndarray]:
     return dist, _residual(np.asarray(x, np.float64), np.asarray(out, np.float64)) / ref["median_residual"]
 
 
-def combined_score(latent_distance, residual, calibration: dict) -> np.ndarray:
+def window_noise(x) -> np.ndarray:
+    """Noise level (B,) of (B, n, n) windows in model units: the RMS spread of each diagonal (lag ≥ 1) about its
+    own mean. Noise alone for a stationary 2TCF (its diagonals are constant), more for one that ages."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[-1]
+    ss = np.zeros(x.shape[0])
+    count = 0
+    for k in range(1, n):
+        d = np.diagonal(x, k, axis1=-2, axis2=-1)
+        ss += np.sum((d - d.mean(axis=-1, keepdims=True)) ** 2, axis=-1)
+        count += d.shape[-1]
+    return np.sqrt(ss / max(count, 1))
+
+
+def noise_factor(noise, calibration: dict) -> np.ndarray:
+    """How much higher than the threshold noise alone scores at ``noise`` (≥ 1): the card's
+    ``anomaly_threshold.by_noise`` interpolated in log noise (1 without it, or below its first level)."""
+    by = calibration.get("by_noise")
+    noise = np.asarray(noise, np.float64)
+    if not by or noise.size == 0:
+        return np.ones_like(noise)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.interp(np.log10(np.maximum(noise, 1e-12)), by["log10_noise"], by["factor"])
+    return np.where(np.isfinite(noise), np.maximum(f, 1.0), 1.0)
+
+
+def combined_score(latent_distance, residual, calibration: dict, noise=None) -> np.ndarray:
     """max(latent_distance / latent_scale, residual / residual_scale) (dimensionless), with the scales of the
-    card's ``anomaly_threshold`` (medians of the held-out validation crops); NaN stays NaN."""
-    return np.fmax(np.asarray(latent_distance) / calibration["latent_scale"],
+    card's ``anomaly_threshold`` (medians of the held-out validation crops), divided by :func:`noise_factor` of
+    the windows' ``noise`` where given; NaN stays NaN."""
+    base = np.fmax(np.asarray(latent_distance) / calibration["latent_scale"],
                    np.asarray(residual) / calibration["residual_scale"])
+    return base if noise is None else base / noise_factor(noise, calibration)
 
 
 def merge_windows(starts, *values):
@@ -75,15 +106,18 @@ def merge_windows(starts, *values):
     return (u, *(np.asarray(v, np.float64) @ avg for v in values))
 
 
-def finish_scores(starts, latent_distance, residual, card: dict, size: int, step: int) -> dict:
-    """The anomaly table of windows: ``starts`` (W,) first frames, ``latent_distance`` and ``residual``
-    ((W,) or (B, W)), ``size`` and ``step`` (frames); with the card's ``anomaly_threshold`` also ``score``
-    (:func:`combined_score`), ``flagged`` (score > threshold; False where the score is NaN) and ``threshold``."""
+def finish_scores(starts, latent_distance, residual, card: dict, size: int, step: int, noise=None) -> dict:
+    """The anomaly table of windows: ``starts`` (W,) first frames, ``latent_distance``, ``residual`` and
+    ``noise`` ((W,) or (B, W)), ``size`` and ``step`` (frames); with the card's ``anomaly_threshold`` also
+    ``score`` (:func:`combined_score`), ``flagged`` (score > threshold; False where the score is NaN) and
+    ``threshold``."""
     out = {"starts": np.asarray(starts, np.int64), "size": int(size), "step": int(step),
            "latent_distance": latent_distance, "residual": residual}
+    if noise is not None:
+        out["noise"] = noise
     cal = card.get("anomaly_threshold")
     if cal:
-        score = combined_score(latent_distance, residual, cal)
+        score = combined_score(latent_distance, residual, cal, noise)
         with np.errstate(invalid="ignore"):
             out.update(score=score, flagged=score > cal["threshold"], threshold=float(cal["threshold"]))
     return out
@@ -154,3 +188,29 @@ def anomaly_calibration(den, ref: dict, crops, target_index=None, *, quantile: f
                 "latent_distance_quantiles": np.quantile(dist, [0.5, 0.9, 0.99]).round(4).tolist(),
                 "residual_quantiles": np.quantile(resid, [0.5, 0.9, 0.99]).round(4).tolist()})
     return cal
+
+
+def noise_calibration(den, ref: dict, cal: dict, crops, *, quantile: float = 0.99, n_bins: int = 12,
+                      chunk: int = 512) -> dict:
+    """The card's ``anomaly_threshold.by_noise`` from (B, n, n) windows in model units of data the model knows at
+    every noise level (simulated stationary Eq. 3 2TCFs from few to many photons): per bin of log noise (equal
+    counts), the ``quantile`` of their scores over the threshold, made non-decreasing in noise and at least 1."""
+    dist, resid, noise = [], [], []
+    for s in range(0, len(crops), chunk):
+        x = np.asarray(crops[s:s + chunk], np.float64)
+        z, out = _encode(den, x)
+        d, r = window_scores(ref, z, x, out)
+        dist.append(d)
+        resid.append(r)
+        noise.append(window_noise(x))
+    score = combined_score(np.concatenate(dist), np.concatenate(resid), cal)
+    lg = np.log10(np.maximum(np.concatenate(noise), 1e-12))
+    ok = np.isfinite(score) & np.isfinite(lg)
+    score, lg = score[ok], lg[ok]
+    order = np.argsort(lg)
+    parts = np.array_split(order, int(n_bins))
+    centre = [float(np.median(lg[p])) for p in parts]
+    factor = np.maximum.accumulate([max(1.0, float(np.quantile(score[p], quantile)) / cal["threshold"])
+                                    for p in parts])
+    return {"log10_noise": np.round(centre, 4).tolist(), "factor": np.round(factor, 4).tolist(),
+            "quantile": float(quantile), "n_windows": int(score.size)}

@@ -13,7 +13,7 @@ from ..core.errors import XPCSInputError
 from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
 from ..core.validation import check_int, check_seed
 from ..core.window import check_step, check_two_times, denoise_scaled, sliding_window, window_starts
-from .anomaly import _encode, finish_scores, merge_windows, window_scores
+from .anomaly import _encode, finish_scores, merge_windows, window_noise, window_scores
 from .config import pretrained_directory
 from .model import CNNEDEnsemble, load_ensemble
 
@@ -153,7 +153,7 @@ class Denoiser:
             if not anomaly:
                 return self.predict_model_units(w)
             mean, std, z = self.predict_model_units(w, latent=True)
-            scores.append(window_scores(ref, z, w, mean))
+            scores.append((*window_scores(ref, z, w, mean), window_noise(w)))
             return mean, std
 
         def model_units(scaled):
@@ -166,12 +166,13 @@ class Denoiser:
         if anomaly:
             starts = window_starts(x.shape[-1], self.size, step)[0]
             ok = np.isfinite(b)
-            dist, resid = (np.full((x.shape[0], starts.size), np.nan) for _ in range(2))
+            dist, resid, noise = (np.full((x.shape[0], starts.size), np.nan) for _ in range(3))
             dist[ok] = scores[0][0].reshape(-1, starts.size)
             resid[ok] = scores[0][1].reshape(-1, starts.size)
-            starts, dist, resid = merge_windows(starts, dist, resid)
+            noise[ok] = scores[0][2].reshape(-1, starts.size)
+            starts, dist, resid, noise = merge_windows(starts, dist, resid, noise)
             table = finish_scores(starts, dist[0] if single else dist, resid[0] if single else resid, self.card,
-                                  self.size, step)
+                                  self.size, step, noise[0] if single else noise)
         if single:
             return DenoiseResult(out[0], spread[0], b[0], base[0], table)
         return DenoiseResult(out, spread, b, base, table)
@@ -208,13 +209,13 @@ def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
     b, base = scale_parameters(x, n if x.shape[-1] == n else 0, partial=True)
     starts = np.arange(0, x.shape[-1] - n + 1, int(step))
     idx = starts[:, None] + np.arange(n)[None, :]
-    dist = np.full((x.shape[0], starts.size), np.nan)
-    resid = np.full((x.shape[0], starts.size), np.nan)
+    dist, resid, noise = (np.full((x.shape[0], starts.size), np.nan) for _ in range(3))
     for i in np.flatnonzero(np.isfinite(b)):
         w = x[i][idx[:, :, None], idx[:, None, :]]
         w = replace_diagonal(to_model_units(w, b[i], base[i]), seed)
         z, out = _encode(den, w)
         dist[i], resid[i] = window_scores(ref, z, w, out)
+        noise[i] = window_noise(w)
     if single:
-        dist, resid = dist[0], resid[0]
-    return finish_scores(starts, dist, resid, den.card, n, step)
+        dist, resid, noise = dist[0], resid[0], noise[0]
+    return finish_scores(starts, dist, resid, den.card, n, step, noise)
