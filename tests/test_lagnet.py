@@ -249,8 +249,8 @@ def test_an_expanded_model_computes_what_the_smaller_one_did():
 
     model, _ = load_lagnet(LagDenoiser.pretrained().directory)
     cfg = model.config
-    big_cfg = LagNetConfig(**{**cfg.__dict__, "smooth_widths": (*cfg.smooth_widths, 40.0),
-                              "dilations": (*cfg.dilations[:-1], (1, 32), cfg.dilations[-1])})
+    big_cfg = LagNetConfig(**{**cfg.__dict__, "smooth_widths": (*cfg.smooth_widths, 64.0),
+                              "dilations": (*cfg.dilations[:-1], (1, 64), cfg.dilations[-1])})
     big = expand_lagnet(model, big_cfg)
     rng = np.random.default_rng(0)
     t = np.arange(90)
