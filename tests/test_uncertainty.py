@@ -10,7 +10,6 @@ from xpcs_denoise import XPCSInputError, simulate_speckle
 from xpcs_denoise.analysis.calibration import FitCalibration, cell_key, fit_calibration, load_calibration
 from xpcs_denoise.analysis.uncertainty import (
     PATH_NAMES,
-    bin_two_time,
     calibration_scale,
     fit_denoised,
     fit_two_time,
@@ -153,20 +152,6 @@ def test_residual_bootstrap_permutes_frames_of_the_residual():
     np.testing.assert_array_equal(reps, residual_bootstrap(model + noise, model, n_boot=5, seed=1))
     with pytest.raises(XPCSInputError):
         residual_bootstrap(model, model[:-1, :-1])
-
-
-def test_bin_two_time_of_known_lag_functions():
-    n, k = 60, 4
-    tau = _lag_matrix(n)
-    # A 2TCF linear in the lag: off-diagonal blocks average exactly to k × (block lag).
-    b = bin_two_time(tau, k)
-    big = _lag_matrix(n // k)
-    off = big > 0
-    np.testing.assert_allclose(b[off], k * big[off])
-    # diagonal blocks hold lags 1..k-1 only (lag 0 left out): mean |a - b| over a != b = (k + 1) / 3
-    np.testing.assert_allclose(np.diag(b), (k + 1) / 3)
-    with pytest.raises(XPCSInputError):
-        bin_two_time(tau, 40)
 
 
 def test_calibration_scale_recovers_a_known_factor():

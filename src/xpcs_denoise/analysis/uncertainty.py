@@ -33,7 +33,7 @@ from ..restoration.denoise import denoise, resolve_method
 from .calibration import FitCalibration, calibrate, calibration_scale, cell_key, fit_calibration, load_calibration
 
 __all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "cut_fits", "default_max_lag",
-           "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "bin_two_time", "TwoTimeFit", "CutFits", "PATH_NAMES"]
+           "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "TwoTimeFit", "CutFits", "PATH_NAMES"]
 
 #: The path of each method, as every row states it.
 PATH_NAMES = {"lagnet": "lagnet: plain fit of the denoised 2TCF", "none": "raw: plain fit",
@@ -66,31 +66,6 @@ def residual_bootstrap(c2, c2_model, n_boot: int = 16, seed: int = 0) -> np.ndar
     for b in range(int(n_boot)):
         p = rng.permutation(n)
         out[b] = m + r[np.ix_(p, p)]
-    return out
-
-
-def bin_two_time(c2, k: int) -> np.ndarray:
-    """Mean of (…, N, N) 2TCFs over k×k frame blocks, lag 0 left out: (…, N // k, N // k).
-
-    The 2TCF of a series of k-frame exposures, up to the shape of the decay within one block (negligible for
-    the slow dynamics it is used for). Lags in the result are in units of k frames; the diagonal blocks hold
-    lags 1..k−1 only and are replaced before denoising anyway.
-    """
-    c2 = np.asarray(c2, dtype=np.float64)
-    k = int(k)
-    n = c2.shape[-1] // k
-    if k < 1 or n < 2:
-        raise XPCSInputError(f"cannot bin {c2.shape[-1]} frames in blocks of {k}")
-    x = c2[..., : n * k, : n * k].copy()
-    i = np.arange(n * k)
-    x[..., i, i] = np.nan
-    x = x.reshape(*x.shape[:-2], n, k, n, k)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out = np.nanmean(x, axis=(-3, -1))
-    if k == 1:
-        j = np.arange(n)
-        out[..., j, j] = c2[..., j, j]
     return out
 
 
