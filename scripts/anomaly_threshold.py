@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise import Denoiser
-from xpcs_denoise.io.prepared import load_prepared
 from xpcs_denoise.core.scaling import replace_diagonal, scale_parameters, to_model_units
 from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops
+from xpcs_denoise.io.prepared import load_prepared
 from xpcs_denoise.nn.anomaly import anomaly_calibration, noise_calibration
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise.nn.config import pretrained_directory
-from xpcs_denoise.nn.lagnet import LagNetConfig
 from xpcs_denoise.nn.lag_data import real_bands, simulated_bands
 from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
+from xpcs_denoise.nn.lagnet import LagNetConfig
 
 # name: (series, frames, ageing, seed); the long ones age slowly (Γ0 0.003–0.2, at most 6× over the series)
 SIM = {"stat": (8000, 100, False, 1), "age": (2400, 160, True, 2), "stat_val": (600, 100, False, 11),

@@ -571,8 +571,8 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
     Whole-series fits come from :func:`~xpcs_denoise.uncertainty.fit_denoised` (the same as ``report`` and
     :func:`~xpcs_denoise.uncertainty.fit_two_time`): Γ's standard error is calibrated per path from the
     calibration stored beside the weights of the model the file records (raw files: the raw fits'); ``path`` says
-    per ROI what was fitted, ``lag_range`` which lags. A denoised file without its raw 2TCF is fitted as it is, with a warning that its errors
-    are the fit's alone.
+    per ROI what was fitted, ``lag_range`` which lags. A denoised file without its raw 2TCF is fitted as it is,
+    with a warning that its errors are the fit's alone.
     """
     output = Path(output)
     if output.suffix.lower() == ".json":  # the format follows the suffix: never CSV text in a .json file

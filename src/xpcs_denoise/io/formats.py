@@ -1511,8 +1511,8 @@ def read_frames(path, dataset: str | None = None, *, allow_external: bool = Fals
         HDF5 file (the dataset ``dataset``, else the first of :data:`FRAME_DATASETS` present: ``entry/data/data``,
         ``exchange/data``...), an Eiger master file (its ``entry/data/data_…`` links followed into the master's own
         folder only), a Rigaku sparse ``.bin`` file (APS 8-ID-I), an ``.imm`` file (legacy APS), a ``.npy`` file,
-        a multi-page ``.tif``, or a folder of single-frame TIFFs (natural name order: ``f_2.tif`` before ``f_10.tif``; read with tifffile,
-        else Pillow). The detector formats are :mod:`xpcs_denoise.io.detectors`.
+        a multi-page ``.tif``, or a folder of single-frame TIFFs (natural name order: ``f_2.tif`` before
+        ``f_10.tif``; read with tifffile, else Pillow). The detector formats are :mod:`xpcs_denoise.io.detectors`.
     frame_shape : (rows, columns), optional
         Frame size of a Rigaku ``.bin`` file (default 512 × 1024, the Rigaku 500K).
     dataset : str, optional

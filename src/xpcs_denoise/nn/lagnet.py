@@ -211,7 +211,7 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
             if name in names_old:
                 big.stem.weight[:, j] = model.stem.weight[:, names_old.index(name)]
         big.stem.bias.copy_(model.stem.bias)
-        for conv, src in zip(big.body, layers):
+        for conv, src in zip(big.body, layers, strict=True):
             if src is None:
                 conv.weight.zero_()
                 conv.bias.zero_()
