@@ -162,12 +162,14 @@ def _plain(v):
 
 
 def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 100, min_fits: int = 60,
-                    source=None, coverage=None, z1: float = 0.683, z2: float = 0.93) -> FitCalibration:
+                    source=None, coverage=None, z1: float = 0.683, z2: float = 0.93,
+                    z2_long: float | None = None) -> FitCalibration:
     """A :class:`FitCalibration` from held-out fits of known truth.
 
     ``rows`` maps a cell key to arrays ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂) and ``resolved`` (Γ̂·L); a bin
     with fewer than ``min_fits`` fits takes the cell's pooled pair, a cell with fewer its path's. ``z1``, ``z2``:
-    the shares of |z| < 1 (target) and < 2 (least) each pair is chosen for (:func:`calibrate`).
+    the shares of |z| < 1 (target) and < 2 (least) each pair is chosen for (:func:`calibrate`); ``z2_long`` instead
+    of ``z2`` for the cells of long series (few fits per bin, heavier tails: a margin for the ≥ 90 % they must keep).
     """
     edges = tuple(float(e) for e in edges)
     probe = FitCalibration(edges, {"x/*": [[1.0, 0.0]]}, long_frames, tuple(rel_edges))
@@ -183,11 +185,12 @@ def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 1
         r = {k: np.asarray(v)[ok] for k, v in r.items()}
         if r["residual"].size < min_fits:
             continue
-        pooled = _pair(r, z1, z2)
+        zz = z2_long if (z2_long is not None and "/long/" in key) else z2
+        pooled = _pair(r, z1, zz)
         with np.errstate(divide="ignore", invalid="ignore"):
             b = probe.bin(r["resolved"], np.where(r["gamma"] != 0, np.nan_to_num(r["u"]) / np.abs(r["gamma"]),
                                                   np.inf))
-        cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}, z1, z2) if np.sum(b == i) >= min_fits else pooled)
+        cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}, z1, zz) if np.sum(b == i) >= min_fits else pooled)
                       for i in range(probe.n_bins)]
     return FitCalibration(edges, cells, long_frames, probe.rel_edges, source=dict(source or {}),
                           coverage=dict(coverage or {}))
