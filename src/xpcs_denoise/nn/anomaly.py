@@ -161,6 +161,16 @@ def latent_reference(den, crops, *, chunk: int = 512) -> dict:
             "median_residual": float(np.median(np.concatenate(res)))}
 
 
+def _score_crops(den, ref: dict, crops, chunk: int):
+    """Latent distances, residuals and noise levels (B,) each of (B, n, n) model-unit crops, ``chunk`` at a time."""
+    parts = []
+    for s in range(0, len(crops), chunk):
+        x = np.asarray(crops[s:s + chunk], np.float64)
+        z, out = _encode(den, x)
+        parts.append((*window_scores(ref, z, x, out), window_noise(x)))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
 def anomaly_calibration(den, ref: dict, crops, target_index=None, *, quantile: float = 0.99,
                         chunk: int = 512) -> dict:
     """Scales and threshold of :func:`combined_score` from held-out (B, n, n) crops in model units: the card's
@@ -168,14 +178,7 @@ def anomaly_calibration(den, ref: dict, crops, target_index=None, *, quantile: f
     *training* crops); the scales are the held-out crops' median latent distance and residual, the threshold
     the ``quantile`` of their combined scores, so that share of held-out windows is flagged by construction.
     ``target_index`` (B,) groups crops by 2TCF for the share of 2TCFs with any flagged crop."""
-    dist, resid = [], []
-    for s in range(0, len(crops), chunk):
-        x = np.asarray(crops[s:s + chunk], np.float64)
-        z, out = _encode(den, x)
-        d, r = window_scores(ref, z, x, out)
-        dist.append(d)
-        resid.append(r)
-    dist, resid = np.concatenate(dist), np.concatenate(resid)
+    dist, resid, _ = _score_crops(den, ref, crops, chunk)
     cal = {"latent_scale": float(np.median(dist)), "residual_scale": float(np.median(resid))}
     score = combined_score(dist, resid, cal)
     thr = float(np.quantile(score, quantile))
@@ -195,16 +198,9 @@ def noise_calibration(den, ref: dict, cal: dict, crops, *, quantile: float = 0.9
     """The card's ``anomaly_threshold.by_noise`` from (B, n, n) windows in model units of data the model knows at
     every noise level (simulated stationary Eq. 3 2TCFs from few to many photons): per bin of log noise (equal
     counts), the ``quantile`` of their scores over the threshold, made non-decreasing in noise and at least 1."""
-    dist, resid, noise = [], [], []
-    for s in range(0, len(crops), chunk):
-        x = np.asarray(crops[s:s + chunk], np.float64)
-        z, out = _encode(den, x)
-        d, r = window_scores(ref, z, x, out)
-        dist.append(d)
-        resid.append(r)
-        noise.append(window_noise(x))
-    score = combined_score(np.concatenate(dist), np.concatenate(resid), cal)
-    lg = np.log10(np.maximum(np.concatenate(noise), 1e-12))
+    dist, resid, noise = _score_crops(den, ref, crops, chunk)
+    score = combined_score(dist, resid, cal)
+    lg = np.log10(np.maximum(noise, 1e-12))
     ok = np.isfinite(score) & np.isfinite(lg)
     score, lg = score[ok], lg[ok]
     order = np.argsort(lg)
