@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import XPCSInputError
+from ..core.validation import json_safe
 from ..io.files import atomic_path
 from ..nn.config import pretrained_directory
 
@@ -143,7 +144,7 @@ class FitCalibration:
         return one(resolved, self.edges) * len(self.rel_edges) + one(rel, self.rel_edges)
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self), default=_plain))
+        return json_safe(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "calibration") -> FitCalibration:
@@ -151,14 +152,6 @@ class FitCalibration:
             return cls(**d)
         except TypeError as exc:
             raise XPCSInputError(f"{where} is not a valid calibration: {exc}") from exc
-
-
-def _plain(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(type(v))
 
 
 def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 100, min_fits: int = 60,
