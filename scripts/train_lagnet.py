@@ -39,6 +39,7 @@ def main():
     ap.add_argument("--weight-tail", type=float, default=1.0)
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
+    ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
     ap.add_argument("--schedule", default="real,real,stat,stat,age", help="sources of successive steps")
     a = ap.parse_args()
     out = Path(a.out)
@@ -82,6 +83,8 @@ def main():
         arch["smooth_widths"] = tuple(float(w) for w in a.smooth_widths.split(","))
     if a.dilations:
         arch["dilations"] = tuple(tuple(int(v) for v in d.split("x")) for d in a.dilations.split(","))
+    if a.mix:
+        arch["mix"] = True
     train_lagnet(data, out, cfg, model_config=LagNetConfig(**arch), card_extra=extra,
                  init=Path(a.init) if a.init else None)
 

@@ -261,3 +261,37 @@ def test_an_expanded_model_computes_what_the_smaller_one_did():
         expand_lagnet(model, LagNetConfig(**{**cfg.__dict__, "channels": cfg.channels + 1}))
     with pytest.raises(XPCSInputError, match="cannot expand"):
         expand_lagnet(model, LagNetConfig(**{**cfg.__dict__, "dilations": cfg.dilations[::-1]}))
+
+
+def test_mixing_head_is_an_adaptive_age_smoother():
+    """With ``mix``, the output may mix each cell with its smooths along age: it stays faithful on stationary
+    2TCFs whatever the weights, and a head that picks one smooth everywhere is the age-axis smoother."""
+    from xpcs_denoise.core.band import age_smooth
+    from xpcs_denoise.nn.lagnet import LagDenoiser, LagNetConfig, expand_lagnet, load_lagnet
+
+    cfg = LagNetConfig(channels=4, dilations=((1, 1), (1, 2)), smooth_widths=(2.0, 8.0), mix=True)
+    model = LagNet(cfg)
+    torch.nn.init.normal_(model.head.weight, std=2.0)
+    torch.nn.init.normal_(model.stem.weight, std=1.0)
+    for n in (5, 37, 120):
+        clean = eq3(n, 0.07, alpha=0.8, offset=0.15)
+        assert np.abs(LagDenoiser(model).denoise(clean) - clean).max() < 1e-12
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 60.0]))  # correction 0, spread, keep, 2, 8 frames
+    rng = np.random.default_rng(3)
+    x = eq3(80, 0.05) + 0.05 * rng.standard_normal((80, 80))
+    x = 0.5 * (x + x.T)
+    y = LagDenoiser(model).denoise(x, max_lag=30)
+    # (the model's kernels stop at 3 widths, age_smooth's at 4: a difference far below the smoothing itself)
+    assert np.abs(y - x).max() > 0.05
+    np.testing.assert_allclose(y, age_smooth(x, 8.0, max_lag=30), rtol=0, atol=1e-3)
+    # the shipped model grows a mixing head that starts near "keep"; a head cannot be taken away
+    small, _ = load_lagnet(LagDenoiser.pretrained().directory)
+    grown = expand_lagnet(small, LagNetConfig(**{**small.config.__dict__, "mix": True}))
+    a, b = LagDenoiser(small).denoise(x), LagDenoiser(grown).denoise(x)
+    assert 0 < np.abs(a - b).max() < 0.5 * np.abs(a - x).max()
+    with pytest.raises(XPCSInputError, match="cannot expand"):
+        expand_lagnet(grown, small.config)
+    with pytest.raises(XPCSInputError):
+        LagNetConfig(mix="yes")

@@ -59,6 +59,9 @@ class LagNetConfig:
     lag_scale: int = 64
     #: Default band at inference: lags 1…max_lag.
     max_lag: int = 256
+    #: Also mix each cell with its smooths along age, by weights the network predicts per cell (a softmax over
+    #: "keep" and each smooth width): an adaptive age-axis smoother, which leaves a stationary 2TCF unchanged.
+    mix: bool = False
 
     def __post_init__(self):
         try:
@@ -71,12 +74,18 @@ class LagNetConfig:
                                  "numbers") from None
         if (self.channels < 1 or not self.dilations or any(min(d) < 1 or len(d) != 2 for d in self.dilations)
                 or not all(math.isfinite(w) and w > 0 for w in self.smooth_widths) or min(self.noise_window) < 2
-                or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1):
+                or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1
+                or not isinstance(self.mix, bool)):
             raise XPCSInputError(f"invalid lagnet configuration {self}")
 
     @property
     def n_features(self) -> int:
         return 4 + len(self.smooth_widths)
+
+    @property
+    def n_outputs(self) -> int:
+        """Head maps: the correction, the log spread and, with ``mix``, one logit per smooth and for "keep"."""
+        return 2 + (1 + len(self.smooth_widths) if self.mix else 0)
 
     @property
     def halo(self) -> int:
@@ -156,7 +165,12 @@ def band_features(band: torch.Tensor, mask: torch.Tensor, config: LagNetConfig, 
 
 class LagNet(nn.Module):
     """The fully convolutional network: a 3×3 stem, dilated 3×3 residual layers, a 1×1 head of two maps
-    (the correction before its bound, and the log spread)."""
+    (the correction before its bound, and the log spread) and, with ``config.mix``, the logits of the mixing weights
+    of the cell and its smooths along age."""
+
+    #: Initial logit of "keep the cell" in the mixing head (the smooths start at 0): a new head starts close to
+    #: the model without one (weights 1/(e³ + m) per smooth).
+    KEEP_LOGIT = 3.0
 
     def __init__(self, config: LagNetConfig | None = None):
         super().__init__()
@@ -164,9 +178,12 @@ class LagNet(nn.Module):
         c = self.config.channels
         self.stem = nn.Conv2d(self.config.n_features, c, 3, padding=1)
         self.body = nn.ModuleList(nn.Conv2d(c, c, 3, padding=d, dilation=d) for d in self.config.dilations)
-        self.head = nn.Conv2d(c, 2, 1)
+        self.head = nn.Conv2d(c, self.config.n_outputs, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if self.config.mix:
+            with torch.no_grad():
+                self.head.bias[2] = self.KEEP_LOGIT
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.stem(feats))
@@ -175,24 +192,33 @@ class LagNet(nn.Module):
         return self.head(h)
 
     def correct(self, feats, x, S):
-        """Denoised normalised band and its spread: x + S·bound·tanh(r/bound), S·exp(h), in the dtype of x
-        (float64 at inference, so that a cell with S = 0 keeps its value to the last bit)."""
+        """Denoised normalised band and its spread: x + S·bound·tanh(r/bound) (+ Σ w_k (smooth_k − x) with
+        ``mix``), S·exp(h), in the dtype of x (float64 at inference, so that a cell with S = 0 keeps its value to
+        the last bit, and a stationary one up to rounding: its smooths along age equal it)."""
         out = self.forward(feats.float().contiguous(memory_format=torch.channels_last)).to(x.dtype)
         bound = self.config.bound
         y = x + S * (bound * torch.tanh(out[:, 0] / bound))
+        if self.config.mix:
+            m = len(self.config.smooth_widths)
+            w = torch.softmax(out[:, 2:3 + m], dim=1)[:, 1:]
+            y = y + (w * feats[:, 1:1 + m].to(x.dtype)).sum(1)  # features 1…m are smooth_k − x
         spread = S * torch.exp(out[:, 1].clamp(-6.0, 4.0))
         return y, spread
 
 
 def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
-    """A larger model that computes exactly what ``model`` does: ``config`` may add smooth widths (new input
-    channels, zero weights) and residual layers (zero weights, so each is the identity), nothing else.
-    Training then starts from the smaller model's function instead of from scratch."""
+    """A larger model that computes what ``model`` does: ``config`` may add smooth widths (new input channels,
+    zero weights), residual layers (zero weights, so each is the identity) and the mixing head (``mix``; it starts
+    near "keep", :attr:`LagNet.KEEP_LOGIT`), nothing else. Training then starts from the smaller model's
+    function instead of from scratch."""
     old = model.config
-    same = {k: v for k, v in asdict(old).items() if k not in ("smooth_widths", "dilations")}
-    new = {k: v for k, v in asdict(config).items() if k not in ("smooth_widths", "dilations")}
-    if same != new or not set(old.smooth_widths) <= set(config.smooth_widths):
-        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths and layers may be added")
+    grown = ("smooth_widths", "dilations", "mix")
+    same = {k: v for k, v in asdict(old).items() if k not in grown}
+    new = {k: v for k, v in asdict(config).items() if k not in grown}
+    if (same != new or not set(old.smooth_widths) <= set(config.smooth_widths) or (old.mix and not config.mix)
+            or (old.mix and old.smooth_widths != config.smooth_widths)):
+        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers and the mixing head "
+                             "may be added")
     layers, i = [], 0
     for d in config.dilations:  # old layers matched in order; the others are new
         if i < len(old.dilations) and d == old.dilations[i]:
@@ -217,7 +243,9 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
                 conv.bias.zero_()
             else:
                 conv.load_state_dict(model.body[src].state_dict())
-        big.head.load_state_dict(model.head.state_dict())
+        n_old = model.head.weight.shape[0]
+        big.head.weight[:n_old] = model.head.weight
+        big.head.bias[:n_old] = model.head.bias
     return big
 
 
