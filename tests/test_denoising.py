@@ -1,6 +1,8 @@
 """denoise(c2, method=...) for the ensemble and every peer, the sliding window, the PCA peer, and the
 preprocessing it rests on (Eq. 5/7 scaling, frame sub-sampling), against known answers."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -353,12 +355,18 @@ def _analytic(n, gamma, beta, c_inf):
 
 
 def test_scale_parameters_of_an_analytic_50_frame_2tcf():
-    """N = 50 (Eq. 5): C∞ = 1 and β̂ = mean lag-1 value − 1 = C∞ − 1 + β e^{−2Γ}."""
+    """N = 50 (Eq. 5): C∞ = 1 and β̂ = mean lag-1 value − 1 = C∞ − 1 + β e^{−2Γ}, unless the decay shows
+    another baseline (then C∞ is that baseline); a decay too slow to show it keeps C∞ = 1."""
     b, base = scale_parameters(_analytic(N, 0.05, 0.3, 1.0), N)
     np.testing.assert_allclose(base, [1.0])
     np.testing.assert_allclose(b, [0.3 * np.exp(-0.1)], rtol=1e-12)
     b, base = scale_parameters(_analytic(N, 0.05, 0.3, 1.02), N)
-    np.testing.assert_allclose(b, [0.02 + 0.3 * np.exp(-0.1)], rtol=1e-12)
+    np.testing.assert_allclose(base, [1.02], rtol=1e-6)
+    np.testing.assert_allclose(b, [0.3 * np.exp(-0.1)], rtol=1e-5)
+    rng = np.random.default_rng(0)
+    noise = 0.02 * rng.standard_normal((N, N))
+    slow = _analytic(N, 0.002, 0.3, 1.0) + 0.5 * (noise + noise.T)
+    np.testing.assert_array_equal(scale_parameters(slow, N)[1], [1.0])
     # Batches, and explicit values broadcast per 2TCF.
     batch = np.stack([_analytic(N, 0.05, 0.3, 1.0), _analytic(N, 0.1, 0.1, 1.0)])
     b, base = scale_parameters(batch, N)
@@ -481,3 +489,20 @@ def test_batch_with_a_no_contrast_2tcf_denoises_the_others_and_returns_it_unchan
         denoise(flat[0], method, **_opts(method, pca_filter))
     with pytest.raises(XPCSInputError, match="contrast"):
         denoise(np.concatenate([flat, flat]), method, **_opts(method, pca_filter))
+
+
+def test_the_paper_path_does_not_depend_on_the_baseline():
+    """Issue 32: a ring with an intensity gradient has C∞ ≈ 1.25 (Eq. 1); scaled with C∞ = 1 the paper's network
+    took the decay for an incomplete one and Γ came out 10–500× too small. The same noisy 2TCF raised by 0.25, or
+    doubled, now gives the same Γ as at baseline 1."""
+    from xpcs_denoise.analysis.uncertainty import fit_two_time
+
+    rng = np.random.default_rng(1)
+    noise = 0.02 * rng.standard_normal((3, N, N))
+    c2 = np.stack([_analytic(N, g, 0.2, 1.0) for g in (0.03, 0.08, 0.2)]) + 0.5 * (noise + noise.swapaxes(1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_two_time(c2, method="cned").fit.gamma
+        for x in (c2 + 0.25, 2 * c2):
+            np.testing.assert_allclose(fit_two_time(x, method="cned").fit.gamma, ref, rtol=0.1)
+    assert np.all(np.abs(ref / [0.03, 0.08, 0.2] - 1) < 0.6)

@@ -30,6 +30,7 @@ from .validation import check_square
 
 __all__ = [
     "PreparedDataset",
+    "eq5_baseline",
     "triu_to_matrix",
     "matrix_to_triu",
     "split_by_target",
@@ -253,8 +254,8 @@ def scale_parameters(c2: np.ndarray, size: int = WINDOW, beta=None, baseline=Non
                      partial: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Contrast β and baseline C∞ used to bring (B, N, N) 2TCFs to model units.
 
-    N = ``size`` (Eq. 5): C∞ = 1 and β̂ = robust mean lag-1 value − 1, at least 2 standard errors of that
-    mean (:func:`contrast_from_two_time`). N > ``size`` (Eq. 7): C∞* = median of the 1TCF over the longest
+    N = ``size`` (Eq. 5): C∞ = 1 (unless the 2TCF shows another baseline, :func:`eq5_baseline`) and
+    β̂ = robust mean lag-1 value − C∞, at least 2 standard errors of that mean (:func:`contrast_from_two_time`). N > ``size`` (Eq. 7): C∞* = median of the 1TCF over the longest
     quarter of the lags and β*(lag = 1) = robust mean lag-1 value − C∞*, floored alike. Either can be given
     instead (scalar or one per 2TCF). Returns (β, C∞), arrays of B.
 
@@ -267,7 +268,7 @@ def scale_parameters(c2: np.ndarray, size: int = WINDOW, beta=None, baseline=Non
     nb, n_frames = x.shape[0], x.shape[-1]
     if baseline is None:
         if n_frames == size:
-            base = np.ones(nb)
+            base = eq5_baseline(x)
         else:
             g2 = one_time_from_two_time(x)
             with warnings.catch_warnings():  # an all-NaN tail gives NaN, refused below with a message
@@ -290,6 +291,49 @@ def scale_parameters(c2: np.ndarray, size: int = WINDOW, beta=None, baseline=Non
             "or pass beta= explicitly"
         )
     return b, base
+
+
+def eq5_baseline(c2, n_sigma: float = 3.0) -> np.ndarray:
+    """Baseline C∞ for Eq. 5 scaling of (B, N, N) 2TCFs: 1, as the paper's method assumes, unless a plain Eq. 3
+    fit of the 1TCF (C∞ free, lags weighted by their number of frame pairs) puts C∞ more than ``n_sigma``
+    standard errors away from 1; then that fit's C∞.
+
+    Why: an intensity gradient across a ring, or a 2TCF normalised another way, raises the baseline (Eq. 1
+    gives ⟨m²⟩/⟨m⟩² > 1); scaled with C∞ = 1 the decay would look incomplete, and Γ would come out far too
+    small. A decay that does not end within the window (or a fit at a bound) leaves C∞ undetermined: 1 is kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tau = np.abs(np.subtract.outer(np.arange(50), np.arange(50)))
+    >>> c2 = 1 + 0.2 * np.exp(-2 * 0.1 * tau)
+    >>> eq5_baseline(np.stack([c2, c2 + 0.25])).round(3).tolist()
+    [1.0, 1.25]
+    """
+    from .fitting import fit_g2
+
+    x = np.asarray(c2, dtype=np.float64)
+    x = x[None] if x.ndim == 2 else x
+    n = x.shape[-1]
+    base = np.ones(x.shape[0])
+    if n < 8:
+        return base
+    g2 = one_time_from_two_time(x)  # lags 1 … N − 1
+    sigma = 1.0 / np.sqrt(n - np.arange(1, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_g2(g2, sigma=sigma, n_starts=1)
+    off = fit.baseline - 1.0
+    err = fit.baseline_err
+    # A noise-free curve has err = 0: any offset beyond rounding is then significant.
+    with np.errstate(invalid="ignore", over="ignore"):
+        # The fit must see most of the decay (at most e^-1.5 of β left at the last lag): else C∞ trades off
+        # against Γ and α, and the 1TCF's correlated errors make its standard error too small.
+        resolved = (fit.gamma * (n - 1)) ** fit.alpha >= 0.75
+    use = (fit.success & ~fit.at_bound & resolved & np.isfinite(off) & np.isfinite(err)
+           & (np.abs(off) > n_sigma * err) & (np.abs(off) > 1e-9))
+    base[use] = fit.baseline[use]
+    return base
 
 
 def _per_matrix(value, nb: int, name: str) -> np.ndarray:
