@@ -85,7 +85,7 @@ def test_denoise_scores_the_windows_it_denoises_in_the_same_pass(pair):
     np.testing.assert_array_equal(a["starts"], np.arange(0, 151, 5))
     assert a["score"].shape == a["flagged"].shape == (2, 31) and a["threshold"] > 1
     # the clean series: no window outside what the model learned
-    assert not a["flagged"][0].any() and a["score"][0].max() < 0.5 * a["threshold"]
+    assert not a["flagged"][0].any() and a["score"][0].max() < 0.8 * a["threshold"]
     # the injected one: flagged windows, and every flagged window overlaps frames 100-150
     hit = a["starts"][a["flagged"][1]]
     assert hit.size >= 2 and np.all((hit + 50 > T0) & (hit < T1))
@@ -242,7 +242,10 @@ def test_noise_factor_follows_the_card_and_never_lowers_a_score():
 
     cal = {"latent_scale": 2.0, "residual_scale": 1.0, "threshold": 4.0,
            "by_noise": {"log10_noise": [-1.0, 0.0, 0.5], "factor": [1.0, 1.0, 9.0]}}
-    np.testing.assert_allclose(noise_factor([0.01, 0.5, 1.0, 10 ** 0.25, 100.0], cal), [1, 1, 1, 5, 9])
+    np.testing.assert_allclose(noise_factor([0.01, 0.5, 1.0, 10 ** 0.25, 100.0], cal), [1, 1, 1, 5, np.inf])
+    # beyond the noisiest calibration window the ensemble's score says nothing: infinite factor, score 0
+    cal["by_noise"]["max_log10_noise"] = 2.5
+    np.testing.assert_allclose(noise_factor([100.0, 1e3], cal), [9, np.inf])
     np.testing.assert_allclose(combined_score([4.0, 4.0], [1.0, 1.0], cal, noise=[0.1, 10 ** 0.25]), [2.0, 0.4])
     assert noise_factor([1.0], {"threshold": 4.0})[0] == 1.0  # a card without by_noise: scores as before
 
@@ -263,9 +266,42 @@ def test_clean_data_with_few_photons_are_not_flagged_and_an_oscillation_still_st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         o, h = anomaly_scores(odd, step=10), anomaly_scores(high, step=10)
-    # where photons are plenty the noise factor is 1: the score is the calibrated one, and the oscillation's is
-    # well above the clean series' (the shipped ensemble flags few such windows at its 99 % threshold, as before)
+    # where photons are plenty the noise factor is 1, and the oscillation (in lag: no Eq. 3 decay rises again) is
+    # flagged in every window by its structure score, the clean series in none
     cal = _pretrained().card["anomaly_threshold"]
     base = np.fmax(o["latent_distance"] / cal["latent_scale"], o["residual"] / cal["residual_scale"])
-    np.testing.assert_allclose(o["score"], base, rtol=1e-9)
-    assert np.median(o["score"]) > 2 * np.median(h["score"]) and h["flagged"].mean() <= 0.05
+    st = np.max(o["structure"] / cal["structure"]["scale"], axis=-1) * cal["threshold"]
+    np.testing.assert_allclose(o["score"], np.fmax(base, st), rtol=1e-9)
+    assert o["flagged"].all() and not h["flagged"].any()
+
+
+def test_structure_scores_are_one_for_noise_and_flag_steps_and_oscillations_of_twice_the_contrast():
+    """Issue 31: no flag on artefact-free simulated data across 0.01–1 photons per pixel per frame, while injected
+    oscillations and steps of 2× the contrast are flagged (the ensemble's latent distance and residual flagged
+    none of them: 0 % of windows at 0.03–1 photons). Series and seeds apart from the calibration's."""
+    from xpcs_denoise.nn.anomaly import STRUCTURE, window_structure
+
+    t = np.arange(150)
+    lag, age = t[:, None] - t[None, :], (t[:, None] + t[None, :]) / 2
+    clean_flags = []
+    for mc in (0.03, 0.3, 1.0):
+        c2s = simulate_speckle(150, 2000, gamma=[0.01, 0.05, 0.2], beta=0.2, mean_count=mc, n_rois=3,
+                               seed=4242).two_time()
+        wins = np.stack([c[s:s + 50, s:s + 50] for c in c2s for s in range(0, 101, 10)])
+        st = window_structure(wins)
+        assert st.shape == (wins.shape[0], len(STRUCTURE))
+        assert np.all((np.median(st, axis=0) > 0.2) & (np.median(st, axis=0) < 2.0))  # about 1: noise alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clean_flags += [anomaly_scores(c, step=10)["flagged"] for c in c2s]
+            if mc < 0.3:
+                continue
+            c2 = c2s[1]
+            for odd in (c2 + 0.4 * np.cos(2 * np.pi * lag / 6), c2 + 0.4 * np.cos(2 * np.pi * age / 20)):
+                assert anomaly_scores(odd, step=10)["flagged"].mean() > 0.9
+            stepped = c2.copy()
+            stepped[75:, 75:] += 0.4
+            s = anomaly_scores(stepped, step=10)
+            inside = (s["starts"] + 10 <= 75) & (75 < s["starts"] + 40)
+            assert s["flagged"][inside].all()
+    assert np.concatenate(clean_flags).mean() <= 0.01

@@ -360,8 +360,11 @@ def test_scale_parameters_of_an_analytic_50_frame_2tcf():
     b, base = scale_parameters(_analytic(N, 0.05, 0.3, 1.0), N)
     np.testing.assert_allclose(base, [1.0])
     np.testing.assert_allclose(b, [0.3 * np.exp(-0.1)], rtol=1e-12)
-    b, base = scale_parameters(_analytic(N, 0.05, 0.3, 1.02), N)
-    np.testing.assert_allclose(base, [1.02], rtol=1e-6)
+    b, base = scale_parameters(_analytic(N, 0.05, 0.3, 1.02), N)  # a small offset is the paper's Eq. 5 case
+    np.testing.assert_allclose(base, [1.0])
+    np.testing.assert_allclose(b, [0.02 + 0.3 * np.exp(-0.1)], rtol=1e-12)
+    b, base = scale_parameters(_analytic(N, 0.05, 0.3, 1.3), N)  # C∞ − 1 = β: that baseline is used
+    np.testing.assert_allclose(base, [1.3], rtol=1e-6)
     np.testing.assert_allclose(b, [0.3 * np.exp(-0.1)], rtol=1e-5)
     rng = np.random.default_rng(0)
     noise = 0.02 * rng.standard_normal((N, N))

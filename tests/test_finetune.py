@@ -88,6 +88,10 @@ def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
     # Its own anomaly calibration: the training stretch is the reference, the held-out frames set the threshold.
     assert card["anomaly_threshold"]["n_crops"] > ft["val_pairs"]  # every held-out window position
     assert "fine-tuning" in card["latent_reference"]["source"]
+    # the structure scores use no network: the base card's scales carry over
+    from xpcs_denoise.nn.denoiser import _pretrained
+
+    assert card["anomaly_threshold"]["structure"] == _pretrained().card["anomaly_threshold"]["structure"]
     scores = anomaly_scores(sim.two_time()[0], model=tuned, step=10)
     assert np.mean(scores["flagged"]) <= 0.2  # the series it was tuned on is familiar
     t = np.arange(220)

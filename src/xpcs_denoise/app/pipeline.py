@@ -265,7 +265,7 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
         raise XPCSInputError(f"sliding-window step must be >= 1 frame; got {step}")
     beta, base = scale_parameters(c2, size)  # the whole matrix's Eq. 7 contrast and baseline
     out, spread = c2.copy(), np.zeros_like(c2)
-    starts, dist, resid = [], [], []
+    starts, dist, resid, noise, struct = [], [], [], [], []
     for b, c0 in enumerate(range(0, n_big, block)):
         c1 = min(n_big, c0 + block)
         s0 = max(0, c0 - size) // step * step
@@ -278,6 +278,8 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
             starts.append(res.anomaly["starts"] + s0)
             dist.append(res.anomaly["latent_distance"])
             resid.append(res.anomaly["residual"])
+            noise.append(res.anomaly["noise"])
+            struct.append(res.anomaly["structure"])
         else:
             m, sd = denoise(c2[s0:e0, s0:e0], method, model=model, return_std=True, seed=seed + b, step=step,
                             beta=beta, baseline=base, **options)
@@ -287,8 +289,10 @@ def denoise_banded(c2, method: str = "cned", *, model=None, seed: int = 0, step:
         return out, spread
     if not anomaly:
         return out, spread, None
-    u, d, r = merge_windows(np.concatenate(starts), np.concatenate(dist), np.concatenate(resid))
-    return out, spread, finish_scores(u, d, r, model.card, size, step)
+    struct = np.concatenate(struct)
+    u, d, r, nz, *cols = merge_windows(np.concatenate(starts), np.concatenate(dist), np.concatenate(resid),
+                                       np.concatenate(noise), *struct.T)
+    return out, spread, finish_scores(u, d, r, model.card, size, step, nz, np.stack(cols, axis=-1))
 
 
 def denoise_file(input_path, output, *, method: str | None = None, model=None, dataset=None, uncertainty: bool = False,

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["anomaly_map", "latent_reference", "anomaly_calibration", "window_scores", "combined_score",
-           "flagged_share", "window_noise", "noise_factor", "noise_calibration"]
+           "flagged_share", "window_noise", "noise_factor", "noise_calibration", "window_structure", "STRUCTURE",
+           "structure_calibration"]
 
 
 def _encode(den, x):
@@ -74,25 +75,104 @@ def window_noise(x) -> np.ndarray:
     return np.sqrt(ss / max(count, 1))
 
 
+#: The structure scores of :func:`window_structure`, in its columns' order.
+STRUCTURE = ("age_spread", "age_step", "lag_rise")
+
+
+def window_structure(x) -> np.ndarray:
+    """Structure that no stationary or slowly ageing Eq. 3 2TCF has, in units of each (B, n, n) window's own
+    noise: (B, 3) scores, columns :data:`STRUCTURE`. The ensemble's latent distance and residual judge the shape
+    of a decay; an oscillation, a step or a decay that rises again within a window escapes them at every photon
+    level, while these are about 1 for noise alone, whatever the count rate.
+
+    - ``age_spread`` and ``age_step``: the age profile m(a) is the mean over lags 1…n/4 of each diagonal's
+      deviation from its own mean, at ages a = 0…n − n/4 − 1, less its straight-line trend (slow ageing within a
+      window); its noise s comes from its successive differences (MAD), which structure on the scale of many
+      frames leaves alone. ``age_spread`` = std(m)/s (an oscillation along age raises it); ``age_step`` = the
+      largest two-sample t of m before and after any split point (a jump of the level within the window: a change
+      of contrast, of the beam or of the sample).
+    - ``lag_rise``: the 1TCF over lags 1…n/2 less its best non-increasing fit (isotonic regression), RMS in units
+      of each lag's noise (from successive differences along age): Eq. 3 only decays, so an oscillation in lag
+      (vibration, heterodyne beats) stands out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> tau = np.abs(np.subtract.outer(np.arange(50), np.arange(50)))
+    >>> c2 = 1 + 0.2 * np.exp(-0.2 * tau) + 0.01 * rng.standard_normal((50, 50))
+    >>> odd = c2 + 0.4 * np.cos(2 * np.pi * tau / 6)
+    >>> (window_structure(np.stack([c2, odd])) > 5).tolist()   # noise alone scores about 1
+    [[False, False, False], [False, False, True]]
+    """
+    from scipy.optimize import isotonic_regression
+
+    x = np.asarray(x, np.float64)
+    x = x[None] if x.ndim == 2 else x
+    n = x.shape[-1]
+    out = np.zeros((x.shape[0], len(STRUCTURE)))
+    k = max(1, n // 4)
+    a = n - k
+    if a >= 8:
+        v = np.stack([np.diagonal(x, j, axis1=-2, axis2=-1)[..., :a] for j in range(1, k + 1)], axis=-2)
+        m = (v - v.mean(axis=-1, keepdims=True)).mean(axis=-2)  # (B, a)
+        u = np.arange(a) - (a - 1) / 2
+        m = m - np.outer(m @ u / (u @ u), u).reshape(m.shape)
+        d = np.diff(m, axis=-1)
+        s = np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1) / 0.6745 / np.sqrt(2)
+        s = np.maximum(s, 1e-12 * np.maximum(np.abs(m).max(axis=-1), 1e-300))
+        out[:, 0] = m.std(axis=-1) / s
+        cut = np.arange(3, a - 2)  # split points with at least 3 ages on either side
+        c = np.cumsum(m, axis=-1)
+        left = c[..., cut - 1] / cut
+        right = (c[..., -1:] - c[..., cut - 1]) / (a - cut)
+        out[:, 1] = (np.abs(left - right) / (s[..., None] * np.sqrt(1.0 / cut + 1.0 / (a - cut)))).max(axis=-1)
+    kl = max(2, n // 2)
+    if n - kl >= 3:
+        diags = [np.diagonal(x, j, axis1=-2, axis2=-1) for j in range(1, kl + 1)]
+        g = np.stack([dg.mean(axis=-1) for dg in diags], axis=-1)  # (B, kl)
+        # standard deviation of differences: a count-starved 2TCF has too few distinct values for a MAD
+        sg = np.stack([np.sqrt(np.mean(np.diff(dg, axis=-1) ** 2, axis=-1) / 2 / dg.shape[-1]) for dg in diags],
+                      axis=-1)
+        sg = np.maximum(sg, 1e-12 * np.maximum(np.abs(g).max(axis=-1, keepdims=True), 1e-300))
+        for i in range(x.shape[0]):
+            iso = isotonic_regression(g[i], weights=sg[i] ** -2, increasing=False).x
+            out[i, 2] = np.sqrt(np.mean(((g[i] - iso) / sg[i]) ** 2))
+    return out
+
+
 def noise_factor(noise, calibration: dict) -> np.ndarray:
     """How much higher than the threshold noise alone scores at ``noise`` (≥ 1): the card's
-    ``anomaly_threshold.by_noise`` interpolated in log noise (1 without it, or below its first level)."""
+    ``anomaly_threshold.by_noise`` interpolated in log noise (1 without it, or below its first level); infinite
+    beyond the noisiest window it was measured on (``max_log10_noise``), where the ensemble's scores say nothing
+    (the structure scores, normalised by each window's own noise, still judge such windows)."""
     by = calibration.get("by_noise")
     noise = np.asarray(noise, np.float64)
     if not by or noise.size == 0:
         return np.ones_like(noise)
     with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.interp(np.log10(np.maximum(noise, 1e-12)), by["log10_noise"], by["factor"])
+        lg = np.log10(np.maximum(noise, 1e-12))
+        f = np.interp(lg, by["log10_noise"], by["factor"])
+        f = np.where(lg > by.get("max_log10_noise", by["log10_noise"][-1]), np.inf, f)
     return np.where(np.isfinite(noise), np.maximum(f, 1.0), 1.0)
 
 
-def combined_score(latent_distance, residual, calibration: dict, noise=None) -> np.ndarray:
+def combined_score(latent_distance, residual, calibration: dict, noise=None, structure=None) -> np.ndarray:
     """max(latent_distance / latent_scale, residual / residual_scale) (dimensionless), with the scales of the
     card's ``anomaly_threshold`` (medians of the held-out validation crops), divided by :func:`noise_factor` of
-    the windows' ``noise`` where given; NaN stays NaN."""
+    the windows' ``noise`` where given; with ``structure`` (…, 3, :func:`window_structure`) and the card's
+    ``structure`` scales, at least threshold × max(structure / scale), so that a window is flagged where either the
+    ensemble or a structure score says so; NaN stays NaN."""
     base = np.fmax(np.asarray(latent_distance) / calibration["latent_scale"],
                    np.asarray(residual) / calibration["residual_scale"])
-    return base if noise is None else base / noise_factor(noise, calibration)
+    if noise is not None:
+        base = base / noise_factor(noise, calibration)
+    cal = calibration.get("structure")
+    if structure is not None and cal:
+        st = np.asarray(structure, np.float64) / np.asarray(cal["scale"], np.float64)
+        with np.errstate(invalid="ignore"):
+            base = np.fmax(base, np.max(st, axis=-1) * calibration["threshold"])
+    return base
 
 
 def merge_windows(starts, *values):
@@ -106,18 +186,22 @@ def merge_windows(starts, *values):
     return (u, *(np.asarray(v, np.float64) @ avg for v in values))
 
 
-def finish_scores(starts, latent_distance, residual, card: dict, size: int, step: int, noise=None) -> dict:
+def finish_scores(starts, latent_distance, residual, card: dict, size: int, step: int, noise=None,
+                  structure=None) -> dict:
     """The anomaly table of windows: ``starts`` (W,) first frames, ``latent_distance``, ``residual`` and
-    ``noise`` ((W,) or (B, W)), ``size`` and ``step`` (frames); with the card's ``anomaly_threshold`` also
+    ``noise`` ((W,) or (B, W)), ``structure`` (…, 3), ``size`` and ``step`` (frames); with the card's
+    ``anomaly_threshold`` also
     ``score`` (:func:`combined_score`), ``flagged`` (score > threshold; False where the score is NaN) and
     ``threshold``."""
     out = {"starts": np.asarray(starts, np.int64), "size": int(size), "step": int(step),
            "latent_distance": latent_distance, "residual": residual}
     if noise is not None:
         out["noise"] = noise
+    if structure is not None:
+        out["structure"] = structure
     cal = card.get("anomaly_threshold")
     if cal:
-        score = combined_score(latent_distance, residual, cal, noise)
+        score = combined_score(latent_distance, residual, cal, noise, structure)
         with np.errstate(invalid="ignore"):
             out.update(score=score, flagged=score > cal["threshold"], threshold=float(cal["threshold"]))
     return out
@@ -209,4 +293,16 @@ def noise_calibration(den, ref: dict, cal: dict, crops, *, quantile: float = 0.9
     factor = np.maximum.accumulate([max(1.0, float(np.quantile(score[p], quantile)) / cal["threshold"])
                                     for p in parts])
     return {"log10_noise": np.round(centre, 4).tolist(), "factor": np.round(factor, 4).tolist(),
-            "quantile": float(quantile), "n_windows": int(score.size)}
+            "max_log10_noise": round(float(lg.max()), 4), "quantile": float(quantile), "n_windows": int(score.size)}
+
+
+def structure_calibration(windows, *, quantile: float = 0.999) -> dict:
+    """The card's ``anomaly_threshold.structure`` from (B, n, n) windows of artefact-free data (simulated speckle
+    series, stationary and slowly ageing, from few to many photons): per score of :func:`window_structure`, its
+    ``quantile`` over the windows (the scale it is divided by), so that each flags 1 − ``quantile`` of clean
+    windows by construction."""
+    st = window_structure(windows)
+    ok = np.all(np.isfinite(st), axis=-1)
+    scale = np.quantile(st[ok], quantile, axis=0)
+    return {"names": list(STRUCTURE), "scale": np.round(scale, 4).tolist(), "quantile": float(quantile),
+            "median": np.round(np.median(st[ok], axis=0), 4).tolist(), "n_windows": int(ok.sum())}

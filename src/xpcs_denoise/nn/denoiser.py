@@ -13,7 +13,7 @@ from ..core.errors import XPCSInputError
 from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
 from ..core.validation import check_int, check_seed
 from ..core.window import check_step, check_two_times, denoise_scaled, sliding_window, window_starts
-from .anomaly import _encode, finish_scores, merge_windows, window_noise, window_scores
+from .anomaly import STRUCTURE, _encode, finish_scores, merge_windows, window_noise, window_scores, window_structure
 from .config import pretrained_directory
 from .model import CNNEDEnsemble, load_ensemble
 
@@ -153,7 +153,7 @@ class Denoiser:
             if not anomaly:
                 return self.predict_model_units(w)
             mean, std, z = self.predict_model_units(w, latent=True)
-            scores.append((*window_scores(ref, z, w, mean), window_noise(w)))
+            scores.append((*window_scores(ref, z, w, mean), window_noise(w), window_structure(w)))
             return mean, std
 
         def model_units(scaled):
@@ -167,12 +167,16 @@ class Denoiser:
             starts = window_starts(x.shape[-1], self.size, step)[0]
             ok = np.isfinite(b)
             dist, resid, noise = (np.full((x.shape[0], starts.size), np.nan) for _ in range(3))
+            struct = np.full((x.shape[0], starts.size, len(STRUCTURE)), np.nan)
             dist[ok] = scores[0][0].reshape(-1, starts.size)
             resid[ok] = scores[0][1].reshape(-1, starts.size)
             noise[ok] = scores[0][2].reshape(-1, starts.size)
-            starts, dist, resid, noise = merge_windows(starts, dist, resid, noise)
+            struct[ok] = scores[0][3].reshape(-1, starts.size, len(STRUCTURE))
+            starts, dist, resid, noise, *cols = merge_windows(starts, dist, resid, noise,
+                                                              *np.moveaxis(struct, -1, 0))
+            struct = np.stack(cols, axis=-1)
             table = finish_scores(starts, dist[0] if single else dist, resid[0] if single else resid, self.card,
-                                  self.size, step, noise[0] if single else noise)
+                                  self.size, step, noise[0] if single else noise, struct[0] if single else struct)
         if single:
             return DenoiseResult(out[0], spread[0], b[0], base[0], table)
         return DenoiseResult(out, spread, b, base, table)
@@ -210,12 +214,14 @@ def anomaly_scores(c2, *, model=None, step: int = 5, seed: int = 0) -> dict:
     starts = np.arange(0, x.shape[-1] - n + 1, int(step))
     idx = starts[:, None] + np.arange(n)[None, :]
     dist, resid, noise = (np.full((x.shape[0], starts.size), np.nan) for _ in range(3))
+    struct = np.full((x.shape[0], starts.size, len(STRUCTURE)), np.nan)
     for i in np.flatnonzero(np.isfinite(b)):
         w = x[i][idx[:, :, None], idx[:, None, :]]
         w = replace_diagonal(to_model_units(w, b[i], base[i]), seed)
         z, out = _encode(den, w)
         dist[i], resid[i] = window_scores(ref, z, w, out)
         noise[i] = window_noise(w)
+        struct[i] = window_structure(w)
     if single:
-        dist, resid, noise = dist[0], resid[0], noise[0]
-    return finish_scores(starts, dist, resid, den.card, n, step, noise)
+        dist, resid, noise, struct = dist[0], resid[0], noise[0], struct[0]
+    return finish_scores(starts, dist, resid, den.card, n, step, noise, struct)

@@ -196,6 +196,9 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
         "split": f"held-out frames {cut}-{n_frames} of the fine-tuning series",
         "source": f"held-out crops of the fine-tuning series (frames {cut}-{n_frames}, every window position, "
                   "not trained on)"}
+    # The structure scores use no network: the base card's scales (artefact-free simulated series) still hold.
+    if "structure" in base_card.get("anomaly_threshold", {}):
+        card["anomaly_threshold"]["structure"] = base_card["anomaly_threshold"]["structure"]
     path = Path(out_dir) / "model_card.json"
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(card, indent=2) + "\n")
