@@ -3,7 +3,8 @@
 1. **Path** (:func:`choose_path`): what is fitted, per 2TCF, and said in every row. ``"lagnet"`` (default): the
    lag-band model's output, which is faithful, so it is fitted as it stands; ``"raw"``: the 2TCF itself;
    ``"paper-2021"``: the 2021 ensemble's output (its Eq. 5 scaling takes C∞ = 1 unless the decay shows another
-   baseline). A 2TCF without contrast (its first lags at the level of its tail) has no decay to fit: ``"failed: no contrast"``.
+   baseline). A 2TCF without contrast (its first lags at the level of its tail) has no decay to fit:
+   ``"failed: no contrast"``.
 2. **Fit** (:func:`fit_denoised`): one batched Levenberg–Marquardt fit (:func:`~xpcs_denoise.core.fitting.fit_g2`)
    of Eq. 3 to the 1TCF of what the path gives, lags 1…L, weighted by the *raw* 1TCF's standard errors (from the
    spread along each diagonal); its covariance with those weights taken as absolute gives Γ's uncalibrated error
