@@ -182,12 +182,14 @@ def test_correlate_with_an_aps_qmap_keeps_its_q_phi_labels_and_mask(tmp_path):
 def test_denoise_streams_one_roi_at_a_time(tmp_path, monkeypatch):
     """Never more than one ROI's matrix is read before it is written (peak memory independent of K)."""
     import xpcs_denoise.io.formats as xio
+    import xpcs_denoise.io.native as xnative
 
     np.save(tmp_path / "c2.npy", noisy_stack())
     events = []
-    real_get, real_pack = xio.C2Source.c2, xio.pack_upper
+    real_get, real_pack = xio.C2Source.c2, xnative.pack_upper
     monkeypatch.setattr(xio.C2Source, "c2", lambda self, k: events.append("read") or real_get(self, k))
-    monkeypatch.setattr(xio, "pack_upper", lambda m, dtype=np.float32: events.append("write") or real_pack(m, dtype))
+    monkeypatch.setattr(xnative, "pack_upper",
+                        lambda m, dtype=np.float32: events.append("write") or real_pack(m, dtype))
     denoise_file(tmp_path / "c2.npy", tmp_path / "d.h5", method="gaussian")
     assert events == ["read", "write", "write"] * 3  # c2 and c2_raw of ROI k written before ROI k + 1 is read
     with open_c2(tmp_path / "d.h5") as src:

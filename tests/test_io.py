@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-import xpcs_denoise.io.formats as xio
+import xpcs_denoise.io.native as xnative
 from xpcs_denoise import XPCSInputError, one_time_from_two_time, two_time
 from xpcs_denoise.io.formats import (
     C2File,
@@ -203,7 +203,7 @@ def test_no_overwrite_without_flag_and_existing_file_untouched(tmp_path):
 
 def test_failure_mid_write_leaves_no_output(tmp_path, monkeypatch):
     calls = []
-    real = xio.pack_upper
+    real = xnative.pack_upper
 
     def failing(m, dtype=np.float32):
         calls.append(1)
@@ -211,16 +211,16 @@ def test_failure_mid_write_leaves_no_output(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         return real(m, dtype)
 
-    monkeypatch.setattr(xio, "pack_upper", failing)
+    monkeypatch.setattr(xnative, "pack_upper", failing)
     with pytest.raises(OSError, match="simulated"):
         write_c2(tmp_path / "out.h5", sym_stack(), raw=sym_stack())
     assert len(calls) == 2 and files_in(tmp_path) == []
 
-    monkeypatch.setattr(xio, "pack_upper", real)  # an existing file survives a failed overwrite byte for byte
+    monkeypatch.setattr(xnative, "pack_upper", real)  # an existing file survives a failed overwrite byte for byte
     write_c2(tmp_path / "out.h5", sym_stack(seed=3))
     before = (tmp_path / "out.h5").read_bytes()
     calls.clear()
-    monkeypatch.setattr(xio, "pack_upper", failing)
+    monkeypatch.setattr(xnative, "pack_upper", failing)
     with pytest.raises(OSError):
         write_c2(tmp_path / "out.h5", sym_stack(), raw=sym_stack(), overwrite=True)
     assert (tmp_path / "out.h5").read_bytes() == before and files_in(tmp_path) == ["out.h5"]

@@ -14,7 +14,7 @@ from ..core.errors import XPCSInputError, XPCSNoContrastWarning
 from ..core.fitting import cut_trust, fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.scaling import scale_parameters
 from ..core.validation import check_square
-from ..io.formats import write_csv
+from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
 from .plotting import plot_ageing, plot_parameters

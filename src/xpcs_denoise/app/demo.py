@@ -19,7 +19,7 @@ from ..core.errors import XPCSInputError
 from ..core.scaling import card_split, scale_parameters
 from ..core.simulation import simulate_speckle
 from ..core.validation import check_seed
-from ..io.formats import write_csv
+from ..io.files import write_csv
 from ..io.prepared import load_prepared
 from ..nn.denoiser import Denoiser
 from ..nn.lagnet import LagDenoiser

@@ -46,18 +46,11 @@ from ..core.validation import (
     json_safe,
 )
 from ..core.window import check_step
-from ..io.formats import (
-    OUTPUT_FORMATS,
-    C2Writer,
-    atomic_path,
-    open_c2,
-    output_handler,
-    read_c2,
-    read_frames,
-    read_labels,
-    read_qmap,
-    write_csv,
-)
+from ..io.aps import read_qmap
+from ..io.files import atomic_path, write_csv
+from ..io.formats import OUTPUT_FORMATS, open_c2, output_handler, read_c2
+from ..io.frames import read_frames, read_labels
+from ..io.native import C2Writer
 from ..nn.anomaly import finish_scores, flagged_share, merge_windows
 from ..nn.config import WINDOW, pretrained_directory
 from ..restoration.denoise import METHODS, denoise, resolve_method

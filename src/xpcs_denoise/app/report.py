@@ -24,7 +24,7 @@ from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
 from ..core.fitting import fit_diffusion, fit_g2, fit_rows, sigma_for_fit
 from ..core.validation import json_safe
-from ..io.formats import write_csv
+from ..io.files import write_csv
 from ..nn.anomaly import anomaly_map, flagged_share
 from ..nn.config import WINDOW
 from ..restoration.denoise import model_family

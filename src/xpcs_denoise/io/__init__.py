@@ -1,5 +1,7 @@
 """Layer 1 — files: the atomic writer and file hashes (:mod:`.files`), one reader/writer per format — 2TCFs, frame
-stacks and label maps in ours, APS 8-ID-I, .npy, any HDF5 and TIFF folders (:mod:`.formats`), prepared training
+stacks and label maps in ours, APS 8-ID-I, .npy, any HDF5 and TIFF folders — behind the one registry of 2TCF
+formats and its entry points (:mod:`.formats`; a module per format: :mod:`.native`, :mod:`.aps`, :mod:`.npy`,
+:mod:`.hdf5`, :mod:`.frames` with :mod:`.detectors`, and what they share in :mod:`.c2base`), prepared training
 sets (:mod:`.prepared`). Imports only :mod:`xpcs_denoise.core`."""
 
 from .files import atomic_path, file_sha256, write_csv  # noqa: F401
