@@ -22,7 +22,8 @@ from .hdf5 import _HINT, _attr_value, _check_local_dataset, _encode_attrs, _h5py
 ANOMALY_GROUP, APS_ANOMALY_GROUP = "anomaly", "xpcs/twotime/denoise_anomaly"
 #: Datasets of the anomaly group: (K, W) per ROI and window (NaN / 0 for a ROI not denoised) and (W,) starts.
 ANOMALY_PARTS = {
-    "score": "combined anomaly score max(latent_distance/latent_scale, residual/residual_scale), dimensionless",
+    "score": "combined anomaly score max(latent_distance/latent_scale, residual/residual_scale, threshold x "
+             "structure/scale), dimensionless",
     "flagged": "1 where score > threshold: the window is outside what the model learned",
     "latent_distance": "Mahalanobis distance of the window's latent vector from the training crops', members' mean",
     "residual": "RMS reconstruction residual (lag 0 left out) in units of the training crops' median",
