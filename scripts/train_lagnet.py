@@ -20,8 +20,12 @@ from xpcs_denoise.nn.lagnet import LagNetConfig
 # name: (series, frames, ageing, seed); the long ones age slowly (Γ0 0.003–0.2, at most 6× over the series)
 SIM = {"stat": (8000, 100, False, 1), "age": (2400, 160, True, 2), "stat_val": (600, 100, False, 11),
        "age_val": (200, 160, True, 12), "long": (1500, 320, False, 3), "longage": (1500, 320, True, 4),
-       "long_val": (100, 320, False, 21), "longage_val": (100, 320, True, 22)}
+       "long_val": (100, 320, False, 21), "longage_val": (100, 320, True, 22),
+       "age400": (600, 400, True, 5), "age400_val": (48, 400, True, 25)}
 SLOW = {"gamma0": (0.003, 0.2), "ratio": (1 / 6, 6.0)}
+#: The regime of issue 29's ageing bar, broadened: 400 frames, Γ0 0.01–0.2 changing 2–10× up or down (smoothly
+#: or in a step), 5,000–50,000 pixels at 0.05–1 photons per pixel per frame.
+AGE400 = {"gamma0": (0.01, 0.2), "ratio": (0.1, 10.0), "pixels": (5e3, 5e4), "count": (0.05, 1.0)}
 
 
 def main():
@@ -37,6 +41,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-1tcf", type=float, default=1.0)
     ap.add_argument("--weight-tail", type=float, default=1.0)
+    ap.add_argument("--weight-cut", type=float, default=0.0, help="weight of the cuts' cost (lag_training._cut_cost)")
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
@@ -51,8 +56,8 @@ def main():
             continue
         path = out / f"{name}.npz"
         if not path.is_file():
-            np.savez(path, **simulated_bands(n, nf, 64, seed=seed, ageing=ageing,
-                                             **(SLOW if name.startswith("long") else {})))
+            extra = SLOW if name.startswith("long") else AGE400 if name.startswith("age400") else {}
+            np.savez(path, **simulated_bands(n, nf, 64, seed=seed, ageing=ageing, **extra))
         with np.load(path) as z:
             data[name] = (z["x"], z["y"])
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
@@ -75,7 +80,7 @@ def main():
                            if k.split("_")[0] in schedule}}}
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
-                         weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail)
+                         weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

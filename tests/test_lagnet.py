@@ -295,3 +295,29 @@ def test_mixing_head_is_an_adaptive_age_smoother():
         expand_lagnet(grown, small.config)
     with pytest.raises(XPCSInputError):
         LagNetConfig(mix="yes")
+
+
+def test_the_cut_cost_sees_errors_that_move_a_cut_and_not_those_that_average_out():
+    """The cuts' cost (issue 29's ageing bar): 1 for the input, 0 for the truth, and an error that is the same at
+    every lag of an age (it moves that age's Γ) costs far more than one of the same size alternating along lags."""
+    from xpcs_denoise.nn.lag_training import _cut_cost
+
+    k, w = 24, 60
+    lag = torch.arange(1, k + 1, dtype=torch.float64)[:, None]
+    y = (torch.exp(-0.2 * lag) * torch.ones(1, w))[None]
+    m = torch.ones_like(y)
+    rng = np.random.default_rng(0)
+    x = y + 0.05 * torch.as_tensor(rng.standard_normal(y.shape))
+    assert float(_cut_cost(x, x, y, m)) == pytest.approx(1.0, rel=0.02)  # (a small floor in the denominator)
+    assert float(_cut_cost(y, x, y, m)) == 0.0
+    common = y + 0.02 * torch.as_tensor(rng.standard_normal((1, 1, w)))
+    alternating = y + 0.02 * torch.as_tensor(rng.standard_normal((1, 1, w))) * (-1.0) ** lag
+    assert float(_cut_cost(common, x, y, m)) > 5 * float(_cut_cost(alternating, x, y, m))
+
+
+def test_simulated_bands_take_pixel_and_count_ranges():
+    from xpcs_denoise.nn.lag_data import simulated_bands
+
+    d = simulated_bands(6, 30, 8, seed=2, ageing=True, pixels=(5e3, 5e4), count=(0.05, 1.0), clean_share=0.0)
+    assert np.all((d["pixels"] >= 5e3) & (d["pixels"] <= 5e4)) and np.all((d["count"] >= 0.05) & (d["count"] <= 1))
+    assert d["x"].shape == (6, 8, 30) and np.all(d["noise_factor"] > 0)

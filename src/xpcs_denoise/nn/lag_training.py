@@ -23,8 +23,9 @@ from .lagnet import LagNet, LagNetConfig, band_features, expand_lagnet, load_lag
 
 __all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "SOURCES"]
 
-#: Training sources: real CHX crops, simulated stationary and ageing series, and long (320-frame) ones of both.
-SOURCES = ("real", "stat", "age", "long", "longage")
+#: Training sources: real CHX crops, simulated stationary and ageing series, long (320-frame) ones of both, and
+#: 400-frame ageing series at the photon levels of issue 29's ageing bar (``age400``).
+SOURCES = ("real", "stat", "age", "long", "longage", "age400")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class LagTrainConfig:
     weight_spread: float = 0.05
     #: Weight of a lag of the 1TCF cost where the decay is over, against 1 + this where it starts.
     weight_tail: float = 1.0
+    #: Weight of the cuts' cost: at each age, the error of the output along lags projected on how the 2TCF
+    #: there changes with Γ (a linearised cut fit), relative to the input's. Errors correlated across lags at one
+    #: age move a cut's Γ; the pixel cost hardly sees them.
+    weight_cut: float = 0.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -58,7 +63,7 @@ class LagTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_1tcf", "weight_spread", "weight_tail"):
+        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -67,8 +72,8 @@ class LagTrainConfig:
 
 
 def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-             weight_1tcf: float = 1.0, weight_spread: float = 0.05, weight_tail: float = 1.0
-             ) -> tuple[torch.Tensor, dict]:
+             weight_1tcf: float = 1.0, weight_spread: float = 0.05, weight_tail: float = 1.0,
+             weight_cut: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats)."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
@@ -92,17 +97,37 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     sp = spread.clamp_min(1e-9)
     nll = ((torch.log(sp) + 0.5 * (r / sp) ** 2) * use).sum() / use.sum().clamp_min(1)
     loss = (l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
-    return loss, {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll.detach())}
+    parts = {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll.detach())}
+    if weight_cut > 0:
+        l_cut = _cut_cost(xo, x, y, m)
+        loss = loss + weight_cut * l_cut.mean()
+        parts["cut"] = float(l_cut.mean().detach())
+    return loss, parts
+
+
+def _cut_cost(xo, x, y, m, eps=1e-6):
+    """Per 2TCF: Σ_a δ_out(a)² / Σ_a δ_in(a)², δ(a) = Σ_k J e / Σ_k J² the Gauss–Newton step in Γ of a cut at age a
+    for the error e along lags, J = k (y − y∞) the sensitivity of an Eq. 3 decay (α = 1) to Γ at lag k."""
+    k = y.shape[1]
+    lag = torch.arange(1, k + 1, dtype=y.dtype)[None, :, None]
+    tail = slice(k - max(1, k // 4), k)
+    y_inf = (y[:, tail] * m[:, tail]).sum(1, keepdim=True) / m[:, tail].sum(1, keepdim=True).clamp_min(1)
+    jac = lag * (y - y_inf) * m
+    norm = (jac * jac).sum(1).clamp_min(eps)  # (B, W)
+    d_out = (jac * (xo - y)).sum(1) / norm
+    d_in = (jac * (x - y)).sum(1) / norm
+    use = (m.sum(1) >= 3).to(y.dtype)  # ages with a few lags inside the matrix
+    return (d_out ** 2 * use).sum(-1) / ((d_in ** 2 * use).sum(-1) + eps * use.sum(-1).clamp_min(1))
 
 
 def _evaluate(model, sets, cfg) -> dict:
     out = {}
     with torch.no_grad():
         for name, (xb, yb, mask) in sets.items():
-            parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0, cfg.weight_tail)[1]
-                     for i in range(0, len(xb), 64)]
-            out[name] = {k: float(np.mean([p[k] for p in parts])) for k in ("pix", "g")}
-    out["score"] = float(np.mean([v["pix"] + v["g"] for v in out.values()]))
+            parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0, cfg.weight_tail,
+                              cfg.weight_cut)[1] for i in range(0, len(xb), 64)]
+            out[name] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0] if k != "nll"}
+    out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0) for v in out.values()]))
     return out
 
 
@@ -133,7 +158,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
     train = {k: tensors(k) for k in SOURCES if k in data}
     val = {f"{k}_val": tensors(f"{k}_val") for k in SOURCES if f"{k}_val" in data}
     batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing, "long": cfg.batch_long,
-             "longage": cfg.batch_long}
+             "longage": cfg.batch_long, "age400": cfg.batch_long}
     ckpt = out_dir / "checkpoint.pt"
     state = {"step": 0, "best": float("inf"), "history": [], "config": asdict(cfg)}
     if ckpt.is_file():
@@ -168,7 +193,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         x, y, mask = train[src]
         idx = torch.as_tensor(rng.integers(0, len(x), batch[src]))
         model.train()
-        loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail)
+        loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
+                               cfg.weight_cut)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
