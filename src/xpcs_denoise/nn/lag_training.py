@@ -4,7 +4,8 @@ the card, checkpoints every few minutes and resume, a wall-clock budget.
 Cost per 2TCF, in the network's normalised units, with the input's own (lo, s): the squared error of the band
 relative to the input's own squared error (so that a nearly clean 2TCF weighs as much as a noisy one, and
 the correction has to shrink with the noise), plus the same for the 1TCF over the band (what users fit), plus
-a small Gaussian likelihood term for the spread head.
+a small Gaussian likelihood term for the spread head; optionally (``weight_cut``) the same for the cuts: at each
+age, the error along lags projected on how an Eq. 3 decay changes with Γ (what a time-resolved cut's fit sees).
 """
 
 from __future__ import annotations
