@@ -321,3 +321,18 @@ def test_simulated_bands_take_pixel_and_count_ranges():
     d = simulated_bands(6, 30, 8, seed=2, ageing=True, pixels=(5e3, 5e4), count=(0.05, 1.0), clean_share=0.0)
     assert np.all((d["pixels"] >= 5e3) & (d["pixels"] <= 5e4)) and np.all((d["count"] >= 0.05) & (d["count"] <= 1))
     assert d["x"].shape == (6, 8, 30) and np.all(d["noise_factor"] > 0)
+
+
+def test_a_mixing_model_grows_new_smooths_without_changing_its_function():
+    from xpcs_denoise.nn.lagnet import LagDenoiser, LagNetConfig, expand_lagnet
+
+    cfg = LagNetConfig(channels=4, dilations=((1, 1), (1, 2)), smooth_widths=(2.0, 8.0), mix=True)
+    model = LagNet(cfg)
+    for prm in (model.head.weight, model.head.bias, model.stem.weight):
+        torch.nn.init.normal_(prm, std=1.0)
+    big = expand_lagnet(model, LagNetConfig(**{**cfg.__dict__, "smooth_widths": (2.0, 4.0, 8.0, 32.0)}))
+    rng = np.random.default_rng(5)
+    x = eq3(70, 0.05) + 0.05 * rng.standard_normal((70, 70))
+    x = 0.5 * (x + x.T)
+    a, b = LagDenoiser(model).denoise(x), LagDenoiser(big).denoise(x)
+    assert np.abs(a - x).max() > 1e-3 and np.allclose(a, b, rtol=0, atol=1e-9)

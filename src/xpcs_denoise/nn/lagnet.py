@@ -215,8 +215,7 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
     grown = ("smooth_widths", "dilations", "mix")
     same = {k: v for k, v in asdict(old).items() if k not in grown}
     new = {k: v for k, v in asdict(config).items() if k not in grown}
-    if (same != new or not set(old.smooth_widths) <= set(config.smooth_widths) or (old.mix and not config.mix)
-            or (old.mix and old.smooth_widths != config.smooth_widths)):
+    if same != new or not set(old.smooth_widths) <= set(config.smooth_widths) or (old.mix and not config.mix):
         raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers and the mixing head "
                              "may be added")
     layers, i = [], 0
@@ -243,9 +242,14 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
                 conv.bias.zero_()
             else:
                 conv.load_state_dict(model.body[src].state_dict())
-        n_old = model.head.weight.shape[0]
-        big.head.weight[:n_old] = model.head.weight
-        big.head.bias[:n_old] = model.head.bias
+        big.head.weight[:2] = model.head.weight[:2]  # correction and spread
+        big.head.bias[:2] = model.head.bias[:2]
+        if old.mix:  # "keep" and the old smooths' logits carried over; a new smooth's starts at −30 (weight ~0)
+            rows = [2] + [3 + config.smooth_widths.index(w) for w in old.smooth_widths]
+            big.head.weight[3:] = 0.0
+            big.head.bias[3:] = -30.0
+            big.head.weight[rows] = model.head.weight[2:]
+            big.head.bias[rows] = model.head.bias[2:]
     return big
 
 
