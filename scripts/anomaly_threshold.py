@@ -30,19 +30,9 @@ import numpy as np
 
 from xpcs_denoise import Denoiser
 from xpcs_denoise.core.errors import XPCSInputError
-from xpcs_denoise.core.scaling import replace_diagonal, scale_parameters, to_model_units
-from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops, simulate_speckle
+from xpcs_denoise.core.simulation import simulate_speckle
 from xpcs_denoise.io.prepared import load_prepared
-from xpcs_denoise.nn.anomaly import anomaly_calibration, noise_calibration, structure_calibration
-
-
-def _simulated_windows(size, n, seed):
-    """Stationary simulated crops in model units (Eq. 5 from each crop, lag 0 replaced), from few to many
-    photons; crops without a measurable contrast are left out."""
-    c2, _, _ = simulate_crops(n, size, seed=seed, **{**JUDGED_RANGES, "count_range": (0.003, 3.0)})
-    b, base = scale_parameters(c2, size, partial=True)
-    ok = np.isfinite(b)
-    return replace_diagonal(to_model_units(c2[ok], b[ok], base[ok]), seed)
+from xpcs_denoise.nn.anomaly import anomaly_calibration, noise_calibration, noise_windows, structure_calibration
 
 
 def _clean_series_windows(size, n_series, seed, n_frames=150, step=10):
@@ -83,7 +73,7 @@ def main():
     held = ds.subset_targets([i for i, nm in enumerate(ds.target_names) if nm in val])
     cal = anomaly_calibration(den, ref, held.inputs, held.target_index, quantile=a.quantile)
     if a.noise_sim:
-        cal["by_noise"] = {**noise_calibration(den, ref, cal, _simulated_windows(den.size, a.noise_sim, a.seed),
+        cal["by_noise"] = {**noise_calibration(den, ref, cal, noise_windows(den.size, a.noise_sim, a.seed),
                                                quantile=a.quantile),
                            "source": f"{a.noise_sim} simulated stationary crops (judged ranges, 0.003-3 photons per "
                                      f"pixel per frame), seed {a.seed}"}

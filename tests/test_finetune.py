@@ -92,6 +92,10 @@ def test_finetune_writes_a_model_that_denoise_uses(tmp_path):
     from xpcs_denoise.nn.denoiser import _pretrained
 
     assert card["anomaly_threshold"]["structure"] == _pretrained().card["anomaly_threshold"]["structure"]
+    # and what noise alone scores with the tuned weights, per noise level (issue 31: few-photon data not flagged)
+    by = card["anomaly_threshold"]["by_noise"]
+    assert len(by["factor"]) == len(by["log10_noise"]) >= 4 and min(by["factor"]) >= 1.0
+    assert np.all(np.diff(by["factor"]) >= 0) and by["n_windows"] > 500
     scores = anomaly_scores(sim.two_time()[0], model=tuned, step=10)
     assert np.mean(scores["flagged"]) <= 0.2  # the series it was tuned on is familiar
     t = np.arange(220)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["anomaly_map", "latent_reference", "anomaly_calibration", "window_scores", "combined_score",
+from ..core.scaling import replace_diagonal, scale_parameters, to_model_units
+
+__all__ = ["noise_windows", "anomaly_map", "latent_reference", "anomaly_calibration", "window_scores", "combined_score",
            "flagged_share", "window_noise", "noise_factor", "noise_calibration", "window_structure", "STRUCTURE",
            "structure_calibration"]
 
@@ -275,6 +277,18 @@ def anomaly_calibration(den, ref: dict, crops, target_index=None, *, quantile: f
                 "latent_distance_quantiles": np.quantile(dist, [0.5, 0.9, 0.99]).round(4).tolist(),
                 "residual_quantiles": np.quantile(resid, [0.5, 0.9, 0.99]).round(4).tolist()})
     return cal
+
+
+def noise_windows(size: int, n: int, seed: int) -> np.ndarray:
+    """Stationary simulated crops (``simulate_crops`` over the judged ranges, 0.003–3 photons per pixel per frame)
+    in model units (Eq. 5 from each crop, lag 0 replaced): data the model knows at every noise level, for
+    :func:`noise_calibration`. Crops without a measurable contrast are left out."""
+    from ..core.simulation import JUDGED_RANGES, simulate_crops  # defers the simulator: scoring needs none
+
+    c2, _, _ = simulate_crops(n, size, seed=seed, **{**JUDGED_RANGES, "count_range": (0.003, 3.0)})
+    b, base = scale_parameters(c2, size, partial=True)
+    ok = np.isfinite(b)
+    return replace_diagonal(to_model_units(c2[ok], b[ok], base[ok]), seed)
 
 
 def noise_calibration(den, ref: dict, cal: dict, crops, *, quantile: float = 0.99, n_bins: int = 12,

@@ -28,7 +28,7 @@ from ..core.errors import XPCSInputError
 from ..core.scaling import PreparedDataset, diagonal_crops, replace_diagonal, scale_parameters, to_model_units
 from ..core.validation import check_int
 from ..io.files import atomic_path
-from .anomaly import anomaly_calibration, latent_reference
+from .anomaly import anomaly_calibration, latent_reference, noise_calibration, noise_windows
 from .denoiser import Denoiser, _pretrained
 from .training import TrainConfig, train_ensemble
 
@@ -196,6 +196,13 @@ def finetune(frames, labels, out_dir, *, model=None, epochs: int = 10, lr: float
         "split": f"held-out frames {cut}-{n_frames} of the fine-tuning series",
         "source": f"held-out crops of the fine-tuning series (frames {cut}-{n_frames}, every window position, "
                   "not trained on)"}
+    # What noise alone scores with the tuned weights, per noise level (as scripts/anomaly_threshold.py does for the
+    # shipped model): without it, few-photon windows of the user's own kind of data would be flagged.
+    cal = card["anomaly_threshold"]
+    cal["by_noise"] = {**noise_calibration(tuned_den, card["latent_reference"], cal,
+                                           noise_windows(size, 1000, seed + 3), quantile=0.99),
+                       "source": f"1000 simulated stationary crops (judged ranges, 0.003-3 photons per pixel per "
+                                 f"frame), seed {seed + 3}"}
     # The structure scores use no network: the base card's scales (artefact-free simulated series) still hold.
     if "structure" in base_card.get("anomaly_threshold", {}):
         card["anomaly_threshold"]["structure"] = base_card["anomaly_threshold"]["structure"]
