@@ -199,6 +199,8 @@ def main():
                   "simulated": f"{a.n_short} + {a.n_short // 3} (α held) 50-frame crops and {a.n_long} + {a.n_long}"
                                " series of 200–600 frames per fold",
                   "model": lag.card.get("weights_sha256") if m == "lagnet" else paper_sha if m == "cned" else None}
+        if m == "lagnet" and lag.card.get("age_stage") is not None:
+            source["age_stage"] = lag.card["age_stage"]
         results[p] = FitCalibration(final.edges, final.cells, final.long_frames, final.rel_edges, coverage=cov,
                                     source=source)
         print(f"{p}: cells " + "; ".join(f"{k} " + " ".join(f"({s:.2f},{r:.2f})" for s, r in v)

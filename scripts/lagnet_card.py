@@ -3,7 +3,8 @@ a training run's ``best`` folder, and add the benchmark's tables (``benchmarks/b
 faithfulness, Γ bias and error per bin on simulated and real held-out crops, ageing, long series, speed and
 memory. The card's SHA-256 still matches the weights (checked by loading the result). When ``out`` already holds
 these weights, what its card has beyond the run's (lineage, calibration) is kept, and the benchmark parts that the
-JSON does not hold keep their values (a part measured again replaces its old table).
+JSON does not hold keep their values (a part measured again replaces its old table). The adaptive age stage
+(``age_stage``, scripts/age_stage.py) does not depend on the weights and is kept in any case.
 
     python scripts/lagnet_card.py runs/lagnet/best lagnet_bench.json src/xpcs_denoise/pretrained/lagnet
 """
@@ -31,6 +32,9 @@ def main():
     same = old.get("weights_sha256") == card.get("weights_sha256")
     if same:
         card = {**old, **card}
+    for key in ("age_stage", "age_stage_calibration"):  # the stage does not depend on the weights: it stays
+        if key in old and key not in card:
+            card[key] = old[key]
     card["benchmark"] = {**(old.get("benchmark", {}) if same else {}), **json.loads(Path(a.bench).read_text())}
     card["benchmark"]["script"] = "benchmarks/bench_lagnet.py"
     (out / CARD).write_text(json.dumps(card, indent=1) + "\n")

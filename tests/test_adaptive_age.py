@@ -99,3 +99,23 @@ def test_bad_inputs_and_settings():
         AgeStage.from_dict({"width": [1, 2]})
     stage = AgeStage(widths=(2.0, 8.0), pool_lags=5)
     assert AgeStage.from_dict(stage.to_dict()) == stage
+
+
+def test_default_model_applies_its_age_stage():
+    from xpcs_denoise.nn.lagnet import LagDenoiser
+
+    den = LagDenoiser.pretrained()
+    assert den.age_stage == AgeStage()  # the core function's default is the shipped setting
+    net_only = LagDenoiser(den.model, {k: v for k, v in den.card.items() if k != "age_stage"})
+    n = 300
+    rate = 0.08 * 4.0 ** (-np.arange(n) / (n - 1))
+    clean = to_band(ageing_clean(n, rate), 20)
+    c2 = simulate_speckle(n, 5000, gamma=rate, beta=0.2, mean_count=0.1, seed=11).two_time()[0]
+
+    def rms(out):
+        return np.sqrt(np.mean((to_band(out, 20) - clean)[:10, :250] ** 2))
+
+    assert rms(den.denoise(c2)) < 0.8 * rms(net_only.denoise(c2))
+    t = np.arange(60)
+    still = 1.01 + 0.2 * np.exp(-2 * 0.05 * np.abs(np.subtract.outer(t, t)))
+    assert np.abs(den.denoise(still) - still).max() < 1e-10  # still faithful

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.adaptive import AgeStage, adaptive_age_band
 from ..core.band import band_lags, band_mask, check_two_time_any, from_band, to_band
 from ..core.errors import XPCSInputError
 from ..core.validation import check_memory
@@ -278,6 +279,10 @@ class LagDenoiser:
         self.card = card or {}
         self.tile = None if tile is None else int(tile)
         self.directory = None
+        # The adaptive age stage (core.adaptive), when the card names one: applied to the network's output, with
+        # its widths and steps chosen from the input.
+        stage = self.card.get("age_stage")
+        self.age_stage = None if stage is None else AgeStage.from_dict(stage)
 
     @classmethod
     def pretrained(cls, **kwargs) -> LagDenoiser:
@@ -342,6 +347,8 @@ class LagDenoiser:
             # Eq. 1 is symmetric: the band is read from both triangles and their mean is denoised.
             band = 0.5 * (to_band(x[i], k).astype(np.float64) + to_band(np.swapaxes(x[i], 0, 1), k))
             den, spread = self.denoise_band(band, n)
+            if self.age_stage is not None:
+                den, _, _ = adaptive_age_band(band, band_mask(n, k), self.age_stage, apply_to=den)
             from_band(out[i], den.astype(out.dtype, copy=False), out=out[i])
             if return_std:
                 from_band(std[i], spread.astype(std.dtype, copy=False), out=std[i])
