@@ -73,7 +73,7 @@ def test_unknown_method_names_every_valid_method(crops):
         assert name in str(info.value)
 
 
-ANY_SIZE = ("lagnet", "age")  # methods along the lag-band, without a window: any N ≥ 3
+ANY_SIZE = ("lagnet", "age", "adaptive")  # methods along the lag-band, without a window: any N ≥ 3
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m not in ANY_SIZE])

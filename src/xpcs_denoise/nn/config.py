@@ -13,7 +13,7 @@ from ..core.defaults import WINDOW  # noqa: F401  (re-exported: the peers' windo
 __all__ = ["TrainConfig", "METHODS", "METHOD_ALIASES", "WINDOW", "pretrained_directory"]
 
 #: Every denoising method of :func:`xpcs_denoise.denoise` (the registry's names, importable without torch).
-METHODS = ("lagnet", "cned", "gaussian", "median", "tv", "age", "pca", "bm3d", "none")
+METHODS = ("lagnet", "cned", "gaussian", "median", "tv", "age", "adaptive", "pca", "bm3d", "none")
 
 #: Other names of methods: the paper's network by its year.
 METHOD_ALIASES = {"paper-2021": "cned"}

@@ -12,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.adaptive import adaptive_age_smooth
 from ..core.band import age_smooth
 from ..core.errors import XPCSInputError
 from ..core.scaling import matrix_to_triu, triu_to_matrix
 from ..nn.config import pretrained_directory
 
-__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "PCAFilter"]
+__all__ = ["gaussian_denoise", "median_denoise", "tv_denoise", "bm3d_denoise", "adaptive_denoise", "PCAFilter"]
 
 
 def _batched(x):
@@ -58,6 +59,13 @@ def median_denoise(x, size: int = 5) -> np.ndarray:
 def age_denoise(x, width: float = 8.0) -> np.ndarray:
     """The age-axis smoother (METHOD §8): each lag smoothed along age by a Gaussian of ``width`` frames."""
     return age_smooth(x, width)
+
+
+def adaptive_denoise(x, max_lag: int | None = None) -> np.ndarray:
+    """The adaptive age stage alone (:func:`xpcs_denoise.core.adaptive.adaptive_age_smooth`): each lag smoothed
+    along age by local lines of data-chosen width that do not cross steps (the default model applies it after its
+    network)."""
+    return adaptive_age_smooth(x, max_lag=max_lag)
 
 
 def tv_denoise(x, weight: float = 0.7) -> np.ndarray:
