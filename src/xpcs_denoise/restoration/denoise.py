@@ -130,10 +130,10 @@ def denoise(c2, method: str | None = None, *, model=None, return_std: bool = Fal
         the band of lags it denoises, default 256), ``"cned"`` or ``"paper-2021"`` (the paper's ensemble;
         ``model`` or the shipped one), ``"gaussian"`` (σ frames, default 1.5), ``"median"`` (``size``,
         default 5), ``"tv"`` (Chambolle total variation, ``weight``), ``"age"`` (the age-axis smoother,
-        ``width`` frames, default 8), ``"adaptive"`` (the adaptive age stage alone, :mod:`xpcs_denoise.core.adaptive`:
-        widths chosen from the data, no smoothing across steps), ``"pca"`` (linear PCA fitted on the same training data), ``"bm3d"``
-        (``sigma_psd``; needs the ``bm3d`` package), or ``"none"`` (:data:`REGISTRY`). With a CNN-ED
-        ``model``, the peers use its window n too.
+        ``width`` frames, default 8), ``"adaptive"`` (the adaptive age stage alone,
+        :mod:`xpcs_denoise.core.adaptive`: widths chosen from the data, no smoothing across steps), ``"pca"``
+        (linear PCA fitted on the same training data), ``"bm3d"`` (``sigma_psd``; needs the ``bm3d`` package), or
+        ``"none"`` (:data:`REGISTRY`). With a CNN-ED ``model``, the peers use its window n too.
     options
         Passed to the peer filter (see :mod:`xpcs_denoise.restoration.baselines`).
 
@@ -144,10 +144,11 @@ def denoise(c2, method: str | None = None, *, model=None, return_std: bool = Fal
 
     Notes
     -----
-    ``lagnet``, ``age`` and ``adaptive`` work on the 2TCF as given (both are affine-invariant: any baseline and contrast), any
-    N ≥ 3, lag 0 kept. The ensemble and the image filters see the same input: Eq. 5 (N = n) or Eq. 7 (N > n)
-    scaling to contrast 1 and baseline 1, lag 0 replaced by lag-1 draws, and the inverse scaling after (Eq. 6).
-    Image filters act on the whole matrix; the patch methods (cned, pca) use the sliding window for N > n.
+    ``lagnet``, ``age`` and ``adaptive`` work on the 2TCF as given (all three are affine-invariant: any baseline
+    and contrast), any N ≥ 3, lag 0 kept. The ensemble and the image filters see the same input: Eq. 5 (N = n) or
+    Eq. 7 (N > n) scaling to contrast 1 and baseline 1, lag 0 replaced by lag-1 draws, and the inverse scaling
+    after (Eq. 6). Image filters act on the whole matrix; the patch methods (cned, pca) use the sliding window for
+    N > n.
     """
     method = resolve_method(method, model)
     if method not in REGISTRY:
