@@ -259,6 +259,27 @@ def part_ageing(n_series, pixels=20000, count=0.2):
             mean = est[ok].mean()
             trends.append({"drift": float(slope * (a[ok].max() - a[ok].min()) / mean),
                            "error_bar": float(np.median(err[ok] / est[ok]))})
+        if m == "lagnet":
+            # The tool's own cut errors (analysis.uncertainty.cut_fits: the raw cuts' errors, conservative): the
+            # drift beside them, and the share of cuts of the ageing series within 1 / 2 of them.
+            from xpcs_denoise.analysis.uncertainty import cut_fits
+
+            for t, (c2, _g, b) in zip(trends, stat, strict=True):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    cf = cut_fits(c2, method="lagnet", model=LAGNET, width=3, max_lag=49, beta=b)
+                ok = cf.fit.success & np.isfinite(cf.fit.gamma_err)
+                t["tool_error_bar"] = float(np.median(cf.fit.gamma_err[ok] / cf.fit.gamma[ok]))
+            zs = []
+            for c2, g, b in series:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    cf = cut_fits(c2, method="lagnet", model=LAGNET, width=3, max_lag=49, beta=b)
+                a_ = np.asarray(cf.ages).astype(int)
+                ok = cf.fit.success & np.isfinite(cf.fit.gamma_err) & (cf.fit.gamma_err > 0)
+                zs.append((cf.fit.gamma[ok] - g[a_[ok]]) / cf.fit.gamma_err[ok])
+            z = np.abs(np.concatenate(zs))
+            tool_cover = {"z1": float(np.mean(z < 1)), "z2": float(np.mean(z < 2)), "n": int(z.size)}
         res[m] = {"median_rel": float(np.median(per)), "per_series": per, "stationary_trend": trends,
                   "median_smooth": float(np.median([v for v, k in zip(per, kinds, strict=True) if k == "smooth"])),
                   "median_step": float(np.median([v for v, k in zip(per, kinds, strict=True) if k == "step"]))}
@@ -274,8 +295,12 @@ def part_ageing(n_series, pixels=20000, count=0.2):
               + " ".join(f"{v:.2f}" for v in r["per_series"])
               + "   stationary drift / error bar " + " ".join(f"{v['drift']:+.2f}/{v['error_bar']:.2f}"
                                                             for v in r["stationary_trend"]))
+    tr = res["lagnet"]["stationary_trend"]
+    print("  the tool's cut errors (cut_fits, lagnet): stationary drift / error bar "
+          + " ".join(f"{v['drift']:+.2f}/{v['tool_error_bar']:.2f}" for v in tr)
+          + f"; ageing cuts within 1 / 2 of them: {100 * tool_cover['z1']:.0f} / {100 * tool_cover['z2']:.0f} %")
     return {"methods": {k: v for k, v in res.items() if not k.startswith("age:") or k == best}, "best_age": best,
-            "pixels": pixels, "photons": count,
+            "tool_cut_errors": tool_cover, "pixels": pixels, "photons": count,
             "age_widths": {k: v["median_rel"] for k, v in ages.items()}}
 
 
@@ -448,6 +473,14 @@ def markdown(res) -> str:
             sm = f"{r['median_smooth']:.3f} | {r['median_step']:.3f}" if "median_smooth" in r else "— | —"
             out.append(f"| {m} | {r['median_rel']:.3f} | {sm} | {per} | {tr} |")
         out.append("")
+        lt = ag["methods"].get("lagnet", {}).get("stationary_trend", [])
+        if lt and "tool_error_bar" in lt[0] and "tool_cut_errors" in ag:
+            tc = ag["tool_cut_errors"]
+            out += ["The tool's own cut errors (`cut_fits`, `fit --cut-width`, the report: the raw cuts' errors, "
+                    "conservative): stationary drift / error bar "
+                    + ", ".join(f"{t['drift']:+.2f} / {t['tool_error_bar']:.2f}" for t in lt)
+                    + f"; cuts of the ageing series within 1 / 2 of them: {100 * tc['z1']:.0f} / "
+                      f"{100 * tc['z2']:.0f} % (n {tc['n']}).", ""]
     if "ageing_white" in res:
         out += ["### Ageing series with white noise", "",
                 "The same Γ(t) (6 smooth 4× falls, 3 steps; 400 frames) as Eq. 3 2TCFs plus white Gaussian noise "

@@ -42,6 +42,7 @@ from .core.errors import XPCSInputError, XPCSNoContrastWarning
 # this package; the layers (core → io → nn → restoration → analysis → app) are described in the README.
 _EXPORTS = {
     "nn.anomaly": ("anomaly_map",),
+    "core.adaptive": ("AgeStage", "adaptive_age_smooth"),
     "core.badframes": ("find_bad_frames",),
     "core.correlation": ("one_time_from_two_time", "time_resolved_cuts", "two_time"),
     "nn.config": ("METHODS", "TrainConfig"),
@@ -128,6 +129,8 @@ __all__ = [
     "one_time_from_two_time",
     "time_resolved_cuts",
     "find_bad_frames",
+    "adaptive_age_smooth",
+    "AgeStage",
     "fit_g2",
     "g2_model",
     "FitResult",
