@@ -476,9 +476,9 @@ def markdown(res) -> str:
         lt = ag["methods"].get("lagnet", {}).get("stationary_trend", [])
         if lt and "tool_error_bar" in lt[0] and "tool_cut_errors" in ag:
             tc = ag["tool_cut_errors"]
-            out += ["`cut_fits`' cut errors (the raw cuts' errors, conservative; `fit --cut-width` and the report's "
-                    "Γ(t_a) panel show the plain cut fits' own, too small after smoothing): stationary drift / "
-                    "error bar "
+            out += ["The tool's cut errors (`cut_fits`, `fit --cut-width` on a denoised file, the report's Γ(t_a) "
+                    "panel: the raw cuts' errors, conservative; a plain fit's own are too small after smoothing): "
+                    "stationary drift / error bar "
                     + ", ".join(f"{t['drift']:+.2f} / {t['tool_error_bar']:.2f}" for t in lt)
                     + f"; cuts of the ageing series within 1 / 2 of them: {100 * tc['z1']:.0f} / "
                       f"{100 * tc['z2']:.0f} % (n {tc['n']}).", ""]

@@ -119,3 +119,29 @@ def test_default_model_applies_its_age_stage():
     t = np.arange(60)
     still = 1.01 + 0.2 * np.exp(-2 * 0.05 * np.abs(np.subtract.outer(t, t)))
     assert np.abs(den.denoise(still) - still).max() < 1e-10  # still faithful
+
+
+def test_cuts_of_a_denoised_file_carry_the_raw_cuts_errors(tmp_path):
+    # Smoothing along age makes a plain cut fit's own errors too small: fit --cut-width on a denoised file (which
+    # holds its raw 2TCF) reports the raw cuts' errors, like cut_fits.
+    import csv
+
+    from xpcs_denoise import denoise_file, fit_file, write_c2
+    from xpcs_denoise.analysis.workflows import ageing_analysis
+
+    n = 200
+    rate = 0.08 * 4.0 ** (-np.arange(n) / (n - 1))
+    c2 = simulate_speckle(n, 5000, gamma=rate, beta=0.2, mean_count=0.2, seed=5).two_time()
+    write_c2(tmp_path / "raw.h5", c2)
+    denoise_file(tmp_path / "raw.h5", tmp_path / "den.h5")
+    fit_file(tmp_path / "den.h5", tmp_path / "cuts.csv", cut_width=3, fix_beta=True)
+    rows = [r for r in csv.DictReader(open(tmp_path / "cuts.csv")) if r["success"] == "True"]
+    err = np.array([float(r["gamma_err"]) for r in rows])
+    raw = ageing_analysis(c2[0], width=3, max_lag=49)
+    ages = np.array([float(r["age"]) for r in rows]).astype(int)
+    raw_err = raw.fit.gamma_err[np.searchsorted(raw.ages, ages)]
+    assert np.allclose(err, raw_err, rtol=1e-4, equal_nan=True)  # (the file stores float32)
+    from xpcs_denoise import read_c2
+
+    plain = ageing_analysis(read_c2(tmp_path / "den.h5").c2[0], width=3, max_lag=49)
+    assert np.nanmedian(err) > 2 * np.nanmedian(plain.fit.gamma_err)  # what it used to report

@@ -33,7 +33,8 @@ from ..nn.config import WINDOW
 from ..restoration.denoise import denoise, resolve_method
 from .calibration import FitCalibration, calibrate, calibration_scale, cell_key, fit_calibration, load_calibration
 
-__all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "cut_fits", "default_max_lag",
+__all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "cut_fits", "raw_cut_errors",
+           "default_max_lag",
            "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "TwoTimeFit", "CutFits", "PATH_NAMES"]
 
 #: The path of each method, as every row states it.
@@ -374,6 +375,20 @@ class CutFits:
         return write_csv(path, self.table(), overwrite=overwrite)
 
 
+def raw_cut_errors(fit, raw_fit):
+    """``fit`` (cuts of a denoised 2TCF) with the errors of ``raw_fit`` (the same cuts of its raw 2TCF), in place.
+
+    Smoothing along age leaves each denoised cut's residuals small while its error is shared with its neighbours
+    and across lags, so a plain fit's own errors are too small. The raw cuts' are conservative (the ageing benchmark:
+    99 % of cuts within 2 of them) and honest; the same ages, widths and lags must have been fitted.
+    """
+    if np.shape(fit.gamma) != np.shape(raw_fit.gamma):
+        raise XPCSInputError(f"raw cuts {np.shape(raw_fit.gamma)} do not match the denoised ones {np.shape(fit.gamma)}")
+    for k in PARAMETERS:
+        setattr(fit, k + "_err", np.where(fit.success, getattr(raw_fit, k + "_err"), np.nan))
+    return fit
+
+
 def cut_fits(c2, *, method: str | None = None, model=None, width: int = 1, max_lag: int | None = None, beta=None,
              baseline=None, fix: dict | None = None, n_boot: int = 8, seed: int = 0, step: int = 5,
              frame_time: float | None = None):
@@ -416,9 +431,7 @@ def cut_fits(c2, *, method: str | None = None, model=None, width: int = 1, max_l
         # Faithful: the denoised cuts are fitted as they stand, with the raw cuts' errors (conservative).
         d = denoise(x, "lagnet", model=model)
         ages, fit = fit_cuts(d)
-        _, raw = fit_cuts(x)
-        for k in PARAMETERS:
-            setattr(fit, k + "_err", np.where(fit.success, getattr(raw, k + "_err"), np.nan))
+        raw_cut_errors(fit, fit_cuts(x)[1])
         return CutFits(ages, fit, beta, d, {k: np.zeros_like(fit.gamma) for k in PARAMETERS}, frame_time)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -18,7 +18,7 @@ from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise
 from .plotting import plot_ageing, plot_parameters
-from .uncertainty import CutFits, cut_fits, fit_two_time
+from .uncertainty import CutFits, cut_fits, fit_two_time, raw_cut_errors
 
 __all__ = [
     "ageing_analysis",
@@ -328,6 +328,9 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
                          fix=fix, seed=seed, step=step, frame_time=frame_time)
         else:
             r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
+            if m not in ("raw", "none"):  # a denoised 2TCF's cuts carry the raw cuts' errors (raw_cut_errors)
+                raw_cut_errors(r.fit, ageing_analysis(c2, width=width, max_lag=max_lag, beta=b, fix=fix,
+                                                      frame_time=frame_time).fit)
         fits[m], ages = r.fit, r.ages
     gt = None
     if gamma_true is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.uncertainty import CutFits, recalibrate
+from ..analysis.uncertainty import CutFits, raw_cut_errors, recalibrate
 from ..analysis.workflows import ageing_analysis
 from ..core.badframes import (
     DEFAULT_THRESHOLD,
@@ -641,6 +641,10 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
             except XPCSInputError as exc:
                 diffusion = {"error": str(exc)}
     else:
+        method = str(data.attrs.get("method", "none"))
+        # A denoised file's cuts carry the raw cuts' errors where it holds its raw 2TCF (raw_cut_errors)
+        raw = None if method == "none" or data.raw is None else (
+            data.raw if mask is None else apply_exclusion(data.raw, mask))
         for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
             lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
             if flat[k]:
@@ -648,9 +652,13 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
                              "message": "flat 2TCF: no contrast, nothing to fit"})
                 continue
             # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
+            def cuts(m, lag_max=lag_max):
+                return (ageing_analysis(m, width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
+                        if fix_beta else _cuts_free_beta(m, int(cut_width), lag_max, fix, frame_time))
             try:
-                r = (ageing_analysis(c2[k], width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
-                     if fix_beta else _cuts_free_beta(c2[k], int(cut_width), lag_max, fix, frame_time))
+                r = cuts(c2[k])
+                if raw is not None:
+                    raw_cut_errors(r.fit, cuts(raw[k]).fit)
             except XPCSInputError as exc:  # e.g. no positive β* for this ROI: report it, fit the others
                 rows.append({"roi": int(labels[k]), "q": _q(data.q, k), "phi": _q(data.phi, k),
                              "age": float("nan"), "success": False, "message": str(exc)})

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.plotting import log_ticks, plot_cut_gammas, plot_parameters
-from ..analysis.uncertainty import fit_denoised
+from ..analysis.uncertainty import fit_denoised, raw_cut_errors
 from ..analysis.workflows import ageing_analysis
 from ..core.correlation import one_time_from_two_time
 from ..core.errors import XPCSInputError
@@ -404,7 +404,7 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_tim
                                  squeeze=False)
         for j, k in enumerate(rois):
             ax = axes[0, j]
-            beta = None
+            beta, raw_fit = None, None
             for i, (name, c2) in enumerate(c2s.items()):
                 n = c2.shape[-1]
                 try:
@@ -415,6 +415,10 @@ def _fig_ageing(path, c2s, rois, width, q=None, phi=None, labels=None, frame_tim
                             ha="center", fontsize=9, wrap=True)
                     continue
                 beta = r.beta if beta is None else beta  # every method's cuts are fitted with the raw β*
+                if i == 0 and name in ("raw", "none"):
+                    raw_fit = r.fit
+                elif raw_fit is not None:  # a denoised 2TCF's cuts with the raw cuts' errors (raw_cut_errors)
+                    raw_cut_errors(r.fit, raw_fit)
                 unit = r.fit.gamma_unit
                 plot_cut_gammas(ax, r.ages, r.fit, color="0.55" if i == 0 else f"C{i - 1}", label=name,
                                 legend_marks=(j == 0 and i == 0))
