@@ -145,3 +145,11 @@ def test_cuts_of_a_denoised_file_carry_the_raw_cuts_errors(tmp_path):
 
     plain = ageing_analysis(read_c2(tmp_path / "den.h5").c2[0], width=3, max_lag=49)
     assert np.nanmedian(err) > 2 * np.nanmedian(plain.fit.gamma_err)  # what it used to report
+
+
+def test_too_short_to_measure_the_noise_is_kept():
+    c2 = simulate_speckle(20, 2000, gamma=0.05, beta=0.2, mean_count=0.3, seed=2).two_time()[0]
+    out = adaptive_age_smooth(c2)
+    assert np.allclose(out, 0.5 * (c2 + c2.T)) and not np.allclose(out, age_smooth(c2, 8.0))
+    c2 = simulate_speckle(60, 2000, gamma=0.05, beta=0.2, mean_count=0.3, seed=2).two_time()[0]
+    assert not np.allclose(adaptive_age_smooth(c2), 0.5 * (c2 + c2.T))  # 60 frames: smoothed

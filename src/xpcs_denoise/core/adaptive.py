@@ -189,6 +189,8 @@ class _Noise:
             self.blocks.append(b)
             var.append((1.4826 * np.median(np.abs(d2 - np.median(d2)))) ** 2 * b / 6)
             b *= 2
+        #: False when the series is too short to measure its noise (under 24 frames): the stage then keeps it
+        self.measured = bool(var)
         self.var = np.maximum.accumulate(np.asarray(var)) if var else np.zeros(1)
         if not self.blocks:
             self.blocks = [1]
@@ -272,7 +274,8 @@ def adaptive_age_band(band: np.ndarray, valid: np.ndarray, stage: AgeStage = Age
                       apply_to: np.ndarray | None = None):
     """Adaptive age stage on one (K, N) band (``valid`` its cells inside the matrix). Widths and steps are chosen
     from ``band``; the smoothing is applied to ``apply_to`` (default ``band``; e.g. a denoised band, so that the
-    decisions rest on the data's own noise). Returns the smoothed band, the chosen width per start frame (frames)
+    decisions rest on the data's own noise; a series under 24 frames, whose noise cannot be measured, is kept).
+    Returns the smoothed band, the chosen width per start frame (frames, 0 where kept)
     and the change points."""
     band = np.asarray(band, dtype=np.float64)
     target = band if apply_to is None else np.asarray(apply_to, dtype=np.float64)
@@ -281,6 +284,8 @@ def adaptive_age_band(band: np.ndarray, valid: np.ndarray, stage: AgeStage = Age
     kp = min(stage.pool_lags, band.shape[0])
     s, cover = _pooled(band[:kp], valid[:kp])
     noise = _Noise(s, cover)
+    if not noise.measured:  # too short to tell noise from dynamics: nothing is smoothed
+        return target.copy(), np.zeros(s.size), []
     cps = age_change_points(s, cover, noise, stage)
     segment = np.zeros(s.size, int)
     for t in cps:
