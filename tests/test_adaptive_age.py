@@ -97,6 +97,9 @@ def test_bad_inputs_and_settings():
         AgeStage(step_threshold=-1)
     with pytest.raises(XPCSInputError):
         AgeStage.from_dict({"width": [1, 2]})
+    for bad in ({"widths": ["a"]}, {"pool_lags": "x"}, {"ici_threshold": None}, {"pool_lags": True}):
+        with pytest.raises(XPCSInputError, match="invalid adaptive age settings"):
+            AgeStage.from_dict(bad)
     stage = AgeStage(widths=(2.0, 8.0), pool_lags=5)
     assert AgeStage.from_dict(stage.to_dict()) == stage
 

@@ -61,6 +61,14 @@ class AgeStage:
     pool_lags: int = 20
 
     def __post_init__(self):
+        try:
+            self._check()
+        except (TypeError, ValueError) as exc:  # e.g. text where a number belongs
+            raise XPCSInputError(f"invalid adaptive age settings: {self}") from exc
+
+    def _check(self):
+        if isinstance(self.pool_lags, bool):
+            raise TypeError("pool_lags")
         w = np.asarray(self.widths, dtype=float)
         sc = np.asarray(self.step_scales, dtype=float)
         if (w.ndim != 1 or w.size < 1 or not np.all(np.isfinite(w)) or np.any(w <= 0) or np.any(np.diff(w) <= 0)
