@@ -34,8 +34,8 @@ from ..restoration.denoise import denoise, resolve_method
 from .calibration import FitCalibration, calibrate, calibration_scale, cell_key, fit_calibration, load_calibration
 
 __all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "cut_fits", "raw_cut_errors",
-           "default_max_lag",
-           "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "TwoTimeFit", "CutFits", "PATH_NAMES"]
+           "default_max_lag", "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "TwoTimeFit",
+           "CutFits", "PATH_NAMES"]
 
 #: The path of each method, as every row states it.
 PATH_NAMES = {"lagnet": "lagnet: plain fit of the denoised 2TCF", "none": "raw: plain fit",

@@ -320,7 +320,7 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
     b, base = float(b[0]), float(base[0])
     outputs, spread = _method_outputs(c2, methods, model=model, seed=seed, step=step, beta=b, baseline=base)
     max_lag = max_lag or getattr(model, "size", WINDOW) - 1
-    fits, ages = {}, None
+    fits, ages, raw_fit = {}, None, None
     for m, x in outputs.items():
         if m == "cned":
             # errors that include the noise and the model: residual bootstrap through the same denoising
@@ -329,8 +329,10 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
         else:
             r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
             if m not in ("raw", "none"):  # a denoised 2TCF's cuts carry the raw cuts' errors (raw_cut_errors)
-                raw_cut_errors(r.fit, ageing_analysis(c2, width=width, max_lag=max_lag, beta=b, fix=fix,
-                                                      frame_time=frame_time).fit)
+                if raw_fit is None:
+                    raw_fit = ageing_analysis(c2, width=width, max_lag=max_lag, beta=b, fix=fix,
+                                              frame_time=frame_time).fit
+                raw_cut_errors(r.fit, raw_fit)
         fits[m], ages = r.fit, r.ages
     gt = None
     if gamma_true is not None:

@@ -645,16 +645,17 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         # A denoised file's cuts carry the raw cuts' errors where it holds its raw 2TCF (raw_cut_errors)
         raw = None if method == "none" or data.raw is None else (
             data.raw if mask is None else apply_exclusion(data.raw, mask))
+        lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
+
+        def cuts(m):  # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis; or β free
+            return (ageing_analysis(m, width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
+                    if fix_beta else _cuts_free_beta(m, int(cut_width), lag_max, fix, frame_time))
+
         for k in _bar(range(c2.shape[0]), progress, "fit cuts"):
-            lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
             if flat[k]:
                 rows.append({"roi": int(labels[k]), "q": _q(data.q, k), "age": float("nan"), "success": False,
                              "message": "flat 2TCF: no contrast, nothing to fit"})
                 continue
-            # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis.
-            def cuts(m, lag_max=lag_max):
-                return (ageing_analysis(m, width=int(cut_width), max_lag=lag_max, fix=fix, frame_time=frame_time)
-                        if fix_beta else _cuts_free_beta(m, int(cut_width), lag_max, fix, frame_time))
             try:
                 r = cuts(c2[k])
                 if raw is not None:
