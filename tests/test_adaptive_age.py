@@ -156,3 +156,16 @@ def test_too_short_to_measure_the_noise_is_kept():
     assert np.allclose(out, 0.5 * (c2 + c2.T)) and not np.allclose(out, age_smooth(c2, 8.0))
     c2 = simulate_speckle(60, 2000, gamma=0.05, beta=0.2, mean_count=0.3, seed=2).two_time()[0]
     assert not np.allclose(adaptive_age_smooth(c2), 0.5 * (c2 + c2.T))  # 60 frames: smoothed
+
+
+def test_cuts_of_a_denoised_file_without_raw_warn(tmp_path):
+    import warnings as _w
+
+    from xpcs_denoise import denoise, fit_file, write_c2
+
+    c2 = simulate_speckle(120, 3000, gamma=0.05, beta=0.2, mean_count=0.3, seed=3).two_time()
+    write_c2(tmp_path / "den.h5", denoise(c2), attrs={"method": "lagnet"})
+    with _w.catch_warnings(record=True) as got:
+        _w.simplefilter("always")
+        fit_file(tmp_path / "den.h5", tmp_path / "cuts.csv", cut_width=3)
+    assert any("understate" in str(w.message) for w in got)

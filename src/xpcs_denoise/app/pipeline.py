@@ -645,6 +645,9 @@ def fit_file(input_path, output, *, dataset=None, fix_alpha: bool = False, fix_b
         # A denoised file's cuts carry the raw cuts' errors where it holds its raw 2TCF (raw_cut_errors)
         raw = None if method == "none" or data.raw is None else (
             data.raw if mask is None else apply_exclusion(data.raw, mask))
+        if method != "none" and raw is None:
+            warnings.warn(f"the {method} 2TCFs come without their raw 2TCFs (keep them when denoising): their cuts' "
+                          "errors are the plain fits' own and understate the uncertainty", stacklevel=2)
         lag_max = max_lag or min(int(data.attrs.get("window", WINDOW)) - 1, n - 1)  # the denoised band
 
         def cuts(m):  # β fixed: the Eq. 7 estimate β*(lag = 1), as in the paper's ageing analysis; or β free
