@@ -328,7 +328,9 @@ def ageing(c2, *, methods=("raw", "cned"), width: int = 1, max_lag: int | None =
                          fix=fix, seed=seed, step=step, frame_time=frame_time)
         else:
             r = ageing_analysis(x, width=width, max_lag=max_lag, beta=b, fix=fix, frame_time=frame_time)
-            if m not in ("raw", "none"):  # a denoised 2TCF's cuts carry the raw cuts' errors (raw_cut_errors)
+            if m in ("raw", "none"):
+                raw_fit = r.fit  # the raw cuts, fitted once for every method
+            else:  # a denoised 2TCF's cuts carry the raw cuts' errors (raw_cut_errors)
                 if raw_fit is None:
                     raw_fit = ageing_analysis(c2, width=width, max_lag=max_lag, beta=b, fix=fix,
                                               frame_time=frame_time).fit

@@ -136,9 +136,8 @@ def _band_line(target: np.ndarray, ends: np.ndarray, lo: int, hi: int, h: float,
     columns c0…c1 − 1 only: the weights' sums in closed form (cumulative sums of the kernel), the data's by FFT over
     the columns the kernel reaches (direct sums for a short run), so that the cost grows with the columns asked
     for."""
-    r = max(1, int(np.ceil(3 * h)))
-    u = np.arange(-r, r + 1, dtype=float)
-    w = np.exp(-0.5 * (u / h) ** 2)
+    w, u, r = _kernels([h])
+    w = w[0]
     t = np.arange(c0, c1)[None, :]
     top = np.minimum(hi, ends)[:, None]
     upper = np.minimum(top - 1 - t, r)
