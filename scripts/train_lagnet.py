@@ -42,6 +42,8 @@ def main():
     ap.add_argument("--weight-1tcf", type=float, default=1.0)
     ap.add_argument("--weight-tail", type=float, default=1.0)
     ap.add_argument("--weight-cut", type=float, default=0.0, help="weight of the cuts' cost (lag_training._cut_cost)")
+    ap.add_argument("--weight-pooled", type=float, default=0.0,
+                    help="weight of the 1TCF cost pooled over the batch (lag_training.LagTrainConfig.weight_pooled)")
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
@@ -80,7 +82,8 @@ def main():
                            if k.split("_")[0] in schedule}}}
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
-                         weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut)
+                         weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
+                         weight_pooled=a.weight_pooled)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

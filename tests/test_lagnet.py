@@ -174,13 +174,14 @@ def test_training_runs_and_resumes(tmp_path):
     d = simulated_bands(6, 30, 12, seed=1)
     a = simulated_bands(4, 40, 12, seed=2, ageing=True)
     data = {"stat": (d["x"], d["y"]), "stat_val": (d["x"][:2], d["y"][:2]), "age": (a["x"], a["y"])}
-    cfg = LagTrainConfig(steps=4, eval_every=2, batch_sim=2, batch_ageing=2, schedule=("stat", "age"))
+    cfg = LagTrainConfig(steps=4, eval_every=2, batch_sim=2, batch_ageing=2, schedule=("stat", "age"),
+                         weight_pooled=1.0)
     small = LagNetConfig(channels=4, dilations=((1, 1),))
     best = train_lagnet(data, tmp_path, cfg, small, log=lambda s: None)
     den = LagDenoiser.from_directory(best)
     assert den.card["training"]["steps"] == 4
     hist = json.loads(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"])["history"]
-    assert [h["step"] for h in hist] == [2, 4]
+    assert [h["step"] for h in hist] == [2, 4] and "pooled" in hist[0]["stat_val"]
     # An interrupted run resumes where it stopped (here: nothing left to do); another configuration is refused.
     logs = []
     train_lagnet(data, tmp_path, cfg, small, log=logs.append)
@@ -314,6 +315,30 @@ def test_the_cut_cost_sees_errors_that_move_a_cut_and_not_those_that_average_out
     common = y + 0.02 * torch.as_tensor(rng.standard_normal((1, 1, w)))
     alternating = y + 0.02 * torch.as_tensor(rng.standard_normal((1, 1, w))) * (-1.0) ** lag
     assert float(_cut_cost(common, x, y, m)) > 5 * float(_cut_cost(alternating, x, y, m))
+
+
+def test_the_pooled_1tcf_cost_weighs_the_noisiest_2tcfs_most():
+    """Per-2TCF ratios rate halving the error of a nearly clean 2TCF like halving that of a very noisy one; the
+    pooled cost (``weight_pooled``) rates the second far better (where plain fits go grossly wrong)."""
+    from xpcs_denoise.nn.lag_training import _tcf_errors
+
+    k, w = 16, 40
+    lag = torch.arange(1, k + 1, dtype=torch.float64)[:, None]
+    y = (torch.exp(-0.2 * lag) * torch.ones(1, w))[None].repeat(2, 1, 1)
+    m = torch.ones_like(y)
+    noise = torch.as_tensor(np.random.default_rng(1).standard_normal(y.shape))
+    x = y + noise * torch.tensor([0.01, 0.3], dtype=torch.float64)[:, None, None]
+    fix_clean = torch.stack([y[0] + 0.5 * (x[0] - y[0]), x[1]])
+    fix_noisy = torch.stack([x[0], y[1] + 0.5 * (x[1] - y[1])])
+
+    def costs(out):
+        e_out, e_in = _tcf_errors(out, x, y, m, 1.0)
+        return float((e_out / e_in).mean()), float(e_out.sum() / e_in.sum())
+
+    (ratio_c, pooled_c), (ratio_n, pooled_n) = costs(fix_clean), costs(fix_noisy)
+    assert ratio_c == pytest.approx(ratio_n) and ratio_c == pytest.approx(0.625)
+    assert pooled_n < 0.3 and pooled_c > 0.99
+    assert costs(x) == (pytest.approx(1.0), pytest.approx(1.0)) and costs(y) == (0.0, 0.0)
 
 
 def test_simulated_bands_take_pixel_and_count_ranges():

@@ -4,7 +4,8 @@ the card, checkpoints every few minutes and resume, a wall-clock budget.
 Cost per 2TCF, in the network's normalised units, with the input's own (lo, s): the squared error of the band
 relative to the input's own squared error (so that a nearly clean 2TCF weighs as much as a noisy one, and
 the correction has to shrink with the noise), plus the same for the 1TCF over the band (what users fit), plus
-a small Gaussian likelihood term for the spread head; optionally (``weight_cut``) the same for the cuts: at each
+a small Gaussian likelihood term for the spread head; optionally (``weight_pooled``) the 1TCF's cost pooled over
+the batch, where the noisiest 2TCFs weigh most; optionally (``weight_cut``) the same for the cuts: at each
 age, the error along lags projected on how an Eq. 3 decay changes with Γ (what a time-resolved cut's fit sees).
 """
 
@@ -50,6 +51,9 @@ class LagTrainConfig:
     #: there changes with Γ (a linearised cut fit), relative to the input's. Errors correlated across lags at one
     #: age move a cut's Γ; the pixel cost hardly sees them.
     weight_cut: float = 0.0
+    #: Weight of the 1TCF cost pooled over the batch (Σ out² / Σ in²): the mean of per-2TCF ratios weighs a very
+    #: noisy 2TCF like a clean one; pooled, the noisiest ones (where plain fits go grossly wrong) count most.
+    weight_pooled: float = 0.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -64,7 +68,7 @@ class LagTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut"):
+        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -74,7 +78,7 @@ class LagTrainConfig:
 
 def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
              weight_1tcf: float = 1.0, weight_spread: float = 0.05, weight_tail: float = 1.0,
-             weight_cut: float = 0.0) -> tuple[torch.Tensor, dict]:
+             weight_cut: float = 0.0, weight_pooled: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats)."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
@@ -85,6 +89,28 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     e_in = (((x - y) ** 2) * m).sum((1, 2))
     e_out = (((xo - y) ** 2) * m).sum((1, 2))
     l_pix = e_out / (e_in + eps * m.sum((1, 2)))
+    e_g_out, e_g_in = _tcf_errors(xo, x, y, m, weight_tail)
+    k = x.shape[1]
+    l_g = e_g_out / (e_g_in + eps * k)
+    r = (xo - y).detach()
+    use = m * (S > 1e-6)
+    sp = spread.clamp_min(1e-9)
+    nll = ((torch.log(sp) + 0.5 * (r / sp) ** 2) * use).sum() / use.sum().clamp_min(1)
+    loss = (l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
+    parts = {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll.detach())}
+    if weight_pooled > 0:
+        l_pool = e_g_out.sum() / (e_g_in.sum() + eps * k)
+        loss = loss + weight_pooled * l_pool
+        parts["pooled"] = float(l_pool.detach())
+    if weight_cut > 0:
+        l_cut = _cut_cost(xo, x, y, m)
+        loss = loss + weight_cut * l_cut.mean()
+        parts["cut"] = float(l_cut.mean().detach())
+    return loss, parts
+
+
+def _tcf_errors(xo, x, y, m, weight_tail):
+    """Per 2TCF: the weighted squared error of the output's and of the input's 1TCF (B,), (B,)."""
     cnt = m.sum(-1).clamp_min(1)
     g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
     # Lags weighted by how much of the decay is left there (plus a floor for the tail): a fast decay's few
@@ -92,18 +118,7 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     k = g_y.shape[-1]
     tail = g_y[:, -max(1, k // 4):].mean(-1, keepdim=True)
     w = ((g_y - tail) / (g_y[:, :1] - tail).abs().clamp_min(1e-6)).clamp(0, 1) + weight_tail
-    l_g = (w * (g_o - g_y) ** 2).sum(-1) / ((w * (g_x - g_y) ** 2).sum(-1) + eps * k)
-    r = (xo - y).detach()
-    use = m * (S > 1e-6)
-    sp = spread.clamp_min(1e-9)
-    nll = ((torch.log(sp) + 0.5 * (r / sp) ** 2) * use).sum() / use.sum().clamp_min(1)
-    loss = (l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
-    parts = {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll.detach())}
-    if weight_cut > 0:
-        l_cut = _cut_cost(xo, x, y, m)
-        loss = loss + weight_cut * l_cut.mean()
-        parts["cut"] = float(l_cut.mean().detach())
-    return loss, parts
+    return (w * (g_o - g_y) ** 2).sum(-1), (w * (g_x - g_y) ** 2).sum(-1)
 
 
 def _cut_cost(xo, x, y, m, eps=1e-6):
@@ -126,9 +141,10 @@ def _evaluate(model, sets, cfg) -> dict:
     with torch.no_grad():
         for name, (xb, yb, mask) in sets.items():
             parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0, cfg.weight_tail,
-                              cfg.weight_cut)[1] for i in range(0, len(xb), 64)]
+                              cfg.weight_cut, cfg.weight_pooled)[1] for i in range(0, len(xb), 64)]
             out[name] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0] if k != "nll"}
-    out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0) for v in out.values()]))
+    out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
+                                  + cfg.weight_pooled * v.get("pooled", 0.0) for v in out.values()]))
     return out
 
 
@@ -195,7 +211,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         idx = torch.as_tensor(rng.integers(0, len(x), batch[src]))
         model.train()
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
-                               cfg.weight_cut)
+                               cfg.weight_cut, cfg.weight_pooled)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
