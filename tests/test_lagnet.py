@@ -188,7 +188,8 @@ def test_training_runs_and_resumes(tmp_path):
     assert logs == ["resumed at step 4"]
     with pytest.raises(XPCSInputError, match="steps differ"):
         train_lagnet(data, tmp_path, LagTrainConfig(steps=6, eval_every=2, batch_sim=2, batch_ageing=2,
-                                                    schedule=("stat", "age")), small, log=lambda s: None)
+                                                    schedule=("stat", "age"), weight_pooled=1.0), small,
+                     log=lambda s: None)
     with pytest.raises(XPCSInputError):
         LagTrainConfig(lr=-1.0)
 
