@@ -36,12 +36,34 @@ def test_calibration_checks_itself_and_round_trips():
                 {"cells": {"lagnet/short/free": [[1.0, 0.0]] * 4}},  # one pair per bin
                 {"cells": {"lagnet/*": [[-1.0, 0.0]]}}, {"cells": {"lagnet/*": [[1.0, float("nan")]]}},
                 {"cells": {"lagnet/*": [[0.0, 0.0]]}},
-                {"version": 2}, {"long_frames": 0}):
+                {"version": 2}, {"long_frames": 0}, {"alpha_bounds": (2.0, 0.5)}, {"alpha_bounds": (0.0, 2.0)},
+                {"alpha_bounds": ("a", 2)}, {"alpha_bounds": (0.5, float("inf"))}):
         kw = {"edges": EDGES, "cells": {"lagnet/*": [[1.0, 0.0]]}, **bad}
         with pytest.raises(XPCSInputError):
             FitCalibration(**kw)
     with pytest.raises(XPCSInputError, match="not a valid calibration"):
         FitCalibration.from_dict({"edges": EDGES, "cells": {"lagnet/*": [[1.0, 0.0]]}, "extra": 1})
+
+
+def test_the_calibrations_bounds_of_alpha_hold_for_short_free_fits_only():
+    """α's bounds are part of the calibration: a short series fitted with α free stays within them (here a
+    noise-free compressed decay, α = 2.6, comes out at 2); a long series, or α held, is fitted as before."""
+    cal = FitCalibration(EDGES, {"raw/*": [[1.0, 0.0]]}, alpha_bounds=(0.5, 2.0))
+    assert FitCalibration.from_dict(json.loads(json.dumps(cal.to_dict()))).alpha_bounds == (0.5, 2.0)
+
+    def clean(n):
+        return 1.0 + 0.2 * np.exp(-2 * (0.05 * _lag_matrix(n)) ** 2.6)
+
+    def alpha(c2, calibration, fix=None):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(fit_denoised(c2, c2, method="none", calibration=calibration, fix=fix).fit.alpha)
+
+    free = FitCalibration(EDGES, {"raw/*": [[1.0, 0.0]]})
+    assert alpha(clean(50), free) == pytest.approx(2.6, abs=0.01)
+    assert alpha(clean(50), cal) == pytest.approx(2.0)
+    assert alpha(clean(150), cal) == pytest.approx(2.6, abs=0.01)  # long: 150 >= long_frames
+    assert alpha(clean(50), cal, fix={"alpha": 2.6}) == 2.6
 
 
 def test_calibrated_sigma_follows_the_cell_and_the_decay_times_spanned():

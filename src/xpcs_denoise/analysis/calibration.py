@@ -65,12 +65,17 @@ class FitCalibration:
         What was measured on data the calibration did not see (|z| < 1, < 2 per cell and overall).
     source : dict
         Where it was measured (data, seeds, counts, model SHA-256).
+    alpha_bounds : tuple of two floats, optional
+        Bounds of α in the fits of short series with α free, part of what was calibrated: a short window cannot
+        pin α down, and a free fit then runs to the fitter's bounds (0.2, 3) with a Γ far off; the KWW exponents of
+        XPCS lie within about 0.5 (stretched) to 2 (compressed). None: the fitter's own bounds.
     """
 
     edges: tuple
     cells: dict
     long_frames: int = 100
     rel_edges: tuple = (0.0,)
+    alpha_bounds: tuple | None = None
     version: int = VERSION
     method: str = "normalised-residual quantiles per cell (Mondrian split-conformal): sigma = hypot(s*u, r*gamma)"
     coverage: dict = field(default_factory=dict)
@@ -92,6 +97,15 @@ class FitCalibration:
             if not e or e[0] != 0 or any(b <= a for a, b in zip(e[:-1], e[1:], strict=False)) \
                     or not all(math.isfinite(v) for v in e):
                 raise XPCSInputError(f"calibration edges must increase from 0; got {e}")
+        if self.alpha_bounds is not None:
+            try:
+                lo, hi = (float(v) for v in self.alpha_bounds)
+            except (TypeError, ValueError):
+                lo = hi = math.nan
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+                raise XPCSInputError(f"calibration alpha_bounds must be two numbers 0 < low < high; got "
+                                     f"{self.alpha_bounds!r}")
+            object.__setattr__(self, "alpha_bounds", (lo, hi))
         if not isinstance(self.long_frames, int) or self.long_frames < 3:
             raise XPCSInputError(f"calibration long_frames must be a whole number >= 3; got {self.long_frames!r}")
         if not isinstance(self.cells, dict):
@@ -143,6 +157,13 @@ class FitCalibration:
             return np.clip(np.searchsorted(np.asarray(e), v, side="right") - 1, 0, len(e) - 1)
         return one(resolved, self.edges) * len(self.rel_edges) + one(rel, self.rel_edges)
 
+    def fit_bounds(self, n_frames: int, fix) -> dict | None:
+        """The bounds that fits of this calibration use (``fit_g2``'s ``bounds``) for a series of ``n_frames``
+        with ``fix`` held."""
+        if self.alpha_bounds is None or int(n_frames) >= self.long_frames or (fix and "alpha" in fix):
+            return None
+        return {"alpha": self.alpha_bounds}
+
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
 
@@ -156,13 +177,14 @@ class FitCalibration:
 
 def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 100, min_fits: int = 60,
                     source=None, coverage=None, z1: float = 0.683, z2: float = 0.93,
-                    z2_long: float | None = None) -> FitCalibration:
+                    z2_long: float | None = None, alpha_bounds=None) -> FitCalibration:
     """A :class:`FitCalibration` from held-out fits of known truth.
 
     ``rows`` maps a cell key to arrays ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂) and ``resolved`` (Γ̂·L); a bin
     with fewer than ``min_fits`` fits takes the cell's pooled pair, a cell with fewer its path's. ``z1``, ``z2``:
     the shares of |z| < 1 (target) and < 2 (least) each pair is chosen for (:func:`calibrate`); ``z2_long`` instead
     of ``z2`` for the cells of long series (few fits per bin, heavier tails: a margin for the ≥ 90 % they must keep).
+    ``alpha_bounds``: those the fits in ``rows`` were made with (:attr:`FitCalibration.alpha_bounds`).
     """
     edges = tuple(float(e) for e in edges)
     probe = FitCalibration(edges, {"x/*": [[1.0, 0.0]]}, long_frames, tuple(rel_edges))
@@ -185,8 +207,8 @@ def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 1
                                                   np.inf))
         cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}, z1, zz) if np.sum(b == i) >= min_fits else pooled)
                       for i in range(probe.n_bins)]
-    return FitCalibration(edges, cells, long_frames, probe.rel_edges, source=dict(source or {}),
-                          coverage=dict(coverage or {}))
+    return FitCalibration(edges, cells, long_frames, probe.rel_edges, alpha_bounds=alpha_bounds,
+                          source=dict(source or {}), coverage=dict(coverage or {}))
 
 
 def _pair(r, z1: float = 0.683, z2: float = 0.93) -> list:

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -167,7 +167,11 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
     sigma = None
     if weighted:
         sigma = sigma_for_fit(one_time_from_two_time(raw3, max_lag=lag_max, return_err=True)[1])
-    fit = fit_g2(g2, fix=fix, sigma=sigma, absolute_sigma=weighted)
+    if calibration is None:
+        calibration = load_calibration(method, model)
+    # The calibration was measured on fits with its bounds (α of short series): the same fits here.
+    bounds = calibration.fit_bounds(n, fix) if calibration is not None else None
+    fit = fit_g2(g2, fix=fix, sigma=sigma, absolute_sigma=weighted, bounds=bounds)
     notes = [] if weighted else ["unweighted fit: its σ of Γ is calibrated for weighted fits only"]
     failed = path == NO_CONTRAST
     fit.success = fit.success & ~failed
@@ -177,8 +181,6 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
         setattr(fit, k, np.where(failed, np.nan, getattr(fit, k)))
         setattr(fit, f"{k}_err", np.where(fit.success, getattr(fit, f"{k}_err"), np.nan))
     u = fit.gamma_err.copy()
-    if calibration is None:
-        calibration = load_calibration(method, model)
     key = cell_key(_CELL_PATH[method], n, fix, calibration.long_frames if calibration else 100)
     if calibration is None:
         notes.append(f"no calibration for the {method} path: Γ's σ is the fit's own")
@@ -298,13 +300,15 @@ CALIBRATION_REL_EDGES = (0.0, 0.15, 0.5)
 _IDENTITY = FitCalibration(CALIBRATION_EDGES, {f"{p}/*": [[1.0, 0.0]] for p in _CELL_PATH.values()})
 
 
-def calibration_records(x, truth, method: str, model=None, fix: dict | None = None) -> dict:
-    """Uncalibrated fits of (B, N, N) 2TCFs of known Γ (``truth``): arrays ``key`` (the calibration cell),
+def calibration_records(x, truth, method: str, model=None, fix: dict | None = None, alpha_bounds=None) -> dict:
+    """Uncalibrated fits of (B, N, N) 2TCFs of known Γ (``truth``), with ``alpha_bounds``
+    (:attr:`~xpcs_denoise.analysis.calibration.FitCalibration.alpha_bounds`): arrays ``key`` (the calibration cell),
     ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂), ``resolved`` (Γ̂·L) and ``truth``, what
     :func:`~xpcs_denoise.analysis.calibration.fit_calibration` takes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = fit_two_time(x, method=method, model=model, fix=fix, calibration=_IDENTITY)
+        r = fit_two_time(x, method=method, model=model, fix=fix,
+                         calibration=replace(_IDENTITY, alpha_bounds=alpha_bounds))
     g = np.atleast_1d(r.fit.gamma)
     key = cell_key(_CELL_PATH[method], x.shape[-1], fix, _IDENTITY.long_frames)
     return {"key": np.full(g.size, key), "residual": g - np.asarray(truth, float), "u": np.atleast_1d(r.gamma_err_fit),
@@ -316,15 +320,19 @@ def recalibrate(method: str, model=None, *, n: int = 900, seed: int = 0) -> FitC
     (the judged ranges; a third with α = 1 fitted with α held): what a fine-tuned model stores in its card, whose
     user has no data of known truth. Cells it does not measure (long series) take the path's pooled pair."""
     rows = []
+    # α's bounds stay those of the model's calibration (else the shipped one's)
+    stored = load_calibration(method, model) or load_calibration(method)
+    bounds = stored.alpha_bounds if stored is not None else None
     for alpha_one, m in ((False, n), (True, n // 3)):
         kw = {**JUDGED_RANGES, **({"alpha_range": (1.0, 1.0)} if alpha_one else {})}
         x, _, prm = simulate_crops(m, 50, seed=seed + alpha_one, **kw)
-        rows.append(calibration_records(x, prm["gamma"], method, model, {"alpha": 1.0} if alpha_one else None))
+        rows.append(calibration_records(x, prm["gamma"], method, model, {"alpha": 1.0} if alpha_one else None,
+                                        alpha_bounds=bounds))
     by_key = {}
     for r in rows:
         ok = np.isfinite(r["residual"])
         by_key[str(r["key"][0])] = {k: r[k][ok] for k in ("residual", "u", "gamma", "resolved")}
-    return fit_calibration(by_key, CALIBRATION_EDGES, rel_edges=CALIBRATION_REL_EDGES,
+    return fit_calibration(by_key, CALIBRATION_EDGES, rel_edges=CALIBRATION_REL_EDGES, alpha_bounds=bounds,
                            source={"simulated": f"{n} + {n // 3} (α held) 50-frame crops, judged ranges",
                                    "seed": int(seed), "model": (getattr(model, "card", None) or {}).get(
                                        "weights_sha256")})
