@@ -506,7 +506,8 @@ def markdown(res) -> str:
                      for k in res["coverage"]["simulated"]]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out += ["", "Its Γ, median signed / median absolute relative error per bin (the tool's fit weights the "
-                "1TCF by the raw 2TCF's standard errors, so it differs a little from the plain fits above):", "",
+                "1TCF by the raw 2TCF's standard errors and, in short series, holds α within the calibration's "
+                "bounds, 0.5–2, so it differs from the plain fits above):", "",
                 "| set | " + " | ".join(res["coverage"]["simulated"]) + " |",
                 "| --- |" + " --- |" * len(res["coverage"]["simulated"])]
         for name, tab in res["coverage"].items():
