@@ -62,6 +62,10 @@ def test_the_calibrations_bounds_of_alpha_hold_for_short_free_fits_only():
     free = FitCalibration(EDGES, {"raw/*": [[1.0, 0.0]]})
     assert alpha(clean(50), free) == pytest.approx(2.6, abs=0.01)
     assert alpha(clean(50), cal) == pytest.approx(2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        msg = str(fit_denoised(clean(50), clean(50), method="none", calibration=cal).fit.message)
+    assert "α held within the calibration's 0.5–2" in msg
     assert alpha(clean(150), cal) == pytest.approx(2.6, abs=0.01)  # long: 150 >= long_frames
     assert alpha(clean(50), cal, fix={"alpha": 2.6}) == 2.6
 

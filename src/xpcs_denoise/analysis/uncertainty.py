@@ -173,6 +173,11 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
     bounds = calibration.fit_bounds(n, fix) if calibration is not None else None
     fit = fit_g2(g2, fix=fix, sigma=sigma, absolute_sigma=weighted, bounds=bounds)
     notes = [] if weighted else ["unweighted fit: its σ of Γ is calibrated for weighted fits only"]
+    if bounds is not None and fit.at_bound_params is not None:
+        lo, hi = bounds["alpha"]
+        held = np.reshape(fit.at_bound_params, (-1, 4))[:, 3]
+        fit.message = np.where(held, np.char.add(fit.message.astype(str), f" (α held within the calibration's {lo:g}–"
+                                                 f"{hi:g} for short series)"), fit.message)
     failed = path == NO_CONTRAST
     fit.success = fit.success & ~failed
     fit.message = np.where(failed, "no contrast: the first lags are not above the tail, no decay to fit",
