@@ -37,7 +37,8 @@ def test_calibration_checks_itself_and_round_trips():
                 {"cells": {"lagnet/*": [[-1.0, 0.0]]}}, {"cells": {"lagnet/*": [[1.0, float("nan")]]}},
                 {"cells": {"lagnet/*": [[0.0, 0.0]]}},
                 {"version": 2}, {"long_frames": 0}, {"alpha_bounds": (2.0, 0.5)}, {"alpha_bounds": (0.0, 2.0)},
-                {"alpha_bounds": ("a", 2)}, {"alpha_bounds": (0.5, float("inf"))}):
+                {"alpha_bounds": ("a", 2)}, {"alpha_bounds": (0.5, float("inf"))}, {"alpha_bounds": "12"},
+                {"alpha_bounds": (True, 2)}, {"alpha_bounds": (0.5, 1.0, 2.0)}):
         kw = {"edges": EDGES, "cells": {"lagnet/*": [[1.0, 0.0]]}, **bad}
         with pytest.raises(XPCSInputError):
             FitCalibration(**kw)

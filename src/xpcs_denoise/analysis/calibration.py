@@ -98,10 +98,10 @@ class FitCalibration:
                     or not all(math.isfinite(v) for v in e):
                 raise XPCSInputError(f"calibration edges must increase from 0; got {e}")
         if self.alpha_bounds is not None:
-            try:
-                lo, hi = (float(v) for v in self.alpha_bounds)
-            except (TypeError, ValueError):
-                lo = hi = math.nan
+            b = self.alpha_bounds
+            ok = isinstance(b, (list, tuple)) and len(b) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+            lo, hi = (float(b[0]), float(b[1])) if ok else (math.nan, math.nan)
             if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
                 raise XPCSInputError(f"calibration alpha_bounds must be two numbers 0 < low < high; got "
                                      f"{self.alpha_bounds!r}")

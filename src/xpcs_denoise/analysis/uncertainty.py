@@ -124,7 +124,8 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
                  fix: dict | None = None, frame_time: float | None = None, weighted: bool = True,
                  calibration: FitCalibration | None = None, seed: int = 0, failed=None) -> TwoTimeFit:
     """Fit and calibrate: the 1TCFs of ``denoised`` (what ``method``'s path gives; the raw 2TCFs themselves for
-    ``"none"``), weighted by ``raw``'s 1TCF standard errors, with Γ's σ from the calibration. The one function
+    ``"none"``), weighted by ``raw``'s 1TCF standard errors, with Γ's σ from the calibration; in a short series
+    with α free, α is held within the calibration's ``alpha_bounds`` (the fits it was measured on). The one function
     behind :func:`fit_two_time`, ``fit`` and ``report``.
 
     Parameters
