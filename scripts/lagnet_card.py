@@ -1,5 +1,5 @@
 """Put a trained lag-band model in place with its card: copy ``lagnet.safetensors`` and ``lagnet_card.json`` from
-a training run's ``best`` folder, and add the benchmark's tables (``benchmarks/bench_lagnet.py --json``):
+a training run's ``best`` folder, and add the benchmark's tables (``benchmarks/bench_models.py --json``):
 faithfulness, Γ bias and error per bin on simulated and real held-out crops, ageing, long series, speed and
 memory. The card's SHA-256 still matches the weights (checked by loading the result). When ``out`` already holds
 these weights, what its card has beyond the run's (lineage, calibration) is kept, and the benchmark parts that the
@@ -20,7 +20,7 @@ from xpcs_denoise.nn.lagnet import CARD, WEIGHTS, LagDenoiser
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", help="a training run's best folder")
-    ap.add_argument("bench", help="JSON written by benchmarks/bench_lagnet.py --json")
+    ap.add_argument("bench", help="JSON written by benchmarks/bench_models.py --json")
     ap.add_argument("out", help="model folder to write (e.g. src/xpcs_denoise/pretrained/lagnet)")
     a = ap.parse_args()
     run, out = Path(a.run), Path(a.out)
@@ -36,7 +36,7 @@ def main():
         if key in old and key not in card:
             card[key] = old[key]
     card["benchmark"] = {**(old.get("benchmark", {}) if same else {}), **json.loads(Path(a.bench).read_text())}
-    card["benchmark"]["script"] = "benchmarks/bench_lagnet.py"
+    card["benchmark"]["script"] = "benchmarks/bench_models.py"
     (out / CARD).write_text(json.dumps(card, indent=1) + "\n")
     den = LagDenoiser.from_directory(out)  # the weights still match the card
     print(f"{out}: {den.card['name']}, weights SHA-256 {den.card['weights_sha256'][:12]}…, "

@@ -24,7 +24,7 @@ from .errors import XPCSInputError
 __all__ = ["SpeckleSeries", "simulate_speckle", "simulate_q_rings", "simulate_crops", "true_two_time", "JUDGED_RANGES"]
 
 #: :func:`simulate_crops` keywords for realistic noise, the ranges accuracy and uncertainty are judged on
-#: (benchmarks/bench_lagnet.py, scripts/calibrate_fits.py): Γ 0.003–0.4 frames⁻¹, β 0.05–0.5, α 0.6–1.8, 0.01–1
+#: (benchmarks/bench_models.py, scripts/calibrate_fits.py): Γ 0.003–0.4 frames⁻¹, β 0.05–0.5, α 0.6–1.8, 0.01–1
 #: photons per pixel per frame, 100–20,000 pixels.
 JUDGED_RANGES = {"gamma_range": (0.003, 0.4), "beta_range": (0.05, 0.5), "alpha_range": (0.6, 1.8),
                  "count_range": (0.01, 1.0), "pixel_range": (100, 20000), "min_photons": 60.0}

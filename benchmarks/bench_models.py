@@ -20,7 +20,7 @@ Parts (``--parts``, default all):
 
 The age-axis smoother is given its best width per part (grid 2–64 frames), chosen on the part's own data.
 
-    python benchmarks/bench_lagnet.py --json lagnet_bench.json
+    python benchmarks/bench_models.py --json lagnet_bench.json
 """
 
 from __future__ import annotations
