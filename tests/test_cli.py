@@ -180,6 +180,28 @@ def test_denoise_keeps_an_roi_without_contrast_and_says_so(tmp_path):
     assert not np.allclose(d.c2[0], c2[0]) and json.loads(d.attrs["not_denoised_rois"]) == [2]
 
 
+def test_a_shipped_model_is_chosen_by_name(tmp_path):
+    """``--model paper-2021`` (the paper's network, issue 29) and ``--model lagnet_ageing`` name shipped models; a
+    folder of that name in the working directory stays a folder."""
+    from xpcs_denoise.io.formats import read_c2
+
+    rng = np.random.default_rng(3)
+    t = np.abs(np.subtract.outer(np.arange(60), np.arange(60)))
+    c2 = 1 + 0.2 * np.exp(-0.1 * t) + rng.normal(0, 0.02, (60, 60))
+    np.save(tmp_path / "c2.npy", (c2 + c2.T) / 2)
+    outs = {}
+    for name, args in (("by_model", ["--model", "paper-2021"]), ("by_method", ["--method", "paper-2021"]),
+                       ("ageing", ["--model", "lagnet_ageing"]), ("default", [])):
+        r = run("denoise", tmp_path / "c2.npy", "-o", tmp_path / f"{name}.h5", "--no-anomaly", *args)
+        assert r.returncode == 0, r.stderr
+        outs[name] = read_c2(tmp_path / f"{name}.h5").c2[0]
+    np.testing.assert_array_equal(outs["by_model"], outs["by_method"])
+    assert not np.allclose(outs["ageing"], outs["default"]) and not np.allclose(outs["by_model"], outs["default"])
+    (tmp_path / "lagnet").mkdir()  # an empty folder called lagnet: a folder, so its missing card is the error
+    r = run("denoise", tmp_path / "c2.npy", "-o", tmp_path / "x.h5", "--model", "lagnet", cwd=tmp_path)
+    assert r.returncode != 0 and "lagnet_card.json" in r.stderr
+
+
 @pytest.mark.slow
 def test_batch_reports_and_skips_a_bad_file(tmp_path):
     from xpcs_denoise.core.simulation import true_two_time

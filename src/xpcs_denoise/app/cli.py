@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="denoiser (default: the family of --model, else lagnet, our lag-band model; "
                              "paper-2021 = cned, the paper's ensemble; age = the age-axis smoother)")
         sp.add_argument("--model", default=None,
-                        help="model folder for --method lagnet or cned (default: the shipped model)")
+                        help="model folder for --method lagnet or cned, or a shipped model by name: lagnet, "
+                             "lagnet_ageing, paper-2021 (default: the shipped lagnet)")
         sp.add_argument("--seed", type=int, default=0, help="seed of the lag-0 replacement draws")
 
     def time_opts(sp, fits=True):
@@ -443,8 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--cut-width", type=int, default=None, help="fit cuts of this width (frames) at every age")
     f.add_argument("--max-lag", type=int, default=None, help="largest lag fitted (frames)")
     f.add_argument("--model", default=None,
-                   help="the model folder that denoised the file (default: the one the file records, else the "
-                        "shipped one)")
+                   help="the model folder that denoised the file, or a shipped model by name (default: the one "
+                        "the file records, else the shipped one)")
     time_opts(f)
     exclude_opts(f)
     input_opts(f)
@@ -518,6 +519,10 @@ def main(argv=None) -> int:
         try:
             parser = build_parser()  # imports torch: Ctrl-C here gets one line too
             a = parser.parse_args(argv)
+            from ..nn.config import shipped_model
+
+            if shipped_model(getattr(a, "model", None)) is not None:  # --model paper-2021: a shipped model by name
+                a.model = str(shipped_model(a.model))
         except KeyboardInterrupt as exc:
             print("xpcs-denoise: " + ("terminated" if isinstance(exc, _Terminated) else "interrupted"),
                   file=sys.stderr)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..core.defaults import WINDOW  # noqa: F401  (re-exported: the peers' window without a model)
 
-__all__ = ["TrainConfig", "METHODS", "METHOD_ALIASES", "WINDOW", "pretrained_directory"]
+__all__ = ["TrainConfig", "METHODS", "METHOD_ALIASES", "SHIPPED_MODELS", "WINDOW", "pretrained_directory",
+           "shipped_model"]
 
 #: Every denoising method of :func:`xpcs_denoise.denoise` (the registry's names, importable without torch).
 METHODS = ("lagnet", "cned", "gaussian", "median", "tv", "age", "adaptive", "pca", "bm3d", "none")
@@ -20,9 +21,21 @@ METHOD_ALIASES = {"paper-2021": "cned"}
 
 
 
+#: The shipped models by name (``--model NAME``): their folders under :func:`pretrained_directory`.
+SHIPPED_MODELS = {"lagnet": "lagnet", "lagnet_ageing": "lagnet_ageing", "paper-2021": ".", "cned": "."}
+
+
 def pretrained_directory() -> Path:
     """Folder of the ensemble (and the PCA filter) shipped with the package."""
     return Path(str(resources.files("xpcs_denoise") / "pretrained"))
+
+
+def shipped_model(name) -> Path | None:
+    """The folder of the shipped model called ``name`` (:data:`SHIPPED_MODELS`), or None for any other text (a
+    folder of that name in the working directory is still a folder, not a name)."""
+    if not isinstance(name, str) or name not in SHIPPED_MODELS or Path(name).exists():
+        return None
+    return (pretrained_directory() / SHIPPED_MODELS[name]).resolve()
 
 
 @dataclass
