@@ -21,7 +21,8 @@ from xpcs_denoise.nn.lagnet import LagNetConfig
 SIM = {"stat": (8000, 100, False, 1), "age": (2400, 160, True, 2), "stat_val": (600, 100, False, 11),
        "age_val": (200, 160, True, 12), "long": (1500, 320, False, 3), "longage": (1500, 320, True, 4),
        "long_val": (100, 320, False, 21), "longage_val": (100, 320, True, 22),
-       "age400": (600, 400, True, 5), "age400_val": (48, 400, True, 25)}
+       "age400": (600, 400, True, 5), "age400_val": (48, 400, True, 25),
+       "stat50": (6000, 50, False, 7), "stat50_val": (400, 50, False, 17)}
 SLOW = {"gamma0": (0.003, 0.2), "ratio": (1 / 6, 6.0)}
 #: The regime of issue 29's ageing bar, broadened: 400 frames, Γ0 0.01–0.2 changing 2–10× up or down (smoothly
 #: or in a step), 5,000–50,000 pixels at 0.05–1 photons per pixel per frame.
@@ -44,6 +45,8 @@ def main():
     ap.add_argument("--weight-cut", type=float, default=0.0, help="weight of the cuts' cost (lag_training._cut_cost)")
     ap.add_argument("--weight-pooled", type=float, default=0.0,
                     help="weight of the 1TCF cost pooled over the batch (lag_training.LagTrainConfig.weight_pooled)")
+    ap.add_argument("--weight-fit", type=float, default=0.0,
+                    help="weight of the plain-fit cost on Γ (lag_training.LagTrainConfig.weight_fit)")
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
@@ -59,7 +62,7 @@ def main():
         path = out / f"{name}.npz"
         if not path.is_file():
             extra = SLOW if name.startswith("long") else AGE400 if name.startswith("age400") else {}
-            np.savez(path, **simulated_bands(n, nf, 64, seed=seed, ageing=ageing, **extra))
+            np.savez(path, **simulated_bands(n, nf, min(64, nf - 1), seed=seed, ageing=ageing, **extra))
         with np.load(path) as z:
             data[name] = (z["x"], z["y"])
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
@@ -69,7 +72,7 @@ def main():
     # Validation during training on a fixed subset (the full held-out set is for the benchmark).
     pick = np.random.default_rng(5).permutation(np.flatnonzero(v))[:800]
     data["real_val"] = (real["x"][pick], real["y"][pick])
-    for name, keep in (("stat_val", 300), ("age_val", 100)):
+    for name, keep in (("stat_val", 300), ("age_val", 100), ("stat50_val", 300)):
         if name in data:
             data[name] = tuple(a[:keep] for a in data[name])
     for name in [k for k in data if k.split("_")[0] not in schedule]:
@@ -83,7 +86,7 @@ def main():
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
-                         weight_pooled=a.weight_pooled)
+                         weight_pooled=a.weight_pooled, weight_fit=a.weight_fit)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

@@ -6,12 +6,15 @@ relative to the input's own squared error (so that a nearly clean 2TCF weighs as
 the correction has to shrink with the noise), plus the same for the 1TCF over the band (what users fit), plus
 a small Gaussian likelihood term for the spread head; optionally (``weight_pooled``) the 1TCF's cost pooled over
 the batch, where the noisiest 2TCFs weigh most; optionally (``weight_cut``) the same for the cuts: at each
-age, the error along lags projected on how an Eq. 3 decay changes with Γ (what a time-resolved cut's fit sees).
+age, the error along lags projected on how an Eq. 3 decay changes with Γ (what a time-resolved cut's fit sees);
+optionally (``weight_fit``) the error of Γ itself from a plain Eq. 3 fit of the output's 1TCF (stationary sources):
+a few damped Gauss–Newton steps from the target's own fit, differentiable, so the cost is what users' fits see.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +24,17 @@ import torch
 
 from ..core.band import band_mask
 from ..core.errors import XPCSInputError
+from ..core.fitting import fit_g2
 from .lagnet import LagNet, LagNetConfig, band_features, expand_lagnet, load_lagnet, save_lagnet
 
-__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "SOURCES"]
+__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "fit_targets", "SOURCES"]
 
 #: Training sources: real CHX crops, simulated stationary and ageing series, long (320-frame) ones of both, and
-#: 400-frame ageing series at the photon levels of issue 29's ageing bar (``age400``).
-SOURCES = ("real", "stat", "age", "long", "longage", "age400")
+#: 400-frame ageing series at the photon levels of issue 29's ageing bar (``age400``), and stationary 50-frame
+#: crops (``stat50``, the length of the real crops and of issue 29's bars).
+SOURCES = ("real", "stat", "age", "long", "longage", "age400", "stat50")
+#: Sources whose targets are stationary: one Eq. 3 fit describes them (the fit cost uses only these).
+STATIONARY = ("real", "stat", "long", "stat50")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,9 @@ class LagTrainConfig:
     #: Weight of the 1TCF cost pooled over the batch (Σ out² / Σ in²): the mean of per-2TCF ratios weighs a very
     #: noisy 2TCF like a clean one; pooled, the noisiest ones (where plain fits go grossly wrong) count most.
     weight_pooled: float = 0.0
+    #: Weight of the fit cost: |log Γ̂ − log Γ| (smoothed near 0) of a plain Eq. 3 fit of the output's 1TCF, Γ
+    #: from the same fit of the target, on stationary sources: the error and bias users' fits see.
+    weight_fit: float = 0.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -68,7 +78,7 @@ class LagTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled"):
+        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -78,8 +88,10 @@ class LagTrainConfig:
 
 def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
              weight_1tcf: float = 1.0, weight_spread: float = 0.05, weight_tail: float = 1.0,
-             weight_cut: float = 0.0, weight_pooled: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """The training cost of one batch (see the module's docstring) and its parts (floats)."""
+             weight_cut: float = 0.0, weight_pooled: float = 0.0, weight_fit: float = 0.0,
+             theta: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
+    the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
@@ -106,7 +118,73 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
         l_cut = _cut_cost(xo, x, y, m)
         loss = loss + weight_cut * l_cut.mean()
         parts["cut"] = float(l_cut.mean().detach())
+    if weight_fit > 0 and theta is not None:
+        ok = torch.isfinite(theta).all(-1)
+        if bool(ok.any()):
+            th = theta[ok].to(x.dtype)
+            # The targets' fits in the network's units: C∞ and β map with (lo, s); Γ and α do not.
+            th = torch.stack([th[:, 0], th[:, 1] / s[ok], (th[:, 2] - lo[ok]) / s[ok], th[:, 3]], -1)
+            cnt = m[ok].sum(-1).clamp_min(1)
+            u_out = fit_log_gamma((xo[ok] * m[ok]).sum(-1) / cnt, th)
+            l_fit = torch.nn.functional.smooth_l1_loss(u_out, th[:, 0], beta=0.05, reduction="none")
+            loss = loss + weight_fit * l_fit.sum() / len(theta)
+            with torch.no_grad():
+                u_in = fit_log_gamma((x[ok] * m[ok]).sum(-1) / cnt, th)
+            parts["fit"] = float(l_fit.mean().detach())
+            parts["fit_in"] = float(torch.nn.functional.smooth_l1_loss(u_in, th[:, 0], beta=0.05))
     return loss, parts
+
+
+def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15) -> torch.Tensor:
+    """log Γ of a plain Eq. 3 fit of the 1TCFs ``g`` (B, K) at lags 1…K: ``steps`` Levenberg–Marquardt steps from
+    ``theta0`` (B, 4: log Γ, β, C∞, log α), α held within [0.2, 3] as :func:`~core.fitting.fit_g2` holds it;
+    differentiable in ``g``. From the target's own fit it reaches the minimum that ``fit_g2`` finds for all but
+    the grossly wrong fits (where both are far from the truth)."""
+    k = g.shape[-1]
+    lk = torch.log(torch.arange(1, k + 1, dtype=g.dtype))[None]
+    eye = torch.eye(4, dtype=g.dtype)
+    lo = torch.tensor([math.log(1e-3 / k), -math.inf, -math.inf, math.log(0.2)], dtype=g.dtype)
+    hi = torch.tensor([math.log(10.0), math.inf, math.inf, math.log(3.0)], dtype=g.dtype)
+
+    def model(p):
+        a = p[:, 3:4].exp()
+        t = p[:, 0:1] + lk
+        z = torch.exp(a * t)  # (Γ k)^α
+        e = torch.exp(-2 * z)
+        f = p[:, 2:3] + p[:, 1:2] * e
+        dz = -2 * p[:, 1:2] * e * z * a
+        jac = torch.stack([dz, e, torch.ones_like(e), dz * t], -1)  # d f / d (log Γ, β, C∞, log α)
+        return f, jac, ((g - f) ** 2).sum(-1, keepdim=True)
+
+    p = theta0
+    f, jac, cost = model(p)
+    lam = torch.full_like(cost, 0.01)
+    for _ in range(steps):
+        jt = jac.transpose(1, 2)
+        h = jt @ jac
+        h = h + lam[..., None] * torch.diag_embed(h.diagonal(dim1=1, dim2=2)) + 1e-12 * eye
+        step = torch.linalg.solve(h, jt @ (g - f)[..., None])[..., 0]
+        pn = torch.maximum(torch.minimum(p + step, hi), lo)
+        fn, jn, cn = model(pn)
+        acc = cn < cost  # a step that lowers the cost is taken and the damping relaxed; else damped harder
+        p, f, cost = torch.where(acc, pn, p), torch.where(acc, fn, f), torch.where(acc, cn, cost)
+        jac = torch.where(acc[..., None], jn, jac)
+        lam = torch.where(acc, lam / 3, lam * 4)
+    return p[:, 0]
+
+
+def fit_targets(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Plain Eq. 3 fits of the 1TCFs of target bands ``y`` (n, K, N): (n, 4) of log Γ, β, C∞, log α, NaN where
+    the fit is not a usable reference (failed; the decay barely starts or is over within the lags; α outside
+    0.3–2.5; no contrast)."""
+    m = np.asarray(mask, float)
+    g = (y * m).sum(-1) / m.sum(-1)
+    fit = fit_g2(g)
+    k = y.shape[1]
+    ok = (fit.success & (fit.gamma * k > 0.2) & (fit.gamma < 0.5) & (fit.alpha > 0.3) & (fit.alpha < 2.5)
+          & (fit.beta > 0))
+    theta = np.stack([np.log(fit.gamma), fit.beta, fit.baseline, np.log(fit.alpha)], -1)
+    return np.where(ok[:, None], theta, np.nan).astype(np.float32)
 
 
 def _tcf_errors(xo, x, y, m, weight_tail):
@@ -139,12 +217,15 @@ def _cut_cost(xo, x, y, m, eps=1e-6):
 def _evaluate(model, sets, cfg) -> dict:
     out = {}
     with torch.no_grad():
-        for name, (xb, yb, mask) in sets.items():
+        for name, (xb, yb, mask, th) in sets.items():
             parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0, cfg.weight_tail,
-                              cfg.weight_cut, cfg.weight_pooled)[1] for i in range(0, len(xb), 64)]
-            out[name] = {k: float(np.mean([p[k] for p in parts])) for k in parts[0] if k != "nll"}
+                              cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit,
+                              None if th is None else th[i:i + 64])[1] for i in range(0, len(xb), 64)]
+            keys = sorted(set().union(*parts) - {"nll"})
+            out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
     out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
-                                  + cfg.weight_pooled * v.get("pooled", 0.0) for v in out.values()]))
+                                  + cfg.weight_pooled * v.get("pooled", 0.0) + cfg.weight_fit * v.get("fit", 0.0)
+                                  for v in out.values()]))
     return out
 
 
@@ -170,12 +251,15 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
 
     def tensors(key):
         x, y = data[key]
-        return torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(band_mask(x.shape[-1], x.shape[-2]))
+        mask = band_mask(x.shape[-1], x.shape[-2])
+        th = (torch.as_tensor(fit_targets(y, mask)) if cfg.weight_fit > 0 and key.split("_")[0] in STATIONARY
+              else None)
+        return torch.as_tensor(x), torch.as_tensor(y), torch.as_tensor(mask), th
 
     train = {k: tensors(k) for k in SOURCES if k in data}
     val = {f"{k}_val": tensors(f"{k}_val") for k in SOURCES if f"{k}_val" in data}
     batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing, "long": cfg.batch_long,
-             "longage": cfg.batch_long, "age400": cfg.batch_long}
+             "longage": cfg.batch_long, "age400": cfg.batch_long, "stat50": cfg.batch_real}
     ckpt = out_dir / "checkpoint.pt"
     state = {"step": 0, "best": float("inf"), "history": [], "config": asdict(cfg)}
     if ckpt.is_file():
@@ -207,11 +291,11 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         if src not in train:
             state["step"] += 1
             continue
-        x, y, mask = train[src]
+        x, y, mask, th = train[src]
         idx = torch.as_tensor(rng.integers(0, len(x), batch[src]))
         model.train()
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
-                               cfg.weight_cut, cfg.weight_pooled)
+                               cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
