@@ -175,7 +175,7 @@ def test_training_runs_and_resumes(tmp_path):
     a = simulated_bands(4, 40, 12, seed=2, ageing=True)
     data = {"stat": (d["x"], d["y"]), "stat_val": (d["x"][:2], d["y"][:2]), "age": (a["x"], a["y"])}
     cfg = LagTrainConfig(steps=4, eval_every=2, batch_sim=2, batch_ageing=2, schedule=("stat", "age"),
-                         weight_pooled=1.0, weight_fit=1.0)
+                         weight_pooled=1.0, weight_fit=1.0, weight_fit_bias=1.0)
     small = LagNetConfig(channels=4, dilations=((1, 1),))
     best = train_lagnet(data, tmp_path, cfg, small, log=lambda s: None)
     den = LagDenoiser.from_directory(best)
@@ -189,7 +189,8 @@ def test_training_runs_and_resumes(tmp_path):
     assert logs == ["resumed at step 4"]
     with pytest.raises(XPCSInputError, match="steps differ"):
         train_lagnet(data, tmp_path, LagTrainConfig(steps=6, eval_every=2, batch_sim=2, batch_ageing=2,
-                                                    schedule=("stat", "age"), weight_pooled=1.0, weight_fit=1.0),
+                                                    schedule=("stat", "age"), weight_pooled=1.0, weight_fit=1.0,
+                                                    weight_fit_bias=1.0),
                      small,
                      log=lambda s: None)
     with pytest.raises(XPCSInputError):

@@ -35,6 +35,8 @@ __all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "fit_targets", "SOURCES
 SOURCES = ("real", "stat", "age", "long", "longage", "age400", "stat50")
 #: Sources whose targets are stationary: one Eq. 3 fit describes them (the fit cost uses only these).
 STATIONARY = ("real", "stat", "long", "stat50")
+#: Γ octaves from 10⁻³ frames⁻¹ over which the fit cost's bias term keeps its running means.
+N_OCTAVES = 10
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,13 @@ class LagTrainConfig:
     #: Weight of the fit cost: |log Γ̂ − log Γ| (smoothed near 0) of a plain Eq. 3 fit of the output's 1TCF, Γ
     #: from the same fit of the target, on stationary sources: the error and bias users' fits see.
     weight_fit: float = 0.0
+    #: Weight of the fit cost's bias term: each 2TCF's signed error of log Γ̂ is pushed against the running mean
+    #: error of its source and Γ octave (the gradient of that bias squared). Without it, the fit cost alone
+    #: draws Γ̂ toward the typical Γ (regression to the prior), a bias per Γ bin users cannot undo.
+    weight_fit_bias: float = 0.0
+    #: The fit cost uses 2TCFs whose input's own fit is within this of the truth in log Γ: from noise that
+    #: hides the decay a network can only learn the prior.
+    fit_informative: float = 1.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -78,7 +87,8 @@ class LagTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit"):
+        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit",
+                     "weight_fit_bias", "fit_informative"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -89,9 +99,13 @@ class LagTrainConfig:
 def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
              weight_1tcf: float = 1.0, weight_spread: float = 0.05, weight_tail: float = 1.0,
              weight_cut: float = 0.0, weight_pooled: float = 0.0, weight_fit: float = 0.0,
-             theta: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+             theta: torch.Tensor | None = None, fit_bias: torch.Tensor | None = None,
+             weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
+             collect: dict | None = None) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
-    the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``."""
+    the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
+    ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
+    ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
@@ -125,13 +139,23 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
             # The targets' fits in the network's units: C∞ and β map with (lo, s); Γ and α do not.
             th = torch.stack([th[:, 0], th[:, 1] / s[ok], (th[:, 2] - lo[ok]) / s[ok], th[:, 3]], -1)
             cnt = m[ok].sum(-1).clamp_min(1)
-            u_out = fit_log_gamma((xo[ok] * m[ok]).sum(-1) / cnt, th)
-            l_fit = torch.nn.functional.smooth_l1_loss(u_out, th[:, 0], beta=0.05, reduction="none")
-            loss = loss + weight_fit * l_fit.sum() / len(theta)
             with torch.no_grad():
                 u_in = fit_log_gamma((x[ok] * m[ok]).sum(-1) / cnt, th)
-            parts["fit"] = float(l_fit.mean().detach())
-            parts["fit_in"] = float(torch.nn.functional.smooth_l1_loss(u_in, th[:, 0], beta=0.05))
+                use_fit = ((u_in - th[:, 0]).abs() < fit_informative).to(x.dtype)
+            u_out = fit_log_gamma((xo[ok] * m[ok]).sum(-1) / cnt, th)
+            d = u_out - th[:, 0]
+            l_fit = torch.nn.functional.smooth_l1_loss(u_out, th[:, 0], beta=0.05, reduction="none") * use_fit
+            loss = loss + weight_fit * l_fit.sum() / len(theta)
+            if weight_fit_bias > 0 and fit_bias is not None:
+                loss = loss + weight_fit_bias * (fit_bias[ok].to(x.dtype) * d * use_fit).sum() / len(theta)
+            if collect is not None:
+                full = torch.full((len(theta),), float("nan"), dtype=x.dtype)
+                full[ok] = torch.where(use_fit > 0, d.detach(), torch.nan)
+                collect["d"] = full
+            n_use = use_fit.sum().clamp_min(1)
+            parts["fit"] = float(l_fit.sum().detach() / n_use)
+            parts["fit_in"] = float((torch.nn.functional.smooth_l1_loss(u_in, th[:, 0], beta=0.05, reduction="none")
+                                     * use_fit).sum() / n_use)
     return loss, parts
 
 
@@ -214,18 +238,39 @@ def _cut_cost(xo, x, y, m, eps=1e-6):
     return (d_out ** 2 * use).sum(-1) / ((d_in ** 2 * use).sum(-1) + eps * use.sum(-1).clamp_min(1))
 
 
+def gamma_octave(theta: torch.Tensor) -> torch.Tensor:
+    """The Γ octave (0…9 from 10⁻³ frames⁻¹) of each target fit (B, 4) that the fit cost's bias term pools over."""
+    u = torch.nan_to_num(theta[:, 0], nan=0.0)
+    return ((u - math.log(1e-3)) / math.log(2)).floor().clamp(0, N_OCTAVES - 1).long()
+
+
+def _octave_bias(d: torch.Tensor, theta: torch.Tensor, min_count: int = 10) -> float:
+    """Mean over Γ octaves (with ``min_count`` fits) of |median signed error of log Γ̂|."""
+    ok = torch.isfinite(d)
+    oct_ = gamma_octave(theta)[ok]
+    vals = [d[ok][oct_ == o].median().abs() for o in range(N_OCTAVES) if int((oct_ == o).sum()) >= min_count]
+    return float(torch.stack(vals).mean()) if vals else 0.0
+
+
 def _evaluate(model, sets, cfg) -> dict:
     out = {}
     with torch.no_grad():
         for name, (xb, yb, mask, th) in sets.items():
-            parts = [lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0, cfg.weight_tail,
-                              cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit,
-                              None if th is None else th[i:i + 64])[1] for i in range(0, len(xb), 64)]
+            parts, ds = [], []
+            for i in range(0, len(xb), 64):
+                got = {}
+                parts.append(lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0,
+                                      cfg.weight_tail, cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit,
+                                      None if th is None else th[i:i + 64], fit_informative=cfg.fit_informative,
+                                      collect=got)[1])
+                ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
+            if th is not None and all(d is not None for d in ds):
+                out[name]["fit_bias"] = _octave_bias(torch.cat(ds), th)
     out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
                                   + cfg.weight_pooled * v.get("pooled", 0.0) + cfg.weight_fit * v.get("fit", 0.0)
-                                  for v in out.values()]))
+                                  + cfg.weight_fit_bias * v.get("fit_bias", 0.0) for v in out.values()]))
     return out
 
 
@@ -261,7 +306,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
     batch = {"real": cfg.batch_real, "stat": cfg.batch_sim, "age": cfg.batch_ageing, "long": cfg.batch_long,
              "longage": cfg.batch_long, "age400": cfg.batch_long, "stat50": cfg.batch_real}
     ckpt = out_dir / "checkpoint.pt"
-    state = {"step": 0, "best": float("inf"), "history": [], "config": asdict(cfg)}
+    state = {"step": 0, "best": float("inf"), "history": [], "config": asdict(cfg),
+             "fit_bias": np.zeros((len(SOURCES), N_OCTAVES)).tolist()}
     if ckpt.is_file():
         saved = torch.load(ckpt, weights_only=True)
         model.load_state_dict(saved["model"])
@@ -294,8 +340,18 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         x, y, mask, th = train[src]
         idx = torch.as_tensor(rng.integers(0, len(x), batch[src]))
         model.train()
+        got, bias, octs = {}, None, None
+        if th is not None:
+            octs = gamma_octave(th[idx])
+            bias = torch.as_tensor(np.asarray(state["fit_bias"])[SOURCES.index(src)])[octs]
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
-                               cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx])
+                               cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
+                               bias, cfg.weight_fit_bias, cfg.fit_informative, got)
+        if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
+            row = state["fit_bias"][SOURCES.index(src)]
+            for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
+                if d == d:
+                    row[o] = 0.97 * row[o] + 0.03 * d
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
