@@ -209,7 +209,8 @@ def main():
                   "real": f"{Path(a.data).name}: the paper model's held-out series, 2 folds by series",
                   "simulated": f"{a.n_short} + {a.n_short // 3} (α held) 50-frame crops and {a.n_long} + {a.n_long}"
                                " series of 200–600 frames per fold",
-                  "model": lag.card.get("weights_sha256") if m == "lagnet" else paper_sha if m == "cned" else None}
+                  "model": lag.card.get("weights_sha256") if m == "lagnet" else paper_sha if m == "cned" else None,
+                  "z2": Z2}
         if m == "lagnet" and lag.card.get("age_stage") is not None:
             source["age_stage"] = lag.card["age_stage"]
         results[p] = FitCalibration(final.edges, final.cells, final.long_frames, final.rel_edges,
