@@ -195,6 +195,8 @@ def test_training_runs_and_resumes(tmp_path):
                      log=lambda s: None)
     with pytest.raises(XPCSInputError):
         LagTrainConfig(lr=-1.0)
+    with pytest.raises(XPCSInputError, match="fit_informative"):
+        LagTrainConfig(fit_informative=0.0)  # would leave every 2TCF out of the fit cost
 
 
 def test_band_round_trip_and_mask():

@@ -27,7 +27,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import fit_g2
 from .lagnet import LagNet, LagNetConfig, band_features, expand_lagnet, load_lagnet, save_lagnet
 
-__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "fit_targets", "SOURCES"]
+__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "fit_targets", "fit_log_gamma", "SOURCES"]
 
 #: Training sources: real CHX crops, simulated stationary and ageing series, long (320-frame) ones of both, and
 #: 400-frame ageing series at the photon levels of issue 29's ageing bar (``age400``), and stationary 50-frame
@@ -88,10 +88,13 @@ class LagTrainConfig:
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
         for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit",
-                     "weight_fit_bias", "fit_informative"):
+                     "weight_fit_bias"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
+        if not (isinstance(self.fit_informative, (int, float)) and np.isfinite(self.fit_informative)
+                and self.fit_informative > 0):
+            raise XPCSInputError(f"fit_informative must be a finite number > 0 (log Γ); got {self.fit_informative!r}")
         if not set(self.schedule) <= set(SOURCES) or not self.schedule:
             raise XPCSInputError(f"schedule must name sources among {', '.join(SOURCES)}; got {self.schedule}")
 
