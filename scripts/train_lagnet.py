@@ -51,6 +51,8 @@ def main():
                     help="weight of the fit cost's bias term (lag_training.LagTrainConfig.weight_fit_bias)")
     ap.add_argument("--fit-informative", type=float, default=1.0,
                     help="the fit cost uses 2TCFs whose input fit is within this of the truth in log Γ")
+    ap.add_argument("--fit-start", default="truth", choices=("truth", "user"),
+                    help="where the fit cost's fit of the output starts (lag_training.LagTrainConfig.fit_start)")
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
@@ -91,7 +93,7 @@ def main():
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
                          weight_pooled=a.weight_pooled, weight_fit=a.weight_fit,
-                         weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative)
+                         weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative, fit_start=a.fit_start)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

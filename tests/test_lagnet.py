@@ -197,6 +197,8 @@ def test_training_runs_and_resumes(tmp_path):
         LagTrainConfig(lr=-1.0)
     with pytest.raises(XPCSInputError, match="fit_informative"):
         LagTrainConfig(fit_informative=0.0)  # would leave every 2TCF out of the fit cost
+    with pytest.raises(XPCSInputError, match="fit_start"):
+        LagTrainConfig(fit_start="grid")
 
 
 def test_band_round_trip_and_mask():
@@ -426,3 +428,28 @@ def test_the_fit_cost_follows_what_a_plain_fit_of_the_output_finds():
     ref = fit_targets(band.astype(np.float32), band_mask(60, 49))
     np.testing.assert_allclose(np.exp(ref[:3, 0]), gam, rtol=1e-3)
     assert np.isnan(ref[3]).all()
+
+
+def test_the_fit_cost_can_start_where_a_users_fit_starts():
+    """``fit_start="user"``: the fit cost's fit of the output starts from ``fit_g2``'s own grid start, so on slow,
+    noisy decays (where a fit has several minima) it finds the Γ a user's plain fit finds, not the minimum nearest
+    the truth; a row whose fit fails starts from the fallback (the truth)."""
+    from xpcs_denoise.nn.lag_training import _user_start, fit_log_gamma
+
+    lags = np.arange(1, 50)
+    rng = np.random.default_rng(7)
+    gam = np.tile([0.006, 0.01, 0.03, 0.1], 8)
+    clean = 1.0 + 0.2 * np.exp(-2 * gam[:, None] * lags)
+    noisy = clean + 0.03 * rng.standard_normal(clean.shape)
+    noisy[-1] = np.nan  # a fit that fails
+    theta = torch.tensor(np.stack([np.log(gam), np.full(gam.size, 0.2), np.ones(gam.size), np.zeros(gam.size)], -1))
+    g = torch.tensor(noisy)
+    start = _user_start(g, theta)
+    torch.testing.assert_close(start[-1], theta[-1])
+    user = fit_log_gamma(g[:-1], start[:-1], steps=4).numpy()
+    ref = fit_g2(noisy[:-1]).gamma
+    # The same minimum as fit_g2's (a row with α at its bound may slide along its flat valley).
+    assert np.mean(np.abs(np.exp(user) / ref - 1) < 1e-2) >= 0.8
+    # From the truth, some of the same fits end elsewhere: that cost would not see what users get.
+    near = np.exp(fit_log_gamma(g[:-1], theta[:-1]).numpy())
+    assert (np.abs(np.log(near / ref)) > 0.2).sum() >= 3

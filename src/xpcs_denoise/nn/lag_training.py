@@ -73,6 +73,11 @@ class LagTrainConfig:
     #: The fit cost uses 2TCFs whose input's own fit is within this of the truth in log Γ: from noise that
     #: hides the decay a network can only learn the prior.
     fit_informative: float = 1.0
+    #: Where the fit cost's fit of the output starts: ``"truth"`` (the target's own fit; a local minimum near it)
+    #: or ``"user"`` (:func:`~core.fitting.fit_g2`'s grid start, as users' and the benchmarks' plain fits do, then
+    #: a few differentiable steps). A slow decay's fit has several minima; from the truth the cost sees only the
+    #: nearest one, so a network can read well there and still mislead the fits users make.
+    fit_start: str = "truth"
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -95,6 +100,8 @@ class LagTrainConfig:
         if not (isinstance(self.fit_informative, (int, float)) and np.isfinite(self.fit_informative)
                 and self.fit_informative > 0):
             raise XPCSInputError(f"fit_informative must be a finite number > 0 (log Γ); got {self.fit_informative!r}")
+        if self.fit_start not in ("truth", "user"):
+            raise XPCSInputError(f"fit_start must be 'truth' or 'user'; got {self.fit_start!r}")
         if not set(self.schedule) <= set(SOURCES) or not self.schedule:
             raise XPCSInputError(f"schedule must name sources among {', '.join(SOURCES)}; got {self.schedule}")
 
@@ -104,11 +111,12 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              weight_cut: float = 0.0, weight_pooled: float = 0.0, weight_fit: float = 0.0,
              theta: torch.Tensor | None = None, fit_bias: torch.Tensor | None = None,
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
-             collect: dict | None = None) -> tuple[torch.Tensor, dict]:
+             collect: dict | None = None, fit_start: str = "truth") -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
-    ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN."""
+    ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN.
+    ``fit_start``: see :class:`LagTrainConfig`."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
@@ -145,7 +153,9 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
             with torch.no_grad():
                 u_in = fit_log_gamma((x[ok] * m[ok]).sum(-1) / cnt, th)
                 use_fit = ((u_in - th[:, 0]).abs() < fit_informative).to(x.dtype)
-            u_out = fit_log_gamma((xo[ok] * m[ok]).sum(-1) / cnt, th)
+            g_out = (xo[ok] * m[ok]).sum(-1) / cnt
+            u_out = (fit_log_gamma(g_out, _user_start(g_out.detach(), th), steps=4) if fit_start == "user"
+                     else fit_log_gamma(g_out, th))
             d = u_out - th[:, 0]
             l_fit = torch.nn.functional.smooth_l1_loss(u_out, th[:, 0], beta=0.05, reduction="none") * use_fit
             loss = loss + weight_fit * l_fit.sum() / len(theta)
@@ -198,6 +208,17 @@ def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15) -> tor
         jac = torch.where(acc[..., None], jn, jac)
         lam = torch.where(acc, lam / 3, lam * 4)
     return p[:, 0]
+
+
+def _user_start(g: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """(B, 4) log Γ, β, C∞, log α of :func:`~core.fitting.fit_g2` fits of the 1TCFs ``g`` (B, K) from its own
+    grid start, as a user's plain fit finds them; ``fallback`` rows where a fit fails."""
+    fit = fit_g2(g.double().numpy())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.stack([np.log(fit.gamma), fit.beta, fit.baseline, np.log(fit.alpha)], -1)
+    p = torch.as_tensor(p, dtype=g.dtype)
+    good = torch.as_tensor(fit.success)[:, None] & torch.isfinite(p).all(-1, keepdim=True)
+    return torch.where(good, p, fallback)
 
 
 def fit_targets(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -265,7 +286,7 @@ def _evaluate(model, sets, cfg) -> dict:
                 parts.append(lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0,
                                       cfg.weight_tail, cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit,
                                       None if th is None else th[i:i + 64], fit_informative=cfg.fit_informative,
-                                      collect=got)[1])
+                                      collect=got, fit_start=cfg.fit_start)[1])
                 ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
@@ -319,7 +340,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         state = json.loads(saved["state"])
         # Resume only the same run: its schedule, data order and costs depend on these (not on time or threads).
         same = {k: v for k, v in asdict(cfg).items() if k not in ("max_minutes", "threads", "eval_every")}
-        was = {k: v for k, v in state.get("config", same).items() if k in same}
+        # Keys added since a checkpoint was written take their defaults.
+        was = {k: state.get("config", same).get(k, getattr(LagTrainConfig, k, None)) for k in same}
         if json.loads(json.dumps(same)) != was:
             diff = sorted(k for k in same if json.loads(json.dumps(same[k])) != was.get(k))
             raise XPCSInputError(f"{ckpt} is a checkpoint of another configuration ({', '.join(diff)} differ); "
@@ -349,7 +371,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
             bias = torch.as_tensor(np.asarray(state["fit_bias"])[SOURCES.index(src)])[octs]
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
-                               bias, cfg.weight_fit_bias, cfg.fit_informative, got)
+                               bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
