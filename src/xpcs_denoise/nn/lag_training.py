@@ -341,7 +341,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         # Resume only the same run: its schedule, data order and costs depend on these (not on time or threads).
         same = {k: v for k, v in asdict(cfg).items() if k not in ("max_minutes", "threads", "eval_every")}
         # Keys added since a checkpoint was written take their defaults.
-        was = {k: state.get("config", same).get(k, getattr(LagTrainConfig, k, None)) for k in same}
+        was = json.loads(json.dumps({k: state.get("config", same).get(k, getattr(LagTrainConfig, k, None))
+                                     for k in same}))
         if json.loads(json.dumps(same)) != was:
             diff = sorted(k for k in same if json.loads(json.dumps(same[k])) != was.get(k))
             raise XPCSInputError(f"{ckpt} is a checkpoint of another configuration ({', '.join(diff)} differ); "
