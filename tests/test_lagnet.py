@@ -453,3 +453,32 @@ def test_the_fit_cost_can_start_where_a_users_fit_starts():
     # From the truth, some of the same fits end elsewhere: that cost would not see what users get.
     near = np.exp(fit_log_gamma(g[:-1], theta[:-1]).numpy())
     assert (np.abs(np.log(near / ref)) > 0.2).sum() >= 3
+
+
+def test_the_fit_cost_can_hold_the_shape_of_the_decay():
+    """``weight_fit_alpha``: the differentiable fit returns all four parameters (``full=True``), α recovered on a
+    clean compressed decay, and a step of the 1TCF against the gradient of |log α̂ − log α| brings α̂ closer;
+    ``lag_loss`` reports the term where the fit cost applies; a negative weight is refused."""
+    from xpcs_denoise.nn.lag_training import LagTrainConfig, fit_log_gamma, lag_loss
+
+    lags = np.arange(1, 50)
+    gam, alpha = np.array([0.04, 0.08]), np.array([1.9, 0.7])
+    clean = 1.1 + 0.8 * np.exp(-2 * (gam[:, None] * lags) ** alpha[:, None])
+    theta = torch.tensor(np.stack([np.log(gam), np.full(2, 0.8), np.full(2, 1.1), np.log(alpha)], -1))
+    p = fit_log_gamma(torch.tensor(clean), theta + torch.tensor([0.2, 0.05, 0.02, -0.2]), full=True)
+    np.testing.assert_allclose(np.exp(p[:, 3].numpy()), alpha, rtol=1e-3)
+    rng = np.random.default_rng(2)
+    g = torch.tensor(clean + 0.05 * rng.standard_normal(clean.shape), requires_grad=True)
+    cost = (fit_log_gamma(g, theta, full=True)[:, 3] - theta[:, 3]).abs().sum()
+    cost.backward()
+    moved = fit_log_gamma(g.detach() - 1e-4 * g.grad / g.grad.abs().max(), theta, full=True)
+    assert float((moved[:, 3] - theta[:, 3]).abs().sum()) < float(cost.detach())
+    net = LagNet(LagNetConfig(channels=4, dilations=((1, 1),)))
+    band = torch.tensor(np.repeat(clean[:, :, None], 60, -1), dtype=torch.float32)
+    noisy = band + 0.02 * torch.randn(band.shape, generator=torch.Generator().manual_seed(0))
+    mask = torch.as_tensor(band_mask(60, 49))
+    _, parts = lag_loss(net, noisy, band, mask, weight_fit=1.0, theta=theta.float(), weight_fit_alpha=1.0)
+    assert parts["fit_alpha"] >= 0 and "fit_alpha" not in lag_loss(net, noisy, band, mask, weight_fit=1.0,
+                                                                    theta=theta.float())[1]
+    with pytest.raises(XPCSInputError, match="weight_fit_alpha"):
+        LagTrainConfig(weight_fit_alpha=-1.0)

@@ -78,6 +78,10 @@ class LagTrainConfig:
     #: a few differentiable steps). A slow decay's fit has several minima; from the truth the cost sees only the
     #: nearest one, so a network can read well there and still mislead the fits users make.
     fit_start: str = "truth"
+    #: Weight of the fit cost's shape term: |log α̂ − log α| of the same fit (smoothed near 0). Real CHX decays
+    #: are compressed (α ≈ 1.9 at 0.03–0.06 frames⁻¹) where the simulated prior is centred near 1; without it the
+    #: network rounds a noisy crop's decay toward the prior's shape, and since Γ and α trade off in a fit, Γ̂ drops.
+    weight_fit_alpha: float = 0.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -93,7 +97,7 @@ class LagTrainConfig:
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
         for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit",
-                     "weight_fit_bias"):
+                     "weight_fit_bias", "weight_fit_alpha"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -111,12 +115,13 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              weight_cut: float = 0.0, weight_pooled: float = 0.0, weight_fit: float = 0.0,
              theta: torch.Tensor | None = None, fit_bias: torch.Tensor | None = None,
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
-             collect: dict | None = None, fit_start: str = "truth") -> tuple[torch.Tensor, dict]:
+             collect: dict | None = None, fit_start: str = "truth",
+             weight_fit_alpha: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
     ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN.
-    ``fit_start``: see :class:`LagTrainConfig`."""
+    ``fit_start``, ``weight_fit_alpha``: see :class:`LagTrainConfig`."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
@@ -154,11 +159,16 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
                 u_in = fit_log_gamma((x[ok] * m[ok]).sum(-1) / cnt, th)
                 use_fit = ((u_in - th[:, 0]).abs() < fit_informative).to(x.dtype)
             g_out = (xo[ok] * m[ok]).sum(-1) / cnt
-            u_out = (fit_log_gamma(g_out, _user_start(g_out.detach(), th), steps=4) if fit_start == "user"
-                     else fit_log_gamma(g_out, th))
+            p_out = (fit_log_gamma(g_out, _user_start(g_out.detach(), th), steps=4, full=True)
+                     if fit_start == "user" else fit_log_gamma(g_out, th, full=True))
+            u_out = p_out[:, 0]
             d = u_out - th[:, 0]
             l_fit = torch.nn.functional.smooth_l1_loss(u_out, th[:, 0], beta=0.05, reduction="none") * use_fit
             loss = loss + weight_fit * l_fit.sum() / len(theta)
+            if weight_fit_alpha > 0:
+                l_a = torch.nn.functional.smooth_l1_loss(p_out[:, 3], th[:, 3], beta=0.05, reduction="none") * use_fit
+                loss = loss + weight_fit_alpha * l_a.sum() / len(theta)
+                parts["fit_alpha"] = float(l_a.sum().detach() / use_fit.sum().clamp_min(1))
             if weight_fit_bias > 0 and fit_bias is not None:
                 loss = loss + weight_fit_bias * (fit_bias[ok].to(x.dtype) * d * use_fit).sum() / len(theta)
             if collect is not None:
@@ -172,11 +182,12 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     return loss, parts
 
 
-def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15) -> torch.Tensor:
+def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15, full: bool = False) -> torch.Tensor:
     """log Γ of a plain Eq. 3 fit of the 1TCFs ``g`` (B, K) at lags 1…K: ``steps`` Levenberg–Marquardt steps from
     ``theta0`` (B, 4: log Γ, β, C∞, log α), α held within [0.2, 3] as :func:`~core.fitting.fit_g2` holds it;
     differentiable in ``g``. From the target's own fit it reaches the minimum that ``fit_g2`` finds for all but
-    the grossly wrong fits (where both are far from the truth)."""
+    the grossly wrong fits (where both are far from the truth). ``full``: all four parameters (B, 4), as
+    ``theta0``."""
     k = g.shape[-1]
     lk = torch.log(torch.arange(1, k + 1, dtype=g.dtype))[None]
     eye = torch.eye(4, dtype=g.dtype)
@@ -207,7 +218,7 @@ def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15) -> tor
         p, f, cost = torch.where(acc, pn, p), torch.where(acc, fn, f), torch.where(acc, cn, cost)
         jac = torch.where(acc[..., None], jn, jac)
         lam = torch.where(acc, lam / 3, lam * 4)
-    return p[:, 0]
+    return p if full else p[:, 0]
 
 
 def _user_start(g: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -286,7 +297,8 @@ def _evaluate(model, sets, cfg) -> dict:
                 parts.append(lag_loss(model, xb[i:i + 64], yb[i:i + 64], mask, cfg.weight_1tcf, 0.0,
                                       cfg.weight_tail, cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit,
                                       None if th is None else th[i:i + 64], fit_informative=cfg.fit_informative,
-                                      collect=got, fit_start=cfg.fit_start)[1])
+                                      collect=got, fit_start=cfg.fit_start,
+                                      weight_fit_alpha=cfg.weight_fit_alpha)[1])
                 ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
@@ -294,7 +306,8 @@ def _evaluate(model, sets, cfg) -> dict:
                 out[name]["fit_bias"] = _octave_bias(torch.cat(ds), th)
     out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
                                   + cfg.weight_pooled * v.get("pooled", 0.0) + cfg.weight_fit * v.get("fit", 0.0)
-                                  + cfg.weight_fit_bias * v.get("fit_bias", 0.0) for v in out.values()]))
+                                  + cfg.weight_fit_bias * v.get("fit_bias", 0.0)
+                                  + cfg.weight_fit_alpha * v.get("fit_alpha", 0.0) for v in out.values()]))
     return out
 
 
@@ -372,7 +385,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
             bias = torch.as_tensor(np.asarray(state["fit_bias"])[SOURCES.index(src)])[octs]
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
-                               bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start)
+                               bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start,
+                               cfg.weight_fit_alpha)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
