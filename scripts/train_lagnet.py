@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from xpcs_denoise.nn.config import pretrained_directory
-from xpcs_denoise.nn.lag_data import real_bands, simulated_bands
+from xpcs_denoise.nn.lag_data import TRAIN_RANGES, real_bands, simulated_bands
 from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
 from xpcs_denoise.nn.lagnet import LagNetConfig
 
@@ -59,17 +59,23 @@ def main():
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
     ap.add_argument("--schedule", default="real,real,stat,stat,age", help="sources of successive steps")
+    ap.add_argument("--alpha", default=None,
+                    help="low,high: α of the simulated stationary series (default: lag_data.TRAIN_RANGES; the "
+                         "simulator takes α <= 2, where Eq. 3's field correlation is valid)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {}
     schedule = tuple(a.schedule.split(","))
+    alpha = tuple(float(v) for v in a.alpha.split(",")) if a.alpha else None
     for name, (n, nf, ageing, seed) in SIM.items():
         if name.split("_")[0] not in schedule:  # only the sources this run trains on
             continue
         path = out / f"{name}.npz"
         if not path.is_file():
-            extra = SLOW if name.startswith("long") else AGE400 if name.startswith("age400") else {}
+            extra = dict(SLOW if name.startswith("long") else AGE400 if name.startswith("age400") else {})
+            if alpha and not ageing:
+                extra["alpha"] = alpha
             np.savez(path, **simulated_bands(n, nf, min(64, nf - 1), seed=seed, ageing=ageing, **extra))
         with np.load(path) as z:
             data[name] = (z["x"], z["y"])
@@ -90,7 +96,8 @@ def main():
              "real_train_crops": int((~v).sum()), "real_val_crops": int(v.sum()),
              "split": "series of the paper model's card split.val_target_names held out (every-2nd-frame copies too)",
              "simulated": {k: {"n": n, "frames": nf, "ageing": ag, "seed": s} for k, (n, nf, ag, s) in SIM.items()
-                           if k.split("_")[0] in schedule}}}
+                           if k.split("_")[0] in schedule},
+             "simulated_alpha": list(alpha) if alpha else list(TRAIN_RANGES["alpha"])}}
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,

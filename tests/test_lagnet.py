@@ -349,12 +349,15 @@ def test_the_pooled_1tcf_cost_weighs_the_noisiest_2tcfs_most():
     assert costs(x) == (pytest.approx(1.0), pytest.approx(1.0)) and costs(y) == (0.0, 0.0)
 
 
-def test_simulated_bands_take_pixel_and_count_ranges():
+def test_simulated_bands_take_pixel_count_and_alpha_ranges():
     from xpcs_denoise.nn.lag_data import simulated_bands
 
     d = simulated_bands(6, 30, 8, seed=2, ageing=True, pixels=(5e3, 5e4), count=(0.05, 1.0), clean_share=0.0)
     assert np.all((d["pixels"] >= 5e3) & (d["pixels"] <= 5e4)) and np.all((d["count"] >= 0.05) & (d["count"] <= 1))
     assert d["x"].shape == (6, 8, 30) and np.all(d["noise_factor"] > 0)
+    s = simulated_bands(40, 30, 8, seed=3, alpha=(1.5, 2.0))  # compressed decays, as most real CHX ones
+    assert np.all((s["alpha"] >= 1.5) & (s["alpha"] <= 2.0))
+    assert np.min(simulated_bands(40, 30, 8, seed=3)["alpha"]) < 1.0  # TRAIN_RANGES otherwise
 
 
 def test_a_mixing_model_grows_new_smooths_without_changing_its_function():

@@ -41,13 +41,13 @@ def _noise_ratio(beta, count_target, pix_target, count_sim, pix_sim):
 
 def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bool = False,
                     clean_share: float = 0.05, group: int = 64, gamma0=(0.005, 0.3), ratio=(0.1, 10.0),
-                    pixels=None, count=None) -> dict:
+                    pixels=None, count=None, alpha=None) -> dict:
     """``n`` simulated 2TCFs as bands: ``x`` noisy and ``y`` noise-free, (n, K, N) float32, and their parameters.
 
     Stationary: Γ, counts and pixels log-uniform, α, β and the baseline offset uniform over
     :data:`TRAIN_RANGES`. Ageing (α = 1): Γ(t) = Γ0·r^(t/N) or a step ×r at a random frame, Γ0 log-uniform
     over ``gamma0``, r over ``ratio`` (steps of at least 1.5×). A share ``clean_share`` has no noise (x = y).
-    ``pixels`` and ``count`` (ranges) replace those of :data:`TRAIN_RANGES`.
+    ``pixels``, ``count`` and ``alpha`` (ranges) replace those of :data:`TRAIN_RANGES`.
     """
     rng = np.random.default_rng(seed)
     r = TRAIN_RANGES
@@ -72,7 +72,7 @@ def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bo
                          g0[:, None] * ratio[:, None] ** (t[None] / n_frames))
         gamma = np.minimum(gamma, 1.0)
     else:
-        alpha = rng.uniform(*r["alpha"], n)
+        alpha = rng.uniform(*(alpha or r["alpha"]), n)
         gamma = _loguniform(rng, *r["gamma"], n)
     x = np.empty((n, n_lags, n_frames), np.float32)
     y = np.empty((n, n_lags, n_frames), np.float32)
