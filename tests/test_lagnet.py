@@ -481,7 +481,13 @@ def test_the_fit_cost_can_hold_the_shape_of_the_decay():
     noisy = band + 0.02 * torch.randn(band.shape, generator=torch.Generator().manual_seed(0))
     mask = torch.as_tensor(band_mask(60, 49))
     _, parts = lag_loss(net, noisy, band, mask, weight_fit=1.0, theta=theta.float(), weight_fit_alpha=1.0)
-    assert parts["fit_alpha"] >= 0 and "fit_alpha" not in lag_loss(net, noisy, band, mask, weight_fit=1.0,
-                                                                    theta=theta.float())[1]
+    assert parts["fit_alpha"] > 0 and "fit_alpha" not in lag_loss(net, noisy, band, mask, weight_fit=1.0,
+                                                                   theta=theta.float())[1]
+    # Only decays the lags resolve (Γ·K at least fit_alpha_resolved) count: here Γ·K = 2.0 and 3.9.
+    slow = lag_loss(net, noisy, band, mask, weight_fit=1.0, theta=theta.float(), weight_fit_alpha=1.0,
+                    fit_alpha_resolved=3.0)[1]["fit_alpha"]
+    none = lag_loss(net, noisy, band, mask, weight_fit=1.0, theta=theta.float(), weight_fit_alpha=1.0,
+                    fit_alpha_resolved=5.0)[1]["fit_alpha"]
+    assert none == 0.0 and slow > 0
     with pytest.raises(XPCSInputError, match="weight_fit_alpha"):
         LagTrainConfig(weight_fit_alpha=-1.0)

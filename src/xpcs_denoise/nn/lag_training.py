@@ -82,6 +82,9 @@ class LagTrainConfig:
     #: are compressed (α ≈ 1.9 at 0.03–0.06 frames⁻¹) where the simulated prior is centred near 1; without it the
     #: network rounds a noisy crop's decay toward the prior's shape, and since Γ and α trade off in a fit, Γ̂ drops.
     weight_fit_alpha: float = 0.0
+    #: The shape term applies where the target's decay spans at least this many decay times over the lags
+    #: (Γ·K): a slow decay's α is not determined within the window, and holding it there biases Γ̂ up.
+    fit_alpha_resolved: float = 0.0
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -97,7 +100,7 @@ class LagTrainConfig:
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
         for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit",
-                     "weight_fit_bias", "weight_fit_alpha"):
+                     "weight_fit_bias", "weight_fit_alpha", "fit_alpha_resolved"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -116,12 +119,12 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              theta: torch.Tensor | None = None, fit_bias: torch.Tensor | None = None,
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
              collect: dict | None = None, fit_start: str = "truth",
-             weight_fit_alpha: float = 0.0) -> tuple[torch.Tensor, dict]:
+             weight_fit_alpha: float = 0.0, fit_alpha_resolved: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
     ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN.
-    ``fit_start``, ``weight_fit_alpha``: see :class:`LagTrainConfig`."""
+    ``fit_start``, ``weight_fit_alpha``, ``fit_alpha_resolved``: see :class:`LagTrainConfig`."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
@@ -166,9 +169,10 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
             l_fit = torch.nn.functional.smooth_l1_loss(u_out, th[:, 0], beta=0.05, reduction="none") * use_fit
             loss = loss + weight_fit * l_fit.sum() / len(theta)
             if weight_fit_alpha > 0:
-                l_a = torch.nn.functional.smooth_l1_loss(p_out[:, 3], th[:, 3], beta=0.05, reduction="none") * use_fit
+                use_a = use_fit * (th[:, 0].exp() * k >= fit_alpha_resolved).to(x.dtype)
+                l_a = torch.nn.functional.smooth_l1_loss(p_out[:, 3], th[:, 3], beta=0.05, reduction="none") * use_a
                 loss = loss + weight_fit_alpha * l_a.sum() / len(theta)
-                parts["fit_alpha"] = float(l_a.sum().detach() / use_fit.sum().clamp_min(1))
+                parts["fit_alpha"] = float(l_a.sum().detach() / use_a.sum().clamp_min(1))
             if weight_fit_bias > 0 and fit_bias is not None:
                 loss = loss + weight_fit_bias * (fit_bias[ok].to(x.dtype) * d * use_fit).sum() / len(theta)
             if collect is not None:
@@ -298,7 +302,8 @@ def _evaluate(model, sets, cfg) -> dict:
                                       cfg.weight_tail, cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit,
                                       None if th is None else th[i:i + 64], fit_informative=cfg.fit_informative,
                                       collect=got, fit_start=cfg.fit_start,
-                                      weight_fit_alpha=cfg.weight_fit_alpha)[1])
+                                      weight_fit_alpha=cfg.weight_fit_alpha,
+                                      fit_alpha_resolved=cfg.fit_alpha_resolved)[1])
                 ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
@@ -386,7 +391,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
                                bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start,
-                               cfg.weight_fit_alpha)
+                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
