@@ -53,6 +53,8 @@ def main():
                     help="the fit cost uses 2TCFs whose input fit is within this of the truth in log Γ")
     ap.add_argument("--fit-start", default="truth", choices=("truth", "user"),
                     help="where the fit cost's fit of the output starts (lag_training.LagTrainConfig.fit_start)")
+    ap.add_argument("--weight-pixel", type=float, default=1.0,
+                    help="weight of the band's squared-error cost (lag_training.LagTrainConfig.weight_pixel)")
     ap.add_argument("--fit-alpha-resolved", type=float, default=0.0,
                     help="the shape term's least Γ·K of the target (lag_training.LagTrainConfig.fit_alpha_resolved)")
     ap.add_argument("--weight-fit-alpha", type=float, default=0.0,
@@ -105,7 +107,8 @@ def main():
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
                          weight_pooled=a.weight_pooled, weight_fit=a.weight_fit,
                          weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative, fit_start=a.fit_start,
-                         weight_fit_alpha=a.weight_fit_alpha, fit_alpha_resolved=a.fit_alpha_resolved)
+                         weight_fit_alpha=a.weight_fit_alpha, fit_alpha_resolved=a.fit_alpha_resolved,
+                         weight_pixel=a.weight_pixel)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

@@ -461,7 +461,8 @@ def test_the_fit_cost_can_start_where_a_users_fit_starts():
 def test_the_fit_cost_can_hold_the_shape_of_the_decay():
     """``weight_fit_alpha``: the differentiable fit returns all four parameters (``full=True``), α recovered on a
     clean compressed decay, and a step of the 1TCF against the gradient of |log α̂ − log α| brings α̂ closer;
-    ``lag_loss`` reports the term where the fit cost applies; a negative weight is refused."""
+    ``lag_loss`` reports the term where the fit cost applies; a negative weight is refused. ``weight_pixel``
+    scales the band's cost."""
     from xpcs_denoise.nn.lag_training import LagTrainConfig, fit_log_gamma, lag_loss
 
     lags = np.arange(1, 50)
@@ -491,3 +492,9 @@ def test_the_fit_cost_can_hold_the_shape_of_the_decay():
     assert none == 0.0 and slow > 0
     with pytest.raises(XPCSInputError, match="weight_fit_alpha"):
         LagTrainConfig(weight_fit_alpha=-1.0)
+    # weight_pixel scales the band's squared-error cost alone.
+    full, p1 = lag_loss(net, noisy, band, mask)
+    less, _ = lag_loss(net, noisy, band, mask, weight_pixel=0.25)
+    assert float(full - less) == pytest.approx(0.75 * p1["pix"], rel=1e-4)
+    with pytest.raises(XPCSInputError, match="weight_pixel"):
+        LagTrainConfig(weight_pixel=-0.5)

@@ -52,6 +52,10 @@ class LagTrainConfig:
     batch_long: int = 4
     #: Of every 5 steps: this many on real crops, the rest on simulated stationary, then ageing series.
     schedule: tuple = ("real", "real", "stat", "stat", "age")
+    #: Weight of the band's squared-error cost. Its optimum is the posterior mean, which averages decays over the
+    #: Γ still uncertain in the input and so rounds a compressed decay (lower α, lower Γ̂); below 1 the fit
+    #: costs weigh relatively more.
+    weight_pixel: float = 1.0
     weight_1tcf: float = 1.0
     weight_spread: float = 0.05
     #: Weight of a lag of the 1TCF cost where the decay is over, against 1 + this where it starts.
@@ -99,8 +103,8 @@ class LagTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled", "weight_fit",
-                     "weight_fit_bias", "weight_fit_alpha", "fit_alpha_resolved"):
+        for name in ("weight_pixel", "weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled",
+                     "weight_fit", "weight_fit_bias", "weight_fit_alpha", "fit_alpha_resolved"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -119,12 +123,13 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              theta: torch.Tensor | None = None, fit_bias: torch.Tensor | None = None,
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
              collect: dict | None = None, fit_start: str = "truth",
-             weight_fit_alpha: float = 0.0, fit_alpha_resolved: float = 0.0) -> tuple[torch.Tensor, dict]:
+             weight_fit_alpha: float = 0.0, fit_alpha_resolved: float = 0.0,
+             weight_pixel: float = 1.0) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
     ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN.
-    ``fit_start``, ``weight_fit_alpha``, ``fit_alpha_resolved``: see :class:`LagTrainConfig`."""
+    ``fit_start``, ``weight_fit_alpha``, ``fit_alpha_resolved``, ``weight_pixel``: see :class:`LagTrainConfig`."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
@@ -141,7 +146,7 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     use = m * (S > 1e-6)
     sp = spread.clamp_min(1e-9)
     nll = ((torch.log(sp) + 0.5 * (r / sp) ** 2) * use).sum() / use.sum().clamp_min(1)
-    loss = (l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
+    loss = (weight_pixel * l_pix + weight_1tcf * l_g).mean() + weight_spread * nll
     parts = {"pix": float(l_pix.mean().detach()), "g": float(l_g.mean().detach()), "nll": float(nll.detach())}
     if weight_pooled > 0:
         l_pool = e_g_out.sum() / (e_g_in.sum() + eps * k)
@@ -309,7 +314,7 @@ def _evaluate(model, sets, cfg) -> dict:
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
             if th is not None and all(d is not None for d in ds):
                 out[name]["fit_bias"] = _octave_bias(torch.cat(ds), th)
-    out["score"] = float(np.mean([v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
+    out["score"] = float(np.mean([cfg.weight_pixel * v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
                                   + cfg.weight_pooled * v.get("pooled", 0.0) + cfg.weight_fit * v.get("fit", 0.0)
                                   + cfg.weight_fit_bias * v.get("fit_bias", 0.0)
                                   + cfg.weight_fit_alpha * v.get("fit_alpha", 0.0) for v in out.values()]))
@@ -391,7 +396,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
                                bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start,
-                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved)
+                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved, cfg.weight_pixel)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
