@@ -67,11 +67,18 @@ def main():
                     help="low,high: α of the simulated stationary series (default: lag_data.TRAIN_RANGES; the "
                          "simulator takes α <= 2, where Eq. 3's field correlation is valid)")
     a = ap.parse_args()
+    alpha = None
+    if a.alpha:
+        try:
+            alpha = tuple(float(v) for v in a.alpha.split(","))
+        except ValueError:
+            alpha = ()
+        if len(alpha) != 2 or not 0 < alpha[0] < alpha[1] <= 2:
+            ap.error(f"--alpha must be low,high with 0 < low < high <= 2; got {a.alpha!r}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {}
     schedule = tuple(a.schedule.split(","))
-    alpha = tuple(float(v) for v in a.alpha.split(",")) if a.alpha else None
     for name, (n, nf, ageing, seed) in SIM.items():
         if name.split("_")[0] not in schedule:  # only the sources this run trains on
             continue

@@ -83,8 +83,8 @@ class LagTrainConfig:
     #: nearest one, so a network can read well there and still mislead the fits users make.
     fit_start: str = "truth"
     #: Weight of the fit cost's shape term: |log α̂ − log α| of the same fit (smoothed near 0). Real CHX decays
-    #: are compressed (α ≈ 1.9 at 0.03–0.06 frames⁻¹) where the simulated prior is centred near 1; without it the
-    #: network rounds a noisy crop's decay toward the prior's shape, and since Γ and α trade off in a fit, Γ̂ drops.
+    #: are compressed (α ≈ 1.9 at 0.01–0.06 frames⁻¹) and the network rounds them (fitted α ≈ 1.45, Γ̂ low).
+    #: Runs 21–24 (docs/model.md): the term lifts α early in a run, but not at its end; off by default.
     weight_fit_alpha: float = 0.0
     #: The shape term applies where the target's decay spans at least this many decay times over the lags
     #: (Γ·K): a slow decay's α is not determined within the window, and holding it there biases Γ̂ up.
