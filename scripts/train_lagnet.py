@@ -59,6 +59,8 @@ def main():
                     help="the shape term's least Γ·K of the target (lag_training.LagTrainConfig.fit_alpha_resolved)")
     ap.add_argument("--weight-fit-alpha", type=float, default=0.0,
                     help="weight of the fit cost's shape term (lag_training.LagTrainConfig.weight_fit_alpha)")
+    ap.add_argument("--lr-schedule", default="onecycle", choices=("onecycle", "constant"),
+                    help="the learning rate over the run (lag_training.LagTrainConfig.lr_schedule)")
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
@@ -115,7 +117,7 @@ def main():
                          weight_pooled=a.weight_pooled, weight_fit=a.weight_fit,
                          weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative, fit_start=a.fit_start,
                          weight_fit_alpha=a.weight_fit_alpha, fit_alpha_resolved=a.fit_alpha_resolved,
-                         weight_pixel=a.weight_pixel)
+                         weight_pixel=a.weight_pixel, lr_schedule=a.lr_schedule)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

@@ -201,6 +201,26 @@ def test_training_runs_and_resumes(tmp_path):
         LagTrainConfig(fit_start="grid")
 
 
+def test_learning_rate_schedules(tmp_path):
+    """``lr_schedule="constant"`` keeps the rate at ``lr`` to the last step; ``"onecycle"`` (the default) anneals it
+    toward 0; any other name is refused."""
+    from xpcs_denoise.nn.lag_data import simulated_bands
+    from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
+
+    d = simulated_bands(4, 30, 12, seed=3)
+    data = {"stat": (d["x"], d["y"]), "stat_val": (d["x"][:2], d["y"][:2])}
+    small = LagNetConfig(channels=4, dilations=((1, 1),))
+    rates = {}
+    for name in ("constant", "onecycle"):
+        cfg = LagTrainConfig(steps=40, eval_every=40, batch_sim=2, schedule=("stat",), lr=1e-3, lr_schedule=name)
+        train_lagnet(data, tmp_path / name, cfg, small, log=lambda s: None)
+        saved = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+        rates[name] = saved["opt"]["param_groups"][0]["lr"]
+    assert rates["constant"] == pytest.approx(1e-3) and rates["onecycle"] < 1e-4
+    with pytest.raises(XPCSInputError, match="lr_schedule"):
+        LagTrainConfig(lr_schedule="cosine")
+
+
 def test_band_round_trip_and_mask():
     rng = np.random.default_rng(0)
     c2 = rng.standard_normal((2, 9, 9))

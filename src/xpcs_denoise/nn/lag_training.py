@@ -89,6 +89,9 @@ class LagTrainConfig:
     #: The shape term applies where the target's decay spans at least this many decay times over the lags
     #: (Γ·K): a slow decay's α is not determined within the window, and holding it there biases Γ̂ up.
     fit_alpha_resolved: float = 0.0
+    #: The learning rate over a run: ``"onecycle"`` (a 5 % warm-up to ``lr``, then annealed toward 0) or
+    #: ``"constant"`` (``lr`` throughout): runs 21–24 lost what the shape term gained as the rate annealed.
+    lr_schedule: str = "onecycle"
     seed: int = 0
     threads: int = 1
     max_minutes: float = 60.0
@@ -111,6 +114,8 @@ class LagTrainConfig:
         if not (isinstance(self.fit_informative, (int, float)) and np.isfinite(self.fit_informative)
                 and self.fit_informative > 0):
             raise XPCSInputError(f"fit_informative must be a finite number > 0 (log Γ); got {self.fit_informative!r}")
+        if self.lr_schedule not in ("onecycle", "constant"):
+            raise XPCSInputError(f"lr_schedule must be 'onecycle' or 'constant'; got {self.lr_schedule!r}")
         if self.fit_start not in ("truth", "user"):
             raise XPCSInputError(f"fit_start must be 'truth' or 'user'; got {self.fit_start!r}")
         if not set(self.schedule) <= set(SOURCES) or not self.schedule:
@@ -314,8 +319,9 @@ def _evaluate(model, sets, cfg) -> dict:
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
             if th is not None and all(d is not None for d in ds):
                 out[name]["fit_bias"] = _octave_bias(torch.cat(ds), th)
-    out["score"] = float(np.mean([cfg.weight_pixel * v["pix"] + v["g"] + cfg.weight_cut * v.get("cut", 0.0)
-                                  + cfg.weight_pooled * v.get("pooled", 0.0) + cfg.weight_fit * v.get("fit", 0.0)
+    out["score"] = float(np.mean([cfg.weight_pixel * v["pix"] + cfg.weight_1tcf * v["g"]
+                                  + cfg.weight_cut * v.get("cut", 0.0) + cfg.weight_pooled * v.get("pooled", 0.0)
+                                  + cfg.weight_fit * v.get("fit", 0.0)
                                   + cfg.weight_fit_bias * v.get("fit_bias", 0.0)
                                   + cfg.weight_fit_alpha * v.get("fit_alpha", 0.0) for v in out.values()]))
     return out
@@ -339,7 +345,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
     torch.manual_seed(cfg.seed)
     model = LagNet(mcfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+             if cfg.lr_schedule == "onecycle" else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0))
 
     def tensors(key):
         x, y = data[key]
