@@ -59,6 +59,8 @@ def main():
                     help="the shape term's least Γ·K of the target (lag_training.LagTrainConfig.fit_alpha_resolved)")
     ap.add_argument("--weight-fit-alpha", type=float, default=0.0,
                     help="weight of the fit cost's shape term (lag_training.LagTrainConfig.weight_fit_alpha)")
+    ap.add_argument("--loss-norm", default="l2", choices=("l2", "l1"),
+                    help="norm of the band's and the 1TCF's costs (lag_training.LagTrainConfig.loss_norm)")
     ap.add_argument("--lr-schedule", default="onecycle", choices=("onecycle", "constant"),
                     help="the learning rate over the run (lag_training.LagTrainConfig.lr_schedule)")
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
@@ -117,7 +119,8 @@ def main():
                          weight_pooled=a.weight_pooled, weight_fit=a.weight_fit,
                          weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative, fit_start=a.fit_start,
                          weight_fit_alpha=a.weight_fit_alpha, fit_alpha_resolved=a.fit_alpha_resolved,
-                         weight_pixel=a.weight_pixel, lr_schedule=a.lr_schedule)
+                         weight_pixel=a.weight_pixel, lr_schedule=a.lr_schedule,
+                         loss_norm=a.loss_norm)
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}

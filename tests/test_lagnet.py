@@ -518,3 +518,34 @@ def test_the_fit_cost_can_hold_the_shape_of_the_decay():
     assert float(full - less) == pytest.approx(0.75 * p1["pix"], rel=1e-4)
     with pytest.raises(XPCSInputError, match="weight_pixel"):
         LagTrainConfig(weight_pixel=-0.5)
+
+
+def test_l1_costs_keep_the_shape_of_the_decay():
+    """``loss_norm="l1"``: over decays of uncertain Γ (one noisy input, several possible truths), the absolute-error
+    cost prefers the decay of the median Γ, which keeps α, to the mean of the decays (rounder: the squared-error
+    cost's optimum); ``lag_loss`` uses it for the band's and the 1TCF's costs; another name is refused."""
+    from xpcs_denoise.core.fitting import fit_g2
+    from xpcs_denoise.nn.lag_training import LagTrainConfig, _tcf_errors, lag_loss
+
+    lags = np.arange(1, 50)
+    gam = np.exp(np.linspace(np.log(0.02), np.log(0.08), 9))  # the Γ the input allows
+    curves = 1.1 + 0.8 * np.exp(-2 * (gam[:, None] * lags) ** 1.9)
+    mean, med = curves.mean(0), curves[4]
+    assert fit_g2(mean).alpha < 1.6 < 1.85 < fit_g2(med).alpha  # the mixture is rounder
+    y = torch.tensor(curves[:, :, None])
+    m = torch.ones_like(y)
+
+    def cost(out, err):
+        o = torch.tensor(np.broadcast_to(out, curves.shape).copy())[:, :, None]
+        return float(_tcf_errors(o, o, y, m, 1.0, err)[0].sum())
+
+    l2, l1 = (lambda v: v ** 2), torch.abs
+    assert cost(med, l1) < cost(mean, l1) and cost(mean, l2) < cost(med, l2)
+    net = LagNet(LagNetConfig(channels=4, dilations=((1, 1),)))
+    band = torch.tensor(np.repeat(curves[:2, :, None], 60, -1), dtype=torch.float32)
+    noisy = band + 0.02 * torch.randn(band.shape, generator=torch.Generator().manual_seed(0))
+    mask = torch.as_tensor(band_mask(60, 49))
+    a, b = lag_loss(net, noisy, band, mask)[1], lag_loss(net, noisy, band, mask, loss_norm="l1")[1]
+    assert a["pix"] != pytest.approx(b["pix"]) and a["g"] != pytest.approx(b["g"])
+    with pytest.raises(XPCSInputError, match="loss_norm"):
+        LagTrainConfig(loss_norm="huber")

@@ -57,6 +57,11 @@ class LagTrainConfig:
     #: costs weigh relatively more.
     weight_pixel: float = 1.0
     weight_1tcf: float = 1.0
+    #: The norm of the band's and the 1TCF's costs: ``"l2"`` (squared errors; optimum the posterior mean, which
+    #: averages decays over the input's uncertain Γ and rounds compressed ones) or ``"l1"`` (absolute errors;
+    #: optimum the posterior median of each value, which for decays that fall monotonically with Γ at every lag is
+    #: the decay of the median Γ: the shape is kept).
+    loss_norm: str = "l2"
     weight_spread: float = 0.05
     #: Weight of a lag of the 1TCF cost where the decay is over, against 1 + this where it starts.
     weight_tail: float = 1.0
@@ -114,6 +119,8 @@ class LagTrainConfig:
         if not (isinstance(self.fit_informative, (int, float)) and np.isfinite(self.fit_informative)
                 and self.fit_informative > 0):
             raise XPCSInputError(f"fit_informative must be a finite number > 0 (log Γ); got {self.fit_informative!r}")
+        if self.loss_norm not in ("l2", "l1"):
+            raise XPCSInputError(f"loss_norm must be 'l2' or 'l1'; got {self.loss_norm!r}")
         if self.lr_schedule not in ("onecycle", "constant"):
             raise XPCSInputError(f"lr_schedule must be 'onecycle' or 'constant'; got {self.lr_schedule!r}")
         if self.fit_start not in ("truth", "user"):
@@ -129,22 +136,24 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
              collect: dict | None = None, fit_start: str = "truth",
              weight_fit_alpha: float = 0.0, fit_alpha_resolved: float = 0.0,
-             weight_pixel: float = 1.0) -> tuple[torch.Tensor, dict]:
+             weight_pixel: float = 1.0, loss_norm: str = "l2") -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
     ``collect``, a dict, receives ``d`` (B,): the signed error of log Γ̂ where the fit cost applied, else NaN.
-    ``fit_start``, ``weight_fit_alpha``, ``fit_alpha_resolved``, ``weight_pixel``: see :class:`LagTrainConfig`."""
+    ``fit_start``, ``weight_fit_alpha``, ``fit_alpha_resolved``, ``weight_pixel``, ``loss_norm``: see
+    :class:`LagTrainConfig`."""
     with torch.no_grad():
         feats, x, S, lo, s = band_features(band, mask, model.config)
         y = (target - lo[:, None, None]) / s[:, None, None]
     xo, spread = model.correct(feats, x, S)
     m = mask.to(x.dtype).expand_as(x)
-    eps = 1e-6
-    e_in = (((x - y) ** 2) * m).sum((1, 2))
-    e_out = (((xo - y) ** 2) * m).sum((1, 2))
+    # The floor of the input's error per value (1e-3, squared for "l2"): a noise-free input's cost stays finite.
+    err, eps = ((lambda v: v ** 2), 1e-6) if loss_norm == "l2" else (torch.abs, 1e-3)
+    e_in = (err(x - y) * m).sum((1, 2))
+    e_out = (err(xo - y) * m).sum((1, 2))
     l_pix = e_out / (e_in + eps * m.sum((1, 2)))
-    e_g_out, e_g_in = _tcf_errors(xo, x, y, m, weight_tail)
+    e_g_out, e_g_in = _tcf_errors(xo, x, y, m, weight_tail, err)
     k = x.shape[1]
     l_g = e_g_out / (e_g_in + eps * k)
     r = (xo - y).detach()
@@ -260,8 +269,9 @@ def fit_targets(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(ok[:, None], theta, np.nan).astype(np.float32)
 
 
-def _tcf_errors(xo, x, y, m, weight_tail):
-    """Per 2TCF: the weighted squared error of the output's and of the input's 1TCF (B,), (B,)."""
+def _tcf_errors(xo, x, y, m, weight_tail, err=lambda v: v ** 2):
+    """Per 2TCF: the weighted error (``err`` of the difference; squared by default) of the output's and of the
+    input's 1TCF (B,), (B,)."""
     cnt = m.sum(-1).clamp_min(1)
     g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
     # Lags weighted by how much of the decay is left there (plus a floor for the tail): a fast decay's few
@@ -269,7 +279,7 @@ def _tcf_errors(xo, x, y, m, weight_tail):
     k = g_y.shape[-1]
     tail = g_y[:, -max(1, k // 4):].mean(-1, keepdim=True)
     w = ((g_y - tail) / (g_y[:, :1] - tail).abs().clamp_min(1e-6)).clamp(0, 1) + weight_tail
-    return (w * (g_o - g_y) ** 2).sum(-1), (w * (g_x - g_y) ** 2).sum(-1)
+    return (w * err(g_o - g_y)).sum(-1), (w * err(g_x - g_y)).sum(-1)
 
 
 def _cut_cost(xo, x, y, m, eps=1e-6):
@@ -313,7 +323,7 @@ def _evaluate(model, sets, cfg) -> dict:
                                       None if th is None else th[i:i + 64], fit_informative=cfg.fit_informative,
                                       collect=got, fit_start=cfg.fit_start,
                                       weight_fit_alpha=cfg.weight_fit_alpha,
-                                      fit_alpha_resolved=cfg.fit_alpha_resolved)[1])
+                                      fit_alpha_resolved=cfg.fit_alpha_resolved, loss_norm=cfg.loss_norm)[1])
                 ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
@@ -403,7 +413,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
                                bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start,
-                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved, cfg.weight_pixel)
+                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved, cfg.weight_pixel, cfg.loss_norm)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
