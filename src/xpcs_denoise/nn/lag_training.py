@@ -60,7 +60,7 @@ class LagTrainConfig:
     #: The norm of the band's and the 1TCF's costs: ``"l2"`` (squared errors; optimum the posterior mean, which
     #: averages decays over the input's uncertain Γ and rounds compressed ones) or ``"l1"`` (absolute errors;
     #: optimum the posterior median of each value, which for decays that fall monotonically with Γ at every lag is
-    #: the decay of the median Γ: the shape is kept).
+    #: the decay of the median Γ). Alone it did not keep α at a run's end (run 28, docs/model.md).
     loss_norm: str = "l2"
     weight_spread: float = 0.05
     #: Weight of a lag of the 1TCF cost where the decay is over, against 1 + this where it starts.
@@ -95,7 +95,8 @@ class LagTrainConfig:
     #: (Γ·K): a slow decay's α is not determined within the window, and holding it there biases Γ̂ up.
     fit_alpha_resolved: float = 0.0
     #: The learning rate over a run: ``"onecycle"`` (a 5 % warm-up to ``lr``, then annealed toward 0) or
-    #: ``"constant"`` (``lr`` throughout): runs 21–24 lost what the shape term gained as the rate annealed.
+    #: ``"constant"`` (``lr`` throughout): runs 21–24 lost what the shape term gained as the rate annealed (run 29
+    #: held it with a constant rate and ``loss_norm="l1"``). Runs of fewer than 3 steps keep ``lr``.
     lr_schedule: str = "onecycle"
     seed: int = 0
     threads: int = 1
@@ -355,8 +356,12 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
     torch.manual_seed(cfg.seed)
     model = LagNet(mcfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-             if cfg.lr_schedule == "onecycle" else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0))
+    if cfg.lr_schedule == "onecycle" and cfg.steps >= 3:
+        # A warm-up of 5 %, at least two steps (OneCycleLR divides by the warm-up's length less one: 20 steps failed).
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
+                                                    pct_start=max(0.05, 2 / cfg.steps))
+    else:
+        sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
     def tensors(key):
         x, y = data[key]
