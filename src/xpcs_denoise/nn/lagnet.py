@@ -37,7 +37,8 @@ from ..core.validation import check_memory
 from ..io.files import atomic_path, file_sha256
 from .config import pretrained_directory
 
-__all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "save_lagnet", "load_lagnet", "band_features", "expand_lagnet"]
+__all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "ProfileNet", "save_lagnet", "load_lagnet", "band_features",
+           "expand_lagnet", "profile_correction"]
 
 WEIGHTS = "lagnet.safetensors"
 CARD = "lagnet_card.json"
@@ -63,12 +64,20 @@ class LagNetConfig:
     #: Also mix each cell with its smooths along age, by weights the network predicts per cell (a softmax over
     #: "keep" and each smooth width): an adaptive age-axis smoother, which leaves a stationary 2TCF unchanged.
     mix: bool = False
+    #: The profile stage (0: none): a 1-D network along lag, with the whole band's 1TCF in view (a mean over lags
+    #: at every layer), that corrects the 1TCF of the output, each lag within ``profile_bound`` times that
+    #: 1TCF's own noise level (σ̂ over the square root of the cells at that lag). It relates a crop's far lags,
+    #: where few ages average, to its whole decay; the correction is added at every age of the lag.
+    profile_channels: int = 0
+    profile_dilations: tuple = (1, 2, 4, 8, 16, 1)
+    profile_bound: float = 10.0
 
     def __post_init__(self):
         try:
             object.__setattr__(self, "dilations", tuple(tuple(int(v) for v in d) for d in self.dilations))
             object.__setattr__(self, "smooth_widths", tuple(float(w) for w in self.smooth_widths))
             object.__setattr__(self, "noise_window", tuple(int(w) for w in self.noise_window))
+            object.__setattr__(self, "profile_dilations", tuple(int(d) for d in self.profile_dilations))
         except (TypeError, ValueError):
             raise XPCSInputError(f"invalid lagnet configuration: dilations {self.dilations!r}, smooth_widths "
                                  f"{self.smooth_widths!r} and noise_window {self.noise_window!r} must be lists of "
@@ -76,7 +85,9 @@ class LagNetConfig:
         if (self.channels < 1 or not self.dilations or any(min(d) < 1 or len(d) != 2 for d in self.dilations)
                 or not all(math.isfinite(w) and w > 0 for w in self.smooth_widths) or min(self.noise_window) < 2
                 or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1
-                or not isinstance(self.mix, bool)):
+                or not isinstance(self.mix, bool) or self.profile_channels < 0
+                or any(d < 1 for d in self.profile_dilations)
+                or not (math.isfinite(self.profile_bound) and self.profile_bound > 0)):
             raise XPCSInputError(f"invalid lagnet configuration {self}")
 
     @property
@@ -182,6 +193,8 @@ class LagNet(nn.Module):
         self.head = nn.Conv2d(c, self.config.n_outputs, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        pc = self.config.profile_channels
+        self.profile = ProfileNet(pc, self.config.profile_dilations) if pc else None
         if self.config.mix:
             with torch.no_grad():
                 self.head.bias[2] = self.KEEP_LOGIT
@@ -205,6 +218,45 @@ class LagNet(nn.Module):
             y = y + (w * feats[:, 1:1 + m].to(x.dtype)).sum(1)  # features 1…m are smooth_k − x
         spread = S * torch.exp(out[:, 1].clamp(-6.0, 4.0))
         return y, spread
+
+
+class ProfileNet(nn.Module):
+    """The profile stage's network: 1-D convolutions along lag (any number of lags), each layer also fed the mean
+    of its input over all lags (the whole decay in view), and a 1×1 head, zero at the start (no correction)."""
+
+    N_FEATURES = 6
+
+    def __init__(self, channels: int, dilations: tuple):
+        super().__init__()
+        self.stem = nn.Conv1d(self.N_FEATURES, channels, 3, padding=1)
+        self.body = nn.ModuleList(nn.Conv1d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
+        self.glob = nn.ModuleList(nn.Linear(channels, channels) for _ in dilations)
+        self.head = nn.Conv1d(channels, 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem(feats))
+        for conv, lin in zip(self.body, self.glob, strict=True):
+            h = h + F.relu(conv(h) + lin(h.mean(-1))[..., None])
+        return self.head(h)[:, 0]
+
+
+def profile_correction(net: ProfileNet, bound: float, g_out, g_raw, sbar, lo, s, n_frames: int) -> torch.Tensor:
+    """The profile stage's correction (B, K) of the output's 1TCF ``g_out`` (B, K), input units: at most ``bound``
+    times the 1TCF's noise level σ̂/√(N − k) at lag k. ``g_raw`` the input's 1TCF, ``sbar`` (B, K) the mean σ̂ of
+    each lag in the network's units (σ̂/s), (``lo``, ``s``) (B,) that affine map. Exactly 0 where σ̂ is 0."""
+    k = g_out.shape[-1]
+    lo, s = lo[:, None], s[:, None]
+    xo = (g_out - lo) / s
+    xr = (g_raw - lo) / s
+    lag = torch.arange(1, k + 1, dtype=g_out.dtype)
+    sig = sbar / torch.sqrt(float(n_frames) - lag)[None]
+    feats = torch.stack([xo.clamp(-20, 20), (xr - xo).clamp(-20, 20), torch.log(sbar + 1e-3) / 3.0,
+                         (torch.log(lag.clamp(max=64)) / math.log(64))[None].expand_as(xo),
+                         torch.full_like(xo, math.log(k) / math.log(256)), torch.log(sig + 1e-4) / 3.0], 1)
+    r = net(feats.float()).to(g_out.dtype)
+    return sig * bound * torch.tanh(r / bound) * s
 
 
 def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
@@ -245,6 +297,8 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
                 conv.load_state_dict(model.body[src].state_dict())
         big.head.weight[:2] = model.head.weight[:2]  # correction and spread
         big.head.bias[:2] = model.head.bias[:2]
+        if model.profile is not None:
+            big.profile.load_state_dict(model.profile.state_dict())
         if old.mix:  # "keep" and the old smooths' logits carried over; a new smooth's starts at −30 (weight ~0)
             rows = [2] + [3 + config.smooth_widths.index(w) for w in old.smooth_widths]
             big.head.weight[3:] = 0.0
@@ -296,8 +350,9 @@ class LagDenoiser:
         return den
 
     @torch.no_grad()
-    def denoise_band(self, band: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-        """Denoised band and spread of one (K, N) band (raw units), float64."""
+    def denoise_band(self, band: np.ndarray, n_frames: int, aux: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Denoised band and spread of one (K, N) band (raw units), float64. ``aux``, a dict, receives what the
+        profile stage needs: ``sbar`` (K,) the mean σ̂ per lag in the network's units, ``lo`` and ``s``."""
         k = band.shape[0]
         mask = torch.as_tensor(band_mask(n_frames, k))
         bt = torch.as_tensor(np.ascontiguousarray(band, dtype=np.float64))[None]
@@ -314,10 +369,23 @@ class LagDenoiser:
             yt, st = self.model.correct(feats[..., a0:e0], x[..., a0:e0], S[..., a0:e0])
             y[..., a:e] = yt[..., a - a0:a - a0 + (e - a)]
             spread[..., a:e] = st[..., a - a0:a - a0 + (e - a)]
+        if aux is not None:
+            m = mask.to(S.dtype)
+            aux.update(sbar=(S[0] * m).sum(-1) / m.sum(-1).clamp_min(1), lo=lo, s=s)
         s = float(s[0])
         # Back to the input's units as a correction: a noise-free cell (S = 0) is returned bit for bit.
         corr = (y[0] - x[0]).numpy() * s
         return band.astype(np.float64) + corr, spread[0].numpy() * s
+
+    @torch.no_grad()
+    def profile_step(self, band: np.ndarray, den: np.ndarray, n_frames: int, aux: dict) -> np.ndarray:
+        """The profile stage's correction (K,) of the denoised band ``den``'s 1TCF, added at every age."""
+        m = band_mask(n_frames, band.shape[0])
+        cnt = m.sum(-1)
+        g_raw, g_out = ((torch.as_tensor((v * m).sum(-1) / cnt)[None]) for v in (band, den))
+        corr = profile_correction(self.model.profile, self.config.profile_bound, g_out, g_raw, aux["sbar"][None],
+                                  aux["lo"], aux["s"], n_frames)
+        return corr[0].numpy()
 
     def denoise(self, c2, *, max_lag: int | None = None, return_std: bool = False):
         """Denoise 2TCFs of any size.
@@ -346,9 +414,12 @@ class LagDenoiser:
         for i in range(x.shape[0]):
             # Eq. 1 is symmetric: the band is read from both triangles and their mean is denoised.
             band = 0.5 * (to_band(x[i], k).astype(np.float64) + to_band(np.swapaxes(x[i], 0, 1), k))
-            den, spread = self.denoise_band(band, n)
+            aux = {}
+            den, spread = self.denoise_band(band, n, aux)
             if self.age_stage is not None:
                 den, _, _ = adaptive_age_band(band, band_mask(n, k), self.age_stage, apply_to=den)
+            if self.model.profile is not None:
+                den = den + self.profile_step(band, den, n, aux)[:, None]
             from_band(out[i], den.astype(out.dtype, copy=False), out=out[i])
             if return_std:
                 from_band(std[i], spread.astype(std.dtype, copy=False), out=std[i])
