@@ -151,3 +151,38 @@ def test_profile_inputs_match_what_the_denoiser_applies():
                                   *(torch.as_tensor(inp[k]) for k in ("g_out", "g_raw", "sbar", "lo", "s")), 50)
     g = one_time_from_two_time(den.denoise(sim))[:, :49]  # lags 1…49
     assert np.allclose(g, inp["g_out"] + corr.numpy(), atol=1e-9)
+
+
+def test_the_mean_term_measures_a_uniform_shift():
+    """A head bias shifts every 2TCF's lag alike: the batch mean of the correction (in 1TCF noise units) is then
+    the bound's tanh of it at every lag, and the term's gradient takes the shift away."""
+    rng = np.random.default_rng(1)
+    n, k = 50, 49
+    lag = np.arange(1, k + 1)
+    g_y = 1.1 + np.exp(-2 * 0.05 * lag)[None].repeat(128, 0)
+    sbar = np.full((128, k), 0.3)
+    noise = rng.normal(0, 1, (128, k)) * 0.3 / np.sqrt(n - lag)[None]
+    batch = {key: torch.as_tensor(v) for key, v in {
+        "g_raw": g_y + noise, "g_out": g_y + noise, "sbar": sbar, "lo": np.full(128, 1.1), "s": np.ones(128),
+        "g_y": g_y, "theta": profile_theta(g_y)}.items()}
+    model = _model(head=0.0)
+    with torch.no_grad():
+        model.profile.head.weight.zero_()
+        model.profile.head.bias.fill_(2.0)
+    _, parts = profile_loss(model.profile, 10.0, batch, n, weight_fit=0.0, weight_mean=1.0)
+    expect = (10.0 * np.tanh(2.0 / 10.0)) ** 2
+    assert parts["mean"] == pytest.approx(expect, rel=1e-6)
+    with torch.no_grad():
+        model.profile.head.bias.zero_()  # no correction: nothing to measure
+    _, parts = profile_loss(model.profile, 10.0, batch, n, weight_fit=0.0, weight_mean=1.0)
+    assert parts["mean"] == 0.0
+    # its gradient takes the uniform shift away: one step on the mean term alone shrinks the head's bias
+    with torch.no_grad():
+        model.profile.head.bias.fill_(2.0)
+    loss, _ = profile_loss(model.profile, 10.0, batch, n, weight_fit=0.0, weight_mean=1.0)
+    loss.backward()
+    assert float(model.profile.head.bias.grad) > 0
+    with pytest.raises(XPCSInputError):
+        ProfileTrainConfig(bias_kinds=("other",))
+    with pytest.raises(XPCSInputError):
+        ProfileTrainConfig(weight_mean=float("nan"))

@@ -42,6 +42,11 @@ class ProfileTrainConfig:
     #: mean error in its octave), on the sources of the kinds in ``bias_kinds`` only.
     weight_fit_bias: float = 0.0
     bias_kinds: tuple = ("sim",)
+    #: Weight of the squared batch mean of the correction at each lag, in units of the 1TCF's noise level. The raw
+    #: 1TCF is unbiased at every lag, so over many 2TCFs a denoiser's correction should average to nothing there;
+    #: without this the fit cost learned to lower lag 1 by 2.5 % of the contrast everywhere, which steers plain fits
+    #: away from gross minima on real crops and biases fast simulated decays by −20 % (docs/model.md).
+    weight_mean: float = 0.0
     seed: int = 0
     max_minutes: float = 40.0
 
@@ -54,7 +59,7 @@ class ProfileTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_fit", "weight_fit_bias"):
+        for name in ("weight_fit", "weight_fit_bias", "weight_mean"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -108,19 +113,26 @@ def profile_theta(g: np.ndarray) -> np.ndarray:
 
 
 def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weight_fit: float = 1.0,
-                 fit_informative: float = 2.0, weight_fit_bias: float = 0.0) -> tuple[torch.Tensor, dict]:
+                 fit_informative: float = 2.0, weight_fit_bias: float = 0.0,
+                 weight_mean: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The cost of one batch (tensors ``g_raw``, ``g_out``, ``sbar``, ``lo``, ``s``, ``g_y`` the target 1TCF and
     ``theta`` its fit, :func:`profile_theta`) and its parts: ``g`` the mean ratio of the corrected 1TCF's squared
     error to the input's, ``fit`` the mean fit cost where it applies."""
     lo, s = batch["lo"], batch["s"]
-    g = batch["g_out"] + profile_correction(net, bound, batch["g_out"], batch["g_raw"], batch["sbar"], lo, s,
-                                            n_frames)
+    corr = profile_correction(net, bound, batch["g_out"], batch["g_raw"], batch["sbar"], lo, s, n_frames)
+    g = batch["g_out"] + corr
     yn = (g - lo[:, None]) / s[:, None]
     tn = (batch["g_y"] - lo[:, None]) / s[:, None]
     rn = (batch["g_raw"] - lo[:, None]) / s[:, None]
     l_g = ((yn - tn) ** 2).sum(-1) / (((rn - tn) ** 2).sum(-1) + 1e-6 * yn.shape[-1])
     loss = l_g.mean()
     parts = {"g": float(l_g.mean().detach())}
+    if weight_mean > 0:
+        lag = torch.arange(1, corr.shape[-1] + 1, dtype=corr.dtype)
+        sig = (batch["sbar"] / torch.sqrt(float(n_frames) - lag)[None] * s[:, None]).clamp_min(1e-12)
+        l_mean = ((corr / sig).mean(0) ** 2).mean()
+        loss = loss + weight_mean * l_mean
+        parts["mean"] = float(l_mean.detach())
     th = batch["theta"]
     ok = torch.isfinite(th).all(-1)
     if weight_fit > 0 and bool(ok.any()):
@@ -167,7 +179,8 @@ def train_profile(net: ProfileNet, bound: float, sources: list[dict], config: Pr
             idx = torch.as_tensor(rng.integers(0, len(t["lo"]), sizes[t["kind"]]))
             l, p = profile_loss(net, bound, {k: t[k][idx] for k in keys}, t["n_frames"], config.weight_fit,
                                 config.fit_informative,
-                                config.weight_fit_bias if t["kind"] in config.bias_kinds else 0.0)
+                                config.weight_fit_bias if t["kind"] in config.bias_kinds else 0.0,
+                                config.weight_mean)
             loss = loss + l
             for k, v in p.items():
                 parts.setdefault(f"{t['kind']}_{k}", []).append(v)
