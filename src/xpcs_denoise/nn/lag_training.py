@@ -27,7 +27,7 @@ from ..core.errors import XPCSInputError
 from ..core.fitting import fit_g2
 from .lagnet import LagNet, LagNetConfig, band_features, expand_lagnet, load_lagnet, save_lagnet
 
-__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "fit_targets", "fit_log_gamma", "SOURCES"]
+__all__ = ["LagTrainConfig", "lag_loss", "train_lagnet", "fit_targets", "fit_targets_1tcf", "fit_log_gamma", "SOURCES"]
 
 #: Training sources: real CHX crops, simulated stationary and ageing series, long (320-frame) ones of both, and
 #: 400-frame ageing series at the photon levels of issue 29's ageing bar (``age400``), and stationary 50-frame
@@ -258,16 +258,22 @@ def _user_start(g: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
 
 def fit_targets(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Plain Eq. 3 fits of the 1TCFs of target bands ``y`` (n, K, N): (n, 4) of log Γ, β, C∞, log α, NaN where
-    the fit is not a usable reference (failed; the decay barely starts or is over within the lags; α outside
-    0.3–2.5; no contrast)."""
+    the fit is not a usable reference (:func:`fit_targets_1tcf`)."""
     m = np.asarray(mask, float)
-    g = (y * m).sum(-1) / m.sum(-1)
+    return fit_targets_1tcf((y * m).sum(-1) / m.sum(-1)).astype(np.float32)
+
+
+def fit_targets_1tcf(g: np.ndarray) -> np.ndarray:
+    """Plain Eq. 3 fits (n, 4: log Γ, β, C∞, log α) of target 1TCFs ``g`` (n, K), NaN rows where the fit is not a
+    usable reference (failed; the decay barely starts or is over within the lags; α outside 0.3–2.5; no
+    contrast)."""
     fit = fit_g2(g)
-    k = y.shape[1]
+    k = g.shape[-1]
     ok = (fit.success & (fit.gamma * k > 0.2) & (fit.gamma < 0.5) & (fit.alpha > 0.3) & (fit.alpha < 2.5)
           & (fit.beta > 0))
-    theta = np.stack([np.log(fit.gamma), fit.beta, fit.baseline, np.log(fit.alpha)], -1)
-    return np.where(ok[:, None], theta, np.nan).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.stack([np.log(fit.gamma), fit.beta, fit.baseline, np.log(fit.alpha)], -1)
+    return np.where(ok[:, None], theta, np.nan)
 
 
 def _tcf_errors(xo, x, y, m, weight_tail, err=lambda v: v ** 2):

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from ..core.band import band_mask
 from ..core.errors import XPCSInputError
-from ..core.fitting import fit_g2
-from .lag_training import _user_start, fit_log_gamma
+from .lag_training import _user_start, fit_log_gamma, fit_targets_1tcf
 from .lagnet import LagDenoiser, ProfileNet, band_features, profile_correction
 
 __all__ = ["ProfileTrainConfig", "profile_inputs", "profile_theta", "profile_loss", "train_profile"]
@@ -100,16 +99,10 @@ def profile_inputs(den: LagDenoiser, x: np.ndarray, n_frames: int, chunk: int = 
 
 def profile_theta(g: np.ndarray) -> np.ndarray:
     """Plain Eq. 3 fits (B, 4: log Γ, β, C∞, log α) of target 1TCFs ``g`` (B, K); NaN rows where the fit is not a
-    usable reference (as :func:`~nn.lag_training.fit_targets`)."""
+    usable reference (:func:`~nn.lag_training.fit_targets_1tcf`, warnings silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_g2(g)
-    k = g.shape[-1]
-    ok = (fit.success & (fit.gamma * k > 0.2) & (fit.gamma < 0.5) & (fit.alpha > 0.3) & (fit.alpha < 2.5)
-          & (fit.beta > 0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th = np.stack([np.log(fit.gamma), fit.beta, fit.baseline, np.log(fit.alpha)], -1)
-    return np.where(ok[:, None], th, np.nan)
+        return fit_targets_1tcf(g)
 
 
 def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weight_fit: float = 1.0,
