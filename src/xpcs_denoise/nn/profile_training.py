@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.adaptive import adaptive_age_band
 from ..core.band import band_mask
 from ..core.errors import XPCSInputError
 from .lag_training import _user_start, fit_log_gamma, fit_targets_1tcf
@@ -72,8 +73,6 @@ def profile_inputs(den: LagDenoiser, x: np.ndarray, n_frames: int, chunk: int = 
     """The profile stage's inputs for bands ``x`` (B, K, N) through the base model ``den`` (network and age stage,
     as :meth:`LagDenoiser.denoise` applies them): ``g_raw``, ``g_out`` (B, K) 1TCFs, ``sbar`` (B, K), ``lo``,
     ``s`` (B,)."""
-    from ..core.adaptive import adaptive_age_band
-
     k = x.shape[1]
     mask = band_mask(n_frames, k)
     mt = torch.as_tensor(mask)
