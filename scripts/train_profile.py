@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xpcs_denoise.core.band import band_mask, band_mean
 from xpcs_denoise.nn.config import pretrained_directory
 from xpcs_denoise.nn.lag_data import real_bands, simulated_bands
 from xpcs_denoise.nn.lagnet import LagDenoiser, LagNet, LagNetConfig, save_lagnet
@@ -33,10 +34,7 @@ SIM_SOURCES = ((1, 50, 4000), (4, 50, 4000), (5, 50, 4000), (7, 100, 2000), (8, 
 
 
 def _mean_1tcf(bands, n_frames):
-    from xpcs_denoise.core.band import band_mask
-
-    m = band_mask(n_frames, bands.shape[1]).astype(np.float64)
-    return (bands * m).sum(-1) / m.sum(-1)
+    return band_mean(bands, band_mask(n_frames, bands.shape[1]))
 
 
 def sources(den: LagDenoiser, data: str, cache: Path, val_names, long: bool = False) -> list[dict]:

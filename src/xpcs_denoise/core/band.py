@@ -14,7 +14,8 @@ from scipy.ndimage import gaussian_filter1d
 from .errors import XPCSInputError
 from .validation import numeric_array
 
-__all__ = ["check_two_time_any", "band_lags", "band_indices", "band_mask", "to_band", "from_band", "age_smooth"]
+__all__ = ["check_two_time_any", "band_lags", "band_indices", "band_mask", "band_mean", "to_band", "from_band",
+           "age_smooth"]
 
 
 def band_lags(n_frames: int, max_lag: int | None) -> int:
@@ -41,6 +42,21 @@ def band_mask(n_frames: int, n_lags: int) -> np.ndarray:
     """(K, N) boolean: True where the band's cell lies inside the matrix (i < N − k)."""
     k = np.arange(1, n_lags + 1)[:, None]
     return np.arange(n_frames)[None, :] < (n_frames - k)
+
+
+def band_mean(band, mask):
+    """Mean over the ages inside the matrix of each lag of a band (…, K, N): the band's 1TCF (…, K). ``mask``
+    (K, N) as :func:`band_mask`; numpy arrays or torch tensors alike (the mask of the band's own kind).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c2 = 1 + 0.2 * np.exp(-0.1 * np.abs(np.subtract.outer(np.arange(6), np.arange(6))))
+    >>> bool(np.allclose(band_mean(to_band(c2, 2), band_mask(6, 2)), c2[0, 1:3]))
+    True
+    """
+    m = mask * 1.0
+    return (band * m).sum(-1) / m.sum(-1)
 
 
 def to_band(c2, max_lag: int | None = None, *, start: int = 0, stop: int | None = None) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.adaptive import AgeStage, adaptive_age_band
-from ..core.band import band_lags, band_mask, check_two_time_any, from_band, to_band
+from ..core.band import band_lags, band_mask, band_mean, check_two_time_any, from_band, to_band
 from ..core.errors import XPCSInputError
 from ..core.validation import check_memory
 from ..io.files import atomic_path, file_sha256
@@ -370,8 +370,7 @@ class LagDenoiser:
             y[..., a:e] = yt[..., a - a0:a - a0 + (e - a)]
             spread[..., a:e] = st[..., a - a0:a - a0 + (e - a)]
         if aux is not None:
-            m = mask.to(S.dtype)
-            aux.update(sbar=(S[0] * m).sum(-1) / m.sum(-1).clamp_min(1), lo=lo, s=s)
+            aux.update(sbar=band_mean(S[0], mask), lo=lo, s=s)
         s = float(s[0])
         # Back to the input's units as a correction: a noise-free cell (S = 0) is returned bit for bit.
         corr = (y[0] - x[0]).numpy() * s
@@ -381,8 +380,7 @@ class LagDenoiser:
     def profile_step(self, band: np.ndarray, den: np.ndarray, n_frames: int, aux: dict) -> np.ndarray:
         """The profile stage's correction (K,) of the denoised band ``den``'s 1TCF, added at every age."""
         m = band_mask(n_frames, band.shape[0])
-        cnt = m.sum(-1)
-        g_raw, g_out = ((torch.as_tensor((v * m).sum(-1) / cnt)[None]) for v in (band, den))
+        g_raw, g_out = (torch.as_tensor(band_mean(v, m))[None] for v in (band, den))
         corr = profile_correction(self.model.profile, self.config.profile_bound, g_out, g_raw, aux["sbar"][None],
                                   aux["lo"], aux["s"], n_frames)
         return corr[0].numpy()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.adaptive import adaptive_age_band
-from ..core.band import band_mask
+from ..core.band import band_mask, band_mean
 from ..core.errors import XPCSInputError
 from .lag_training import _user_start, fit_log_gamma, fit_targets_1tcf
 from .lagnet import LagDenoiser, ProfileNet, band_features, profile_correction
@@ -76,8 +76,6 @@ def profile_inputs(den: LagDenoiser, x: np.ndarray, n_frames: int, chunk: int = 
     k = x.shape[1]
     mask = band_mask(n_frames, k)
     mt = torch.as_tensor(mask)
-    m = mask.astype(np.float64)
-    cnt = m.sum(-1)
     out = {key: [] for key in ("g_raw", "g_out", "sbar", "lo", "s")}
     for a in range(0, len(x), chunk):
         b = torch.as_tensor(np.ascontiguousarray(x[a:a + chunk], dtype=np.float64))
@@ -88,9 +86,9 @@ def profile_inputs(den: LagDenoiser, x: np.ndarray, n_frames: int, chunk: int = 
         if den.age_stage is not None:
             for i in range(len(bb)):
                 yb[i], _, _ = adaptive_age_band(bb[i], mask, den.age_stage, apply_to=yb[i])
-        out["g_raw"].append((bb * m).sum(-1) / cnt)
-        out["g_out"].append((yb * m).sum(-1) / cnt)
-        out["sbar"].append((S.numpy() * m).sum(-1) / cnt)
+        out["g_raw"].append(band_mean(bb, mask))
+        out["g_out"].append(band_mean(yb, mask))
+        out["sbar"].append(band_mean(S.numpy(), mask))
         out["lo"].append(lo.numpy())
         out["s"].append(s.numpy())
     return {key: np.concatenate(v) for key, v in out.items()}
