@@ -186,3 +186,31 @@ def test_the_mean_term_measures_a_uniform_shift():
         ProfileTrainConfig(bias_kinds=("other",))
     with pytest.raises(XPCSInputError):
         ProfileTrainConfig(weight_mean=float("nan"))
+
+
+def test_the_unbiased_term_sees_a_shift_within_one_octave_and_not_the_base_models_bias():
+    """The output's 1TCF less the input's, averaged per Γ octave: an output equal to the input costs nothing; an
+    output one 1TCF noise level above it in one octave only costs that octave's squared mean times its share of
+    the batch (a bias of the base model counts, so the stage is asked to remove it)."""
+    rng = np.random.default_rng(2)
+    n, k, b = 50, 49, 64
+    lag = np.arange(1, k + 1)
+    gammas = np.where(np.arange(b) < b // 2, 0.02, 0.2)  # two octaves apart
+    g_y = 1.1 + np.exp(-2 * gammas[:, None] * lag[None])
+    sig = 0.3 / np.sqrt(n - lag)[None]
+    g_raw = g_y + rng.normal(0, 1, (b, k)) * sig
+    batch = {key: torch.as_tensor(v) for key, v in {
+        "g_raw": g_raw, "g_out": g_raw.copy(), "sbar": np.full((b, k), 0.3), "lo": np.full(b, 1.1), "s": np.ones(b),
+        "g_y": g_y, "theta": profile_theta(g_y)}.items()}
+    model = _model(head=0.0)
+    with torch.no_grad():
+        model.profile.head.weight.zero_()
+        model.profile.head.bias.zero_()
+    _, parts = profile_loss(model.profile, 10.0, batch, n, weight_fit=0.0, weight_unbiased=1.0)
+    assert parts["unbiased"] == 0.0  # output = input: unbiased
+    # a base output one noise level above the input on the slow half only: (1² × 32) / 64 per lag
+    shifted = dict(batch, g_out=batch["g_out"] + torch.as_tensor(np.where(gammas[:, None] < 0.1, sig, 0.0)))
+    _, parts = profile_loss(model.profile, 10.0, shifted, n, weight_fit=0.0, weight_unbiased=1.0)
+    assert parts["unbiased"] == pytest.approx(0.5, rel=1e-6)
+    with pytest.raises(XPCSInputError):
+        ProfileTrainConfig(weight_unbiased=-1.0)

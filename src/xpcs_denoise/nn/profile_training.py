@@ -47,6 +47,11 @@ class ProfileTrainConfig:
     #: without this the fit cost learned to lower lag 1 by 2.5 % of the contrast everywhere, which steers plain fits
     #: away from gross minima on real crops and biases fast simulated decays by −20 % (docs/model.md).
     weight_mean: float = 0.0
+    #: Weight of the squared batch mean, per Γ octave of the target and per lag, of the output's 1TCF less the
+    #: input's, in units of the 1TCF's noise level. The input's 1TCF is unbiased whatever Γ, so a denoiser's
+    #: output should be too: unlike ``weight_mean`` this lets the stage remove the base model's own biases (its
+    #: tail on slow decays) but neither shift every 2TCF (fit steering) nor draw each Γ toward the typical one.
+    weight_unbiased: float = 0.0
     seed: int = 0
     max_minutes: float = 40.0
 
@@ -59,7 +64,7 @@ class ProfileTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_fit", "weight_fit_bias", "weight_mean"):
+        for name in ("weight_fit", "weight_fit_bias", "weight_mean", "weight_unbiased"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -104,7 +109,7 @@ def profile_theta(g: np.ndarray) -> np.ndarray:
 
 def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weight_fit: float = 1.0,
                  fit_informative: float = 2.0, weight_fit_bias: float = 0.0,
-                 weight_mean: float = 0.0) -> tuple[torch.Tensor, dict]:
+                 weight_mean: float = 0.0, weight_unbiased: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The cost of one batch (tensors ``g_raw``, ``g_out``, ``sbar``, ``lo``, ``s``, ``g_y`` the target 1TCF and
     ``theta`` its fit, :func:`profile_theta`) and its parts: ``g`` the mean ratio of the corrected 1TCF's squared
     error to the input's, ``fit`` the mean fit cost where it applies."""
@@ -117,14 +122,23 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
     l_g = ((yn - tn) ** 2).sum(-1) / (((rn - tn) ** 2).sum(-1) + 1e-6 * yn.shape[-1])
     loss = l_g.mean()
     parts = {"g": float(l_g.mean().detach())}
+    lag = torch.arange(1, corr.shape[-1] + 1, dtype=corr.dtype)
+    sig = (batch["sbar"] / torch.sqrt(float(n_frames) - lag)[None] * s[:, None]).clamp_min(1e-12)
     if weight_mean > 0:
-        lag = torch.arange(1, corr.shape[-1] + 1, dtype=corr.dtype)
-        sig = (batch["sbar"] / torch.sqrt(float(n_frames) - lag)[None] * s[:, None]).clamp_min(1e-12)
         l_mean = ((corr / sig).mean(0) ** 2).mean()
         loss = loss + weight_mean * l_mean
         parts["mean"] = float(l_mean.detach())
     th = batch["theta"]
     ok = torch.isfinite(th).all(-1)
+    if weight_unbiased > 0 and bool(ok.any()):
+        octave = ((th[ok, 0] - math.log(1e-3)) / math.log(2)).floor().clamp(0, 9).long()
+        dev = ((g - batch["g_raw"]) / sig)[ok]
+        sums = torch.zeros(10, dev.shape[-1], dtype=dev.dtype).index_add(0, octave, dev)
+        cnt = torch.zeros(10, dtype=dev.dtype).index_add_(0, octave, torch.ones_like(octave, dtype=dev.dtype))
+        used = cnt > 0
+        l_unb = ((sums[used] / cnt[used, None]) ** 2 * cnt[used, None]).sum() / (cnt.sum() * dev.shape[-1])
+        loss = loss + weight_unbiased * l_unb
+        parts["unbiased"] = float(l_unb.detach())
     if weight_fit > 0 and bool(ok.any()):
         thn = torch.stack([th[ok, 0], th[ok, 1] / s[ok], (th[ok, 2] - lo[ok]) / s[ok], th[ok, 3]], -1)
         with torch.no_grad():
@@ -170,7 +184,7 @@ def train_profile(net: ProfileNet, bound: float, sources: list[dict], config: Pr
             l, p = profile_loss(net, bound, {k: t[k][idx] for k in keys}, t["n_frames"], config.weight_fit,
                                 config.fit_informative,
                                 config.weight_fit_bias if t["kind"] in config.bias_kinds else 0.0,
-                                config.weight_mean)
+                                config.weight_mean, config.weight_unbiased)
             loss = loss + l
             for k, v in p.items():
                 parts.setdefault(f"{t['kind']}_{k}", []).append(v)
