@@ -79,6 +79,8 @@ def main(argv=None):
     ap.add_argument("--bias-kinds", default="sim", help="sources the bias term applies to: real,sim,long")
     ap.add_argument("--batch-sim", type=int, default=96)
     ap.add_argument("--weight-mean", type=float, default=0.0)
+    ap.add_argument("--weight-fit-held", type=float, default=0.0,
+                    help="fit cost of a fit with α held at the target's, beside the free fit's")
     ap.add_argument("--weight-unbiased", type=float, default=0.0,
                     help="cost on the mean output-less-input 1TCF per Γ octave and lag (ProfileTrainConfig)")
     ap.add_argument("--channels", type=int, default=32)
@@ -96,7 +98,7 @@ def main(argv=None):
     cfg = ProfileTrainConfig(steps=a.steps, lr=a.lr, weight_fit=a.weight_fit, seed=a.seed, max_minutes=a.minutes,
                              weight_fit_bias=a.weight_fit_bias, bias_kinds=tuple(a.bias_kinds.split(",")),
                              batch_sim=a.batch_sim, weight_mean=a.weight_mean,
-                             weight_unbiased=a.weight_unbiased)
+                             weight_unbiased=a.weight_unbiased, weight_fit_held=a.weight_fit_held)
     mcfg = LagNetConfig(**{**asdict(den.config), "profile_channels": a.channels, "profile_bound": a.bound})
     torch.manual_seed(a.seed)
     model = LagNet(mcfg)

@@ -447,6 +447,11 @@ def test_the_fit_cost_follows_what_a_plain_fit_of_the_output_finds():
     cost.backward()
     better = fit_log_gamma(g.detach() - 1e-4 * g.grad / g.grad.abs().max(), torch.tensor(theta))
     assert float((better - torch.tensor(np.log(gam))).abs().sum()) < float(cost.detach())
+    # With α held (as ``fit --fix-alpha``) it keeps α where it starts and reaches fit_g2's Γ with α fixed there.
+    held = fit_log_gamma(torch.tensor(noisy), torch.tensor(theta), full=True, hold_alpha=True).numpy()
+    np.testing.assert_array_equal(held[:, 3], theta[:, 3])
+    ref_held = fit_g2(noisy, fix={"alpha": alpha}).gamma
+    np.testing.assert_allclose(np.exp(held[:, 0]), ref_held, rtol=1e-3)
     # The targets' references: a 2TCF band's own fit; a decay that hardly starts within the lags has none.
     band = np.repeat(np.concatenate([clean, 1.05 + 0.2 * np.exp(-2 * 1e-4 * lags)[None]])[:, :, None], 60, -1)
     ref = fit_targets(band.astype(np.float32), band_mask(60, 49))

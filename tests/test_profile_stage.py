@@ -214,3 +214,28 @@ def test_the_unbiased_term_sees_a_shift_within_one_octave_and_not_the_base_model
     assert parts["unbiased"] == pytest.approx(0.5, rel=1e-6)
     with pytest.raises(XPCSInputError):
         ProfileTrainConfig(weight_unbiased=-1.0)
+
+
+def test_the_held_alpha_fit_cost_is_zero_on_the_truth_and_grows_with_a_bias():
+    """The fit cost of fits with α held at the target's: nothing for an output equal to the noise-free target,
+    more for one whose head is lowered (what read slow decays slow in run T)."""
+    n, k, b = 50, 49, 16
+    lag = np.arange(1, k + 1)
+    gam = np.geomspace(0.02, 0.2, b)
+    g_y = 1.1 + 0.3 * np.exp(-2 * gam[:, None] * lag[None])
+    theta = profile_theta(g_y)
+    model = _model(head=0.0)
+    with torch.no_grad():
+        model.profile.head.weight.zero_()
+        model.profile.head.bias.zero_()
+
+    def held(g_out):
+        batch = {key: torch.as_tensor(v) for key, v in {
+            "g_raw": g_out, "g_out": g_out, "sbar": np.full((b, k), 0.3), "lo": np.full(b, 1.1), "s": np.full(b, 0.3),
+            "g_y": g_y, "theta": theta}.items()}
+        return profile_loss(model.profile, 10.0, batch, n, weight_fit=1.0, weight_fit_held=1.0)[1]["fit_held"]
+
+    assert held(g_y) < 1e-6
+    assert held(g_y - 0.03 * np.exp(-lag / 5.0)[None]) > 1e-3
+    with pytest.raises(XPCSInputError):
+        ProfileTrainConfig(weight_fit_held=float("inf"))

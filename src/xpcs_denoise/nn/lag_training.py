@@ -206,13 +206,15 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
     return loss, parts
 
 
-def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15, full: bool = False) -> torch.Tensor:
+def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15, full: bool = False,
+                  hold_alpha: bool = False) -> torch.Tensor:
     """log Γ of a plain Eq. 3 fit of the 1TCFs ``g`` (B, K) at lags 1…K: ``steps`` Levenberg–Marquardt steps from
     ``theta0`` (B, 4: log Γ, β, C∞, log α), α held within [0.2, 3] as :func:`~core.fitting.fit_g2` holds it;
     differentiable in ``g``. From the target's own fit it reaches the minimum that ``fit_g2`` finds for all but
     the grossly wrong fits (where both are far from the truth). ``full``: all four parameters (B, 4), as
-    ``theta0``."""
+    ``theta0``. ``hold_alpha``: α stays at ``theta0``'s (``fit_g2(..., fix={"alpha": ...})``)."""
     k = g.shape[-1]
+    free = torch.tensor([1.0, 1.0, 1.0, 0.0 if hold_alpha else 1.0], dtype=g.dtype)
     lk = torch.log(torch.arange(1, k + 1, dtype=g.dtype))[None]
     eye = torch.eye(4, dtype=g.dtype)
     lo = torch.tensor([math.log(1e-3 / k), -math.inf, -math.inf, math.log(0.2)], dtype=g.dtype)
@@ -225,7 +227,7 @@ def fit_log_gamma(g: torch.Tensor, theta0: torch.Tensor, steps: int = 15, full: 
         e = torch.exp(-2 * z)
         f = p[:, 2:3] + p[:, 1:2] * e
         dz = -2 * p[:, 1:2] * e * z * a
-        jac = torch.stack([dz, e, torch.ones_like(e), dz * t], -1)  # d f / d (log Γ, β, C∞, log α)
+        jac = torch.stack([dz, e, torch.ones_like(e), dz * t], -1) * free  # d f / d (log Γ, β, C∞, log α)
         return f, jac, ((g - f) ** 2).sum(-1, keepdim=True)
 
     p = theta0

@@ -52,6 +52,9 @@ class ProfileTrainConfig:
     #: output should be too: unlike ``weight_mean`` this lets the stage remove the base model's own biases (its
     #: tail on slow decays) but neither shift every 2TCF (fit steering) nor draw each Γ toward the typical one.
     weight_unbiased: float = 0.0
+    #: Weight of the fit cost of a fit with α held at the target's (``fit --fix-alpha``), beside the free fit's:
+    #: a stage trained on free fits only read slow decays slow when α is held (docs/model.md, run T).
+    weight_fit_held: float = 0.0
     seed: int = 0
     max_minutes: float = 40.0
 
@@ -64,7 +67,7 @@ class ProfileTrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
-        for name in ("weight_fit", "weight_fit_bias", "weight_mean", "weight_unbiased"):
+        for name in ("weight_fit", "weight_fit_bias", "weight_mean", "weight_unbiased", "weight_fit_held"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -109,7 +112,8 @@ def profile_theta(g: np.ndarray) -> np.ndarray:
 
 def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weight_fit: float = 1.0,
                  fit_informative: float = 2.0, weight_fit_bias: float = 0.0,
-                 weight_mean: float = 0.0, weight_unbiased: float = 0.0) -> tuple[torch.Tensor, dict]:
+                 weight_mean: float = 0.0, weight_unbiased: float = 0.0,
+                 weight_fit_held: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The cost of one batch (tensors ``g_raw``, ``g_out``, ``sbar``, ``lo``, ``s``, ``g_y`` the target 1TCF and
     ``theta`` its fit, :func:`profile_theta`) and its parts: ``g`` the mean ratio of the corrected 1TCF's squared
     error to the input's, ``fit`` the mean fit cost where it applies."""
@@ -156,6 +160,11 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
                     / torch.zeros(10, dtype=dd.dtype).index_add_(0, octave, use).clamp_min(1))
             loss = loss + weight_fit_bias * (mean[octave] * d * use).sum() / len(th)
         parts["fit"] = float(l_fit.sum().detach() / use.sum().clamp_min(1))
+        if weight_fit_held > 0:
+            ph = fit_log_gamma(yo, thn, steps=8, hold_alpha=True)
+            l_held = F.smooth_l1_loss(ph, thn[:, 0], beta=0.05, reduction="none") * use
+            loss = loss + weight_fit_held * l_held.sum() / len(th)
+            parts["fit_held"] = float(l_held.sum().detach() / use.sum().clamp_min(1))
     return loss, parts
 
 
@@ -184,7 +193,7 @@ def train_profile(net: ProfileNet, bound: float, sources: list[dict], config: Pr
             l, p = profile_loss(net, bound, {k: t[k][idx] for k in keys}, t["n_frames"], config.weight_fit,
                                 config.fit_informative,
                                 config.weight_fit_bias if t["kind"] in config.bias_kinds else 0.0,
-                                config.weight_mean, config.weight_unbiased)
+                                config.weight_mean, config.weight_unbiased, config.weight_fit_held)
             loss = loss + l
             for k, v in p.items():
                 parts.setdefault(f"{t['kind']}_{k}", []).append(v)
