@@ -9,7 +9,6 @@ The squared error alone draws fast decays' fits toward slow ones (docs/model.md)
 """
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from ..core.adaptive import adaptive_age_band
 from ..core.band import band_mask, band_mean
 from ..core.errors import XPCSInputError
-from .lag_training import _user_start, fit_log_gamma, fit_targets_1tcf
+from .lag_training import _user_start, fit_log_gamma, fit_targets_1tcf, gamma_octave
 from .lagnet import LagDenoiser, ProfileNet, band_features, profile_correction
 
 __all__ = ["ProfileTrainConfig", "profile_inputs", "profile_theta", "profile_loss", "train_profile"]
@@ -135,7 +134,7 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
     th = batch["theta"]
     ok = torch.isfinite(th).all(-1)
     if weight_unbiased > 0 and bool(ok.any()):
-        octave = ((th[ok, 0] - math.log(1e-3)) / math.log(2)).floor().clamp(0, 9).long()
+        octave = gamma_octave(th[ok])
         dev = ((g - batch["g_raw"]) / sig)[ok]
         sums = torch.zeros(10, dev.shape[-1], dtype=dev.dtype).index_add(0, octave, dev)
         cnt = torch.zeros(10, dtype=dev.dtype).index_add_(0, octave, torch.ones_like(octave, dtype=dev.dtype))
@@ -154,7 +153,7 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
         loss = loss + weight_fit * l_fit.sum() / len(th)
         if weight_fit_bias > 0:
             d = p[:, 0] - thn[:, 0]
-            octave = ((thn[:, 0] - math.log(1e-3)) / math.log(2)).floor().clamp(0, 9).long()
+            octave = gamma_octave(thn)
             dd = (d * use).detach()
             mean = (torch.zeros(10, dtype=dd.dtype).index_add_(0, octave, dd)
                     / torch.zeros(10, dtype=dd.dtype).index_add_(0, octave, use).clamp_min(1))
