@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..core.adaptive import adaptive_age_band
 from ..core.band import band_mask, band_mean
 from ..core.errors import XPCSInputError
-from .lag_training import _user_start, fit_log_gamma, fit_targets_1tcf, gamma_octave
+from .lag_training import N_OCTAVES, _user_start, fit_log_gamma, fit_targets_1tcf, gamma_octave
 from .lagnet import LagDenoiser, ProfileNet, band_features, profile_correction
 
 __all__ = ["ProfileTrainConfig", "profile_inputs", "profile_theta", "profile_loss", "train_profile"]
@@ -136,8 +136,8 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
     if weight_unbiased > 0 and bool(ok.any()):
         octave = gamma_octave(th[ok])
         dev = ((g - batch["g_raw"]) / sig)[ok]
-        sums = torch.zeros(10, dev.shape[-1], dtype=dev.dtype).index_add(0, octave, dev)
-        cnt = torch.zeros(10, dtype=dev.dtype).index_add_(0, octave, torch.ones_like(octave, dtype=dev.dtype))
+        sums = torch.zeros(N_OCTAVES, dev.shape[-1], dtype=dev.dtype).index_add(0, octave, dev)
+        cnt = torch.zeros(N_OCTAVES, dtype=dev.dtype).index_add_(0, octave, torch.ones_like(octave, dtype=dev.dtype))
         used = cnt > 0
         l_unb = ((sums[used] / cnt[used, None]) ** 2 * cnt[used, None]).sum() / (cnt.sum() * dev.shape[-1])
         loss = loss + weight_unbiased * l_unb
@@ -155,8 +155,8 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
             d = p[:, 0] - thn[:, 0]
             octave = gamma_octave(thn)
             dd = (d * use).detach()
-            mean = (torch.zeros(10, dtype=dd.dtype).index_add_(0, octave, dd)
-                    / torch.zeros(10, dtype=dd.dtype).index_add_(0, octave, use).clamp_min(1))
+            mean = (torch.zeros(N_OCTAVES, dtype=dd.dtype).index_add_(0, octave, dd)
+                    / torch.zeros(N_OCTAVES, dtype=dd.dtype).index_add_(0, octave, use).clamp_min(1))
             loss = loss + weight_fit_bias * (mean[octave] * d * use).sum() / len(th)
         parts["fit"] = float(l_fit.sum().detach() / use.sum().clamp_min(1))
         if weight_fit_held > 0:
