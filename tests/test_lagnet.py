@@ -36,7 +36,7 @@ def noisy_series():
     return sim.two_time(), truth
 
 
-@pytest.mark.parametrize("n", [24, 50, 200])
+@pytest.mark.parametrize("n", [24, 50, 100, 200])
 @pytest.mark.parametrize("alpha", [0.7, 1.0, 1.4])
 @pytest.mark.parametrize("offset", [0.0, 0.3])
 def test_noise_free_in_same_out(den, n, alpha, offset):
@@ -165,6 +165,39 @@ def test_config_checked():
         LagNetConfig(bound=float("nan"))
     with pytest.raises(XPCSInputError):
         LagNetConfig(dilations=((0, 1),))
+    for bad in ({"prior_weight": 1.5}, {"prior_weight": -0.1}, {"prior_from": 0.0}, {"prior_bound": 0.0}):
+        with pytest.raises(XPCSInputError):
+            LagNetConfig(**bad)
+
+
+def test_the_far_lag_prior_moves_only_far_lags_toward_the_2021_ensemble(noisy_series):
+    """Lags 0.4 N … 49 of a short series move toward the 2021 ensemble's 1TCF by at most half the way, the same
+    at every age; nearer lags, series shorter than the ensemble's window or too long for a far lag below it, and a
+    model without the prior are untouched."""
+    from dataclasses import replace
+
+    model, card = load_lagnet(LagDenoiser.pretrained().directory)
+    on, off = LagDenoiser(model, card), LagDenoiser(model, card)
+    on.config = replace(model.config, prior_weight=0.5, prior_from=0.4)
+    off.config = replace(model.config, prior_weight=0.0)
+    c2 = noisy_series[0][:, :60, :60]
+    diff = on.denoise(c2) - off.denoise(c2)
+    np.testing.assert_allclose(diff, np.swapaxes(diff, 1, 2), atol=1e-12)
+    moved = one_time_from_two_time(diff)  # (3, 59)
+    for k in range(1, 60):  # the same at every age of a lag
+        d = np.diagonal(diff, k, axis1=1, axis2=2)
+        np.testing.assert_allclose(d, d[:, :1] + 0 * d, atol=1e-12)
+    assert np.all(moved[:, :23] == 0) and np.all(moved[:, 49:] == 0)  # lags < 24 = 0.4 · 60, and ≥ 50
+    assert np.all(np.abs(moved[:, 23:49]).max(axis=1) > 1e-4)
+    # the ensemble denoises each 2TCF alone (its lag-0 draws then do not depend on the batch)
+    paper = np.stack([denoise(c, "paper-2021") for c in c2])
+    toward = one_time_from_two_time(paper) - one_time_from_two_time(off.denoise(c2))
+    far = slice(23, 49)
+    assert np.all(np.abs(moved[:, far]) <= 0.5 * np.abs(toward[:, far]) + 1e-12)
+    assert np.all(moved[:, far] * toward[:, far] >= 0)
+    long = simulate_speckle(130, 1500, gamma=0.05, beta=0.2, mean_count=0.2, seed=4).two_time()[0]
+    for c in (c2[0, :40, :40], long):  # below the window; 0.4 N beyond lag 49
+        np.testing.assert_array_equal(on.denoise(c), off.denoise(c))
 
 
 def test_training_runs_and_resumes(tmp_path):

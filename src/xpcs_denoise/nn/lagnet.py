@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,10 +33,13 @@ from torch import nn
 
 from ..core.adaptive import AgeStage, adaptive_age_band
 from ..core.band import band_lags, band_mask, band_mean, check_two_time_any, from_band, to_band
+from ..core.correlation import one_time_from_two_time
+from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
 from ..core.validation import check_memory
 from ..io.files import atomic_path, file_sha256
 from .config import pretrained_directory
+from .denoiser import _pretrained as _paper_ensemble
 
 __all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "ProfileNet", "save_lagnet", "load_lagnet", "band_features",
            "expand_lagnet", "profile_correction"]
@@ -71,6 +75,15 @@ class LagNetConfig:
     profile_channels: int = 0
     profile_dilations: tuple = (1, 2, 4, 8, 16, 1)
     profile_bound: float = 10.0
+    #: The far-lag prior (0: none). In a short series (N from the 2021 ensemble's window, 50 frames, up to 2.5
+    #: windows), lags k ≥ ``prior_from`` · N below the window, which few ages average and plain fits read as C∞,
+    #: move by ``prior_weight`` of the way to the 2021 ensemble's 1TCF there, by at most ``prior_bound`` times
+    #: that 1TCF's own noise level σ̂/√(N − k), the same at every age (0 where σ̂ is: a clean 2TCF is unchanged).
+    #: The two models err differently (ours keeps what the data show, the ensemble draws a typical decay), and
+    #: their mean at the far lags is better than either on real and simulated crops (docs/model.md).
+    prior_weight: float = 0.0
+    prior_from: float = 0.4
+    prior_bound: float = 3.0
 
     def __post_init__(self):
         try:
@@ -87,7 +100,9 @@ class LagNetConfig:
                 or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1
                 or not isinstance(self.mix, bool) or self.profile_channels < 0
                 or any(d < 1 for d in self.profile_dilations)
-                or not (math.isfinite(self.profile_bound) and self.profile_bound > 0)):
+                or not (math.isfinite(self.profile_bound) and self.profile_bound > 0)
+                or not (0 <= self.prior_weight <= 1) or not (0 < self.prior_from < 1)
+                or not (math.isfinite(self.prior_bound) and self.prior_bound > 0)):
             raise XPCSInputError(f"invalid lagnet configuration {self}")
 
     @property
@@ -385,6 +400,33 @@ class LagDenoiser:
                                   aux["lo"], aux["s"], n_frames)
         return corr[0].numpy()
 
+    def prior_1tcf(self, x: np.ndarray, k: int) -> np.ndarray | None:
+        """The far-lag prior's 1TCF (B, K): the 2021 ensemble's output's at lags 1…K (NaN from its window on), of
+        (B, N, N) 2TCFs ``x``; None where the prior does not apply (off, N outside its range, no lag in it)."""
+        n = x.shape[-1]
+        top = min(k, WINDOW - 1)
+        if self.config.prior_weight <= 0 or n < WINDOW or math.ceil(self.config.prior_from * n) > top:
+            return None
+        out = np.full((x.shape[0], k), np.nan)
+        for i in range(x.shape[0]):  # one at a time: a 2TCF the ensemble cannot scale takes no prior
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    p = _paper_ensemble().denoise(x[i].astype(np.float64))
+            except XPCSInputError:
+                continue
+            out[i, :top] = one_time_from_two_time(p, max_lag=top)
+        return out
+
+    def prior_step(self, den: np.ndarray, n_frames: int, aux: dict, g_prior: np.ndarray) -> np.ndarray:
+        """The far-lag prior's correction (K,) of the denoised band ``den``'s 1TCF, added at every age."""
+        g_out = band_mean(den, band_mask(n_frames, den.shape[0]))
+        lag = np.arange(1, g_out.size + 1)
+        bound = self.config.prior_bound * np.asarray(aux["sbar"]) * float(aux["s"][0]) / np.sqrt(n_frames - lag)
+        use = (lag >= self.config.prior_from * n_frames) & np.isfinite(g_prior)
+        step = self.config.prior_weight * (np.where(use, g_prior, g_out) - g_out)
+        return np.clip(step, -bound, bound)
+
     def denoise(self, c2, *, max_lag: int | None = None, return_std: bool = False):
         """Denoise 2TCFs of any size.
 
@@ -409,6 +451,7 @@ class LagDenoiser:
             raise XPCSInputError("2TCF contains NaN or Inf within the band; fill or crop masked frames first")
         out = np.array(x, copy=True)
         std = np.zeros(x.shape, np.float32 if x.dtype == np.float32 else np.float64) if return_std else None
+        prior = self.prior_1tcf(x, k)
         for i in range(x.shape[0]):
             # Eq. 1 is symmetric: the band is read from both triangles and their mean is denoised.
             band = 0.5 * (to_band(x[i], k).astype(np.float64) + to_band(np.swapaxes(x[i], 0, 1), k))
@@ -418,6 +461,8 @@ class LagDenoiser:
                 den, _, _ = adaptive_age_band(band, band_mask(n, k), self.age_stage, apply_to=den)
             if self.model.profile is not None:
                 den = den + self.profile_step(band, den, n, aux)[:, None]
+            if prior is not None:
+                den = den + self.prior_step(den, n, aux, prior[i])[:, None]
             from_band(out[i], den.astype(out.dtype, copy=False), out=out[i])
             if return_std:
                 from_band(std[i], spread.astype(std.dtype, copy=False), out=std[i])
