@@ -220,6 +220,8 @@ def main():
                   "z2": Z2}
         if m == "lagnet" and lag.card.get("age_stage") is not None:
             source["age_stage"] = lag.card["age_stage"]
+        if m == "lagnet" and lag.config.prior_weight > 0:
+            source["far_lag_prior"] = {k: getattr(lag.config, f"prior_{k}") for k in ("weight", "from", "bound")}
         results[p] = FitCalibration(final.edges, final.cells, final.long_frames, final.rel_edges,
                                     alpha_bounds=a.bounds(m), coverage=cov, source=source)
         print(f"{p}: cells " + "; ".join(f"{k} " + " ".join(f"({s:.2f},{r:.2f})" for s, r in v)
