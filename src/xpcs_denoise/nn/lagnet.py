@@ -410,8 +410,8 @@ class LagDenoiser:
         out = np.full((x.shape[0], k), np.nan)
         for i in range(x.shape[0]):  # one at a time: a 2TCF the ensemble cannot scale takes no prior
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                with warnings.catch_warnings():  # its scaling's notes concern its own output, used only within
+                    warnings.simplefilter("ignore")  # the noise bound here
                     p = _paper_ensemble().denoise(x[i].astype(np.float64))
             except XPCSInputError:
                 continue
