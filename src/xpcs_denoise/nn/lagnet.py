@@ -42,7 +42,7 @@ from .config import pretrained_directory
 from .denoiser import _pretrained as _paper_ensemble
 
 __all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "ProfileNet", "save_lagnet", "load_lagnet", "band_features",
-           "expand_lagnet", "profile_correction"]
+           "expand_lagnet", "profile_correction", "one_time_noise"]
 
 WEIGHTS = "lagnet.safetensors"
 CARD = "lagnet_card.json"
@@ -257,6 +257,12 @@ class ProfileNet(nn.Module):
         return self.head(h)[:, 0]
 
 
+def one_time_noise(sbar, n_frames: int, lag):
+    """The noise level of a 1TCF at each lag (numpy or torch): the lag's mean σ̂ ``sbar`` over the square root of
+    its cells, N − k. What the profile stage and the far-lag prior bound their corrections by."""
+    return sbar / (n_frames - lag) ** 0.5
+
+
 def profile_correction(net: ProfileNet, bound: float, g_out, g_raw, sbar, lo, s, n_frames: int) -> torch.Tensor:
     """The profile stage's correction (B, K) of the output's 1TCF ``g_out`` (B, K), input units: at most ``bound``
     times the 1TCF's noise level σ̂/√(N − k) at lag k. ``g_raw`` the input's 1TCF, ``sbar`` (B, K) the mean σ̂ of
@@ -266,7 +272,7 @@ def profile_correction(net: ProfileNet, bound: float, g_out, g_raw, sbar, lo, s,
     xo = (g_out - lo) / s
     xr = (g_raw - lo) / s
     lag = torch.arange(1, k + 1, dtype=g_out.dtype)
-    sig = sbar / torch.sqrt(float(n_frames) - lag)[None]
+    sig = one_time_noise(sbar, float(n_frames), lag)
     feats = torch.stack([xo.clamp(-20, 20), (xr - xo).clamp(-20, 20), torch.log(sbar + 1e-3) / 3.0,
                          (torch.log(lag.clamp(max=64)) / math.log(64))[None].expand_as(xo),
                          torch.full_like(xo, math.log(k) / math.log(256)), torch.log(sig + 1e-4) / 3.0], 1)
@@ -422,7 +428,7 @@ class LagDenoiser:
         """The far-lag prior's correction (K,) of the denoised band ``den``'s 1TCF, added at every age."""
         g_out = band_mean(den, band_mask(n_frames, den.shape[0]))
         lag = np.arange(1, g_out.size + 1)
-        bound = self.config.prior_bound * np.asarray(aux["sbar"]) * float(aux["s"][0]) / np.sqrt(n_frames - lag)
+        bound = self.config.prior_bound * one_time_noise(np.asarray(aux["sbar"]), n_frames, lag) * float(aux["s"][0])
         use = (lag >= self.config.prior_from * n_frames) & np.isfinite(g_prior)
         step = self.config.prior_weight * (np.where(use, g_prior, g_out) - g_out)
         return np.clip(step, -bound, bound)

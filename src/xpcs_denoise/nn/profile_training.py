@@ -21,7 +21,7 @@ from ..core.adaptive import adaptive_age_band
 from ..core.band import band_mask, band_mean
 from ..core.errors import XPCSInputError
 from .lag_training import N_OCTAVES, _user_start, fit_log_gamma, fit_targets_1tcf, gamma_octave
-from .lagnet import LagDenoiser, ProfileNet, band_features, profile_correction
+from .lagnet import LagDenoiser, ProfileNet, band_features, one_time_noise, profile_correction
 
 __all__ = ["ProfileTrainConfig", "profile_inputs", "profile_theta", "profile_loss", "train_profile"]
 
@@ -126,7 +126,7 @@ def profile_loss(net: ProfileNet, bound: float, batch: dict, n_frames: int, weig
     loss = l_g.mean()
     parts = {"g": float(l_g.mean().detach())}
     lag = torch.arange(1, corr.shape[-1] + 1, dtype=corr.dtype)
-    sig = (batch["sbar"] / torch.sqrt(float(n_frames) - lag)[None] * s[:, None]).clamp_min(1e-12)
+    sig = (one_time_noise(batch["sbar"], float(n_frames), lag) * s[:, None]).clamp_min(1e-12)
     if weight_mean > 0:
         l_mean = ((corr / sig).mean(0) ** 2).mean()
         loss = loss + weight_mean * l_mean
