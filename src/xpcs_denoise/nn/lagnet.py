@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from ..core.band import band_lags, band_mask, band_mean, check_two_time_any, fro
 from ..core.correlation import one_time_from_two_time
 from ..core.defaults import WINDOW
 from ..core.errors import XPCSInputError
+from ..core.scaling import scale_parameters
 from ..core.validation import check_memory
 from ..io.files import atomic_path, file_sha256
 from .config import pretrained_directory
@@ -414,13 +414,15 @@ class LagDenoiser:
         if self.config.prior_weight <= 0 or n < WINDOW or math.ceil(self.config.prior_from * n) > top:
             return None
         out = np.full((x.shape[0], k), np.nan)
-        for i in range(x.shape[0]):  # one at a time: a 2TCF the ensemble cannot scale takes no prior
-            try:
-                with warnings.catch_warnings():  # its scaling's notes concern its own output, used only within
-                    warnings.simplefilter("ignore")  # the noise bound here
-                    p = _paper_ensemble().denoise(x[i].astype(np.float64))
-            except XPCSInputError:
-                continue
+        ens = _paper_ensemble()
+        x64 = np.asarray(x, dtype=np.float64)
+        try:  # its scaling (Eq. 5/7) for all 2TCFs in one batched fit; one without contrast takes no prior
+            beta, base = scale_parameters(x64, ens.size, partial=True)
+        except XPCSInputError:
+            return out
+        for i in np.flatnonzero(np.isfinite(beta)):
+            # one at a time: its lag-0 draws then do not depend on the other 2TCFs of the batch
+            p = ens.denoise(x64[i], beta=beta[i], baseline=base[i])
             out[i, :top] = one_time_from_two_time(p, max_lag=top)
         return out
 
