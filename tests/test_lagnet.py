@@ -198,6 +198,14 @@ def test_the_far_lag_prior_moves_only_far_lags_toward_the_2021_ensemble(noisy_se
     long = simulate_speckle(130, 1500, gamma=0.05, beta=0.2, mean_count=0.2, seed=4).two_time()[0]
     for c in (c2[0, :40, :40], long):  # below the window; 0.4 N beyond lag 49
         np.testing.assert_array_equal(on.denoise(c), off.denoise(c))
+    # what the ensemble cannot scale (a negative baseline, which ours takes: it is affine-invariant) takes no
+    # prior, without an error, beside 2TCFs that do (pure noise too, if its scaling finds a contrast)
+    flat = 1 + 0.01 * np.random.default_rng(0).standard_normal((60, 60))
+    odd = np.stack([-c2[0], 0.5 * (flat + flat.T), c2[1]])
+    got = on.denoise(odd)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_array_equal(got[0], off.denoise(odd[0]))
+    np.testing.assert_allclose(got[2], on.denoise(c2[1]), atol=1e-12)
 
 
 def test_training_runs_and_resumes(tmp_path):

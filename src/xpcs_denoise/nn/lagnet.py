@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -416,14 +417,20 @@ class LagDenoiser:
         out = np.full((x.shape[0], k), np.nan)
         ens = _paper_ensemble()
         x64 = np.asarray(x, dtype=np.float64)
-        try:  # its scaling (Eq. 5/7) for all 2TCFs in one batched fit; one without contrast takes no prior
-            beta, base = scale_parameters(x64, ens.size, partial=True)
-        except XPCSInputError:
-            return out
-        for i in np.flatnonzero(np.isfinite(beta)):
-            # one at a time: its lag-0 draws then do not depend on the other 2TCFs of the batch
-            p = ens.denoise(x64[i], beta=beta[i], baseline=base[i])
-            out[i, :top] = one_time_from_two_time(p, max_lag=top)
+        # A 2TCF the ensemble cannot scale (no contrast, a baseline ≤ 0: ours is affine-invariant, it is not) takes no
+        # prior; its scaling's notes concern its own output, used here only within the noise bound.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:  # its scaling (Eq. 5/7) for all 2TCFs in one batched fit
+                beta, base = scale_parameters(x64, ens.size, partial=True)
+            except XPCSInputError:
+                return out
+            for i in np.flatnonzero(np.isfinite(beta)):
+                try:  # one at a time: its lag-0 draws then do not depend on the other 2TCFs of the batch
+                    p = ens.denoise(x64[i], beta=beta[i], baseline=base[i])
+                except XPCSInputError:
+                    continue
+                out[i, :top] = one_time_from_two_time(p, max_lag=top)
         return out
 
     def prior_step(self, den: np.ndarray, n_frames: int, aux: dict, g_prior: np.ndarray) -> np.ndarray:
