@@ -272,3 +272,54 @@ def test_coverage_counts_z_over_all_rates():
     first = next(r for r in bias_table(fit, {"gamma": g}, params=("gamma",)) if r["bin"].startswith("0.01-"))
     assert first["z1"] == 0.0 and first["z2"] == 0.5  # the bins count σ̂ = 0 as a miss too
     assert coverage(fit, {"gamma": g}, select=[1, 0, 1, 1, 1, 1])["n"] == 3
+
+
+def test_the_raw_pool_weight_is_inverse_variance_with_a_floor_for_the_denoised_fit():
+    """w = 1 / (1 + (u / (c·Γ̂))²) where the raw decay is resolved (Γ̂·L ≥ m); 0 where it is not or the raw fit
+    failed; pooled Γ is the weighted geometric mean, β and C∞ the weighted mean."""
+    from xpcs_denoise.analysis.calibration import pool_values, raw_pool_weight
+
+    w = raw_pool_weight([0.05, 0.05, 0.05, 0.02, np.nan, -0.05], [0.0025, 0.005, 0.02, 1e-4, 0.001, 0.001], 49,
+                        floor=0.1, resolved=1.5)
+    np.testing.assert_allclose(w, [0.8, 0.5, 1 / 17, 0.0, 0.0, 0.0])  # 0.02·49 < 1.5: unresolved
+    np.testing.assert_allclose(pool_values([0.04, 0.04], [0.09, 0.09], [0.5, 0.0], log=True), [0.06, 0.04])
+    np.testing.assert_allclose(pool_values([1.0, 1.0], [1.2, np.nan], [0.25, 0.9]), [1.05, 1.0])
+    for bad in ({"floor": 0.0, "resolved": 1.5}, {"floor": 0.1}, {"floor": "0.1", "resolved": 1.5},
+                {"floor": 0.1, "resolved": -1.0}, {"floor": float("inf"), "resolved": 1.5}, [0.1, 1.5]):
+        with pytest.raises(XPCSInputError, match="raw_pool"):
+            FitCalibration(EDGES, {"lagnet/*": [[1.0, 0.0]]}, raw_pool=bad)
+    cal = FitCalibration(EDGES, {"lagnet/*": [[1.0, 0.0]]}, raw_pool={"floor": 0.1, "resolved": 2})
+    assert FitCalibration.from_dict(json.loads(json.dumps(cal.to_dict()))) == cal
+
+
+def test_a_pooling_calibration_pools_the_raw_fit_as_the_calibration_script_does():
+    """With ``raw_pool`` the lagnet path's Γ is the pooled value of its two fits (each made as before), the row
+    says so and gives the raw fit's weight; a bright decay is the raw fit's, a noisy one the denoised fit's. The
+    calibration script's ``pool_records`` gives the same Γ and u."""
+    from dataclasses import replace
+
+    from xpcs_denoise.analysis.calibration import pool_values
+    from xpcs_denoise.analysis.uncertainty import POOLED_PATH_NAMES, calibration_records, pool_records
+
+    bright = simulate_speckle(50, 20000, gamma=0.08, beta=0.2, mean_count=2.0, seed=3).two_time()[0]
+    dim = simulate_speckle(50, 300, gamma=0.08, beta=0.2, mean_count=0.05, seed=4).two_time()[0]
+    x = np.stack([bright, dim])
+    plain = FitCalibration(EDGES, {"lagnet/*": [[1.0, 0.0]], "raw/*": [[1.0, 0.0]]}, alpha_bounds=(0.5, 2.0))
+    pool = {"floor": 0.1, "resolved": 1.5}
+    pooled = replace(plain, raw_pool=pool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        den = fit_two_time(x, calibration=plain)
+        raw = fit_two_time(x, method="none", calibration=plain)
+        r = fit_two_time(x, calibration=pooled)
+    w = r.raw_weight
+    assert set(r.path) == {POOLED_PATH_NAMES["lagnet"]} and set(den.path) == {PATH_NAMES["lagnet"]}
+    np.testing.assert_array_equal(den.raw_weight, 0.0)
+    np.testing.assert_array_equal(raw.raw_weight, 1.0)
+    assert w[0] > 0.9 and w[1] < 0.1  # bright: the raw fit decides; dim: the denoised one
+    np.testing.assert_allclose(r.fit.gamma, pool_values(den.fit.gamma, raw.fit.gamma, w, log=True), rtol=1e-12)
+    np.testing.assert_allclose(r.fit.baseline, pool_values(den.fit.baseline, raw.fit.baseline, w), rtol=1e-12)
+    rec = pool_records(calibration_records(x, np.array([0.08, 0.08]), "lagnet", alpha_bounds=(0.5, 2.0)), pool)
+    np.testing.assert_allclose(rec["gamma"], r.fit.gamma, rtol=1e-12)
+    np.testing.assert_allclose(rec["u"], r.gamma_err_fit, rtol=1e-12)
+    np.testing.assert_allclose(rec["raw_weight"], w, rtol=1e-12)

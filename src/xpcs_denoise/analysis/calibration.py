@@ -33,7 +33,8 @@ from ..core.validation import json_safe
 from ..io.files import atomic_path
 from ..nn.config import pretrained_directory
 
-__all__ = ["FitCalibration", "calibrate", "calibration_scale", "cell_key", "fit_calibration", "load_calibration"]
+__all__ = ["FitCalibration", "calibrate", "calibration_scale", "cell_key", "fit_calibration", "load_calibration",
+           "pool_values", "raw_pool_weight"]
 
 #: Version of the stored layout; a file of another version is refused.
 VERSION = 1
@@ -69,6 +70,10 @@ class FitCalibration:
         Bounds of α in the fits of short series with α free, part of what was calibrated: a short window cannot
         pin α down, and a free fit then runs to the fitter's bounds (0.2, 3) with a Γ far off; the KWW exponents of
         XPCS lie within about 0.5 (stretched) to 2 (compressed). None: the fitter's own bounds.
+    raw_pool : dict, optional
+        ``{"floor": c, "resolved": m}``: a denoised path pools its fit with the same fit of the raw 2TCF, by
+        inverse variances with the denoised fit's error taken as c·Γ̂ (:func:`raw_pool_weight`), where the raw
+        fit's decay is resolved (Γ̂·L ≥ m). Part of what was calibrated; None: no pooling.
     """
 
     edges: tuple
@@ -76,6 +81,7 @@ class FitCalibration:
     long_frames: int = 100
     rel_edges: tuple = (0.0,)
     alpha_bounds: tuple | None = None
+    raw_pool: dict | None = None
     version: int = VERSION
     method: str = "normalised-residual quantiles per cell (Mondrian split-conformal): sigma = hypot(s*u, r*gamma)"
     coverage: dict = field(default_factory=dict)
@@ -106,6 +112,13 @@ class FitCalibration:
                 raise XPCSInputError(f"calibration alpha_bounds must be two numbers 0 < low < high; got "
                                      f"{self.alpha_bounds!r}")
             object.__setattr__(self, "alpha_bounds", (lo, hi))
+        if self.raw_pool is not None:
+            p = self.raw_pool
+            ok = isinstance(p, dict) and set(p) == {"floor", "resolved"} and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p.values())
+            if not ok or p["floor"] <= 0 or p["resolved"] < 0:
+                raise XPCSInputError(f"calibration raw_pool must be {{'floor': c > 0, 'resolved': m >= 0}}; got {p!r}")
+            object.__setattr__(self, "raw_pool", {"floor": float(p["floor"]), "resolved": float(p["resolved"])})
         if not isinstance(self.long_frames, int) or self.long_frames < 3:
             raise XPCSInputError(f"calibration long_frames must be a whole number >= 3; got {self.long_frames!r}")
         if not isinstance(self.cells, dict):
@@ -164,6 +177,12 @@ class FitCalibration:
             return None
         return {"alpha": self.alpha_bounds}
 
+    def pool_weight(self, gamma_raw, u_raw, lag_max) -> np.ndarray:
+        """The raw fit's weight in a pooled fit (0 without :attr:`raw_pool`): :func:`raw_pool_weight`."""
+        if self.raw_pool is None:
+            return np.zeros(np.shape(gamma_raw))
+        return raw_pool_weight(gamma_raw, u_raw, lag_max, **self.raw_pool)
+
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
 
@@ -175,16 +194,54 @@ class FitCalibration:
             raise XPCSInputError(f"{where} is not a valid calibration: {exc}") from exc
 
 
+def raw_pool_weight(gamma_raw, u_raw, lag_max, floor: float, resolved: float) -> np.ndarray:
+    """Weight w of the raw 2TCF's fit pooled with the denoised one's: log Γ̂ = w log Γ̂_raw + (1 − w) log Γ̂_den.
+
+    Inverse-variance weights, w = 1 / (1 + (u / (floor·Γ̂_raw))²), with u the raw fit's own error and the
+    denoised fit's taken as ``floor``·Γ̂: what denoising cannot remove, its bias (a model rounds compressed
+    decays by a few per cent), which a raw fit of a well-measured decay does not have. So a precise raw fit
+    (bright data, long series) decides Γ and a noisy one leaves it to the denoised fit. Only where the raw fit's
+    decay is resolved (Γ̂_raw·``lag_max`` ≥ ``resolved`` decay times; an unresolved decay's own error is not to be
+    trusted); else 0, as where the raw fit failed.
+
+    Examples
+    --------
+    >>> from xpcs_denoise.analysis.calibration import raw_pool_weight
+    >>> raw_pool_weight([0.05, 0.05, 0.05, 0.01], [0.001, 0.01, 0.05, 0.0001], 49, floor=0.1, resolved=1.5).round(2)
+    array([0.96, 0.2 , 0.01, 0.  ])
+    """
+    g = np.asarray(gamma_raw, dtype=np.float64)
+    u = np.asarray(u_raw, dtype=np.float64)
+    ok = np.isfinite(g) & (g > 0) & np.isfinite(u) & (g * np.asarray(lag_max, dtype=np.float64) >= resolved)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        w = 1.0 / (1.0 + (u / (floor * g)) ** 2)
+    return np.where(ok, w, 0.0)
+
+
+def pool_values(den, raw, w, log: bool = False) -> np.ndarray:
+    """``w``-weighted mean of the raw and denoised fits' values (of logarithms with ``log``, where both are > 0);
+    the denoised value where w is 0 or the raw one is not finite."""
+    den, raw, w = (np.asarray(v, dtype=np.float64) for v in (den, raw, w))
+    use = (w > 0) & np.isfinite(raw) & np.isfinite(den)
+    if log:
+        use &= (raw > 0) & (den > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.exp(w * np.log(np.where(use, raw, 1.0)) + (1 - w) * np.log(np.where(use, den, 1.0)))
+    else:
+        v = w * np.where(use, raw, 0.0) + (1 - w) * np.where(use, den, 0.0)
+    return np.where(use, v, den)
+
+
 def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 100, min_fits: int = 60,
                     source=None, coverage=None, z1: float = 0.683, z2: float = 0.93,
-                    z2_long: float | None = None, alpha_bounds=None) -> FitCalibration:
+                    z2_long: float | None = None, alpha_bounds=None, raw_pool=None) -> FitCalibration:
     """A :class:`FitCalibration` from held-out fits of known truth.
 
     ``rows`` maps a cell key to arrays ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂) and ``resolved`` (Γ̂·L); a bin
     with fewer than ``min_fits`` fits takes the cell's pooled pair, a cell with fewer its path's. ``z1``, ``z2``:
     the shares of |z| < 1 (target) and < 2 (least) each pair is chosen for (:func:`calibrate`); ``z2_long`` instead
     of ``z2`` for the cells of long series (few fits per bin, heavier tails: a margin for the ≥ 90 % they must keep).
-    ``alpha_bounds``: those the fits in ``rows`` were made with (:attr:`FitCalibration.alpha_bounds`).
+    ``alpha_bounds``, ``raw_pool``: those the fits in ``rows`` were made with (:class:`FitCalibration`).
     """
     edges = tuple(float(e) for e in edges)
     probe = FitCalibration(edges, {"x/*": [[1.0, 0.0]]}, long_frames, tuple(rel_edges))
@@ -207,7 +264,7 @@ def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 1
                                                   np.inf))
         cells[key] = [(_pair({k: v[b == i] for k, v in r.items()}, z1, zz) if np.sum(b == i) >= min_fits else pooled)
                       for i in range(probe.n_bins)]
-    return FitCalibration(edges, cells, long_frames, probe.rel_edges, alpha_bounds=alpha_bounds,
+    return FitCalibration(edges, cells, long_frames, probe.rel_edges, alpha_bounds=alpha_bounds, raw_pool=raw_pool,
                           source=dict(source or {}), coverage=dict(coverage or {}))
 
 

@@ -31,16 +31,27 @@ from ..core.validation import check_int, check_square, numeric_array
 from ..io.files import write_csv
 from ..nn.config import WINDOW
 from ..restoration.denoise import denoise, resolve_method
-from .calibration import FitCalibration, calibrate, calibration_scale, cell_key, fit_calibration, load_calibration
+from .calibration import (
+    FitCalibration,
+    calibrate,
+    calibration_scale,
+    cell_key,
+    fit_calibration,
+    load_calibration,
+    pool_values,
+    raw_pool_weight,
+)
 
-__all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "cut_fits", "raw_cut_errors",
-           "default_max_lag", "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap", "TwoTimeFit",
-           "CutFits", "PATH_NAMES"]
+__all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "pool_records", "cut_fits",
+           "raw_cut_errors", "default_max_lag", "fit_denoised", "fit_two_time", "recalibrate", "residual_bootstrap",
+           "TwoTimeFit", "CutFits", "PATH_NAMES", "POOLED_PATH_NAMES"]
 
 #: The path of each method, as every row states it.
 PATH_NAMES = {"lagnet": "lagnet: plain fit of the denoised 2TCF", "none": "raw: plain fit",
               "cned": "paper-2021: plain fit of the denoised 2TCF"}
 _CELL_PATH = {"lagnet": "lagnet", "none": "raw", "cned": "paper-2021"}
+#: The path's name where its calibration pools the denoised fit with the raw one (``FitCalibration.raw_pool``).
+POOLED_PATH_NAMES = {"lagnet": "lagnet: denoised and raw fits pooled by precision"}
 NO_CONTRAST = "failed: no contrast"
 
 
@@ -89,6 +100,9 @@ class TwoTimeFit:
         First and last lag fitted, in ``fit.lag_unit``.
     denoised : ndarray or None
         What was fitted (the path's 2TCFs).
+    raw_weight : ndarray or None
+        The raw fit's weight in each result: 1 on the raw path, 0 for a denoised fit alone, in between where the
+        calibration pools the two (:func:`~xpcs_denoise.analysis.calibration.raw_pool_weight`).
     """
 
     fit: FitResult
@@ -99,6 +113,7 @@ class TwoTimeFit:
     seed: int = 0
     denoised: np.ndarray | None = None
     notes: list = field(default_factory=list)
+    raw_weight: np.ndarray | None = None
 
 
 def _has_contrast(c2: np.ndarray, max_lag: int) -> np.ndarray:
@@ -173,6 +188,17 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
     # The calibration was measured on fits with its bounds (α of short series): the same fits here.
     bounds = calibration.fit_bounds(n, fix) if calibration is not None else None
     fit = fit_g2(g2, fix=fix, sigma=sigma, absolute_sigma=weighted, bounds=bounds)
+    w = np.full(nb, 1.0 if method == "none" else 0.0)
+    if method in POOLED_PATH_NAMES and calibration is not None and calibration.raw_pool is not None:
+        # the same fit of the raw 2TCF, pooled by precision: a well-measured decay keeps what the raw data show
+        raw_fit = fit_g2(one_time_from_two_time(raw3, max_lag=lag_max), fix=fix, sigma=sigma,
+                         absolute_sigma=weighted, bounds=bounds)
+        w = np.where(fit.success & raw_fit.success,
+                     calibration.pool_weight(raw_fit.gamma, raw_fit.gamma_err, lag_max), 0.0)
+        for k in PARAMETERS:
+            setattr(fit, k, pool_values(getattr(fit, k), getattr(raw_fit, k), w, log=k in ("gamma", "alpha")))
+            setattr(fit, f"{k}_err", pool_values(getattr(fit, f"{k}_err"), getattr(raw_fit, f"{k}_err"), w))
+        path = np.where(path == PATH_NAMES[method], POOLED_PATH_NAMES[method], path).astype(object)
     notes = [] if weighted else ["unweighted fit: its σ of Γ is calibrated for weighted fits only"]
     if bounds is not None and fit.at_bound_params is not None:
         lo, hi = bounds["alpha"]
@@ -216,7 +242,7 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
         warnings.warn("; ".join(notes), stacklevel=3)
     return TwoTimeFit(fit=fit, path=path.astype(str).reshape(shape), gamma_err_fit=u.reshape(shape),
                       cell=cell.astype(str).reshape(shape), lag_range=lags, seed=int(seed),
-                      denoised=den, notes=notes)
+                      denoised=den, notes=notes, raw_weight=np.where(failed, np.nan, w).reshape(shape))
 
 
 def fit_two_time(c2, *, method: str | None = None, model=None, max_lag: int | None = None, fix: dict | None = None,
@@ -310,15 +336,36 @@ def calibration_records(x, truth, method: str, model=None, fix: dict | None = No
     """Uncalibrated fits of (B, N, N) 2TCFs of known Γ (``truth``), with ``alpha_bounds``
     (:attr:`~xpcs_denoise.analysis.calibration.FitCalibration.alpha_bounds`): arrays ``key`` (the calibration cell),
     ``residual`` (Γ̂ − Γ), ``u``, ``gamma`` (Γ̂), ``resolved`` (Γ̂·L) and ``truth``, what
-    :func:`~xpcs_denoise.analysis.calibration.fit_calibration` takes."""
+    :func:`~xpcs_denoise.analysis.calibration.fit_calibration` takes; on a path that can pool its fit with the raw
+    one (:data:`POOLED_PATH_NAMES`), also the raw fit's ``gamma_raw`` and ``u_raw`` (see :func:`pool_records`)."""
+    ident = replace(_IDENTITY, alpha_bounds=alpha_bounds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = fit_two_time(x, method=method, model=model, fix=fix,
-                         calibration=replace(_IDENTITY, alpha_bounds=alpha_bounds))
+        r = fit_two_time(x, method=method, model=model, fix=fix, calibration=ident)
+        raw = fit_two_time(x, method="none", fix=fix, calibration=ident) if method in POOLED_PATH_NAMES else None
     g = np.atleast_1d(r.fit.gamma)
     key = cell_key(_CELL_PATH[method], x.shape[-1], fix, _IDENTITY.long_frames)
-    return {"key": np.full(g.size, key), "residual": g - np.asarray(truth, float), "u": np.atleast_1d(r.gamma_err_fit),
-            "gamma": g, "resolved": np.abs(g) * r.lag_range[1], "truth": np.asarray(truth, float)}
+    out = {"key": np.full(g.size, key), "residual": g - np.asarray(truth, float), "u": np.atleast_1d(r.gamma_err_fit),
+           "gamma": g, "resolved": np.abs(g) * r.lag_range[1], "truth": np.asarray(truth, float)}
+    if raw is not None:
+        out.update(gamma_raw=np.atleast_1d(raw.fit.gamma), u_raw=np.atleast_1d(raw.gamma_err_fit))
+    return out
+
+
+def pool_records(rec: dict, raw_pool: dict | None) -> dict:
+    """Records of :func:`calibration_records` (with ``gamma_raw``, ``u_raw``, and ``resolved`` / ``gamma`` = L)
+    as :func:`fit_denoised` pools them with ``raw_pool`` (``FitCalibration.raw_pool``; None: unchanged)."""
+    if raw_pool is None:
+        return rec
+    with np.errstate(divide="ignore", invalid="ignore"):
+        span = np.where(rec["gamma"] != 0, rec["resolved"] / np.abs(rec["gamma"]), 0.0)
+    ok = np.isfinite(rec["gamma"]) & np.isfinite(rec["gamma_raw"])
+    w = np.where(ok, raw_pool_weight(rec["gamma_raw"], rec["u_raw"], span, **raw_pool), 0.0)
+    g = pool_values(rec["gamma"], rec["gamma_raw"], w, log=True)
+    out = dict(rec)
+    out.update(gamma=g, residual=g - rec["truth"], u=pool_values(rec["u"], rec["u_raw"], w), resolved=np.abs(g) * span,
+               raw_weight=w)
+    return out
 
 
 def recalibrate(method: str, model=None, *, n: int = 900, seed: int = 0) -> FitCalibration:
@@ -329,17 +376,18 @@ def recalibrate(method: str, model=None, *, n: int = 900, seed: int = 0) -> FitC
     # α's bounds stay those of the model's calibration (else the shipped one's)
     stored = load_calibration(method, model) or load_calibration(method)
     bounds = stored.alpha_bounds if stored is not None else None
+    pool = stored.raw_pool if stored is not None else None  # and its pooling with the raw fit
     for alpha_one, m in ((False, n), (True, n // 3)):
         kw = {**JUDGED_RANGES, **({"alpha_range": (1.0, 1.0)} if alpha_one else {})}
         x, _, prm = simulate_crops(m, 50, seed=seed + alpha_one, **kw)
-        rows.append(calibration_records(x, prm["gamma"], method, model, {"alpha": 1.0} if alpha_one else None,
-                                        alpha_bounds=bounds))
+        rows.append(pool_records(calibration_records(x, prm["gamma"], method, model,
+                                                     {"alpha": 1.0} if alpha_one else None, alpha_bounds=bounds), pool))
     by_key = {}
     for r in rows:
         ok = np.isfinite(r["residual"])
         by_key[str(r["key"][0])] = {k: r[k][ok] for k in ("residual", "u", "gamma", "resolved")}
     return fit_calibration(by_key, CALIBRATION_EDGES, rel_edges=CALIBRATION_REL_EDGES, alpha_bounds=bounds,
-                           source={"simulated": f"{n} + {n // 3} (α held) 50-frame crops, judged ranges",
+                           raw_pool=pool, source={"simulated": f"{n} + {n // 3} (α held) 50-frame crops, judged ranges",
                                    "seed": int(seed), "model": (getattr(model, "card", None) or {}).get(
                                        "weights_sha256")})
 

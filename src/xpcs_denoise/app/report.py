@@ -106,7 +106,7 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
     -------
     fit : :class:`~xpcs_denoise.fitting.FitResult`
     columns : dict: ``path`` (K,) what was fitted per ROI, ``errors`` what the standard errors include,
-        ``lag_range`` the lags fitted
+        ``lag_range`` the lags fitted, ``raw_weight`` (K,) the raw fit's share (1: the raw fit; 0: the denoised one)
     """
     import warnings
 
@@ -134,10 +134,11 @@ def whole_series_fit(c2, *, method: str, raw=None, model=None, model_sha256: str
         fit = fit_g2(np.stack(g2), fix=fix, sigma=sigma_for_fit(np.stack(err)) if weighted else None,
                      frame_time=frame_time)  # as workflows.fit_one_times, ROI by ROI
         return fit, {"path": np.full(k_rois, f"{method} (as stored)"), "errors": "fit only",
-                     "lag_range": f"1–{lag_max} frames"}
+                     "lag_range": f"1–{lag_max} frames", "raw_weight": np.zeros(k_rois)}
     cells = sorted(set(np.atleast_1d(tf.cell).tolist()))
     errors = ("calibrated (" + ", ".join(cells) + ")" if "uncalibrated" not in cells else "the fit's own")
-    return tf.fit, {"path": np.atleast_1d(tf.path), "errors": errors, "lag_range": f"1–{lag_max} frames"}
+    return tf.fit, {"path": np.atleast_1d(tf.path), "errors": errors, "lag_range": f"1–{lag_max} frames",
+                    "raw_weight": np.atleast_1d(tf.raw_weight)}
 
 
 def _whole(c2, progress: bool = False) -> np.ndarray:
@@ -195,6 +196,7 @@ def fit_table(c2s: dict, q=None, *, max_lag: int | None = None, fix: dict | None
         rows += [{"method": name, **r} for r in fit_rows(fit, labels, index_name="roi",
                                                           columns={"q": q_col, "phi": phi_col,
                                                                    "path": cols["path"],
+                                                                   "raw_weight": cols["raw_weight"],
                                                                    "lag_range": cols["lag_range"]})]
     return rows, fits
 
