@@ -23,7 +23,8 @@ xd.denoise_file(out / "c2.h5", out / "c2_denoised.h5", uncertainty=True, overwri
 xd.report_file(out / "c2_denoised.h5", out / "report", compare=("gaussian",), overwrite=True)
 
 # %% The recommended fit: the same one as `xpcs-denoise fit` and the report (fit_file / fit_two_time): the
-# lag-band model's output fitted as it stands, with the raw fit's calibrated σ, and the path it took.
+# lag-band model's output fitted as it stands, pooled by precision with the raw fit, with a calibrated σ, and the
+# path it took.
 summary = xd.fit_file(out / "c2_denoised.h5", out / "fits.csv", fix_alpha=True, overwrite=True)
 import csv  # noqa: E402
 

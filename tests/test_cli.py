@@ -120,7 +120,8 @@ def test_correlate_denoise_fit_report_chain(tmp_path):
     # test_workflows and benchmarks/bench_bias.py): each Γ agrees with the truth within its honest error, which
     # includes the noise and the model (bootstrap), and each row says what was fitted.
     assert np.all(err > 0) and np.all(np.abs(gamma - sim.gamma) < 3 * err)
-    assert all(r["path"] == "lagnet: plain fit of the denoised 2TCF" for r in rows)
+    assert all(r["path"] == "lagnet: denoised and raw fits pooled by precision" for r in rows)
+    assert all(0 <= float(r["raw_weight"]) <= 1 for r in rows)
     assert float(rows[0]["alpha"]) == 1.0 and json.loads((tmp_path / "p.json").read_text())["fix_alpha"]
 
     r = run("fit", str(tmp_path / "d.h5"), "-o", str(tmp_path / "cuts.csv"), "--cut-width", "3", "--fix-beta",
@@ -233,7 +234,7 @@ def test_quickstart_example_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "report" / "index.html").exists() and (tmp_path / "c2_denoised.h5").exists()
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("ROI ")]
-    assert len(lines) == 3 and all("lagnet: plain fit" in ln for ln in lines)
+    assert len(lines) == 3 and all("lagnet: denoised and raw fits pooled by precision" in ln for ln in lines)
     z = [float(ln.split("z = ")[1].split(";")[0]) for ln in lines]
     assert all(abs(v) < 3 for v in z)  # the recommended fit lands on the truth within its error
 

@@ -163,11 +163,13 @@ def test_report_and_fit_file_give_the_same_whole_series_fits_of_a_denoised_file(
     with open(tmp_path / "rep" / "fits.csv") as f:
         rep = [r for r in csv.DictReader(f) if r["method"] == method]
     assert len(mine) == len(rep) == len(Q)
-    paths = {"cned": "paper-2021: plain fit of the denoised 2TCF", "lagnet": "lagnet: plain fit of the denoised 2TCF"}
+    paths = {"cned": "paper-2021: plain fit of the denoised 2TCF", "lagnet": "lagnet: denoised and raw fits pooled by "
+             "precision"}
     assert {r["path"] for r in mine} == {paths[method]}
     assert {r["lag_range"] for r in rep} == {"1–49 frames"}
     for a, b in zip(mine, rep, strict=True):
-        assert a["roi"] == b["roi"] and a["path"] == b["path"]
+        assert a["roi"] == b["roi"] and a["path"] == b["path"] and a["raw_weight"] == b["raw_weight"]
+        assert 0 <= float(a["raw_weight"]) <= (1 if method == "lagnet" else 0)
         assert float(a["gamma"]) == pytest.approx(float(b["gamma"]), rel=1e-12)
         assert float(a["gamma_err"]) == pytest.approx(float(b["gamma_err"]), rel=1e-12)
         assert float(a["gamma_err"]) > 0

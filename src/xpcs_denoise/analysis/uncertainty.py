@@ -8,7 +8,9 @@
 2. **Fit** (:func:`fit_denoised`): one batched Levenberg–Marquardt fit (:func:`~xpcs_denoise.core.fitting.fit_g2`)
    of Eq. 3 to the 1TCF of what the path gives, lags 1…L, weighted by the *raw* 1TCF's standard errors (from the
    spread along each diagonal); its covariance with those weights taken as absolute gives Γ's uncalibrated error
-   ``u``.
+   ``u``. Where the calibration says so (``FitCalibration.raw_pool``, the shipped lagnet one), the same fit of
+   the raw 2TCF is pooled in by precision: a well-measured decay keeps what the raw data show, beyond the model's
+   few per cent of bias (:func:`~xpcs_denoise.analysis.calibration.raw_pool_weight`; ``raw_weight`` per row).
 3. **Calibration** (:mod:`~xpcs_denoise.analysis.calibration`): σ = sqrt((s·u)² + (r·Γ̂)²), (s, r) read from the
    calibration stored beside the model's weights (raw fits: ``pretrained/raw_calibration.json``) for the path,
    the series' length, the parameters held and the decay times the lags span; measured on held-out real and
@@ -280,8 +282,8 @@ def fit_two_time(c2, *, method: str | None = None, model=None, max_lag: int | No
     >>> from xpcs_denoise import fit_two_time, simulate_speckle
     >>> c2 = simulate_speckle(60, 3000, gamma=0.05, beta=0.2, mean_count=0.5, seed=1).two_time()[0]
     >>> r = fit_two_time(c2)
-    >>> str(r.path), bool(abs(r.fit.gamma - 0.05) < 3 * r.fit.gamma_err)
-    ('lagnet: plain fit of the denoised 2TCF', True)
+    >>> str(r.path), bool(abs(r.fit.gamma - 0.05) < 3 * r.fit.gamma_err), bool(0 <= r.raw_weight <= 1)
+    ('lagnet: denoised and raw fits pooled by precision', True, True)
     """
     method = resolve_method(method, model)
     if method not in PATH_NAMES:

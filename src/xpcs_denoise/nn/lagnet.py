@@ -84,7 +84,7 @@ class LagNetConfig:
     #: their mean at the far lags is better than either on real and simulated crops (docs/model.md).
     prior_weight: float = 0.0
     prior_from: float = 0.4
-    prior_bound: float = 3.0
+    prior_bound: float = 1.0
 
     def __post_init__(self):
         try:
