@@ -126,9 +126,12 @@ def test_the_shipped_calibrations_load_and_cover_simulated_crops():
     rng = np.random.default_rng(11)
     gam = np.exp(rng.uniform(np.log(0.01), np.log(0.15), 40))
     c2 = np.stack([_series(g, 50, 100 + i) for i, g in enumerate(gam)])
-    for method in ("lagnet", "none"):
+    from xpcs_denoise.analysis.uncertainty import POOLED_PATH_NAMES
+
+    assert load_calibration("lagnet").raw_pool is not None  # the shipped lagnet fit is pooled with the raw one
+    for method, path in (("lagnet", POOLED_PATH_NAMES["lagnet"]), ("none", PATH_NAMES["none"])):
         r = fit_two_time(c2, method=method)
-        assert set(r.path) == {PATH_NAMES[method]}
+        assert set(r.path) == {path}
         z = np.abs(r.fit.gamma - gam) / r.fit.gamma_err
         assert np.mean(z < 2) >= 0.8, (method, np.mean(z < 2))
         assert np.all(r.fit.gamma_err > 0)
