@@ -278,13 +278,16 @@ def test_coverage_counts_z_over_all_rates():
 
 
 def test_the_raw_pool_weight_is_inverse_variance_with_a_floor_for_the_denoised_fit():
-    """w = 1 / (1 + (u / (c·Γ̂))²) where the raw decay is resolved (Γ̂·L ≥ m); 0 where it is not or the raw fit
-    failed; pooled Γ is the weighted geometric mean, β and C∞ the weighted mean."""
+    """w = 1 / (1 + (u / (c·Γ̂))²) where the decay is resolved (Γ̂·L ≥ m) by the raw fit and the denoised one; 0
+    where it is not or the raw fit failed; pooled Γ is the weighted geometric mean, β and C∞ the weighted mean."""
     from xpcs_denoise.analysis.calibration import pool_values, raw_pool_weight
 
     w = raw_pool_weight([0.05, 0.05, 0.05, 0.02, np.nan, -0.05], [0.0025, 0.005, 0.02, 1e-4, 0.001, 0.001], 49,
                         floor=0.1, resolved=1.5)
     np.testing.assert_allclose(w, [0.8, 0.5, 1 / 17, 0.0, 0.0, 0.0])  # 0.02·49 < 1.5: unresolved
+    # both fits must resolve the decay: a raw fit that reads a slow decay fast is not pooled in
+    both = raw_pool_weight([0.05, 0.05, 0.05], [0.0025] * 3, 49, floor=0.1, resolved=1.5, gamma_den=[0.04, 0.02, np.nan])
+    np.testing.assert_allclose(both, [0.8, 0.0, 0.0])
     np.testing.assert_allclose(pool_values([0.04, 0.04], [0.09, 0.09], [0.5, 0.0], log=True), [0.06, 0.04])
     np.testing.assert_allclose(pool_values([1.0, 1.0], [1.2, np.nan], [0.25, 0.9]), [1.05, 1.0])
     for bad in ({"floor": 0.0, "resolved": 1.5}, {"floor": 0.1}, {"floor": "0.1", "resolved": 1.5},

@@ -196,7 +196,7 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
         raw_fit = fit_g2(one_time_from_two_time(raw3, max_lag=lag_max), fix=fix, sigma=sigma,
                          absolute_sigma=weighted, bounds=bounds)
         w = np.where(fit.success & raw_fit.success,
-                     calibration.pool_weight(raw_fit.gamma, raw_fit.gamma_err, lag_max), 0.0)
+                     calibration.pool_weight(raw_fit.gamma, raw_fit.gamma_err, lag_max, fit.gamma), 0.0)
         for k in PARAMETERS:
             setattr(fit, k, pool_values(getattr(fit, k), getattr(raw_fit, k), w, log=k in ("gamma", "alpha")))
             setattr(fit, f"{k}_err", pool_values(getattr(fit, f"{k}_err"), getattr(raw_fit, f"{k}_err"), w))
@@ -362,7 +362,7 @@ def pool_records(rec: dict, raw_pool: dict | None) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         span = np.where(rec["gamma"] != 0, rec["resolved"] / np.abs(rec["gamma"]), 0.0)
     ok = np.isfinite(rec["gamma"]) & np.isfinite(rec["gamma_raw"])
-    w = np.where(ok, raw_pool_weight(rec["gamma_raw"], rec["u_raw"], span, **raw_pool), 0.0)
+    w = np.where(ok, raw_pool_weight(rec["gamma_raw"], rec["u_raw"], span, **raw_pool, gamma_den=rec["gamma"]), 0.0)
     g = pool_values(rec["gamma"], rec["gamma_raw"], w, log=True)
     out = dict(rec)
     out.update(gamma=g, residual=g - rec["truth"], u=pool_values(rec["u"], rec["u_raw"], w), resolved=np.abs(g) * span,
