@@ -286,7 +286,7 @@ def test_the_raw_pool_weight_is_inverse_variance_with_a_floor_for_the_denoised_f
                         floor=0.1, resolved=1.5)
     np.testing.assert_allclose(w, [0.8, 0.5, 1 / 17, 0.0, 0.0, 0.0])  # 0.02·49 < 1.5: unresolved
     # both fits must resolve the decay: a raw fit that reads a slow decay fast is not pooled in
-    both = raw_pool_weight([0.05, 0.05, 0.05], [0.0025] * 3, 49, floor=0.1, resolved=1.5, gamma_den=[0.04, 0.02, np.nan])
+    both = raw_pool_weight([0.05] * 3, [0.0025] * 3, 49, floor=0.1, resolved=1.5, gamma_den=[0.04, 0.02, np.nan])
     np.testing.assert_allclose(both, [0.8, 0.0, 0.0])
     np.testing.assert_allclose(pool_values([0.04, 0.04], [0.09, 0.09], [0.5, 0.0], log=True), [0.06, 0.04])
     np.testing.assert_allclose(pool_values([1.0, 1.0], [1.2, np.nan], [0.25, 0.9]), [1.05, 1.0])
