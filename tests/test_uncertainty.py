@@ -48,7 +48,8 @@ def test_calibration_checks_itself_and_round_trips():
 
 def test_the_calibrations_bounds_of_alpha_hold_for_short_free_fits_only():
     """α's bounds are part of the calibration: a short series fitted with α free stays within them (here a
-    noise-free compressed decay, α = 2.6, comes out at 2); a long series, or α held, is fitted as before."""
+    noise-free compressed decay, α = 2.6, comes out at 2); a long series, or α held, is fitted as before. A row
+    says α was held only where its α (after pooling with the raw fit) is at the bound."""
     cal = FitCalibration(EDGES, {"raw/*": [[1.0, 0.0]]}, alpha_bounds=(0.5, 2.0))
     assert FitCalibration.from_dict(json.loads(json.dumps(cal.to_dict()))).alpha_bounds == (0.5, 2.0)
 
@@ -69,6 +70,17 @@ def test_the_calibrations_bounds_of_alpha_hold_for_short_free_fits_only():
     assert "α held within the calibration's 0.5–2" in msg
     assert alpha(clean(150), cal) == pytest.approx(2.6, abs=0.01)  # long: 150 >= long_frames
     assert alpha(clean(50), cal, fix={"alpha": 2.6}) == 2.6
+    # pooled with a raw fit whose α lies inside the bounds: the row's α is not the bound, and it says so
+    from dataclasses import replace
+
+    raw = 1.0 + 0.2 * np.exp(-2 * (0.05 * _lag_matrix(50)) ** 1.5)
+    pooled = replace(cal, cells={"lagnet/*": [[1.0, 0.0]]}, raw_pool={"floor": 0.2, "resolved": 1.5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_denoised(raw, clean(50), method="lagnet", calibration=pooled).fit
+        alone = fit_denoised(raw, clean(50), method="lagnet", calibration=replace(pooled, raw_pool=None)).fit
+    assert float(alone.alpha) == pytest.approx(2.0) and "α held" in str(alone.message)
+    assert 1.4 < float(r.alpha) < 2.0 and "α held" not in str(r.message)
 
 
 def test_calibrated_sigma_follows_the_cell_and_the_decay_times_spanned():

@@ -204,7 +204,8 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
     notes = [] if weighted else ["unweighted fit: its σ of Γ is calibrated for weighted fits only"]
     if bounds is not None and fit.at_bound_params is not None:
         lo, hi = bounds["alpha"]
-        held = np.reshape(fit.at_bound_params, (-1, 4))[:, 3]
+        # the denoised fit's α at a bound; after pooling with the raw fit, only where the pooled α is there too
+        held = np.reshape(fit.at_bound_params, (-1, 4))[:, 3] & (np.isclose(fit.alpha, lo) | np.isclose(fit.alpha, hi))
         fit.message = np.where(held, np.char.add(fit.message.astype(str), f" (α held within the calibration's {lo:g}–"
                                                  f"{hi:g} for short series)"), fit.message)
     failed = path == NO_CONTRAST
