@@ -341,3 +341,25 @@ def test_a_pooling_calibration_pools_the_raw_fit_as_the_calibration_script_does(
     np.testing.assert_allclose(rec["gamma"], r.fit.gamma, rtol=1e-12)
     np.testing.assert_allclose(rec["u"], r.gamma_err_fit, rtol=1e-12)
     np.testing.assert_allclose(rec["raw_weight"], w, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_recalibrating_the_lagnet_path_keeps_its_pooling_and_measures_pooled_fits():
+    """recalibrate on the lagnet path (what a fine-tuned lag-band model would store): the stored calibration's
+    pooling and α bounds are carried, and the pairs are measured on the pooled fits: σ from them covers fresh
+    simulated crops fitted by fit_two_time."""
+    from xpcs_denoise.analysis.uncertainty import recalibrate
+    from xpcs_denoise.core.simulation import JUDGED_RANGES, simulate_crops
+
+    stored = load_calibration("lagnet")
+    cal = recalibrate("lagnet", n=240, seed=3)
+    assert cal.raw_pool == stored.raw_pool and cal.alpha_bounds == stored.alpha_bounds
+    assert {"lagnet/short/free", "lagnet/short/alpha", "lagnet/*"} <= set(cal.cells)
+    x, _, prm = simulate_crops(120, 50, seed=11, **JUDGED_RANGES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = fit_two_time(x, calibration=cal)
+    ok = r.path == "lagnet: denoised and raw fits pooled by precision"
+    assert ok.mean() > 0.9  # the rest: "failed: no contrast"
+    z = np.abs(r.fit.gamma[ok] - prm["gamma"][ok]) / r.fit.gamma_err[ok]
+    assert 0.5 < np.mean(z < 1) < 0.9 and np.mean(z < 2) > 0.85
