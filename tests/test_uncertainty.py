@@ -49,7 +49,8 @@ def test_calibration_checks_itself_and_round_trips():
 def test_the_calibrations_bounds_of_alpha_hold_for_short_free_fits_only():
     """α's bounds are part of the calibration: a short series fitted with α free stays within them (here a
     noise-free compressed decay, α = 2.6, comes out at 2); a long series, or α held, is fitted as before. A row
-    says α was held only where its α (after pooling with the raw fit) is at the bound."""
+    says α was held, and the fitter's flags say "at bound", only where its α (after pooling with the raw fit) is at
+    the bound."""
     cal = FitCalibration(EDGES, {"raw/*": [[1.0, 0.0]]}, alpha_bounds=(0.5, 2.0))
     assert FitCalibration.from_dict(json.loads(json.dumps(cal.to_dict()))).alpha_bounds == (0.5, 2.0)
 
@@ -80,7 +81,10 @@ def test_the_calibrations_bounds_of_alpha_hold_for_short_free_fits_only():
         r = fit_denoised(raw, clean(50), method="lagnet", calibration=pooled).fit
         alone = fit_denoised(raw, clean(50), method="lagnet", calibration=replace(pooled, raw_pool=None)).fit
     assert float(alone.alpha) == pytest.approx(2.0) and "α held" in str(alone.message)
+    assert "at bound: alpha" in str(alone.message) and bool(alone.at_bound)
     assert 1.4 < float(r.alpha) < 2.0 and "α held" not in str(r.message)
+    # the fitter's own flags describe the pooled values too
+    assert str(r.message) == "ok" and not bool(r.at_bound) and not np.any(r.at_bound_params)
 
 
 def test_calibrated_sigma_follows_the_cell_and_the_decay_times_spanned():

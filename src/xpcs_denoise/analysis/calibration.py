@@ -34,7 +34,7 @@ from ..io.files import atomic_path
 from ..nn.config import pretrained_directory
 
 __all__ = ["FitCalibration", "calibrate", "calibration_scale", "cell_key", "fit_calibration", "load_calibration",
-           "pool_values", "raw_pool_weight"]
+           "pool_fits", "pool_values", "raw_pool_weight"]
 
 #: Version of the stored layout; a file of another version is refused.
 VERSION = 1
@@ -177,11 +177,11 @@ class FitCalibration:
             return None
         return {"alpha": self.alpha_bounds}
 
-    def pool_weight(self, gamma_raw, u_raw, lag_max, gamma_den=None) -> np.ndarray:
-        """The raw fit's weight in a pooled fit (0 without :attr:`raw_pool`): :func:`raw_pool_weight`."""
+    def pool(self, den: dict, raw: dict, lag_max, ok=None) -> tuple[dict, np.ndarray]:
+        """The denoised and raw fits pooled as :attr:`raw_pool` says (:func:`pool_fits`; unchanged without it)."""
         if self.raw_pool is None:
-            return np.zeros(np.shape(gamma_raw))
-        return raw_pool_weight(gamma_raw, u_raw, lag_max, **self.raw_pool, gamma_den=gamma_den)
+            return dict(den), np.zeros(np.shape(den["gamma"]))
+        return pool_fits(den, raw, lag_max, self.raw_pool, ok=ok)
 
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
@@ -237,6 +237,36 @@ def pool_values(den, raw, w, log: bool = False) -> np.ndarray:
     else:
         v = w * np.where(use, raw, 0.0) + (1 - w) * np.where(use, den, 0.0)
     return np.where(use, v, den)
+
+
+#: Values pooled as logarithms (positive, and their errors are relative): the others are pooled linearly.
+_LOG_POOLED = ("gamma", "alpha")
+
+
+def pool_fits(den: dict, raw: dict, lag_max, raw_pool: dict, ok=None) -> tuple[dict, np.ndarray]:
+    """The one pooling of a denoised fit with the raw fit of the same 2TCFs, as ``fit_denoised`` returns it and
+    ``scripts/calibrate_fits.py`` measures it.
+
+    ``den`` and ``raw`` map names to arrays of one value per 2TCF and hold at least ``"gamma"`` and
+    ``"gamma_err"`` (each fit's own error); every name of ``den`` is pooled, Γ and α as logarithms
+    (:func:`pool_values`), with the raw fit's weight :func:`raw_pool_weight` from ``raw_pool``
+    (``FitCalibration.raw_pool``: ``floor``, ``resolved``) and 0 where ``ok`` (default: both Γ̂ finite) is False.
+    Returns the pooled values and the weights.
+
+    Examples
+    --------
+    >>> from xpcs_denoise.analysis.calibration import pool_fits
+    >>> den = {"gamma": [0.05, 0.01], "gamma_err": [0.01, 0.01]}
+    >>> raw = {"gamma": [0.06, 0.02], "gamma_err": [0.003, 0.003]}
+    >>> out, w = pool_fits(den, raw, 49, {"floor": 0.1, "resolved": 1.5})
+    >>> w.round(2), out["gamma"].round(4)
+    (array([0.8, 0. ]), array([0.0579, 0.01  ]))
+    """
+    g_den, g_raw = (np.asarray(d["gamma"], dtype=np.float64) for d in (den, raw))
+    if ok is None:
+        ok = np.isfinite(g_den) & np.isfinite(g_raw)
+    w = np.where(ok, raw_pool_weight(g_raw, raw["gamma_err"], lag_max, **raw_pool, gamma_den=g_den), 0.0)
+    return {k: pool_values(v, raw[k], w, log=k in _LOG_POOLED) for k, v in den.items()}, w
 
 
 def fit_calibration(rows: dict, edges, *, rel_edges=(0.0,), long_frames: int = 100, min_fits: int = 60,

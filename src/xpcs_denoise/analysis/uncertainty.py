@@ -26,7 +26,16 @@ import numpy as np
 
 from ..core.correlation import one_time_from_two_time, time_resolved_cuts
 from ..core.errors import XPCSInputError
-from ..core.fitting import PARAMETERS, FitResult, _check_frame_time, cut_trust, fit_g2, fit_rows, sigma_for_fit
+from ..core.fitting import (
+    PARAMETERS,
+    FitResult,
+    _check_frame_time,
+    cut_trust,
+    fit_g2,
+    fit_rows,
+    flag_messages,
+    sigma_for_fit,
+)
 from ..core.scaling import scale_parameters
 from ..core.simulation import JUDGED_RANGES, simulate_crops
 from ..core.validation import check_int, check_square, numeric_array
@@ -40,8 +49,7 @@ from .calibration import (
     cell_key,
     fit_calibration,
     load_calibration,
-    pool_values,
-    raw_pool_weight,
+    pool_fits,
 )
 
 __all__ = ["calibrate", "calibration_scale", "calibration_records", "choose_path", "pool_records", "cut_fits",
@@ -195,11 +203,21 @@ def fit_denoised(raw, denoised, *, method: str = "lagnet", model=None, max_lag: 
         # the same fit of the raw 2TCF, pooled by precision: a well-measured decay keeps what the raw data show
         raw_fit = fit_g2(one_time_from_two_time(raw3, max_lag=lag_max), fix=fix, sigma=sigma,
                          absolute_sigma=weighted, bounds=bounds)
-        w = np.where(fit.success & raw_fit.success,
-                     calibration.pool_weight(raw_fit.gamma, raw_fit.gamma_err, lag_max, fit.gamma), 0.0)
-        for k in PARAMETERS:
-            setattr(fit, k, pool_values(getattr(fit, k), getattr(raw_fit, k), w, log=k in ("gamma", "alpha")))
-            setattr(fit, f"{k}_err", pool_values(getattr(fit, f"{k}_err"), getattr(raw_fit, f"{k}_err"), w))
+        names = [*PARAMETERS, *(f"{k}_err" for k in PARAMETERS)]
+        pooled, w = calibration.pool({k: getattr(fit, k) for k in names}, {k: getattr(raw_fit, k) for k in names},
+                                     lag_max, ok=fit.success & raw_fit.success)
+        for k, v in pooled.items():
+            setattr(fit, k, v)
+        # flags of the pooled values: a bound is kept only where the fits with weight there both end on it
+        den_b, raw_b = (np.reshape(f.at_bound_params, (-1, 4)) for f in (fit, raw_fit))
+        wb = w[:, None]
+        bound = np.where(wb <= 0, den_b, np.where(wb >= 1, raw_b, den_b & raw_b))
+        both = (w > 0) & fit.success
+        # (a held parameter's error is 0, finite)
+        undetermined = ~np.isfinite(np.stack([getattr(fit, f"{k}_err") for k in PARAMETERS], axis=1)).all(axis=1)
+        fit.at_bound_params = bound.reshape(np.shape(fit.at_bound_params))
+        fit.at_bound = bound.any(axis=1).reshape(np.shape(fit.at_bound))
+        fit.message = np.where(both, flag_messages(bound, undetermined), fit.message)
         path = np.where(path == PATH_NAMES[method], POOLED_PATH_NAMES[method], path).astype(object)
     notes = [] if weighted else ["unweighted fit: its σ of Γ is calibrated for weighted fits only"]
     if bounds is not None and fit.at_bound_params is not None:
@@ -362,12 +380,11 @@ def pool_records(rec: dict, raw_pool: dict | None) -> dict:
         return rec
     with np.errstate(divide="ignore", invalid="ignore"):
         span = np.where(rec["gamma"] != 0, rec["resolved"] / np.abs(rec["gamma"]), 0.0)
-    ok = np.isfinite(rec["gamma"]) & np.isfinite(rec["gamma_raw"])
-    w = np.where(ok, raw_pool_weight(rec["gamma_raw"], rec["u_raw"], span, **raw_pool, gamma_den=rec["gamma"]), 0.0)
-    g = pool_values(rec["gamma"], rec["gamma_raw"], w, log=True)
+    pooled, w = pool_fits({"gamma": rec["gamma"], "gamma_err": rec["u"]},
+                          {"gamma": rec["gamma_raw"], "gamma_err": rec["u_raw"]}, span, raw_pool)
+    g = pooled["gamma"]
     out = dict(rec)
-    out.update(gamma=g, residual=g - rec["truth"], u=pool_values(rec["u"], rec["u_raw"], w), resolved=np.abs(g) * span,
-               raw_weight=w)
+    out.update(gamma=g, residual=g - rec["truth"], u=pooled["gamma_err"], resolved=np.abs(g) * span, raw_weight=w)
     return out
 
 

@@ -603,15 +603,7 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
     fail((rng_y == 0) & ~is_fixed[1], "flat curve (all values equal): no decay to fit")
     fail(~conv, f"did not converge in {max_iter} iterations")
     undetermined = ~np.isfinite(err[:, free]).all(axis=1)
-    # Messages of the flagged fits, one per combination of flags (not one Python step per curve).
-    flags = (bound_p * (1 << np.arange(4))).sum(axis=1) + 16 * undetermined
-    for code in np.unique(flags[success & (flags > 0)]):
-        notes = []
-        if code & 15:
-            notes.append("at bound: " + ", ".join(PARAMETERS[i] for i in range(4) if code & (1 << i)))
-        if code & 16:
-            notes.append("errors undetermined (singular covariance)")
-        message[success & (flags == code)] = "ok; " + "; ".join(notes)
+    message[success] = flag_messages(bound_p[success], undetermined[success])
     p = np.where(success[:, None], p, np.nan)
     err = np.where(success[:, None], err, np.nan)
     cov = np.where(success[:, None, None], cov, np.nan)
@@ -629,6 +621,22 @@ def fit_g2(g2, lags=None, *, fix: dict | None = None, p0: dict | None = None, bo
         covar=shaped(cov), chisqr=shaped(np.where(np.isfinite(cost), cost, np.nan)), n_points=shaped(n_pts),
         lag_unit=lag_unit, weighted=sigma is not None,
     )
+
+
+def flag_messages(at_bound_params, undetermined) -> np.ndarray:
+    """Messages of successful fits from their flags: ``"ok"``, or ``"ok; at bound: alpha"`` etc. for (B, 4) bools of
+    parameters at a bound (:data:`PARAMETERS` order) and (B,) bools of undetermined errors."""
+    bound_p = np.reshape(np.asarray(at_bound_params, dtype=bool), (-1, 4))
+    flags = (bound_p * (1 << np.arange(4))).sum(axis=1) + 16 * np.ravel(np.asarray(undetermined, dtype=bool))
+    message = np.full(flags.size, "ok", dtype=object)
+    for code in np.unique(flags[flags > 0]):  # one message per combination of flags, not one Python step per fit
+        notes = []
+        if code & 15:
+            notes.append("at bound: " + ", ".join(PARAMETERS[i] for i in range(4) if code & (1 << i)))
+        if code & 16:
+            notes.append("errors undetermined (singular covariance)")
+        message[flags == code] = "ok; " + "; ".join(notes)
+    return message
 
 
 def _check_frame_time(frame_time) -> float:
