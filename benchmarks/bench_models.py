@@ -304,6 +304,30 @@ def part_ageing(n_series, pixels=20000, count=0.2):
             "age_widths": {k: v["median_rel"] for k, v in ages.items()}}
 
 
+#: Photon levels of the ageing sets (pixels, photons per pixel per frame): around the benchmark's two.
+AGEING_LEVELS = ((20000, 0.05), (10000, 0.1), (5000, 0.2), (2000, 0.5), (20000, 0.2))
+
+
+def part_ageing_sets(n_series, seed0, levels=AGEING_LEVELS):
+    """The ageing bar on other photon levels and other draws of series (seeds seed0, seed0 + 1, …; two thirds
+    smooth 4× falls, a third steps): the model, the stage alone and the age-axis smoother at its best width on
+    each set, median over the series of each series' median relative error of the cuts."""
+    kinds = ["smooth"] * (2 * n_series // 3) + ["step"] * (n_series - 2 * n_series // 3)
+    out = {}
+    print(f"\nAgeing sets ({len(kinds)} series from seed {seed0}): model / stage / best smoother, ratio")
+    for pixels, count in levels:
+        series = [ageing_series(seed0 + i, k, pixels=pixels, count=count) for i, k in enumerate(kinds)]
+        med = {}
+        for m in ["lagnet", "stage"] + [f"age:{w}" for w in AGE_WIDTHS]:
+            med[m] = float(np.median([np.nanmedian(np.abs(cut_errors(run(c2, m), g, b)[0])) for c2, g, b in series]))
+        best = min((k for k in med if k.startswith("age:")), key=med.get)
+        out[f"{pixels}:{count:g}"] = {"lagnet": med["lagnet"], "stage": med["stage"], "best_age": best,
+                                      "age": med[best], "ratio": med["lagnet"] / med[best]}
+        print(f"  {pixels:6,d} pixels, {count:g} photons: {med['lagnet']:.3f} / {med['stage']:.3f} / {med[best]:.3f} "
+              f"({best}), {med['lagnet'] / med[best]:.2f}×", flush=True)
+    return out
+
+
 def white_ageing_series(seed, kind, n=400, noise=0.02):
     """A second noise model for the ageing bar: Eq. 3 ageing 2TCF (the same Γ(t) as :func:`ageing_series`) plus
     white Gaussian noise of ``noise`` per cell (symmetric), no speckle statistics."""
@@ -583,6 +607,8 @@ def main():
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--n-sim", type=int, default=1500)
     ap.add_argument("--n-ageing", type=int, default=9)
+    ap.add_argument("--ageing-seed", type=int, default=700,
+                    help="first seed of the 'ageing_sets' part (other photon levels, other draws of series)")
     ap.add_argument("--n-long", type=int, default=200)
     ap.add_argument("--seed", type=int, default=90210)
     ap.add_argument("--model", default=None, help="lag-band model folder to judge (default: the shipped one)")
@@ -606,6 +632,8 @@ def main():
         res["ageing"] = part_ageing(a.n_ageing)
         res["ageing_low"] = part_ageing(a.n_ageing, pixels=5000, count=0.1)
         res["ageing_white"] = part_ageing_white(a.n_ageing)
+    if "ageing_sets" in parts:  # not in the default parts: a check of the ageing bar's spread (docs/model.md)
+        res["ageing_sets"] = part_ageing_sets(a.n_ageing, a.ageing_seed)
     if "long" in parts:
         res["long"] = part_long(a.n_long, a.seed + 1)
     if "speed" in parts:
