@@ -66,6 +66,10 @@ def main():
     ap.add_argument("--smooth-widths", default=None, help="e.g. 2,6,16,40 (default: the architecture's)")
     ap.add_argument("--dilations", default=None, help="e.g. 1x1,1x2,2x4,2x8,4x16,1x32,1x1 (lag x age)")
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
+    ap.add_argument("--level", action="store_true",
+                    help="add the level input (lagnet.LagNetConfig.level_feature: where 1 lies in the network's units)")
+    ap.add_argument("--offset-power", type=float, default=1.0,
+                    help="draw simulated baselines' offsets as 0.4 β u^p (lag_data.simulated_bands; 1: uniform)")
     ap.add_argument("--schedule", default="real,real,stat,stat,age", help="sources of successive steps")
     ap.add_argument("--alpha", default=None,
                     help="low,high: α of the simulated stationary series (default: lag_data.TRAIN_RANGES; the "
@@ -91,7 +95,8 @@ def main():
             extra = dict(SLOW if name.startswith("long") else AGE400 if name.startswith("age400") else {})
             if alpha and not ageing:
                 extra["alpha"] = alpha
-            np.savez(path, **simulated_bands(n, nf, min(64, nf - 1), seed=seed, ageing=ageing, **extra))
+            np.savez(path, **simulated_bands(n, nf, min(64, nf - 1), seed=seed, ageing=ageing,
+                                             offset_power=a.offset_power, **extra))
         with np.load(path) as z:
             data[name] = (z["x"], z["y"])
     card = json.loads((pretrained_directory() / "model_card.json").read_text())
@@ -112,7 +117,8 @@ def main():
              "split": "series of the paper model's card split.val_target_names held out (every-2nd-frame copies too)",
              "simulated": {k: {"n": n, "frames": nf, "ageing": ag, "seed": s} for k, (n, nf, ag, s) in SIM.items()
                            if k.split("_")[0] in schedule},
-             "simulated_alpha": list(alpha) if alpha else list(TRAIN_RANGES["alpha"])}}
+             "simulated_alpha": list(alpha) if alpha else list(TRAIN_RANGES["alpha"]),
+             "simulated_offset_power": a.offset_power}}
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
@@ -130,6 +136,8 @@ def main():
         arch["dilations"] = tuple(tuple(int(v) for v in d.split("x")) for d in a.dilations.split(","))
     if a.mix:
         arch["mix"] = True
+    if a.level:
+        arch["level_feature"] = True
     train_lagnet(data, out, cfg, model_config=LagNetConfig(**arch), card_extra=extra,
                  init=Path(a.init) if a.init else None)
 

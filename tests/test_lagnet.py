@@ -335,6 +335,38 @@ def test_an_expanded_model_computes_what_the_smaller_one_did():
         expand_lagnet(model, LagNetConfig(**{**cfg.__dict__, "dilations": cfg.dilations[::-1]}))
 
 
+def test_the_level_input_says_where_1_lies_and_keeps_the_model_faithful():
+    """``level_feature``: the network is also told (1 − lo)/s, where a normalised 2TCF's baseline would be (0 for a
+    2TCF whose baseline is not near 1). Grown at zero weight it computes what the model did; with any weights a
+    clean 2TCF, baseline offset or not, still passes unchanged (σ̂ = 0)."""
+    from xpcs_denoise.core.band import band_mask, to_band
+    from xpcs_denoise.nn.lagnet import LagDenoiser, LagNetConfig, band_features, expand_lagnet, load_lagnet
+
+    small, _ = load_lagnet(LagDenoiser.pretrained().directory)
+    grown = expand_lagnet(small, LagNetConfig(**{**small.config.__dict__, "level_feature": True}))
+    rng = np.random.default_rng(4)
+    x = eq3(60, 0.05, offset=0.05) + 0.03 * rng.standard_normal((60, 60))
+    x = 0.5 * (x + x.T)
+    assert np.allclose(LagDenoiser(small).denoise(x), LagDenoiser(grown).denoise(x), rtol=0, atol=1e-9)
+    with pytest.raises(XPCSInputError, match="cannot expand"):
+        expand_lagnet(grown, small.config)
+    mask = torch.as_tensor(band_mask(60, 59))
+    bands = torch.as_tensor(np.stack([to_band(v, 59) for v in (x, x - 1.0, 3.0 * x)]))
+    feats, _, _, lo, s = band_features(bands, mask, grown.config)
+    level = feats[:, -1, 0, 0]
+    assert level.shape == (3,) and abs(float(level[0]) - float((1 - lo[0]) / s[0])) < 1e-12
+    assert -0.6 < float(level[0]) < 0.0 and float(level[1]) == 0.0 and float(level[2]) == 0.0  # not near 1: off
+    cfg = LagNetConfig(channels=4, dilations=((1, 1), (1, 2)), smooth_widths=(2.0, 8.0), level_feature=True)
+    model = LagNet(cfg)
+    torch.nn.init.normal_(model.head.weight, std=2.0)
+    torch.nn.init.normal_(model.stem.weight, std=1.0)
+    for n, offset in ((24, 0.0), (50, 0.12), (120, 0.3)):
+        clean = eq3(n, 0.07, alpha=0.8, offset=offset)
+        assert np.abs(LagDenoiser(model).denoise(clean) - clean).max() < 1e-12
+    with pytest.raises(XPCSInputError):
+        LagNetConfig(level_feature=1)
+
+
 def test_mixing_head_is_an_adaptive_age_smoother():
     """With ``mix``, the output may mix each cell with its smooths along age: it stays faithful on stationary
     2TCFs whatever the weights, and a head that picks one smooth everywhere is the age-axis smoother."""

@@ -41,18 +41,21 @@ def _noise_ratio(beta, count_target, pix_target, count_sim, pix_sim):
 
 def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bool = False,
                     clean_share: float = 0.05, group: int = 64, gamma0=(0.005, 0.3), ratio=(0.1, 10.0),
-                    pixels=None, count=None, alpha=None) -> dict:
+                    pixels=None, count=None, alpha=None, offset_power: float = 1.0) -> dict:
     """``n`` simulated 2TCFs as bands: ``x`` noisy and ``y`` noise-free, (n, K, N) float32, and their parameters.
 
     Stationary: Γ, counts and pixels log-uniform, α, β and the baseline offset uniform over
     :data:`TRAIN_RANGES`. Ageing (α = 1): Γ(t) = Γ0·r^(t/N) or a step ×r at a random frame, Γ0 log-uniform
     over ``gamma0``, r over ``ratio`` (steps of at least 1.5×). A share ``clean_share`` has no noise (x = y).
-    ``pixels``, ``count`` and ``alpha`` (ranges) replace those of :data:`TRAIN_RANGES`.
+    ``pixels``, ``count`` and ``alpha`` (ranges) replace those of :data:`TRAIN_RANGES`. ``offset_power`` p draws
+    the offset as lo + (hi − lo)·u^p, u uniform: p = 1 is uniform, p = 2 puts its median at a quarter of the range
+    (real CHX baselines, docs/model.md).
     """
     rng = np.random.default_rng(seed)
     r = TRAIN_RANGES
     beta = rng.uniform(*r["beta"], n)
-    offset = rng.uniform(*r["offset"], n) * beta
+    lo, hi = r["offset"]
+    offset = (lo + (hi - lo) * rng.uniform(size=n) ** float(offset_power)) * beta
     pix = _loguniform(rng, *(pixels or r["pixels"]), n)
     count = np.maximum(_loguniform(rng, *(count or r["count"]), n), MIN_PHOTONS / pix)
     pix_sim = np.minimum(np.round(pix), SIM_PIXELS).astype(int)

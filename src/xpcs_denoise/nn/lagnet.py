@@ -85,6 +85,10 @@ class LagNetConfig:
     prior_weight: float = 0.0
     prior_from: float = 0.4
     prior_bound: float = 1.0
+    #: Also feed the network where 1 lies in its units, (1 − lo)/s (clipped to ±3; 0 where |lo − 1| ≥ 0.5, a
+    #: 2TCF not normalised to a baseline near 1). A normalised 2TCF's baseline is 1 or a little above it
+    #: (C∞ − 1 ≥ 0), which a crop's few far ages cannot show; the other inputs are invariant to the baseline.
+    level_feature: bool = False
 
     def __post_init__(self):
         try:
@@ -99,7 +103,8 @@ class LagNetConfig:
         if (self.channels < 1 or not self.dilations or any(min(d) < 1 or len(d) != 2 for d in self.dilations)
                 or not all(math.isfinite(w) and w > 0 for w in self.smooth_widths) or min(self.noise_window) < 2
                 or not (math.isfinite(self.bound) and self.bound > 0) or self.lag_scale < 2 or self.max_lag < 1
-                or not isinstance(self.mix, bool) or self.profile_channels < 0
+                or not isinstance(self.mix, bool) or not isinstance(self.level_feature, bool)
+                or self.profile_channels < 0
                 or any(d < 1 for d in self.profile_dilations)
                 or not (math.isfinite(self.profile_bound) and self.profile_bound > 0)
                 or not (0 <= self.prior_weight <= 1) or not (0 < self.prior_from < 1)
@@ -108,7 +113,7 @@ class LagNetConfig:
 
     @property
     def n_features(self) -> int:
-        return 4 + len(self.smooth_widths)
+        return 4 + len(self.smooth_widths) + int(self.level_feature)
 
     @property
     def n_outputs(self) -> int:
@@ -188,6 +193,9 @@ def band_features(band: torch.Tensor, mask: torch.Tensor, config: LagNetConfig, 
     feats.append(mask.to(x.dtype).expand(b, k, w))
     lag = torch.arange(1, k + 1, dtype=x.dtype).clamp(max=config.lag_scale)
     feats.append((torch.log(lag) / math.log(config.lag_scale))[None, :, None].expand(b, k, w))
+    if config.level_feature:
+        level = ((1.0 - lo) / s).clamp(-3.0, 3.0) * ((lo - 1.0).abs() < 0.5).to(x.dtype)
+        feats.append(level[:, None, None].expand(b, k, w))
     return torch.stack(feats, 1), x, S, lo, s
 
 
@@ -283,16 +291,17 @@ def profile_correction(net: ProfileNet, bound: float, g_out, g_raw, sbar, lo, s,
 
 def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
     """A larger model that computes what ``model`` does: ``config`` may add smooth widths (new input channels,
-    zero weights), residual layers (zero weights, so each is the identity) and the mixing head (``mix``; it starts
-    near "keep", :attr:`LagNet.KEEP_LOGIT`), nothing else. Training then starts from the smaller model's
+    zero weights), residual layers (zero weights, so each is the identity), the mixing head (``mix``; it starts
+    near "keep", :attr:`LagNet.KEEP_LOGIT`) and the level input (``level_feature``, zero weights), nothing else. Training then starts from the smaller model's
     function instead of from scratch."""
     old = model.config
-    grown = ("smooth_widths", "dilations", "mix")
+    grown = ("smooth_widths", "dilations", "mix", "level_feature")
     same = {k: v for k, v in asdict(old).items() if k not in grown}
     new = {k: v for k, v in asdict(config).items() if k not in grown}
-    if same != new or not set(old.smooth_widths) <= set(config.smooth_widths) or (old.mix and not config.mix):
-        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers and the mixing head "
-                             "may be added")
+    if (same != new or not set(old.smooth_widths) <= set(config.smooth_widths) or (old.mix and not config.mix)
+            or (old.level_feature and not config.level_feature)):
+        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers, the mixing head and "
+                             "the level input may be added")
     layers, i = [], 0
     for d in config.dilations:  # old layers matched in order; the others are new
         if i < len(old.dilations) and d == old.dilations[i]:
@@ -303,8 +312,8 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
     if i != len(old.dilations):
         raise XPCSInputError(f"cannot expand {old} into {config}: its layers are not kept in order")
     big = LagNet(config)
-    names_old = ["x", *old.smooth_widths, "logS", "mask", "lag"]
-    names_new = ["x", *config.smooth_widths, "logS", "mask", "lag"]
+    names_old = ["x", *old.smooth_widths, "logS", "mask", "lag"] + ["level"] * old.level_feature
+    names_new = ["x", *config.smooth_widths, "logS", "mask", "lag"] + ["level"] * config.level_feature
     with torch.no_grad():
         big.stem.weight.zero_()
         for j, name in enumerate(names_new):
