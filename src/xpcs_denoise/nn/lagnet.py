@@ -292,8 +292,8 @@ def profile_correction(net: ProfileNet, bound: float, g_out, g_raw, sbar, lo, s,
 def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
     """A larger model that computes what ``model`` does: ``config`` may add smooth widths (new input channels,
     zero weights), residual layers (zero weights, so each is the identity), the mixing head (``mix``; it starts
-    near "keep", :attr:`LagNet.KEEP_LOGIT`) and the level input (``level_feature``, zero weights), nothing else. Training then starts from the smaller model's
-    function instead of from scratch."""
+    near "keep", :attr:`LagNet.KEEP_LOGIT`) and the level input (``level_feature``, zero weights), nothing else.
+    Training then starts from the smaller model's function instead of from scratch."""
     old = model.config
     grown = ("smooth_widths", "dilations", "mix", "level_feature")
     same = {k: v for k, v in asdict(old).items() if k not in grown}
