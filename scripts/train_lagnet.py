@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--weight-cut", type=float, default=0.0, help="weight of the cuts' cost (lag_training._cut_cost)")
     ap.add_argument("--weight-pooled", type=float, default=0.0,
                     help="weight of the 1TCF cost pooled over the batch (lag_training.LagTrainConfig.weight_pooled)")
+    ap.add_argument("--weight-far", type=float, default=0.0,
+                    help="weight of the far lags' level cost (lag_training.LagTrainConfig.weight_far)")
     ap.add_argument("--weight-fit", type=float, default=0.0,
                     help="weight of the plain-fit cost on Γ (lag_training.LagTrainConfig.weight_fit)")
     ap.add_argument("--weight-fit-bias", type=float, default=0.0,
@@ -122,7 +124,7 @@ def main():
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
                          eval_every=a.eval_every, lr=a.lr, schedule=schedule,
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
-                         weight_pooled=a.weight_pooled, weight_fit=a.weight_fit,
+                         weight_pooled=a.weight_pooled, weight_far=a.weight_far, weight_fit=a.weight_fit,
                          weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative, fit_start=a.fit_start,
                          weight_fit_alpha=a.weight_fit_alpha, fit_alpha_resolved=a.fit_alpha_resolved,
                          weight_pixel=a.weight_pixel, lr_schedule=a.lr_schedule,

@@ -401,6 +401,28 @@ def test_mixing_head_is_an_adaptive_age_smoother():
         LagNetConfig(mix="yes")
 
 
+def test_the_far_cost_sees_the_far_lags_level_only():
+    """``weight_far``: 1 for the input, 0 for the truth; an error at the near lags, or one that averages to 0 over
+    the far lags, costs nothing; a shift of the far lags costs in proportion to its square."""
+    from xpcs_denoise.core.band import band_mask, to_band
+    from xpcs_denoise.nn.lag_training import _far_cost
+
+    rng = np.random.default_rng(2)
+    y = torch.as_tensor(np.stack([to_band(eq3(50, g), 49) for g in (0.02, 0.1)]))
+    m = torch.as_tensor(band_mask(50, 49)).to(y.dtype).expand_as(y)
+    x = y + 0.5 * torch.as_tensor(rng.standard_normal(y.shape)) * m
+    assert float(_far_cost(x, x, y, m)) == pytest.approx(1.0, rel=0.01)  # (a floor for noise-free batches)
+    assert float(_far_cost(y, x, y, m)) == 0.0
+    near = y.clone()
+    near[:, :19] += 0.3
+    assert float(_far_cost(near, x, y, m)) == 0.0
+    sign = torch.where(torch.arange(49) % 2 == 0, 1.0, -1.0).to(y.dtype)[None, 19:, None]
+    alt = y.clone()
+    alt[:, 19:] += 0.2 * sign * m[:, 19:]
+    assert float(_far_cost(alt, x, y, m)) < 0.05 * float(_far_cost(y + 0.2 * m, x, y, m))
+    assert float(_far_cost(y + 0.02 * m, x, y, m)) == pytest.approx(4 * float(_far_cost(y + 0.01 * m, x, y, m)))
+
+
 def test_the_cut_cost_sees_errors_that_move_a_cut_and_not_those_that_average_out():
     """The cuts' cost (issue 29's ageing bar): 1 for the input, 0 for the truth, and an error that is the same at
     every lag of an age (it moves that age's Γ) costs far more than one of the same size alternating along lags."""

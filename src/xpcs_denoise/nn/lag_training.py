@@ -72,6 +72,10 @@ class LagTrainConfig:
     #: Weight of the 1TCF cost pooled over the batch (Σ out² / Σ in²): the mean of per-2TCF ratios weighs a very
     #: noisy 2TCF like a clean one; pooled, the noisiest ones (where plain fits go grossly wrong) count most.
     weight_pooled: float = 0.0
+    #: Weight of the far lags' level: the error of the output's 1TCF averaged over lags ≥ 0.4 K, squared and pooled
+    #: over the batch, relative to the input's. A 50-frame crop's far lags, which few ages average, are what plain
+    #: fits read as C∞; their level's error is a small part of the 1TCF cost, whose near lags fill the same sum.
+    weight_far: float = 0.0
     #: Weight of the fit cost: |log Γ̂ − log Γ| (smoothed near 0) of a plain Eq. 3 fit of the output's 1TCF, Γ
     #: from the same fit of the target, on stationary sources: the error and bias users' fits see.
     weight_fit: float = 0.0
@@ -113,7 +117,7 @@ class LagTrainConfig:
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
         for name in ("weight_pixel", "weight_1tcf", "weight_spread", "weight_tail", "weight_cut", "weight_pooled",
-                     "weight_fit", "weight_fit_bias", "weight_fit_alpha", "fit_alpha_resolved"):
+                     "weight_far", "weight_fit", "weight_fit_bias", "weight_fit_alpha", "fit_alpha_resolved"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise XPCSInputError(f"{name} must be a finite number >= 0; got {v!r}")
@@ -137,7 +141,7 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
              collect: dict | None = None, fit_start: str = "truth",
              weight_fit_alpha: float = 0.0, fit_alpha_resolved: float = 0.0,
-             weight_pixel: float = 1.0, loss_norm: str = "l2") -> tuple[torch.Tensor, dict]:
+             weight_pixel: float = 1.0, loss_norm: str = "l2", weight_far: float = 0.0) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
@@ -167,6 +171,10 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
         l_pool = e_g_out.sum() / (e_g_in.sum() + eps * k)
         loss = loss + weight_pooled * l_pool
         parts["pooled"] = float(l_pool.detach())
+    if weight_far > 0:
+        l_far = _far_cost(xo, x, y, m)
+        loss = loss + weight_far * l_far
+        parts["far"] = float(l_far.detach())
     if weight_cut > 0:
         l_cut = _cut_cost(xo, x, y, m)
         loss = loss + weight_cut * l_cut.mean()
@@ -291,6 +299,17 @@ def _tcf_errors(xo, x, y, m, weight_tail, err=lambda v: v ** 2):
     return (w * err(g_o - g_y)).sum(-1), (w * err(g_x - g_y)).sum(-1)
 
 
+def _far_cost(xo, x, y, m, eps=1e-6):
+    """Over a batch: Σ e_out² / Σ e_in², e the error of the 1TCF averaged over lags ≥ 0.4 K (the far lags' level,
+    which plain fits of a short crop read as C∞)."""
+    k = y.shape[1]
+    cnt = m.sum(-1).clamp_min(1)
+    g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
+    far = slice(int(math.ceil(0.4 * k)) - 1, k)
+    e_o, e_x = ((g - g_y)[:, far].mean(-1) for g in (g_o, g_x))
+    return (e_o ** 2).sum() / ((e_x ** 2).sum() + eps * len(e_x))
+
+
 def _cut_cost(xo, x, y, m, eps=1e-6):
     """Per 2TCF: Σ_a δ_out(a)² / Σ_a δ_in(a)², δ(a) = Σ_k J e / Σ_k J² the Gauss–Newton step in Γ of a cut at age a
     for the error e along lags, J = k (y − y∞) the sensitivity of an Eq. 3 decay (α = 1) to Γ at lag k."""
@@ -332,7 +351,8 @@ def _evaluate(model, sets, cfg) -> dict:
                                       None if th is None else th[i:i + 64], fit_informative=cfg.fit_informative,
                                       collect=got, fit_start=cfg.fit_start,
                                       weight_fit_alpha=cfg.weight_fit_alpha,
-                                      fit_alpha_resolved=cfg.fit_alpha_resolved, loss_norm=cfg.loss_norm)[1])
+                                      fit_alpha_resolved=cfg.fit_alpha_resolved, loss_norm=cfg.loss_norm,
+                                      weight_far=cfg.weight_far)[1])
                 ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
@@ -340,6 +360,7 @@ def _evaluate(model, sets, cfg) -> dict:
                 out[name]["fit_bias"] = _octave_bias(torch.cat(ds), th)
     out["score"] = float(np.mean([cfg.weight_pixel * v["pix"] + cfg.weight_1tcf * v["g"]
                                   + cfg.weight_cut * v.get("cut", 0.0) + cfg.weight_pooled * v.get("pooled", 0.0)
+                                  + cfg.weight_far * v.get("far", 0.0)
                                   + cfg.weight_fit * v.get("fit", 0.0)
                                   + cfg.weight_fit_bias * v.get("fit_bias", 0.0)
                                   + cfg.weight_fit_alpha * v.get("fit_alpha", 0.0) for v in out.values()]))
@@ -426,7 +447,8 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
         loss, parts = lag_loss(model, x[idx], y[idx], mask, cfg.weight_1tcf, cfg.weight_spread, cfg.weight_tail,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
                                bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start,
-                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved, cfg.weight_pixel, cfg.loss_norm)
+                               cfg.weight_fit_alpha, cfg.fit_alpha_resolved, cfg.weight_pixel, cfg.loss_norm,
+                               cfg.weight_far)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):
