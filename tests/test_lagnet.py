@@ -216,13 +216,13 @@ def test_training_runs_and_resumes(tmp_path):
     a = simulated_bands(4, 40, 12, seed=2, ageing=True)
     data = {"stat": (d["x"], d["y"]), "stat_val": (d["x"][:2], d["y"][:2]), "age": (a["x"], a["y"])}
     cfg = LagTrainConfig(steps=4, eval_every=2, batch_sim=2, batch_ageing=2, schedule=("stat", "age"),
-                         weight_pooled=1.0, weight_fit=1.0, weight_fit_bias=1.0)
+                         weight_pooled=1.0, weight_fit=1.0, weight_fit_bias=1.0, weight_far=1.0)
     small = LagNetConfig(channels=4, dilations=((1, 1),))
     best = train_lagnet(data, tmp_path, cfg, small, log=lambda s: None)
     den = LagDenoiser.from_directory(best)
     assert den.card["training"]["steps"] == 4
     hist = json.loads(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"])["history"]
-    assert [h["step"] for h in hist] == [2, 4] and "pooled" in hist[0]["stat_val"]
+    assert [h["step"] for h in hist] == [2, 4] and "pooled" in hist[0]["stat_val"] and "far" in hist[0]["stat_val"]
     assert "fit" in hist[0]["stat_val"] and "fit" not in hist[0]["train"]  # the fit cost: stationary sources only
     # An interrupted run resumes where it stopped (here: nothing left to do); another configuration is refused.
     logs = []
@@ -231,7 +231,7 @@ def test_training_runs_and_resumes(tmp_path):
     with pytest.raises(XPCSInputError, match="steps differ"):
         train_lagnet(data, tmp_path, LagTrainConfig(steps=6, eval_every=2, batch_sim=2, batch_ageing=2,
                                                     schedule=("stat", "age"), weight_pooled=1.0, weight_fit=1.0,
-                                                    weight_fit_bias=1.0),
+                                                    weight_fit_bias=1.0, weight_far=1.0),
                      small,
                      log=lambda s: None)
     with pytest.raises(XPCSInputError):
@@ -399,6 +399,23 @@ def test_mixing_head_is_an_adaptive_age_smoother():
         expand_lagnet(grown, small.config)
     with pytest.raises(XPCSInputError):
         LagNetConfig(mix="yes")
+
+
+def test_simulated_baselines_follow_the_offset_power():
+    """``offset_power`` p: C∞ − 1 = 0.4 β u^p (p = 2: median 0.1 β, as real CHX baselines); the same draws
+    otherwise; a bad power is refused in one line."""
+    from xpcs_denoise.nn.lag_data import simulated_bands
+
+    a = simulated_bands(64, 12, 4, seed=5, clean_share=1.0)
+    b = simulated_bands(64, 12, 4, seed=5, clean_share=1.0, offset_power=2.0)
+    u = a["offset"] / (0.4 * a["beta"])
+    np.testing.assert_allclose(b["offset"], 0.4 * b["beta"] * u ** 2, rtol=1e-12)
+    np.testing.assert_array_equal(a["gamma"], b["gamma"])
+    # noise-free targets: the band's far level is the baseline, 1 + offset, up to the decay left there
+    assert np.abs(b["y"][:, -1, 0] - 1 - b["offset"] - (a["y"][:, -1, 0] - 1 - a["offset"])).max() < 1e-5
+    for bad in (0.0, -1.0, float("nan"), "2"):
+        with pytest.raises(XPCSInputError, match="offset_power"):
+            simulated_bands(2, 12, 4, seed=5, offset_power=bad)
 
 
 def test_the_far_cost_sees_the_far_lags_level_only():

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.band import to_band
 from ..core.correlation import two_time
+from ..core.errors import XPCSInputError
 from ..core.scaling import triu_to_matrix
 from ..core.simulation import simulate_speckle, true_two_time
 
@@ -51,6 +52,8 @@ def simulated_bands(n: int, n_frames: int, n_lags: int, *, seed: int, ageing: bo
     the offset as lo + (hi − lo)·u^p, u uniform: p = 1 is uniform, p = 2 puts its median at a quarter of the range
     (real CHX baselines, docs/model.md).
     """
+    if not (isinstance(offset_power, (int, float)) and np.isfinite(offset_power) and offset_power > 0):
+        raise XPCSInputError(f"offset_power must be a finite number > 0; got {offset_power!r}")
     rng = np.random.default_rng(seed)
     r = TRAIN_RANGES
     beta = rng.uniform(*r["beta"], n)
