@@ -70,6 +70,10 @@ def main():
     ap.add_argument("--mix", action="store_true", help="add the head that mixes each cell with its smooths along age")
     ap.add_argument("--level", action="store_true",
                     help="add the level input (lagnet.LagNetConfig.level_feature: where 1 lies in the network's units)")
+    ap.add_argument("--context", type=int, default=0,
+                    help="channels of the context branch (lagnet.LagNetConfig.context_channels; 0: none)")
+    ap.add_argument("--lr-context", type=float, default=1.0,
+                    help="the context branch's learning rate as a multiple of --lr")
     ap.add_argument("--offset-power", type=float, default=1.0,
                     help="draw simulated baselines' offsets as 0.4 β u^p (lag_data.simulated_bands; 1: uniform)")
     ap.add_argument("--schedule", default="real,real,stat,stat,age", help="sources of successive steps")
@@ -122,7 +126,7 @@ def main():
              "simulated_alpha": list(alpha) if alpha else list(TRAIN_RANGES["alpha"]),
              "simulated_offset_power": a.offset_power}}
     cfg = LagTrainConfig(steps=a.steps, max_minutes=a.minutes, threads=a.threads, seed=a.seed,
-                         eval_every=a.eval_every, lr=a.lr, schedule=schedule,
+                         eval_every=a.eval_every, lr=a.lr, lr_context=a.lr_context, schedule=schedule,
                          weight_1tcf=a.weight_1tcf, weight_tail=a.weight_tail, weight_cut=a.weight_cut,
                          weight_pooled=a.weight_pooled, weight_far=a.weight_far, weight_fit=a.weight_fit,
                          weight_fit_bias=a.weight_fit_bias, fit_informative=a.fit_informative, fit_start=a.fit_start,
@@ -132,6 +136,9 @@ def main():
     if a.init:
         extra["fine_tuned_from"] = json.loads((Path(a.init) / "lagnet_card.json").read_text()).get("training")
     arch = {}
+    if a.init:  # the starting model's architecture, to which the options below may add
+        arch = json.loads((Path(a.init) / "lagnet_card.json").read_text())["architecture"]
+        arch.pop("family", None)
     if a.smooth_widths:
         arch["smooth_widths"] = tuple(float(w) for w in a.smooth_widths.split(","))
     if a.dilations:
@@ -140,6 +147,8 @@ def main():
         arch["mix"] = True
     if a.level:
         arch["level_feature"] = True
+    if a.context:
+        arch["context_channels"] = a.context
     train_lagnet(data, out, cfg, model_config=LagNetConfig(**arch), card_extra=extra,
                  init=Path(a.init) if a.init else None)
 

@@ -1,6 +1,7 @@
 """The lag-band model (issue 29): faithful on noise-free 2TCFs, any size, symmetric, affine-invariant, better than
 its input on simulated data with a known truth; (lag, age) coordinates and the age-axis smoother; its files."""
 
+import copy
 import json
 import warnings
 
@@ -242,6 +243,32 @@ def test_training_runs_and_resumes(tmp_path):
         LagTrainConfig(fit_start="grid")
 
 
+def test_the_context_branch_trains_at_its_own_rate(tmp_path):
+    """``lr_context``: the context branch (zero at the start) learns at its own multiple of ``lr``; with the level
+    input it is fed where 1 lies too. ``far_from`` must be a share of the lags."""
+    from xpcs_denoise.nn.lag_data import simulated_bands
+    from xpcs_denoise.nn.lag_training import LagTrainConfig, train_lagnet
+    from xpcs_denoise.nn.lagnet import load_lagnet
+
+    d = simulated_bands(6, 30, 12, seed=1)
+    data = {"stat": (d["x"], d["y"]), "stat_val": (d["x"][:2], d["y"][:2])}
+    cfg = LagTrainConfig(steps=3, eval_every=3, batch_sim=2, schedule=("stat",), lr=1e-3, lr_context=5.0,
+                         lr_schedule="constant", weight_far=1.0, far_from=0.5)
+    arch = LagNetConfig(channels=4, dilations=((1, 1),), context_channels=4, context_dilations=(1,),
+                        level_feature=True)
+    best = train_lagnet(data, tmp_path, cfg, arch, log=lambda s: None)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert [g["lr"] for g in saved["opt"]["param_groups"]] == pytest.approx([1e-3, 5e-3])
+    model, card = load_lagnet(best)
+    assert model.context.stem.in_channels == 7 and card["training"]["far_from"] == 0.5
+    assert float(model.context.head.weight.abs().max()) > 0  # it left zero
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(XPCSInputError, match="far_from"):
+            LagTrainConfig(far_from=bad)
+    with pytest.raises(XPCSInputError, match="lr_context"):
+        LagTrainConfig(lr_context=0.0)
+
+
 def test_learning_rate_schedules(tmp_path):
     """``lr_schedule="constant"`` keeps the rate at ``lr`` to the last step; ``"onecycle"`` (the default) anneals it
     toward 0, also over 20 steps (where a 5 % warm-up of one step made OneCycleLR divide by zero); any other name is
@@ -365,6 +392,51 @@ def test_the_level_input_says_where_1_lies_and_keeps_the_model_faithful():
         assert np.abs(LagDenoiser(model).denoise(clean) - clean).max() < 1e-12
     with pytest.raises(XPCSInputError):
         LagNetConfig(level_feature=1)
+
+
+def test_the_context_branch_sees_the_whole_band_and_keeps_the_model_faithful():
+    """``context_channels``: a 1-D network along lag over the whole band's 1TCF feeds every residual layer. Grown
+    with its last layer at zero it computes what the model did; with any weights a clean 2TCF passes unchanged
+    (σ̂ = 0); a change at ages beyond the 2-D layers' reach moves the output mostly through it; tiles along age
+    share one context, so tiling changes nothing."""
+    from xpcs_denoise.nn.lagnet import LagDenoiser, LagNetConfig, expand_lagnet, load_lagnet
+
+    small, _ = load_lagnet(LagDenoiser.pretrained().directory)
+    grown = expand_lagnet(small, LagNetConfig(**{**small.config.__dict__, "context_channels": 8}))
+    rng = np.random.default_rng(5)
+    x = eq3(60, 0.05, offset=0.05) + 0.03 * rng.standard_normal((60, 60))
+    x = 0.5 * (x + x.T)
+    assert np.allclose(LagDenoiser(small).denoise(x), LagDenoiser(grown).denoise(x), rtol=0, atol=1e-9)
+    with pytest.raises(XPCSInputError, match="cannot expand"):
+        expand_lagnet(grown, LagNetConfig(**{**small.config.__dict__, "context_channels": 4}))
+    cfg = LagNetConfig(channels=4, dilations=((1, 1), (1, 2)), smooth_widths=(2.0, 8.0), context_channels=4,
+                       context_dilations=(1, 2), max_lag=20)
+    torch.manual_seed(0)
+    model = LagNet(cfg)
+    torch.nn.init.normal_(model.head.weight, std=2.0)
+    torch.nn.init.normal_(model.context.head.weight, std=2.0)
+    for n, offset in ((24, 0.0), (50, 0.12), (120, 0.3)):
+        clean = eq3(n, 0.07, alpha=0.8, offset=offset)
+        assert np.abs(LagDenoiser(model).denoise(clean) - clean).max() < 1e-12
+    n = 400
+    assert cfg.halo < 200  # ages 0-19 and 300-399 are out of each other's reach but for the context
+    x = eq3(n, 0.05) + 0.05 * rng.standard_normal((n, n))
+    x = 0.5 * (x + x.T)
+    far = x.copy()
+    far[300:, 300:] += 0.1 * rng.standard_normal((100, 100))
+    far = 0.5 * (far + far.T)
+    near = (slice(0, 20), slice(1, 15))
+    blind = copy.deepcopy(model)  # the same network with the context's last layer at zero
+    torch.nn.init.zeros_(blind.context.head.weight)
+    moved = []
+    for m in (model, blind):
+        a, b = LagDenoiser(m).denoise(x), LagDenoiser(m).denoise(far)
+        moved.append(np.abs(a - b)[near].max())
+        assert np.allclose(LagDenoiser(m, tile=64).denoise(x), a, rtol=0, atol=1e-6)  # float32 sums differ
+    # Without the branch, only the band's scale (lo, s: medians over the whole band) feels the far ages.
+    assert moved[0] > 3 * moved[1], moved
+    with pytest.raises(XPCSInputError):
+        LagNetConfig(context_channels=-1)
 
 
 def test_mixing_head_is_an_adaptive_age_smoother():

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.band import band_mask
+from ..core.band import band_mask, band_mean
 from ..core.errors import XPCSInputError
 from ..core.fitting import fit_g2
 from .lagnet import LagNet, LagNetConfig, band_features, expand_lagnet, load_lagnet, save_lagnet
@@ -45,6 +45,9 @@ class LagTrainConfig:
 
     steps: int = 20000
     lr: float = 2e-3
+    #: The context branch's learning rate, as a multiple of ``lr``: a branch added to a trained model starts at
+    #: zero and has further to go than the rest.
+    lr_context: float = 1.0
     batch_real: int = 16
     batch_sim: int = 12
     batch_ageing: int = 8
@@ -76,6 +79,8 @@ class LagTrainConfig:
     #: over the batch, relative to the input's. A 50-frame crop's far lags, which few ages average, are what plain
     #: fits read as C∞; their level's error is a small part of the 1TCF cost, whose near lags fill the same sum.
     weight_far: float = 0.0
+    #: Where the far lags begin, as a share of the band's lags K.
+    far_from: float = 0.4
     #: Weight of the fit cost: |log Γ̂ − log Γ| (smoothed near 0) of a plain Eq. 3 fit of the output's 1TCF, Γ
     #: from the same fit of the target, on stationary sources: the error and bias users' fits see.
     weight_fit: float = 0.0
@@ -112,7 +117,7 @@ class LagTrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise XPCSInputError(f"{name} must be a whole number >= 1; got {v!r}")
-        for name in ("lr", "max_minutes"):
+        for name in ("lr", "max_minutes", "lr_context"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise XPCSInputError(f"{name} must be a finite number > 0; got {v!r}")
@@ -124,6 +129,8 @@ class LagTrainConfig:
         if not (isinstance(self.fit_informative, (int, float)) and np.isfinite(self.fit_informative)
                 and self.fit_informative > 0):
             raise XPCSInputError(f"fit_informative must be a finite number > 0 (log Γ); got {self.fit_informative!r}")
+        if not (isinstance(self.far_from, (int, float)) and 0 < self.far_from < 1):
+            raise XPCSInputError(f"far_from must be a share of the lags between 0 and 1; got {self.far_from!r}")
         if self.loss_norm not in ("l2", "l1"):
             raise XPCSInputError(f"loss_norm must be 'l2' or 'l1'; got {self.loss_norm!r}")
         if self.lr_schedule not in ("onecycle", "constant"):
@@ -141,7 +148,8 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
              weight_fit_bias: float = 0.0, fit_informative: float = 1.0,
              collect: dict | None = None, fit_start: str = "truth",
              weight_fit_alpha: float = 0.0, fit_alpha_resolved: float = 0.0,
-             weight_pixel: float = 1.0, loss_norm: str = "l2", weight_far: float = 0.0) -> tuple[torch.Tensor, dict]:
+             weight_pixel: float = 1.0, loss_norm: str = "l2", weight_far: float = 0.0,
+             far_from: float = 0.4) -> tuple[torch.Tensor, dict]:
     """The training cost of one batch (see the module's docstring) and its parts (floats). ``theta`` (B, 4):
     the targets' fits (:func:`fit_targets`, NaN where the fit cost does not apply), needed for ``weight_fit``;
     ``fit_bias`` (B,): the running mean error of log Γ̂ of each 2TCF's source and Γ octave (``weight_fit_bias``).
@@ -172,7 +180,7 @@ def lag_loss(model: LagNet, band: torch.Tensor, target: torch.Tensor, mask: torc
         loss = loss + weight_pooled * l_pool
         parts["pooled"] = float(l_pool.detach())
     if weight_far > 0:
-        l_far = _far_cost(xo, x, y, m)
+        l_far = _far_cost(xo, x, y, m, far_from)
         loss = loss + weight_far * l_far
         parts["far"] = float(l_far.detach())
     if weight_cut > 0:
@@ -289,8 +297,7 @@ def fit_targets_1tcf(g: np.ndarray) -> np.ndarray:
 def _tcf_errors(xo, x, y, m, weight_tail, err=lambda v: v ** 2):
     """Per 2TCF: the weighted error (``err`` of the difference; squared by default) of the output's and of the
     input's 1TCF (B,), (B,)."""
-    cnt = m.sum(-1).clamp_min(1)
-    g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
+    g_o, g_x, g_y = (band_mean(v, m) for v in (xo, x, y))
     # Lags weighted by how much of the decay is left there (plus a floor for the tail): a fast decay's few
     # informative lags are not drowned by its flat tail, which is what plain fits of Γ need.
     k = g_y.shape[-1]
@@ -299,13 +306,12 @@ def _tcf_errors(xo, x, y, m, weight_tail, err=lambda v: v ** 2):
     return (w * err(g_o - g_y)).sum(-1), (w * err(g_x - g_y)).sum(-1)
 
 
-def _far_cost(xo, x, y, m, eps=1e-6):
-    """Over a batch: Σ e_out² / Σ e_in², e the error of the 1TCF averaged over lags ≥ 0.4 K (the far lags' level,
-    which plain fits of a short crop read as C∞)."""
+def _far_cost(xo, x, y, m, far_from=0.4, eps=1e-6):
+    """Over a batch: Σ e_out² / Σ e_in², e the error of the 1TCF averaged over lags ≥ ``far_from`` · K (the far
+    lags' level, which plain fits of a short crop read as C∞)."""
     k = y.shape[1]
-    cnt = m.sum(-1).clamp_min(1)
-    g_o, g_x, g_y = ((v * m).sum(-1) / cnt for v in (xo, x, y))
-    far = slice(int(math.ceil(0.4 * k)) - 1, k)
+    g_o, g_x, g_y = (band_mean(v, m) for v in (xo, x, y))
+    far = slice(int(math.ceil(far_from * k)) - 1, k)
     e_o, e_x = ((g - g_y)[:, far].mean(-1) for g in (g_o, g_x))
     return (e_o ** 2).sum() / ((e_x ** 2).sum() + eps * len(e_x))
 
@@ -352,7 +358,7 @@ def _evaluate(model, sets, cfg) -> dict:
                                       collect=got, fit_start=cfg.fit_start,
                                       weight_fit_alpha=cfg.weight_fit_alpha,
                                       fit_alpha_resolved=cfg.fit_alpha_resolved, loss_norm=cfg.loss_norm,
-                                      weight_far=cfg.weight_far)[1])
+                                      weight_far=cfg.weight_far, far_from=cfg.far_from)[1])
                 ds.append(got.get("d"))
             keys = sorted(set().union(*parts) - {"nll"})
             out[name] = {k: float(np.mean([p[k] for p in parts if k in p])) for k in keys}
@@ -384,10 +390,14 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = LagNet(mcfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ctx_ids = {id(p) for p in model.context.parameters()} if model.context is not None else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ctx_ids], "lr": cfg.lr}]
+    if ctx_ids:
+        groups.append({"params": list(model.context.parameters()), "lr": cfg.lr * cfg.lr_context})
+    opt = torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.lr_schedule == "onecycle" and cfg.steps >= 3:
         # A warm-up of 5 %, at least two steps (OneCycleLR divides by the warm-up's length less one: 20 steps failed).
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps,
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=cfg.steps,
                                                     pct_start=max(0.05, 2 / cfg.steps))
     else:
         sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
@@ -448,7 +458,7 @@ def train_lagnet(data: dict, out_dir, config: LagTrainConfig | None = None,
                                cfg.weight_cut, cfg.weight_pooled, cfg.weight_fit, None if th is None else th[idx],
                                bias, cfg.weight_fit_bias, cfg.fit_informative, got, cfg.fit_start,
                                cfg.weight_fit_alpha, cfg.fit_alpha_resolved, cfg.weight_pixel, cfg.loss_norm,
-                               cfg.weight_far)
+                               cfg.weight_far, cfg.far_from)
         if "d" in got:  # running means of the signed error per source and octave (errors clipped at a factor e)
             row = state["fit_bias"][SOURCES.index(src)]
             for o, d in zip(octs.tolist(), got["d"].clamp(-1, 1).tolist(), strict=True):

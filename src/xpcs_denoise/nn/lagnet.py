@@ -43,7 +43,7 @@ from .config import pretrained_directory
 from .denoiser import _pretrained as _paper_ensemble
 
 __all__ = ["LagNetConfig", "LagNet", "LagDenoiser", "ProfileNet", "save_lagnet", "load_lagnet", "band_features",
-           "expand_lagnet", "profile_correction", "one_time_noise"]
+           "expand_lagnet", "profile_correction", "one_time_noise", "context_features"]
 
 WEIGHTS = "lagnet.safetensors"
 CARD = "lagnet_card.json"
@@ -89,6 +89,12 @@ class LagNetConfig:
     #: 2TCF not normalised to a baseline near 1). A normalised 2TCF's baseline is 1 or a little above it
     #: (C∞ − 1 ≥ 0), which a crop's few far ages cannot show; the other inputs are invariant to the baseline.
     level_feature: bool = False
+    #: The context branch (0: none): a 1-D network along lag, fed the whole band's 1TCF and noise per lag (the
+    #: profile stage's view), whose output is added inside every residual layer, the same at every age. A crop's
+    #: far lags, which few ages average, can so be related to its whole decay (as the 2021 ensemble's bottleneck
+    #: does), which the 2-D layers' reach along lag does not allow. Its last layer starts at zero (no effect).
+    context_channels: int = 0
+    context_dilations: tuple = (1, 2, 4, 8, 16, 1)
 
     def __post_init__(self):
         try:
@@ -96,6 +102,7 @@ class LagNetConfig:
             object.__setattr__(self, "smooth_widths", tuple(float(w) for w in self.smooth_widths))
             object.__setattr__(self, "noise_window", tuple(int(w) for w in self.noise_window))
             object.__setattr__(self, "profile_dilations", tuple(int(d) for d in self.profile_dilations))
+            object.__setattr__(self, "context_dilations", tuple(int(d) for d in self.context_dilations))
         except (TypeError, ValueError):
             raise XPCSInputError(f"invalid lagnet configuration: dilations {self.dilations!r}, smooth_widths "
                                  f"{self.smooth_widths!r} and noise_window {self.noise_window!r} must be lists of "
@@ -106,6 +113,8 @@ class LagNetConfig:
                 or not isinstance(self.mix, bool) or not isinstance(self.level_feature, bool)
                 or self.profile_channels < 0
                 or any(d < 1 for d in self.profile_dilations)
+                or self.context_channels < 0 or not self.context_dilations
+                or any(d < 1 for d in self.context_dilations)
                 or not (math.isfinite(self.profile_bound) and self.profile_bound > 0)
                 or not (0 <= self.prior_weight <= 1) or not (0 < self.prior_from < 1)
                 or not (math.isfinite(self.prior_bound) and self.prior_bound > 0)):
@@ -219,21 +228,48 @@ class LagNet(nn.Module):
         nn.init.zeros_(self.head.bias)
         pc = self.config.profile_channels
         self.profile = ProfileNet(pc, self.config.profile_dilations) if pc else None
+        cc = self.config.context_channels
+        self.context = (ProfileNet(cc, self.config.context_dilations,
+                                   n_in=CONTEXT_FEATURES + int(self.config.level_feature),
+                                   n_out=c * len(self.config.dilations)) if cc else None)
         if self.config.mix:
             with torch.no_grad():
                 self.head.bias[2] = self.KEEP_LOGIT
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """Head maps (B, outputs, K, W) of the features; ``ctx`` (B, C × layers, K): the context branch's output
+        (:meth:`context_of`), added inside each residual layer at every age."""
         h = F.relu(self.stem(feats))
-        for conv in self.body:
-            h = h + F.relu(conv(h))
+        c = self.config.channels
+        for i, conv in enumerate(self.body):
+            z = conv(h)
+            if ctx is not None:
+                z = z + ctx[:, i * c:(i + 1) * c, :, None]
+            h = h + F.relu(z)
         return self.head(h)
 
-    def correct(self, feats, x, S):
+    def context_of(self, feats: torch.Tensor, x: torch.Tensor, S: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor | None:
+        """The context branch's output (B, C × layers, K) from the whole band's features ``feats``, normalised
+        band ``x`` and its σ̂/s ``S`` (B, K, W) with ``mask`` (K, W); None without the branch. At inference it is
+        computed once over the whole band and shared by every tile along age. With ``level_feature`` the branch is
+        also told where 1 lies."""
+        if self.context is None:
+            return None
+        cf = context_features(x, S, mask)
+        if self.config.level_feature:
+            cf = torch.cat([cf, feats[:, -1:, :, 0].to(cf.dtype)], 1)
+        return self.context(cf.float())
+
+    def correct(self, feats, x, S, ctx=None):
         """Denoised normalised band and its spread: x + S·bound·tanh(r/bound) (+ Σ w_k (smooth_k − x) with
         ``mix``), S·exp(h), in the dtype of x (float64 at inference, so that a cell with S = 0 keeps its value to
-        the last bit, and a stationary one up to rounding: its smooths along age equal it)."""
-        out = self.forward(feats.float().contiguous(memory_format=torch.channels_last)).to(x.dtype)
+        the last bit, and a stationary one up to rounding: its smooths along age equal it). ``ctx``: the context
+        branch's output over the whole band; computed here from ``x`` when the branch exists and none is given."""
+        if ctx is None and self.context is not None:
+            mask = feats[0, len(self.config.smooth_widths) + 2] > 0.5  # the inside-the-matrix input
+            ctx = self.context_of(feats, x, S, mask)
+        out = self.forward(feats.float().contiguous(memory_format=torch.channels_last), ctx).to(x.dtype)
         bound = self.config.bound
         y = x + S * (bound * torch.tanh(out[:, 0] / bound))
         if self.config.mix:
@@ -245,25 +281,47 @@ class LagNet(nn.Module):
 
 
 class ProfileNet(nn.Module):
-    """The profile stage's network: 1-D convolutions along lag (any number of lags), each layer also fed the mean
-    of its input over all lags (the whole decay in view), and a 1×1 head, zero at the start (no correction)."""
+    """The profile stage's network (and the context branch's): 1-D convolutions along lag (any number of lags),
+    each layer also fed the mean of its input over all lags (the whole decay in view), and a 1×1 head of ``n_out``
+    maps, zero at the start (no correction)."""
 
     N_FEATURES = 6
 
-    def __init__(self, channels: int, dilations: tuple):
+    def __init__(self, channels: int, dilations: tuple, n_in: int = N_FEATURES, n_out: int = 1):
         super().__init__()
-        self.stem = nn.Conv1d(self.N_FEATURES, channels, 3, padding=1)
+        self.stem = nn.Conv1d(n_in, channels, 3, padding=1)
         self.body = nn.ModuleList(nn.Conv1d(channels, channels, 3, padding=d, dilation=d) for d in dilations)
         self.glob = nn.ModuleList(nn.Linear(channels, channels) for _ in dilations)
-        self.head = nn.Conv1d(channels, 1, 1)
+        self.head = nn.Conv1d(channels, n_out, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, n_out, K), or (B, K) for one output."""
         h = F.relu(self.stem(feats))
         for conv, lin in zip(self.body, self.glob, strict=True):
             h = h + F.relu(conv(h) + lin(h.mean(-1))[..., None])
-        return self.head(h)[:, 0]
+        out = self.head(h)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+
+#: Inputs of the context branch per lag: the band's 1TCF, log of its mean σ̂/s, log of its noise level, the lag,
+#: the number of ages that average it, and the band's length in lags.
+CONTEXT_FEATURES = 6
+
+
+def context_features(x: torch.Tensor, S: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inputs (B, 6, K) of the context branch from the normalised band ``x``, its σ̂/s ``S`` (B, K, W) and the
+    ``mask`` (K, W) of cells inside the matrix. A noise-free stationary band has S = 0, so whatever the branch
+    makes of it, the correction it feeds (bounded by S) is 0."""
+    count = mask.to(x.dtype).sum(-1)  # ages per lag
+    g, sbar = band_mean(x, mask), band_mean(S, mask)
+    k = x.shape[1]
+    lag = torch.arange(1, k + 1, dtype=x.dtype).clamp(max=64)
+    feats = [g.clamp(-20, 20), torch.log(sbar + 1e-3) / 3.0, torch.log(sbar / count.sqrt() + 1e-4) / 3.0,
+             (torch.log(lag) / math.log(64))[None].expand_as(g), (torch.log(count) / math.log(256))[None].expand_as(g),
+             torch.full_like(g, math.log(k) / math.log(256))]
+    return torch.stack(feats, 1)
 
 
 def one_time_noise(sbar, n_frames: int, lag):
@@ -295,13 +353,16 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
     near "keep", :attr:`LagNet.KEEP_LOGIT`) and the level input (``level_feature``, zero weights), nothing else.
     Training then starts from the smaller model's function instead of from scratch."""
     old = model.config
-    grown = ("smooth_widths", "dilations", "mix", "level_feature")
+    grown = ("smooth_widths", "dilations", "mix", "level_feature", "context_channels", "context_dilations")
     same = {k: v for k, v in asdict(old).items() if k not in grown}
     new = {k: v for k, v in asdict(config).items() if k not in grown}
     if (same != new or not set(old.smooth_widths) <= set(config.smooth_widths) or (old.mix and not config.mix)
-            or (old.level_feature and not config.level_feature)):
-        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers, the mixing head and "
-                             "the level input may be added")
+            or (old.level_feature and not config.level_feature)
+            or (old.context_channels and (old.context_channels, old.context_dilations)
+                != (config.context_channels, config.context_dilations))
+            or (old.context_channels and old.dilations != config.dilations)):
+        raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers, the mixing head, "
+                             "the level input and the context branch may be added")
     layers, i = [], 0
     for d in config.dilations:  # old layers matched in order; the others are new
         if i < len(old.dilations) and d == old.dilations[i]:
@@ -330,6 +391,8 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
         big.head.bias[:2] = model.head.bias[:2]
         if model.profile is not None:
             big.profile.load_state_dict(model.profile.state_dict())
+        if model.context is not None:
+            big.context.load_state_dict(model.context.state_dict())
         if old.mix:  # "keep" and the old smooths' logits carried over; a new smooth's starts at −30 (weight ~0)
             rows = [2] + [3 + config.smooth_widths.index(w) for w in old.smooth_widths]
             big.head.weight[3:] = 0.0
@@ -388,6 +451,7 @@ class LagDenoiser:
         mask = torch.as_tensor(band_mask(n_frames, k))
         bt = torch.as_tensor(np.ascontiguousarray(band, dtype=np.float64))[None]
         feats, x, S, lo, s = band_features(bt, mask, self.config)
+        ctx = self.model.context_of(feats, x, S, mask)  # over the whole band, shared by every tile
         halo = self.config.halo
         # CPU dilated convolutions unfold their input 9×: a tile's length along age keeps that within TILE_BYTES
         auto = self.TILE_BYTES // (k * self.config.channels * 9 * 4)
@@ -397,7 +461,7 @@ class LagDenoiser:
         for a in range(0, n_frames, tile):
             e = min(n_frames, a + tile)
             a0, e0 = max(0, a - halo), min(n_frames, e + halo)
-            yt, st = self.model.correct(feats[..., a0:e0], x[..., a0:e0], S[..., a0:e0])
+            yt, st = self.model.correct(feats[..., a0:e0], x[..., a0:e0], S[..., a0:e0], ctx)
             y[..., a:e] = yt[..., a - a0:a - a0 + (e - a)]
             spread[..., a:e] = st[..., a - a0:a - a0 + (e - a)]
         if aux is not None:
