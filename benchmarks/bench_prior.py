@@ -58,10 +58,16 @@ def capture(model, x):
     return one_time_from_two_time(den)[:, :MAX_LAG], net, prior, unit
 
 
-def shifted(net, prior, unit, weight, first, bound, n_frames=50):
-    """The 1TCF under a setting (as ``LagDenoiser.prior_step``)."""
+def shifted(net, prior, unit, weight, first, bound, gate=None, n_frames=50):
+    """The 1TCF under a setting (as ``LagDenoiser.prior_step``). ``gate`` r₀ (docs/model.md, "A view of the whole
+    band, and a gated prior"): each lag's weight times clip(1 − r_k / r₀, 0, 1), r_k the share of the ensemble's
+    contrast left at lag k (its 1TCF less its mean over the last five lags, over the same at lag 1)."""
     lag = np.arange(1, net.shape[1] + 1)
     use = (lag >= first * n_frames) & np.isfinite(prior)
+    if gate is not None:
+        tail = np.nanmean(prior[:, -5:], 1, keepdims=True)
+        r = (prior - tail) / np.clip(np.abs(prior[:, :1] - tail), 1e-9, None)
+        weight = weight * np.clip(1 - np.nan_to_num(r) / gate, 0, 1)
     step = weight * (np.where(use, prior, net) - net)
     return net + np.clip(step, -bound * unit, bound * unit)
 
@@ -86,7 +92,8 @@ def main():
     ap.add_argument("--data", default="../shared/data/cned_train.h5")
     ap.add_argument("--seeds", default="2027,31337,5150,8")
     ap.add_argument("--n", type=int, default=1500, help="simulated crops per seed")
-    ap.add_argument("--settings", nargs="*", default=list(SETTINGS), help="weight,first lag (share of N),bound (σ)")
+    ap.add_argument("--settings", nargs="*", default=list(SETTINGS),
+                    help="weight,first lag (share of N),bound (σ)[,gate r₀]")
     a = ap.parse_args()
     model = LagDenoiser.from_directory(pretrained_directory() / "lagnet")
     c = model.config
@@ -111,22 +118,24 @@ def main():
     raw_bias = " / ".join(f"{100 * np.nanmedian(raw_e[(t >= lo) & (t < hi)]):+.0f}" for lo, hi in edges)
     print(f"\n{t.size} simulated crops (seeds {a.seeds}), {truth_r.size} real held-out crops; shipped setting "
           f"{shipped}\nraw's simulated bias per bin: {raw_bias} %")
-    print("| weight, first lag, bound | simulated ratio | simulated bias | real | real bias |")
+    print("| weight, first lag, bound (, gate) | simulated ratio | simulated bias | real | real bias |")
     print("| --- | --- | --- | --- | --- |")
     for s in a.settings:
-        w, first, bound = (float(v) for v in s.split(","))
-        e = plain_gamma(shifted(sim["net"], sim["prior"], sim["unit"], w, first, bound)) / t - 1
+        w, first, bound, *gate = (float(v) for v in s.split(","))
+        gate = gate[0] if gate else None
+        e = plain_gamma(shifted(sim["net"], sim["prior"], sim["unit"], w, first, bound, gate)) / t - 1
         ratio, bias = [], []
         for lo, hi in edges:
             m = (t >= lo) & (t < hi)
             ratio.append(np.nanmedian(np.abs(e[m])) / np.nanmedian(np.abs(raw_e[m])))
             bias.append(100 * np.nanmedian(e[m]))
-        er = plain_gamma(shifted(rnet, rprior, runit, w, first, bound)) / truth_r - 1
+        er = plain_gamma(shifted(rnet, rprior, runit, w, first, bound, gate)) / truth_r - 1
         band = (truth_r > 0.01) & (truth_r < 0.15)
         eb = np.where(np.isfinite(er), np.abs(er), np.inf)[band]
         rbias = [100 * np.nanmedian(er[(truth_r > lo) & (truth_r < hi)]) for lo, hi in REAL_BINS]
         real = f"{np.median(eb):.3f} / {np.mean(eb[np.isfinite(eb)]):.3f} / {100 * np.mean(eb > 1):.1f} %"
-        print(f"| {w:g}, {first:g} N, {bound:g} σ | " + " / ".join(f"{v:.2f}" for v in ratio) + " | "
+        label = f"{w:g}, {first:g} N, {bound:g} σ" + ("" if gate is None else f", gate {gate:g}")
+        print(f"| {label} | " + " / ".join(f"{v:.2f}" for v in ratio) + " | "
               + " / ".join(f"{v:+.0f}" for v in bias) + f" % | {real} | " + " / ".join(f"{v:+.0f}" for v in rbias)
               + " % |", flush=True)
 
