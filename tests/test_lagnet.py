@@ -409,6 +409,8 @@ def test_the_context_branch_sees_the_whole_band_and_keeps_the_model_faithful():
     assert np.allclose(LagDenoiser(small).denoise(x), LagDenoiser(grown).denoise(x), rtol=0, atol=1e-9)
     with pytest.raises(XPCSInputError, match="cannot expand"):
         expand_lagnet(grown, LagNetConfig(**{**small.config.__dict__, "context_channels": 4}))
+    with pytest.raises(XPCSInputError, match="cannot expand"):  # the branch's inputs would change
+        expand_lagnet(grown, LagNetConfig(**{**small.config.__dict__, "context_channels": 8, "level_feature": True}))
     cfg = LagNetConfig(channels=4, dilations=((1, 1), (1, 2)), smooth_widths=(2.0, 8.0), context_channels=4,
                        context_dilations=(1, 2), max_lag=20)
     torch.manual_seed(0)

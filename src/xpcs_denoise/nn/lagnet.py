@@ -318,7 +318,8 @@ def context_features(x: torch.Tensor, S: torch.Tensor, mask: torch.Tensor) -> to
     g, sbar = band_mean(x, mask), band_mean(S, mask)
     k = x.shape[1]
     lag = torch.arange(1, k + 1, dtype=x.dtype).clamp(max=64)
-    feats = [g.clamp(-20, 20), torch.log(sbar + 1e-3) / 3.0, torch.log(sbar / count.sqrt() + 1e-4) / 3.0,
+    sig = one_time_noise(sbar, x.shape[-1], torch.arange(1, k + 1, dtype=x.dtype))  # the band is the whole series
+    feats = [g.clamp(-20, 20), torch.log(sbar + 1e-3) / 3.0, torch.log(sig + 1e-4) / 3.0,
              (torch.log(lag) / math.log(64))[None].expand_as(g), (torch.log(count) / math.log(256))[None].expand_as(g),
              torch.full_like(g, math.log(k) / math.log(256))]
     return torch.stack(feats, 1)
@@ -350,8 +351,9 @@ def profile_correction(net: ProfileNet, bound: float, g_out, g_raw, sbar, lo, s,
 def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
     """A larger model that computes what ``model`` does: ``config`` may add smooth widths (new input channels,
     zero weights), residual layers (zero weights, so each is the identity), the mixing head (``mix``; it starts
-    near "keep", :attr:`LagNet.KEEP_LOGIT`) and the level input (``level_feature``, zero weights), nothing else.
-    Training then starts from the smaller model's function instead of from scratch."""
+    near "keep", :attr:`LagNet.KEEP_LOGIT`), the level input (``level_feature``, zero weights) and the context
+    branch (``context_channels``, its last layer zero; a model that has one keeps its layers and inputs), nothing
+    else. Training then starts from the smaller model's function instead of from scratch."""
     old = model.config
     grown = ("smooth_widths", "dilations", "mix", "level_feature", "context_channels", "context_dilations")
     same = {k: v for k, v in asdict(old).items() if k not in grown}
@@ -360,7 +362,8 @@ def expand_lagnet(model: LagNet, config: LagNetConfig) -> LagNet:
             or (old.level_feature and not config.level_feature)
             or (old.context_channels and (old.context_channels, old.context_dilations)
                 != (config.context_channels, config.context_dilations))
-            or (old.context_channels and old.dilations != config.dilations)):
+            or (old.context_channels and (old.dilations, old.level_feature)
+                != (config.dilations, config.level_feature))):
         raise XPCSInputError(f"cannot expand {old} into {config}: only smooth widths, layers, the mixing head, "
                              "the level input and the context branch may be added")
     layers, i = [], 0
