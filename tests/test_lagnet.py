@@ -437,8 +437,9 @@ def test_the_context_branch_sees_the_whole_band_and_keeps_the_model_faithful():
         assert np.allclose(LagDenoiser(m, tile=64).denoise(x), a, rtol=0, atol=1e-6)  # float32 sums differ
     # Without the branch, only the band's scale (lo, s: medians over the whole band) feels the far ages.
     assert moved[0] > 3 * moved[1], moved
-    with pytest.raises(XPCSInputError):
-        LagNetConfig(context_channels=-1)
+    for bad in (-1, 1.5, True, "8"):
+        with pytest.raises(XPCSInputError, match="invalid lagnet configuration"):
+            LagNetConfig(context_channels=bad)
 
 
 def test_mixing_head_is_an_adaptive_age_smoother():

@@ -113,6 +113,7 @@ class LagNetConfig:
                 or not isinstance(self.mix, bool) or not isinstance(self.level_feature, bool)
                 or self.profile_channels < 0
                 or any(d < 1 for d in self.profile_dilations)
+                or not isinstance(self.context_channels, int) or isinstance(self.context_channels, bool)
                 or self.context_channels < 0 or not self.context_dilations
                 or any(d < 1 for d in self.context_dilations)
                 or not (math.isfinite(self.profile_bound) and self.profile_bound > 0)
